@@ -1,0 +1,39 @@
+# Push365: the two commands a new developer needs are `make dev` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+
+.PHONY: dev test lint unit venv clean
+
+## dev: set up .venv, then run every function, the Firestore emulator and the local FCM server
+dev: $(STAMP)
+	$(PY) -m devstack
+
+## test: lint, type-check and run the whole suite (starts and stops its own emulator)
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+## lint: ruff and mypy
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## unit: only the fast tests that need no emulator
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt shared/pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	# Editable, so that edits under shared/ take effect without a reinstall.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e ./shared
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""``make dev``: the Firestore emulator, the local FCM server and every function, in the foreground.
+
+Ports come from ``PUSH365_HTTP_PORT`` (8000), ``PUSH365_FIRESTORE_PORT`` (8080) and
+``PUSH365_FCM_PORT`` (8090). Ctrl-C (or SIGTERM) stops everything this started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from devstack.emulator import EmulatorMissing, FirestoreEmulator
+from devstack.fcm_server import LocalFcmServer
+
+HOST = "127.0.0.1"
+PROJECT = "demo-push365"
+
+
+def _port(variable: str, default: int) -> int:
+    return int(os.environ.get(variable, default))
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    http_port = _port("PUSH365_HTTP_PORT", 8000)
+    emulator = FirestoreEmulator(
+        _port("PUSH365_FIRESTORE_PORT", 8080), HOST, log_path=Path(".local/firestore-emulator.log")
+    )
+    Path(".local").mkdir(exist_ok=True)
+    stop = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    fcm: LocalFcmServer | None = None
+    try:
+        emulator.start()
+        fcm = LocalFcmServer(_port("PUSH365_FCM_PORT", 8090), HOST)
+        fcm.start()
+        # The functions read these when they are loaded, exactly as deployed ones read theirs.
+        os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.address
+        os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
+        os.environ["PUSH365_FCM_ENDPOINT"] = fcm.url
+
+        from devstack.gateway import build_gateway, function_names, serve
+
+        server = serve(build_gateway(), HOST, http_port)
+        threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
+        base = f"http://{HOST}:{http_port}"
+        print(f"Push365 is running (project {PROJECT}). Ctrl-C stops everything.")
+        for name in function_names():
+            print(f"  {name:<12} {base}/{name}")
+        print(f"  Firestore emulator  {emulator.address}  (FIRESTORE_EMULATOR_HOST)")
+        print(f"  local FCM v1 server {fcm.url}  (GET {fcm.url}/_messages)", flush=True)
+        stop.wait()
+        print("Stopping...", flush=True)
+        server.shutdown()
+        server.server_close()
+    except EmulatorMissing as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError) as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if fcm is not None:
+            fcm.stop()
+        emulator.stop()
+    print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

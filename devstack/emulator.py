@@ -1,0 +1,112 @@
+"""The real Firestore emulator that ships with the Google Cloud CLI, started and stopped here."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+DEFAULT_JAR = Path(
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
+)
+MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+
+
+class EmulatorMissing(RuntimeError):
+    """The emulator (or Java) is not on this machine."""
+
+
+def find_jar() -> Path:
+    """The emulator jar: ``FIRESTORE_EMULATOR_JAR`` if set, else where the Cloud CLI puts it.
+
+    Raises:
+        EmulatorMissing: no jar, or no ``java`` to run it.
+    """
+    jar = Path(os.environ.get("FIRESTORE_EMULATOR_JAR", DEFAULT_JAR))
+    if not jar.is_file():
+        raise EmulatorMissing(
+            f"Firestore emulator jar not found at {jar} (Debian package "
+            "google-cloud-cli-firestore-emulator; or set FIRESTORE_EMULATOR_JAR)."
+        )
+    if shutil.which("java") is None:
+        raise EmulatorMissing("java is not on PATH; the Firestore emulator needs Java 17+.")
+    return jar
+
+
+class FirestoreEmulator:
+    """One emulator process on ``host:port``; use as a context manager."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        """What ``FIRESTORE_EMULATOR_HOST`` is set to."""
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the emulator and wait until it answers.
+
+        Raises:
+            EmulatorMissing: see :func:`find_jar`.
+            RuntimeError: the port is taken, or the emulator did not come up in time.
+        """
+        jar = find_jar()
+        if _answers(self.address):
+            raise RuntimeError(f"Something already answers on {self.address}; choose another port.")
+        command = ["java", "-cp", str(jar), MAIN_CLASS, "start", f"--host={self.host}", f"--port={self.port}"]
+        log_path = self.log_path or Path(os.devnull)
+        with open(log_path, "wb") as log:
+            # Its own session, so that stopping it reaches every process it started.
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not _answers(self.address):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"The Firestore emulator did not start on {self.address}.")
+            time.sleep(0.1)
+
+    def reset(self, project: str) -> None:
+        """Delete every document of a project."""
+        request = urllib.request.Request(
+            f"http://{self.address}/emulator/v1/projects/{project}/databases/(default)/documents",
+            method="DELETE",
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def stop(self) -> None:
+        """Stop the emulator and everything it started; idempotent."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> FirestoreEmulator:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def _answers(address: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{address}/", timeout=0.5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

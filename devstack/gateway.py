@@ -1,0 +1,75 @@
+"""Every function in ``functions/`` behind one base URL, as Cloud Functions lays them out.
+
+``/register/users`` reaches function ``register`` with path ``/users``, as in production, and
+each function is loaded exactly as the platform loads it: ``functions_framework.create_app``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import functions_framework
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+
+_log = logging.getLogger("devstack")
+
+
+def function_names(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
+    """The deployable functions: one module each, the entry point named as the module."""
+    return sorted(p.stem for p in functions_dir.glob("*.py") if not p.stem.startswith("_"))
+
+
+def build_gateway(functions_dir: Path = FUNCTIONS_DIR) -> WSGIApplication:
+    """One WSGI app that mounts each function's app at ``/<name>``."""
+    names = function_names(functions_dir)
+    apps: dict[str, WSGIApplication] = {
+        name: functions_framework.create_app(target=name, source=str(functions_dir / f"{name}.py"))
+        for name in names
+    }
+    not_found = _not_found(names)
+
+    def gateway(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        name, _, rest = environ.get("PATH_INFO", "").lstrip("/").partition("/")
+        app = apps.get(name)
+        if app is None:
+            return not_found(environ, start_response)
+        # As on Cloud Functions: the function's own URL is its root, "/register" arrives as "/".
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + f"/{name}"
+        environ["PATH_INFO"] = f"/{rest}"
+        return app(environ, start_response)
+
+    return gateway
+
+
+def _not_found(names: list[str]) -> WSGIApplication:
+    body = json.dumps(
+        {"error": {"code": "not_found", "message": "No such function.", "functions": names}}
+    ).encode()
+
+    def app(_environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("404 Not Found", [("Content-Type", "application/json")])
+        return [body]
+
+    return app
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """Logs method, path and status only: the query string can carry an API key (``?code=``)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        _log.info("%s %s %s", self.command, path, code)
+
+
+def serve(app: WSGIApplication, host: str, port: int) -> BaseWSGIServer:
+    """A threaded server for the gateway (call ``serve_forever`` / ``shutdown`` on it)."""
+    return make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)

@@ -1,0 +1,60 @@
+"""Cloud Function ``register``: an organization, its system users, and its API key.
+
+Routes (relative to the function URL):
+    POST /            create an organization (no key; answers the key once) or update it (key)
+    POST /users       upsert users; or a Dataverse systemuser Create/Update/Delete body
+    POST /rotate-key  issue a new key; the old one stops working at once
+"""
+
+import flask
+import functions_framework
+
+from push365 import bootstrap
+from push365.dataverse import NotHandled
+from push365.model import validate
+from push365.organizations.model import Registration
+from push365.users.dataverse import user_change_from_context
+from push365.users.model import SystemUser, UserBatch, UserRemoval
+from push365.web import Api, ApiRequest, Reply, ignored
+
+
+def _register(request: ApiRequest) -> Reply:
+    registration = validate(Registration, request.json_object())
+    outcome = bootstrap.organizations().register(registration, request.api_key)
+    if outcome.created:
+        return 201, {"organization_id": outcome.organization_id, "api_key": outcome.api_key}
+    return 200, {"organization_id": outcome.organization_id}
+
+
+def _users(request: ApiRequest) -> Reply:
+    organization = bootstrap.organizations().authenticate(request.api_key)
+    change = request.command(UserBatch, organization, user_change_from_context)
+    if isinstance(change, NotHandled):
+        return ignored(change)
+    if isinstance(change, UserRemoval):
+        removed = bootstrap.users().remove(organization.id, change.id)
+        return 200, {"removed": int(removed.removed), "subscriptions_removed": removed.subscriptions_removed}
+    batch = change.users if isinstance(change, UserBatch) else [change]
+    return 200, {"upserted": bootstrap.users().upsert(organization.id, batch)}
+
+
+def _rotate_key(request: ApiRequest) -> Reply:
+    organizations = bootstrap.organizations()
+    organization = organizations.authenticate(request.api_key)
+    return 200, {"organization_id": organization.id, "api_key": organizations.rotate_key(organization)}
+
+
+api = Api(
+    "register",
+    {
+        "/": {"POST": _register},
+        "/users": {"POST": _users},
+        "/rotate-key": {"POST": _rotate_key},
+    },
+)
+
+
+@functions_framework.http
+def register(request: flask.Request) -> flask.Response:
+    """Entry point of the ``register`` Cloud Function."""
+    return api.handle(request)

@@ -1,0 +1,33 @@
+"""Cloud Function ``subscribe``: a browser opts in to push notifications.
+
+Routes (relative to the function URL):
+    POST /  ``{"user_id", "instance_id", "browser_footprint"?}`` or a Dataverse Create of
+            ``p365_subscription``; 201 for a new subscription, 200 for a known token.
+"""
+
+import flask
+import functions_framework
+
+from push365 import bootstrap
+from push365.dataverse import NotHandled
+from push365.subscriptions.dataverse import subscribe_from_context
+from push365.subscriptions.model import Subscribe
+from push365.web import Api, ApiRequest, Reply, ignored
+
+
+def _subscribe(request: ApiRequest) -> Reply:
+    organization = bootstrap.organizations().authenticate(request.api_key)
+    command = request.command(Subscribe, organization, subscribe_from_context)
+    if isinstance(command, NotHandled):
+        return ignored(command)
+    outcome = bootstrap.subscriptions().subscribe(organization.id, command)
+    return (201 if outcome.created else 200), {"subscription_id": outcome.subscription_id}
+
+
+api = Api("subscribe", {"/": {"POST": _subscribe}})
+
+
+@functions_framework.http
+def subscribe(request: flask.Request) -> flask.Response:
+    """Entry point of the ``subscribe`` Cloud Function."""
+    return api.handle(request)

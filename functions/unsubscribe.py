@@ -1,0 +1,34 @@
+"""Cloud Function ``unsubscribe``: a browser, or every browser of a user, opts out.
+
+Routes (relative to the function URL):
+    POST /  ``{"instance_id"}`` or ``{"user_id"}``, or a Dataverse Delete of ``p365_subscription``
+            (token from the pre-image); answers how many stopped and when their traces are purged.
+"""
+
+import flask
+import functions_framework
+
+from push365 import bootstrap
+from push365.dataverse import NotHandled
+from push365.model import iso_utc
+from push365.subscriptions.dataverse import unsubscribe_from_context
+from push365.subscriptions.model import Unsubscribe
+from push365.web import Api, ApiRequest, Reply, ignored
+
+
+def _unsubscribe(request: ApiRequest) -> Reply:
+    organization = bootstrap.organizations().authenticate(request.api_key)
+    command = request.command(Unsubscribe, organization, unsubscribe_from_context)
+    if isinstance(command, NotHandled):
+        return ignored(command)
+    outcome = bootstrap.subscriptions().unsubscribe(organization.id, command)
+    return 200, {"unsubscribed": outcome.count, "purge_by": iso_utc(outcome.purge_by)}
+
+
+api = Api("unsubscribe", {"/": {"POST": _unsubscribe}})
+
+
+@functions_framework.http
+def unsubscribe(request: flask.Request) -> flask.Response:
+    """Entry point of the ``unsubscribe`` Cloud Function."""
+    return api.handle(request)

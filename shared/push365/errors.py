@@ -1,0 +1,76 @@
+"""Errors that a request can end in. Each carries its HTTP status and a stable code.
+
+Messages are fixed texts written here, never built from request values, so an error can
+never echo what a caller sent (notification content included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+
+class Push365Error(Exception):
+    """Base class: an expected failure with a status, a code and a safe message."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    default_message: ClassVar[str] = "The request is not valid."
+
+    def __init__(self, message: str | None = None, details: Sequence[dict[str, Any]] = ()) -> None:
+        self.message = message or self.default_message
+        self.details = list(details)
+        super().__init__(self.message)
+
+
+class InvalidJson(Push365Error):
+    status, code, default_message = 400, "invalid_json", "The body is not valid JSON."
+
+
+class Unauthorized(Push365Error):
+    status, code = 401, "unauthorized"
+    default_message = (
+        "A valid API key is required in header X-Push365-Key or query parameter code."
+    )
+
+
+class Forbidden(Push365Error):
+    status, code = 403, "forbidden"
+    default_message = "The body belongs to another organization than the API key."
+
+
+class NotFound(Push365Error):
+    status, code, default_message = 404, "not_found", "No such route."
+
+
+class MethodNotAllowed(Push365Error):
+    status, code, default_message = 405, "method_not_allowed", "Method not allowed on this route."
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        super().__init__(f"Allowed methods: {', '.join(sorted(allowed))}.")
+        self.allowed = sorted(allowed)
+
+
+class Conflict(Push365Error):
+    status, code = 409, "conflict"
+    default_message = "This organization is already registered; send its API key to update it."
+
+
+class PayloadTooLarge(Push365Error):
+    status, code, default_message = 413, "payload_too_large", "The body is larger than allowed."
+
+
+class UnsupportedMediaType(Push365Error):
+    status, code = 415, "unsupported_media_type"
+    default_message = "The body must be sent with Content-Type: application/json."
+
+
+class ValidationFailed(Push365Error):
+    status, code, default_message = 422, "validation_failed", "The body does not match the schema."
+
+
+class StoreUnavailable(Push365Error):
+    """The database did not answer; 503 makes Dataverse retry once."""
+
+    status, code = 503, "store_unavailable"
+    default_message = "The data store is unavailable; try again."

@@ -1,0 +1,94 @@
+"""Building blocks shared by every concern's pydantic models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Annotated, Any, TypeVar, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from push365.errors import ValidationFailed
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware in UTC (the clock services use by default)."""
+    return datetime.now(UTC)
+
+
+def iso_utc(moment: datetime) -> str:
+    """A moment as ISO-8601 in UTC with a ``Z``, to the second (how answers show times)."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def normalize_guid(value: str) -> str:
+    """A GUID in Dataverse's canonical form: lower case, hyphenated, no braces.
+
+    Raises:
+        ValueError: the value is not a GUID (the message names no value).
+    """
+    try:
+        return str(uuid.UUID(value.strip().strip("{}")))
+    except (ValueError, AttributeError):
+        raise ValueError("must be a GUID") from None
+
+
+Guid = Annotated[str, StringConstraints(max_length=40), AfterValidator(normalize_guid)]
+"""A Dataverse id (organization, system user)."""
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1024)]
+
+
+class InputModel(BaseModel):
+    """A request body. Keys not declared are dropped (never stored); errors never show input."""
+
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True, frozen=True)
+
+
+InputModelT = TypeVar("InputModelT", bound=InputModel)
+
+
+def validate(model: type[InputModelT], data: object) -> InputModelT:
+    """Validate a decoded body (or fields taken from a Dataverse body) against a model.
+
+    Raises:
+        ValidationFailed: with one detail per problem: where (field names only) and what.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise ValidationFailed(details=safe_error_details(error, model)) from None
+
+
+def safe_error_details(error: ValidationError, model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Validation problems that show no input: no values, and no keys the caller invented.
+
+    A location part that is not a field name of the model tree (a key of a free-form mapping,
+    an unknown key) is shown as ``*``: such keys can be notification content.
+    """
+    known = _field_names(model)
+    details = []
+    for item in error.errors(include_url=False, include_input=False, include_context=False):
+        location = [
+            str(part) if isinstance(part, int) or part in known else "*" for part in item["loc"]
+        ]
+        details.append({"field": ".".join(location) or "(body)", "problem": item["msg"]})
+    return details
+
+
+@lru_cache(maxsize=None)
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        for nested in _models_in(info.annotation):
+            names |= _field_names(nested)
+    return frozenset(names)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]

@@ -1,0 +1,1 @@
+"""Organizations: registration, API keys and authentication."""

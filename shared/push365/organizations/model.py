@@ -1,0 +1,92 @@
+"""What Push365 holds about an organization: exactly the privacy policy's "Organization Information"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from push365.model import Guid, InputModel, LongText, ShortText
+
+
+class OrganizationInfo(InputModel):
+    """About the Dynamics 365 instance."""
+
+    id: Guid
+    unique_name: ShortText = Field(min_length=1)
+    name: ShortText = Field(min_length=1)
+    language_code: int = Field(ge=1, le=0x7FFF, description="An LCID, e.g. 1033.")
+
+
+class Business(InputModel):
+    """About the customer's business."""
+
+    name: ShortText | None = None
+    phone: ShortText | None = None
+    email: ShortText | None = None
+    country: ShortText | None = None
+    address: LongText | None = None
+
+
+class Administrator(InputModel):
+    """A system administrator Push365 may send transactional messages to."""
+
+    full_name: ShortText | None = None
+    email: ShortText | None = None
+    mobile_phone: ShortText | None = None
+
+
+class Registration(InputModel):
+    """``POST /register``: create an organization, or update it with its key."""
+
+    organization: OrganizationInfo
+    business: Business = Business()
+    admins: list[Administrator] = Field(default_factory=list, max_length=50)
+
+    def profile_updates(self) -> dict[str, Any]:
+        """Firestore field paths to update: the organization always, business and admins as sent.
+
+        Business fields not sent keep their stored values; ``admins``, when sent, replaces the list.
+        """
+        info = self.organization
+        updates: dict[str, Any] = {
+            "unique_name": info.unique_name,
+            "name": info.name,
+            "language_code": info.language_code,
+        }
+        for name, value in self.business.model_dump(exclude_unset=True).items():
+            updates[f"business.{name}"] = value
+        if "admins" in self.model_fields_set:
+            updates["admins"] = [admin.model_dump() for admin in self.admins]
+        return updates
+
+
+class Organization(BaseModel):
+    """A registered organization as stored."""
+
+    id: str
+    unique_name: str
+    name: str
+    language_code: int
+    business: Business
+    admins: list[Administrator]
+    api_key_hash: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def register(cls, registration: Registration, api_key_hash: str, now: datetime) -> Organization:
+        """A new organization from its registration."""
+        info = registration.organization
+        return cls(
+            id=info.id,
+            unique_name=info.unique_name,
+            name=info.name,
+            language_code=info.language_code,
+            business=registration.business,
+            admins=registration.admins,
+            api_key_hash=api_key_hash,
+            created_at=now,
+            updated_at=now,
+        )

@@ -1,0 +1,18 @@
+"""How long each kind of record may live, and the field Firestore's TTL policy reads.
+
+The privacy policy: an unsubscribed token is gone from the live database within 30 days.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+TTL_FIELD = "expire_at"
+"""The one field a Firestore TTL policy deletes documents by (a backstop for purge)."""
+
+
+def unsubscribed_purge_by(unsubscribed_at: datetime, retention_days: int) -> datetime:
+    """When an unsubscribed subscription's tombstone must be gone from the live database."""
+    if not 0 <= retention_days <= 30:
+        raise ValueError("unsubscribe retention must be between 0 and 30 days")
+    return unsubscribed_at + timedelta(days=retention_days)

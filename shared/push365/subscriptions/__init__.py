@@ -1,0 +1,1 @@
+"""Browsers that opted in to push notifications (their FCM instance ids), and opting out."""

@@ -1,0 +1,75 @@
+"""Subscriptions: one browser's FCM instance id (token) for one user, plus its footprint."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import BaseModel, StringConstraints, model_validator
+
+from push365.model import Guid, InputModel
+
+InstanceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")
+]
+"""An FCM registration token: printable ASCII, no spaces."""
+
+Footprint = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)]
+"""The browser footprint: a short non-identifying hash the subscribe page computes."""
+
+
+class Status(StrEnum):
+    """A subscription is either delivered to, or waiting to be purged."""
+
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class UnsubscribeReason(StrEnum):
+    """Why a subscription stopped; recorded on the tombstone."""
+
+    REQUESTED = "requested"
+    USER_REMOVED = "user_removed"
+
+
+def subscription_id(instance_id: str) -> str:
+    """The document id of a token: its SHA-256, so one token is one subscription per organization."""
+    return hashlib.sha256(instance_id.encode()).hexdigest()
+
+
+class Subscribe(InputModel):
+    """``POST /subscribe``."""
+
+    user_id: Guid
+    instance_id: InstanceId
+    browser_footprint: Footprint | None = None
+
+
+class Unsubscribe(InputModel):
+    """``POST /unsubscribe``: one browser by its token, or every browser of a user."""
+
+    instance_id: InstanceId | None = None
+    user_id: Guid | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.instance_id is None) == (self.user_id is None):
+            raise ValueError("give exactly one of instance_id and user_id")
+        return self
+
+
+class Subscription(BaseModel):
+    """A subscription as stored. An unsubscribed one keeps no token or footprint."""
+
+    id: str
+    user_id: str
+    status: Status
+    instance_id: str | None = None
+    browser_footprint: str | None = None
+    created_at: datetime
+    last_seen_at: datetime
+    unsubscribed_at: datetime | None = None
+    unsubscribe_reason: UnsubscribeReason | None = None
+    purge_by: datetime | None = None

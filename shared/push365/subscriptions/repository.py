@@ -1,0 +1,197 @@
+"""Where subscriptions are kept: the port, and its Firestore adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Protocol
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from push365.retention import TTL_FIELD
+from push365.store import BATCH_LIMIT, ORGANIZATIONS, SUBSCRIPTIONS
+from push365.subscriptions.model import Status, Subscription, UnsubscribeReason, subscription_id
+
+
+class SubscriptionRepository(Protocol):
+    """The storage port the subscription use cases need."""
+
+    def activate(
+        self,
+        organization_id: str,
+        instance_id: str,
+        user_id: str,
+        footprint: str | None,
+        now: datetime,
+    ) -> bool:
+        """Make the token an active subscription of the user, atomically.
+
+        Returns:
+            True when the token had no active subscription before (a new one).
+        """
+        ...
+
+    def deactivate_token(
+        self,
+        organization_id: str,
+        instance_id: str,
+        reason: UnsubscribeReason,
+        now: datetime,
+        purge_by: datetime,
+    ) -> int:
+        """Turn the token's active subscription into a tombstone; how many were active (0 or 1)."""
+        ...
+
+    def deactivate_user(
+        self,
+        organization_id: str,
+        user_id: str,
+        reason: UnsubscribeReason,
+        now: datetime,
+        purge_by: datetime,
+    ) -> int:
+        """Turn every active subscription of a user into a tombstone; how many."""
+        ...
+
+    def delete_user(self, organization_id: str, user_id: str) -> int:
+        """Delete every subscription (active or not) of a user; how many."""
+        ...
+
+    def get(self, organization_id: str, instance_id: str) -> Subscription | None:
+        """The subscription of a token, active or not."""
+        ...
+
+
+def tombstone_fields(reason: UnsubscribeReason, now: datetime, purge_by: datetime) -> dict[str, Any]:
+    """What an unsubscribed subscription keeps besides its user id and dates (the token goes now)."""
+    return {
+        "status": Status.UNSUBSCRIBED.value,
+        "unsubscribed_at": now,
+        "unsubscribe_reason": reason.value,
+        "purge_by": purge_by,
+        TTL_FIELD: purge_by,
+    }
+
+
+class FirestoreSubscriptionRepository:
+    """Subscriptions in ``organizations/{org}/subscriptions/{sha256(token)}``."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+
+    def _subscriptions(self, organization_id: str) -> firestore.CollectionReference:
+        return self._client.collection(ORGANIZATIONS, organization_id, SUBSCRIPTIONS)
+
+    def activate(
+        self,
+        organization_id: str,
+        instance_id: str,
+        user_id: str,
+        footprint: str | None,
+        now: datetime,
+    ) -> bool:
+        reference = self._subscriptions(organization_id).document(subscription_id(instance_id))
+
+        @firestore.transactional  # type: ignore[untyped-decorator]
+        def activate_in(transaction: firestore.Transaction) -> bool:
+            snapshot = reference.get(transaction=transaction)
+            stored = snapshot.to_dict() if snapshot.exists else None
+            if stored is not None and stored.get("status") == Status.ACTIVE.value:
+                refresh: dict[str, Any] = {"user_id": user_id, "last_seen_at": now}
+                if footprint is not None:
+                    refresh["browser_footprint"] = footprint
+                transaction.update(reference, refresh)
+                return False
+            transaction.set(
+                reference,
+                {
+                    "id": reference.id,
+                    "instance_id": instance_id,
+                    "user_id": user_id,
+                    "browser_footprint": footprint,
+                    "status": Status.ACTIVE.value,
+                    "created_at": now,
+                    "last_seen_at": now,
+                },
+            )
+            return True
+
+        return bool(activate_in(self._client.transaction()))
+
+    def deactivate_token(
+        self,
+        organization_id: str,
+        instance_id: str,
+        reason: UnsubscribeReason,
+        now: datetime,
+        purge_by: datetime,
+    ) -> int:
+        reference = self._subscriptions(organization_id).document(subscription_id(instance_id))
+
+        @firestore.transactional  # type: ignore[untyped-decorator]
+        def deactivate_in(transaction: firestore.Transaction) -> int:
+            snapshot = reference.get(transaction=transaction, field_paths=["status"])
+            if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:
+                return 0
+            transaction.update(reference, self._tombstone(reason, now, purge_by))
+            return 1
+
+        return int(deactivate_in(self._client.transaction()))
+
+    def deactivate_user(
+        self,
+        organization_id: str,
+        user_id: str,
+        reason: UnsubscribeReason,
+        now: datetime,
+        purge_by: datetime,
+    ) -> int:
+        query = (
+            self._subscriptions(organization_id)
+            .where(filter=FieldFilter("user_id", "==", user_id))
+            .where(filter=FieldFilter("status", "==", Status.ACTIVE.value))
+        )
+        tombstone = self._tombstone(reason, now, purge_by)
+        return self._write_each(query, lambda batch, ref: batch.update(ref, tombstone))
+
+    def delete_user(self, organization_id: str, user_id: str) -> int:
+        query = self._subscriptions(organization_id).where(
+            filter=FieldFilter("user_id", "==", user_id)
+        )
+        return self._write_each(query, lambda batch, ref: batch.delete(ref))
+
+    def get(self, organization_id: str, instance_id: str) -> Subscription | None:
+        snapshot = self._subscriptions(organization_id).document(subscription_id(instance_id)).get()
+        return Subscription.model_validate(snapshot.to_dict()) if snapshot.exists else None
+
+    @staticmethod
+    def _tombstone(reason: UnsubscribeReason, now: datetime, purge_by: datetime) -> dict[str, Any]:
+        return {
+            **tombstone_fields(reason, now, purge_by),
+            "instance_id": firestore.DELETE_FIELD,
+            "browser_footprint": firestore.DELETE_FIELD,
+        }
+
+    def _write_each(self, query: firestore.Query, write: Any) -> int:
+        """Apply ``write(batch, reference)`` to every match, a batch per BATCH_LIMIT documents."""
+        count = 0
+        for page in _pages(query):
+            batch = self._client.batch()
+            for reference in page:
+                write(batch, reference)
+            batch.commit()
+            count += len(page)
+        return count
+
+
+def _pages(query: firestore.Query) -> Iterator[list[firestore.DocumentReference]]:
+    # Only ids are read (select no fields), a page at a time, so memory stays bounded.
+    page: list[firestore.DocumentReference] = []
+    for snapshot in query.select([]).stream():
+        page.append(snapshot.reference)
+        if len(page) == BATCH_LIMIT:
+            yield page
+            page = []
+    if page:
+        yield page

@@ -1,0 +1,1 @@
+"""The organization's Dynamics system users: synced, corrected, removed."""

@@ -1,0 +1,63 @@
+"""Where system users are kept: the port, and its Firestore adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from google.api_core.exceptions import AlreadyExists
+from google.cloud import firestore
+
+from push365.store import ORGANIZATIONS, USERS
+
+
+class UserRepository(Protocol):
+    """The storage port the user use cases need."""
+
+    def upsert_many(
+        self, organization_id: str, users: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        """Merge each user's fields into its record, all in one atomic write."""
+        ...
+
+    def ensure(self, organization_id: str, user_id: str, now: datetime) -> None:
+        """Create a minimal record for a user not synced yet; leave an existing one alone."""
+        ...
+
+    def delete(self, organization_id: str, user_id: str) -> bool:
+        """Delete a user's record; False when there was none."""
+        ...
+
+
+class FirestoreUserRepository:
+    """Users in ``organizations/{org}/users/{id}``."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+
+    def _users(self, organization_id: str) -> firestore.CollectionReference:
+        return self._client.collection(ORGANIZATIONS, organization_id, USERS)
+
+    def upsert_many(
+        self, organization_id: str, users: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        batch = self._client.batch()
+        collection = self._users(organization_id)
+        for fields in users:
+            batch.set(collection.document(fields["id"]), {**fields, "updated_at": now}, merge=True)
+        batch.commit()
+
+    def ensure(self, organization_id: str, user_id: str, now: datetime) -> None:
+        try:
+            self._users(organization_id).document(user_id).create(
+                {"id": user_id, "created_at": now, "updated_at": now}
+            )
+        except AlreadyExists:
+            pass
+
+    def delete(self, organization_id: str, user_id: str) -> bool:
+        reference = self._users(organization_id).document(user_id)
+        existed = reference.get(field_paths=["id"]).exists
+        reference.delete()
+        return existed

@@ -1,0 +1,5 @@
+"""HTTP translation shared by the Cloud Functions' entry points."""
+
+from push365.web.api import API_KEY_HEADER, API_KEY_QUERY, Api, ApiRequest, Handler, Reply, ignored
+
+__all__ = ["API_KEY_HEADER", "API_KEY_QUERY", "Api", "ApiRequest", "Handler", "Reply", "ignored"]

@@ -1,0 +1,190 @@
+"""HTTP translation for the Cloud Functions: routing, reading bodies, JSON answers and errors.
+
+Each function in ``functions/`` builds one :class:`Api` from its routes; a route handler reads
+its input through :class:`ApiRequest`, calls one use case and returns ``(status, body)``.
+Whatever goes wrong becomes ``{"error": {"code", "message"}}`` with a 4xx status, built from
+fixed texts so that no request value is ever echoed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import flask
+from google.api_core import exceptions as google_exceptions
+
+from push365.dataverse import (
+    SIZE_EXCEEDED_HEADER,
+    ExecutionContext,
+    NotHandled,
+    is_execution_context,
+    parse_execution_context,
+)
+from push365.errors import (
+    Forbidden,
+    InvalidJson,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Push365Error,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
+from push365.model import InputModel, validate
+from push365.organizations.model import Organization
+from push365.settings import get_settings
+
+API_KEY_HEADER = "X-Push365-Key"
+API_KEY_QUERY = "code"
+
+Reply = tuple[int, Mapping[str, Any]]
+Handler = Callable[["ApiRequest"], Reply]
+M = TypeVar("M", bound=InputModel)
+C = TypeVar("C")
+
+_log = logging.getLogger("push365.web")
+
+# A store that does not answer is worth one retry by Dataverse (it retries 502/503/504 once).
+_UNAVAILABLE = (
+    google_exceptions.ServiceUnavailable,
+    google_exceptions.DeadlineExceeded,
+    google_exceptions.RetryError,
+)
+
+
+class ApiRequest:
+    """One request as a handler sees it."""
+
+    def __init__(self, request: flask.Request) -> None:
+        self._request = request
+        self._body: dict[str, Any] | None = None
+
+    @property
+    def api_key(self) -> str | None:
+        """The organization key: header ``X-Push365-Key``, else query parameter ``code``."""
+        return self._request.headers.get(API_KEY_HEADER) or self._request.args.get(API_KEY_QUERY)
+
+    def header(self, name: str) -> str | None:
+        """A request header, or None."""
+        return self._request.headers.get(name)
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object.
+
+        Raises:
+            UnsupportedMediaType: not sent as application/json.
+            PayloadTooLarge: over the configured limit (256 KB, Dataverse's own limit).
+            InvalidJson: not JSON, or JSON that is not an object.
+        """
+        if self._body is None:
+            self._body = _read_json_object(self._request, get_settings().max_body_bytes)
+        return self._body
+
+    def command(
+        self,
+        model: type[M],
+        organization: Organization,
+        from_context: Callable[[ExecutionContext], C],
+    ) -> M | C:
+        """The use case's input from either body shape: plain JSON, or a Dataverse context.
+
+        Raises:
+            Forbidden: a Dataverse body of another organization than the key's.
+            ValidationFailed: the body does not give what the use case needs.
+        """
+        body = self.json_object()
+        if not is_execution_context(body):
+            return validate(model, body)
+        context = parse_execution_context(
+            body, size_exceeded=self.header(SIZE_EXCEEDED_HEADER) is not None
+        )
+        if context.organization_id != organization.id:
+            raise Forbidden()
+        return from_context(context)
+
+
+class Api:
+    """The routes of one Cloud Function, and the translation of its errors."""
+
+    def __init__(self, function: str, routes: Mapping[str, Mapping[str, Handler]]) -> None:
+        """
+        Args:
+            function: the function's name, for logs.
+            routes: path (relative to the function's URL, ``/`` for its root) -> method -> handler.
+        """
+        self.function = function
+        self._routes = routes
+
+    def handle(self, request: flask.Request) -> flask.Response:
+        """Answer one request."""
+        try:
+            status, body = self._dispatch(request)
+        except Push365Error as error:
+            return _error_response(error)
+        except _UNAVAILABLE:
+            return _error_response(StoreUnavailable())
+        except Exception as error:  # noqa: BLE001 - the last line of defence: a 500 that says nothing
+            # Only the type and the code location: an exception's message can carry input.
+            frames = "".join(traceback.format_tb(error.__traceback__))
+            _log.error("unhandled %s in %s\n%s", type(error).__name__, self.function, frames)
+            return _json_response(500, {"error": {"code": "internal", "message": "Internal error."}})
+        return _json_response(status, body)
+
+    def _dispatch(self, request: flask.Request) -> Reply:
+        path = "/" + request.path.strip("/")
+        methods = self._routes.get(path)
+        if methods is None:
+            raise NotFound()
+        handler = methods.get(request.method)
+        if handler is None:
+            raise MethodNotAllowed(list(methods))
+        return handler(ApiRequest(request))
+
+
+def ignored(outcome: NotHandled) -> Reply:
+    """The answer to a Dataverse body this function has no use for."""
+    return 200, outcome.answer()
+
+
+def _read_json_object(request: flask.Request, limit: int) -> dict[str, Any]:
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge()
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge()
+    try:
+        body = json.loads(raw.decode("utf-8-sig"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise InvalidJson() from None
+    if not isinstance(body, dict):
+        raise InvalidJson("The body must be a JSON object.")
+    return body
+
+
+def _reject_constant(_name: str) -> None:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _error_response(error: Push365Error) -> flask.Response:
+    payload: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.details:
+        payload["details"] = error.details
+    response = _json_response(error.status, {"error": payload})
+    if isinstance(error, MethodNotAllowed):
+        response.headers["Allow"] = ", ".join(error.allowed)
+    return response
+
+
+def _json_response(status: int, body: Mapping[str, Any]) -> flask.Response:
+    response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+__all__ = ["API_KEY_HEADER", "API_KEY_QUERY", "Api", "ApiRequest", "Handler", "Reply", "ignored"]

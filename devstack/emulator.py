@@ -62,7 +62,15 @@ class FirestoreEmulator:
         jar = find_jar()
         if _answers(self.address):
             raise RuntimeError(f"Something already answers on {self.address}; choose another port.")
-        command = ["java", "-cp", str(jar), MAIN_CLASS, "start", f"--host={self.host}", f"--port={self.port}"]
+        command = [
+            "java",
+            "-cp",
+            str(jar),
+            MAIN_CLASS,
+            "start",
+            f"--host={self.host}",
+            f"--port={self.port}",
+        ]
         log_path = self.log_path or Path(os.devnull)
         with open(log_path, "wb") as log:
             # Its own session, so that stopping it reaches every process it started.

@@ -1,6 +1,7 @@
 """A loopback server that speaks the FCM HTTP v1 send API, for ``make dev`` and the tests.
 
-``POST /v1/projects/{project}/messages:send`` answers ``{"name": "projects/{project}/messages/{n}"}``.
+``POST /v1/projects/{project}/messages:send`` answers
+``{"name": "projects/{project}/messages/{n}"}``.
 ``GET /_messages`` lists what it answered as ``[{"token", "message", "response"}]``;
 ``DELETE /_messages`` clears the list. (The send issue adds error answers by token prefix.)
 """

@@ -14,7 +14,7 @@ from push365.dataverse import NotHandled
 from push365.model import validate
 from push365.organizations.model import Registration
 from push365.users.dataverse import user_change_from_context
-from push365.users.model import SystemUser, UserBatch, UserRemoval
+from push365.users.model import UserBatch, UserRemoval
 from push365.web import Api, ApiRequest, Reply, ignored
 
 
@@ -33,7 +33,10 @@ def _users(request: ApiRequest) -> Reply:
         return ignored(change)
     if isinstance(change, UserRemoval):
         removed = bootstrap.users().remove(organization.id, change.id)
-        return 200, {"removed": int(removed.removed), "subscriptions_removed": removed.subscriptions_removed}
+        return 200, {
+            "removed": int(removed.removed),
+            "subscriptions_removed": removed.subscriptions_removed,
+        }
     batch = change.users if isinstance(change, UserBatch) else [change]
     return 200, {"upserted": bootstrap.users().upsert(organization.id, batch)}
 
@@ -41,7 +44,10 @@ def _users(request: ApiRequest) -> Reply:
 def _rotate_key(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
     organization = organizations.authenticate(request.api_key)
-    return 200, {"organization_id": organization.id, "api_key": organizations.rotate_key(organization)}
+    return 200, {
+        "organization_id": organization.id,
+        "api_key": organizations.rotate_key(organization),
+    }
 
 
 api = Api(

@@ -29,9 +29,7 @@ class InvalidJson(Push365Error):
 
 class Unauthorized(Push365Error):
     status, code = 401, "unauthorized"
-    default_message = (
-        "A valid API key is required in header X-Push365-Key or query parameter code."
-    )
+    default_message = "A valid API key is required in header X-Push365-Key or query parameter code."
 
 
 class Forbidden(Push365Error):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cache
 from typing import Annotated, Any, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
@@ -78,7 +78,7 @@ def safe_error_details(error: ValidationError, model: type[BaseModel]) -> list[d
     return details
 
 
-@lru_cache(maxsize=None)
+@cache
 def _field_names(model: type[BaseModel]) -> frozenset[str]:
     names: set[str] = set()
     for name, info in model.model_fields.items():

@@ -31,4 +31,3 @@ __all__ = [
     "parse_execution_context",
     "parse_value",
 ]
-

@@ -130,7 +130,9 @@ def is_execution_context(body: Mapping[str, Any]) -> bool:
     return all(key in body for key in ("MessageName", "PrimaryEntityName", "OrganizationId"))
 
 
-def parse_execution_context(body: Mapping[str, Any], *, size_exceeded: bool = False) -> ExecutionContext:
+def parse_execution_context(
+    body: Mapping[str, Any], *, size_exceeded: bool = False
+) -> ExecutionContext:
     """Parse a webhook body already decoded from JSON.
 
     Args:
@@ -202,7 +204,11 @@ def parse_value(raw: Any) -> Value:
             raise ValidationFailed("Dataverse Money value is not a number.") from None
     if kind == "EntityCollection":
         entities = raw.get("Entities")
-        return tuple(parse_entity(e) for e in entities if isinstance(e, Mapping)) if isinstance(entities, list) else ()
+        return (
+            tuple(parse_entity(e) for e in entities if isinstance(e, Mapping))
+            if isinstance(entities, list)
+            else ()
+        )
     if kind == "OptionSetValueCollection":
         return parse_value(raw.get("Values") or [])
     return raw
@@ -322,4 +328,3 @@ class NotHandled:
     def answer(self) -> dict[str, object]:
         """The JSON answer: says what this function handles, echoes nothing."""
         return {"handled": False, "reason": f"This function handles {self.handles} only."}
-

@@ -1,4 +1,4 @@
-"""What Push365 holds about an organization: exactly the privacy policy's "Organization Information"."""
+"""What Push365 holds about an organization: the privacy policy's "Organization Information"."""
 
 from __future__ import annotations
 

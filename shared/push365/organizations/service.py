@@ -49,14 +49,17 @@ class OrganizationService:
         caller = self.authenticate(presented_key)
         if caller.id != organization_id:
             raise Forbidden("The API key belongs to another organization.")
-        self._repository.update_profile(organization_id, registration.profile_updates(), self._clock())
+        self._repository.update_profile(
+            organization_id, registration.profile_updates(), self._clock()
+        )
         return Registered(organization_id, created=False)
 
     def authenticate(self, presented_key: str | None) -> Organization:
         """The organization a key belongs to.
 
         Raises:
-            Unauthorized: no key, a malformed key, an unknown organization or a wrong key (one answer).
+            Unauthorized: no key, a malformed key, an unknown organization or a wrong key
+                (one answer for all four).
         """
         organization_id = keys.organization_of(presented_key) if presented_key else None
         organization = self._repository.get(organization_id) if organization_id else None

@@ -35,7 +35,7 @@ class UnsubscribeReason(StrEnum):
 
 
 def subscription_id(instance_id: str) -> str:
-    """The document id of a token: its SHA-256, so one token is one subscription per organization."""
+    """A token's document id: its SHA-256, so one token is one subscription per organization."""
     return hashlib.sha256(instance_id.encode()).hexdigest()
 
 

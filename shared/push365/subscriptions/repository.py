@@ -40,7 +40,7 @@ class SubscriptionRepository(Protocol):
         now: datetime,
         purge_by: datetime,
     ) -> int:
-        """Turn the token's active subscription into a tombstone; how many were active (0 or 1)."""
+        """Turn the token's active subscription into a tombstone; how many were (0 or 1)."""
         ...
 
     def deactivate_user(
@@ -63,8 +63,10 @@ class SubscriptionRepository(Protocol):
         ...
 
 
-def tombstone_fields(reason: UnsubscribeReason, now: datetime, purge_by: datetime) -> dict[str, Any]:
-    """What an unsubscribed subscription keeps besides its user id and dates (the token goes now)."""
+def tombstone_fields(
+    reason: UnsubscribeReason, now: datetime, purge_by: datetime
+) -> dict[str, Any]:
+    """What an unsubscribed subscription keeps besides user id and dates: the token goes now."""
     return {
         "status": Status.UNSUBSCRIBED.value,
         "unsubscribed_at": now,
@@ -93,7 +95,7 @@ class FirestoreSubscriptionRepository:
     ) -> bool:
         reference = self._subscriptions(organization_id).document(subscription_id(instance_id))
 
-        @firestore.transactional  # type: ignore[untyped-decorator]
+        @firestore.transactional
         def activate_in(transaction: firestore.Transaction) -> bool:
             snapshot = reference.get(transaction=transaction)
             stored = snapshot.to_dict() if snapshot.exists else None
@@ -129,7 +131,7 @@ class FirestoreSubscriptionRepository:
     ) -> int:
         reference = self._subscriptions(organization_id).document(subscription_id(instance_id))
 
-        @firestore.transactional  # type: ignore[untyped-decorator]
+        @firestore.transactional
         def deactivate_in(transaction: firestore.Transaction) -> int:
             snapshot = reference.get(transaction=transaction, field_paths=["status"])
             if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -49,12 +50,10 @@ class FirestoreUserRepository:
         batch.commit()
 
     def ensure(self, organization_id: str, user_id: str, now: datetime) -> None:
-        try:
+        with contextlib.suppress(AlreadyExists):
             self._users(organization_id).document(user_id).create(
                 {"id": user_id, "created_at": now, "updated_at": now}
             )
-        except AlreadyExists:
-            pass
 
     def delete(self, organization_id: str, user_id: str) -> bool:
         reference = self._users(organization_id).document(user_id)

@@ -131,7 +131,9 @@ class Api:
             # Only the type and the code location: an exception's message can carry input.
             frames = "".join(traceback.format_tb(error.__traceback__))
             _log.error("unhandled %s in %s\n%s", type(error).__name__, self.function, frames)
-            return _json_response(500, {"error": {"code": "internal", "message": "Internal error."}})
+            return _json_response(
+                500, {"error": {"code": "internal", "message": "Internal error."}}
+            )
         return _json_response(status, body)
 
     def _dispatch(self, request: flask.Request) -> Reply:

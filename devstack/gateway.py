@@ -32,9 +32,7 @@ def build_gateway(functions_dir: Path = FUNCTIONS_DIR) -> WSGIApplication:
     """One WSGI app that mounts each function's app at ``/<name>``."""
     names = function_names(functions_dir)
     apps: dict[str, WSGIApplication] = {
-        name: functions_framework.create_app(  # type: ignore[no-untyped-call]
-            target=name, source=str(functions_dir / f"{name}.py")
-        )
+        name: functions_framework.create_app(target=name, source=str(functions_dir / f"{name}.py"))
         for name in names
     }
     not_found = _not_found(names)

@@ -1,0 +1,91 @@
+"""Shared fixtures: the example Dataverse bodies, and the real Firestore emulator.
+
+Emulator-backed tests (``tests/integration``, ``tests/system``) are marked ``emulator``. When the
+emulator cannot run here they are skipped, never passed, and the run ends with a banner that says
+so. ``PUSH365_REQUIRE_EMULATOR=1`` turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.emulator import EmulatorMissing, FirestoreEmulator
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO.parent / "shared" / "reference" / "dataverse-examples"
+PROJECT = "demo-push365-test"
+
+_emulator_missing: list[str] = []
+
+
+def free_port() -> int:
+    """A port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def example(name: str) -> dict[str, Any]:
+    """One of ``../shared/reference/dataverse-examples/*.json``, decoded."""
+    return json.loads((EXAMPLES / name).read_text())  # type: ignore[no-any-return]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"integration", "system"} & set(Path(str(item.fspath)).parts):
+            item.add_marker(pytest.mark.emulator)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
+    """The real Firestore emulator on a free port, for the whole session."""
+    log = tmp_path_factory.mktemp("emulator") / "firestore.log"
+    instance = FirestoreEmulator(free_port(), log_path=log)
+    try:
+        instance.start()
+    except EmulatorMissing as error:
+        _emulator_missing.append(str(error))
+        if os.environ.get("PUSH365_REQUIRE_EMULATOR") == "1":
+            pytest.fail(f"FIRESTORE EMULATOR MISSING: {error}")
+        pytest.skip(f"NOT RUN - FIRESTORE EMULATOR MISSING: {error}")
+    os.environ["FIRESTORE_EMULATOR_HOST"] = instance.address
+    os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def store(emulator: FirestoreEmulator) -> Iterator[Any]:
+    """A Firestore client on an empty emulator database (wiped after the test too)."""
+    from push365.store import firestore_client
+
+    emulator.reset(PROJECT)
+    yield firestore_client()
+    emulator.reset(PROJECT)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _emulator_missing:
+        return
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if "FIRESTORE EMULATOR MISSING" in str(report.longrepr)
+    ]
+    bar = "!" * 78
+    terminalreporter.write_line(bar, red=True, bold=True)
+    terminalreporter.write_line(
+        f"FIRESTORE EMULATOR MISSING: {len(skipped)} emulator-backed tests did NOT run.",
+        red=True,
+        bold=True,
+    )
+    terminalreporter.write_line(_emulator_missing[0], red=True)
+    terminalreporter.write_line(bar, red=True, bold=True)

@@ -1,0 +1,208 @@
+"""``subscribe`` and ``unsubscribe``, plain JSON and Dataverse, over the emulator."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from push365.retention import TTL_FIELD
+from push365.subscriptions.model import subscription_id
+from tests.integration.conftest import (
+    ALICE,
+    BOB,
+    ORG,
+    Functions,
+    dataverse,
+    documents,
+    register,
+)
+
+TOKEN = "fcm-token-bob-laptop-chrome-0001"  # the token in the example bodies
+
+
+def subscriptions(store: Any) -> dict[str, dict[str, Any]]:
+    return documents(store, ORG, "subscriptions")
+
+
+def test_subscribe_then_again_is_201_then_200(api: Functions, store: Any) -> None:
+    key = register(api)
+    body = {"user_id": BOB, "instance_id": "tok-1", "browser_footprint": "chrome/win/1"}
+
+    first = api.post("/subscribe", body, key=key)
+    again = api.post("/subscribe", body, key=key)
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json == again.json == {"subscription_id": subscription_id("tok-1")}
+    stored = subscriptions(store)[subscription_id("tok-1")]
+    assert stored["status"] == "active"
+    assert stored["last_seen_at"] > stored["created_at"]
+
+
+def test_subscribe_moves_a_token_that_changed_hands(api: Functions, store: Any) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": ALICE, "instance_id": "shared-pc"}, key=key)
+
+    response = api.post("/subscribe", {"user_id": BOB, "instance_id": "shared-pc"}, key=key)
+
+    assert response.status_code == 200
+    assert subscriptions(store)[subscription_id("shared-pc")]["user_id"] == BOB
+
+
+def test_subscribe_gives_an_unsynced_user_a_minimal_record(api: Functions, store: Any) -> None:
+    key = register(api)
+
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+
+    user = documents(store, ORG, "users")[BOB]
+    assert set(user) == {"id", "created_at", "updated_at"}
+
+
+def test_subscribe_does_not_overwrite_a_synced_user(api: Functions, store: Any) -> None:
+    key = register(api)
+    api.post("/register/users", {"users": [{"id": BOB, "full_name": "Bob"}]}, key=key)
+
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+
+    assert documents(store, ORG, "users")[BOB]["full_name"] == "Bob"
+
+
+def test_dataverse_create_subscribes_the_initiating_user(api: Functions, store: Any) -> None:
+    key = register(api)
+
+    response = api.post("/subscribe", dataverse("subscription-create.json"), key=key)
+
+    assert response.status_code == 201
+    stored = subscriptions(store)[subscription_id(TOKEN)]
+    assert stored["user_id"] == BOB
+    assert stored["instance_id"] == TOKEN
+    assert stored["browser_footprint"] == "chrome-131/windows-11/1f9c2ab4"
+
+
+def test_dataverse_create_of_another_table_is_not_handled(api: Functions, store: Any) -> None:
+    key = register(api)
+
+    response = api.post("/subscribe", dataverse("notification-create.json"), key=key)
+
+    assert response.status_code == 200
+    assert response.json["handled"] is False
+    assert subscriptions(store) == {}
+
+
+def test_dataverse_create_with_size_exceeded_says_why(api: Functions, store: Any) -> None:
+    key = register(api)
+    body = dataverse("subscription-create.json")
+    body.pop("InputParameters")
+
+    response = api.post(
+        "/subscribe", body, key=key, headers={"x-ms-dynamics-msg-size-exceeded": "true"}
+    )
+
+    assert response.status_code == 422
+    assert "256 KB" in response.json["error"]["message"]
+    assert subscriptions(store) == {}
+
+
+def test_unsubscribe_token_never_sent_again_and_purged_within_30_days(
+    api: Functions, store: Any
+) -> None:
+    key = register(api)
+    api.post(
+        "/subscribe", {"user_id": BOB, "instance_id": "tok", "browser_footprint": "fp"}, key=key
+    )
+    before = datetime.now(UTC)
+
+    response = api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+
+    assert response.status_code == 200
+    assert response.json["unsubscribed"] == 1
+    purge_by = datetime.fromisoformat(response.json["purge_by"])
+    assert purge_by <= before + timedelta(days=30, seconds=5)
+    stored = subscriptions(store)[subscription_id("tok")]
+    assert stored["status"] == "unsubscribed"
+    assert "instance_id" not in stored
+    assert "browser_footprint" not in stored
+    assert stored["purge_by"] == stored[TTL_FIELD]
+    assert abs(stored["purge_by"] - purge_by) < timedelta(seconds=1)
+
+
+def test_unsubscribe_twice_counts_once(api: Functions) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+
+    first = api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+    again = api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+    unknown = api.post("/unsubscribe", {"instance_id": "never-seen"}, key=key)
+
+    assert [r.json["unsubscribed"] for r in (first, again, unknown)] == [1, 0, 0]
+
+
+def test_unsubscribe_user_stops_all_their_devices(api: Functions, store: Any) -> None:
+    key = register(api)
+    for token, user in (("bob-laptop", BOB), ("bob-phone", BOB), ("alice", ALICE)):
+        api.post("/subscribe", {"user_id": user, "instance_id": token}, key=key)
+
+    response = api.post("/unsubscribe", {"user_id": BOB}, key=key)
+
+    assert response.json["unsubscribed"] == 2
+    status = {s["user_id"] + "/" + s["status"] for s in subscriptions(store).values()}
+    assert status == {f"{BOB}/unsubscribed", f"{ALICE}/active"}
+
+
+def test_resubscribe_after_unsubscribe_is_active_again(api: Functions, store: Any) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+    api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+
+    response = api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+
+    assert response.status_code == 201
+    stored = subscriptions(store)[subscription_id("tok")]
+    assert stored["status"] == "active"
+    assert "purge_by" not in stored
+    assert TTL_FIELD not in stored
+
+
+def test_dataverse_delete_unsubscribes_the_pre_image_token(api: Functions, store: Any) -> None:
+    key = register(api)
+    api.post("/subscribe", dataverse("subscription-create.json"), key=key)
+
+    response = api.post("/unsubscribe", dataverse("subscription-delete.json"), key=key)
+
+    assert response.status_code == 200
+    assert response.json["unsubscribed"] == 1
+    assert subscriptions(store)[subscription_id(TOKEN)]["status"] == "unsubscribed"
+
+
+def test_dataverse_delete_without_pre_image_is_422_and_changes_nothing(
+    api: Functions, store: Any
+) -> None:
+    key = register(api)
+    api.post("/subscribe", dataverse("subscription-create.json"), key=key)
+    body = dataverse("subscription-delete.json", PreEntityImages=[])
+
+    response = api.post("/unsubscribe", body, key=key)
+
+    assert response.status_code == 422
+    assert "pre-image" in response.json["error"]["message"]
+    assert subscriptions(store)[subscription_id(TOKEN)]["status"] == "active"
+
+
+def test_two_simultaneous_subscribes_create_once(api: Functions, store: Any) -> None:
+    key = register(api)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def subscribe() -> None:
+        barrier.wait()
+        response = api.post("/subscribe", {"user_id": BOB, "instance_id": "race"}, key=key)
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=subscribe) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [200, 201]
+    assert len(subscriptions(store)) == 1

@@ -1,7 +1,8 @@
 """Cloud Function ``register``: an organization, its system users, and its API key.
 
 Routes (relative to the function URL):
-    POST /            create an organization (no key; answers the key once) or update it (key)
+    POST /            create an organization (no key; answers the key once) or update it (key);
+                      a Dataverse body is handled as at /users
     POST /users       upsert users; or a Dataverse systemuser Create/Update/Delete body
     POST /rotate-key  issue a new key; the old one stops working at once
 """
@@ -10,7 +11,7 @@ import flask
 import functions_framework
 
 from push365 import bootstrap
-from push365.dataverse import NotHandled
+from push365.dataverse import NotHandled, is_execution_context
 from push365.model import validate
 from push365.organizations.model import Registration
 from push365.users.dataverse import user_change_from_context
@@ -19,6 +20,8 @@ from push365.web import Api, ApiRequest, Reply, ignored
 
 
 def _register(request: ApiRequest) -> Reply:
+    if is_execution_context(request.json_object()):
+        return _users(request)  # a systemuser step registered at the function's root URL
     registration = validate(Registration, request.json_object())
     outcome = bootstrap.organizations().register(registration, request.api_key)
     if outcome.created:

@@ -255,3 +255,16 @@ def test_dataverse_body_of_another_table_is_answered_not_handled(
     assert response.json["handled"] is False
     assert "systemuser" in response.json["reason"]
     assert documents(store, ORG, "users") == {}
+
+
+def test_dataverse_body_at_the_function_root_is_handled_as_users(
+    api: Functions, store: Any
+) -> None:
+    key = register(api)
+
+    unauthenticated = api.post("/register", dataverse("systemuser-update.json"))
+    response = api.post("/register", dataverse("systemuser-update.json"), key=key)
+
+    assert unauthenticated.status_code == 401
+    assert response.json == {"upserted": 1}
+    assert documents(store, ORG, "users")[BOB]["full_name"] == "Bob Stone"

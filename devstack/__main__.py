@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.emulator import EmulatorMissing, FirestoreEmulator
-from devstack.fcm_server import LocalFcmServer
+from devstack.fcm_server import FcmServerProcess
 
 HOST = "127.0.0.1"
 PROJECT = "demo-push365"
@@ -40,21 +40,22 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
-    fcm: LocalFcmServer | None = None
+    base = f"http://{HOST}:{http_port}"
+    # Its own process, as FCM is: the functions' process pays only for the client side.
+    fcm = FcmServerProcess(_port("PUSH365_FCM_PORT", 8090), HOST)
     try:
         emulator.start()
-        fcm = LocalFcmServer(_port("PUSH365_FCM_PORT", 8090), HOST)
         fcm.start()
         # The functions read these when they are loaded, exactly as deployed ones read theirs.
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.address
         os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
         os.environ["PUSH365_FCM_ENDPOINT"] = fcm.url
+        os.environ.setdefault("PUSH365_RECEIPT_URL", f"{base}/receipt")
 
         from devstack.gateway import build_gateway, function_names, serve
 
         server = serve(build_gateway(), HOST, http_port)
         threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
-        base = f"http://{HOST}:{http_port}"
         print(f"Push365 is running (project {PROJECT}). Ctrl-C stops everything.")
         for name in function_names():
             print(f"  {name:<12} {base}/{name}")
@@ -71,8 +72,7 @@ def main() -> int:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
     finally:
-        if fcm is not None:
-            fcm.stop()
+        fcm.stop()
         emulator.stop()
     print("Stopped.", flush=True)
     return 0

@@ -3,7 +3,12 @@
 ``POST /v1/projects/{project}/messages:send`` answers
 ``{"name": "projects/{project}/messages/{n}"}``.
 ``GET /_messages`` lists what it answered as ``[{"token", "message", "response"}]``;
-``DELETE /_messages`` clears the list. (The send issue adds error answers by token prefix.)
+``DELETE /_messages`` clears the list.
+
+Tokens with these prefixes get FCM's real error answers (``google.rpc.Status``, FcmError detail):
+``unregistered-`` 404 UNREGISTERED, ``invalid-`` 400 INVALID_ARGUMENT, ``quota-`` 429
+QUOTA_EXCEEDED with ``Retry-After``, ``unavailable-`` 503, ``internal-`` 500, ``flaky-`` 503 the
+first time, then 200.
 """
 
 from __future__ import annotations
@@ -11,11 +16,32 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 _SEND_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
+_FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+
+# prefix -> (HTTP status, google.rpc status, FcmError errorCode or None, message)
+ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    "unregistered-": (404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found."),
+    "invalid-": (
+        400,
+        "INVALID_ARGUMENT",
+        "INVALID_ARGUMENT",
+        "The registration token is not a valid FCM registration token",
+    ),
+    "quota-": (429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded."),
+    "unavailable-": (503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable."),
+    "internal-": (500, "INTERNAL", "INTERNAL", "Internal error encountered."),
+}
+RETRY_AFTER_SECONDS = "1"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,8 +60,18 @@ class _Handler(BaseHTTPRequestHandler):
         if match is None:
             self._answer(404, _status(404, "NOT_FOUND", "Unknown path."))
             return
-        # firebase-admin 7 sends "token"; newer SDKs may send "fid".
-        token = message.get("token") or message.get("fid")
+        # Older firebase-admin releases send "token"; 7.x sends "fid" (Message.token is deprecated).
+        token = str(message.get("token") or message.get("fid") or "")
+        error = self.server.error_for(token)
+        if error is not None:
+            status, rpc_status, error_code, text = error
+            self.server.record({"token": token, "message": message, "response": status})
+            body = _status(status, rpc_status, text)
+            if error_code:
+                body["error"]["details"] = [{"@type": _FCM_ERROR, "errorCode": error_code}]
+            headers = {"Retry-After": RETRY_AFTER_SECONDS} if status in (429, 503) else {}
+            self._answer(status, body, headers)
+            return
         name = f"projects/{match.group(1)}/messages/{next(self.server.ids)}"
         self.server.record({"token": token, "message": message, "response": 200})
         self._answer(200, {"name": name})
@@ -53,11 +89,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.clear()
         self._answer(200, {"cleared": True})
 
-    def _answer(self, status: int, body: Any) -> None:
+    def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         payload = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -73,12 +111,14 @@ class LocalFcmServer(ThreadingHTTPServer):
     """The server; ``start()`` serves it from a daemon thread, ``stop()`` ends it."""
 
     daemon_threads = True
+    request_queue_size = 1024  # firebase-admin opens up to 100 connections at once
 
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         super().__init__((host, port), _Handler)
         self.ids = itertools.count(1)
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
+        self._flaky_seen: set[str] = set()
         self._thread: threading.Thread | None = None
 
     @property
@@ -86,6 +126,16 @@ class LocalFcmServer(ThreadingHTTPServer):
         """The base URL, what ``PUSH365_FCM_ENDPOINT`` is set to."""
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def error_for(self, token: str) -> tuple[int, str, str | None, str] | None:
+        """The error this token is answered with, if any (``flaky-``: only the first time)."""
+        if token.startswith("flaky-"):
+            with self._lock:
+                if token in self._flaky_seen:
+                    return None
+                self._flaky_seen.add(token)
+            return ERRORS["unavailable-"]
+        return next((e for prefix, e in ERRORS.items() if token.startswith(prefix)), None)
 
     def record(self, entry: dict[str, Any]) -> None:
         """Remember one answered request."""
@@ -101,6 +151,7 @@ class LocalFcmServer(ThreadingHTTPServer):
         """Forget every answered request."""
         with self._lock:
             self._messages.clear()
+            self._flaky_seen.clear()
 
     def start(self) -> None:
         """Serve in the background."""
@@ -114,3 +165,76 @@ class LocalFcmServer(ThreadingHTTPServer):
             self._thread.join()
             self._thread = None
         self.server_close()
+
+
+class FcmServerProcess:
+    """The server in a process of its own (``make dev``, the benchmark)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.url = f"http://{host}:{port}"
+        self._command = [
+            sys.executable,
+            "-m",
+            "devstack.fcm_server",
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start it and wait until it answers.
+
+        Raises:
+            RuntimeError: the port is taken or it did not come up.
+        """
+        if _answers(self.url):
+            raise RuntimeError(f"Something already answers on {self.url}; choose another port.")
+        root = Path(__file__).resolve().parent.parent
+        self._process = subprocess.Popen(self._command, cwd=root, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not _answers(self.url):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"The local FCM server did not start on {self.url}.")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it; idempotent."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_messages", timeout=0.5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def main() -> None:
+    """``python -m devstack.fcm_server --port 8090``: serve until SIGINT or SIGTERM."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    arguments = parser.parse_args()
+    server = LocalFcmServer(arguments.port, arguments.host)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"local FCM v1 server on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

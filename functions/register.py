@@ -5,6 +5,8 @@ Routes (relative to the function URL):
                       a Dataverse body is handled as at /users
     POST /users       upsert users; or a Dataverse systemuser Create/Update/Delete body
     POST /rotate-key  issue a new key; the old one stops working at once
+    POST /rules       replace the event rules that turn Dataverse events into notifications
+    GET  /rules       the event rules
 """
 
 import flask
@@ -13,6 +15,7 @@ import functions_framework
 from push365 import bootstrap
 from push365.dataverse import NotHandled, is_execution_context
 from push365.model import validate
+from push365.notifications.model import RuleSet
 from push365.organizations.model import Registration
 from push365.users.dataverse import user_change_from_context
 from push365.users.model import UserBatch, UserRemoval
@@ -53,12 +56,25 @@ def _rotate_key(request: ApiRequest) -> Reply:
     }
 
 
+def _set_rules(request: ApiRequest) -> Reply:
+    organizations = bootstrap.organizations()
+    organization = organizations.authenticate(request.api_key)
+    rule_set = validate(RuleSet, request.json_object())
+    return 200, {"rules": organizations.set_rules(organization, rule_set)}
+
+
+def _get_rules(request: ApiRequest) -> Reply:
+    organization = bootstrap.organizations().authenticate(request.api_key)
+    return 200, {"rules": [rule.model_dump() for rule in organization.rules]}
+
+
 api = Api(
     "register",
     {
         "/": {"POST": _register},
         "/users": {"POST": _users},
         "/rotate-key": {"POST": _rotate_key},
+        "/rules": {"POST": _set_rules, "GET": _get_rules},
     },
 )
 

@@ -12,7 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from push365.organizations.model import Organization
-from push365.subscriptions.model import Status, Subscription, UnsubscribeReason, subscription_id
+from push365.subscriptions.model import (
+    Device,
+    Status,
+    Subscription,
+    UnsubscribeReason,
+    subscription_id,
+)
 from push365.subscriptions.repository import tombstone_fields
 
 
@@ -41,6 +47,9 @@ class InMemoryOrganizationRepository:
 
     def set_key_hash(self, organization_id: str, key_hash: str, now: datetime) -> None:
         self.documents[organization_id].update(api_key_hash=key_hash, updated_at=now)
+
+    def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
+        self.documents[organization_id].update(rules=copy.deepcopy(rules), updated_at=now)
 
 
 class InMemoryUserRepository:
@@ -138,6 +147,27 @@ class InMemorySubscriptionRepository:
     def get(self, organization_id: str, instance_id: str) -> Subscription | None:
         stored = self.documents.get((organization_id, subscription_id(instance_id)))
         return Subscription.model_validate(stored) if stored else None
+
+    def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
+        wanted = set(user_ids)
+        return [
+            Device(subscription_id=sid, user_id=doc["user_id"], instance_id=doc["instance_id"])
+            for (org, sid), doc in self.documents.items()
+            if org == organization_id and doc["status"] == "active" and doc["user_id"] in wanted
+        ]
+
+    def retire(
+        self,
+        organization_id: str,
+        subscription_ids: Sequence[str],
+        reason: UnsubscribeReason,
+        now: datetime,
+        purge_by: datetime,
+    ) -> int:
+        for sid in subscription_ids:
+            document = self.documents.setdefault((organization_id, sid), {"id": sid})
+            self._tombstone(document, reason, now, purge_by)
+        return len(subscription_ids)
 
     @staticmethod
     def _tombstone(

@@ -5,8 +5,12 @@ Cold starts pay only for what a function uses: nothing here runs at import time.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 
+from push365.fcm.firebase import FirebaseGateway
+from push365.notifications.repository import FirestoreNotificationRepository
+from push365.notifications.service import NotificationService, SendPolicy
 from push365.organizations.repository import FirestoreOrganizationRepository
 from push365.organizations.service import OrganizationService
 from push365.settings import get_settings
@@ -38,4 +42,28 @@ def subscriptions() -> SubscriptionService:
         FirestoreSubscriptionRepository(client),
         FirestoreUserRepository(client),
         retention_days=get_settings().unsubscribe_retention_days,
+    )
+
+
+@lru_cache(maxsize=1)
+def notifications() -> NotificationService:
+    """Send and receipts (firebase-admin itself is imported on the first send)."""
+    settings = get_settings()
+    client = firestore_client()
+    policy = SendPolicy(
+        deadline_seconds=settings.send_deadline_seconds,
+        http_timeout_seconds=settings.fcm_http_timeout_seconds,
+        retention=timedelta(days=settings.notification_retention_days),
+        dedup_window=timedelta(hours=settings.idempotency_window_hours),
+        unsubscribe_retention_days=settings.unsubscribe_retention_days,
+        receipt_url=settings.receipt_url,
+    )
+    gateway = FirebaseGateway(
+        settings.project_id, settings.fcm_endpoint, settings.fcm_http_timeout_seconds
+    )
+    return NotificationService(
+        FirestoreNotificationRepository(client),
+        FirestoreSubscriptionRepository(client),
+        gateway,
+        policy,
     )

@@ -72,3 +72,19 @@ class StoreUnavailable(Push365Error):
 
     status, code = 503, "store_unavailable"
     default_message = "The data store is unavailable; try again."
+
+
+class MessageTooLarge(Push365Error):
+    """Checked before anything is stored or sent."""
+
+    status, code = 413, "message_too_large"
+    default_message = "The notification is larger than FCM's 4096-byte payload limit."
+
+
+class SendInProgress(Push365Error):
+    status, code = 409, "send_in_progress"
+    default_message = "An identical send is still in progress; retry later for its summary."
+
+
+class UnknownReceipt(Push365Error):
+    status, code, default_message = 404, "unknown_receipt", "No delivery has this receipt."

@@ -25,6 +25,20 @@ class Settings(BaseSettings):
     # The privacy policy promises removal from the live database within 30 days of unsubscribe.
     unsubscribe_retention_days: int = Field(default=30, ge=0, le=30)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # How long a notification record (metadata only, never content) is kept.
+    notification_retention_days: int = Field(default=90, ge=1, le=3650)
+    # Replays of one Dataverse operation or Idempotency-Key within this window never send twice.
+    idempotency_window_hours: int = Field(default=24, ge=1, le=24 * 7)
+
+    # FCM. None: the real endpoint with Application Default Credentials. A URL (http://127.0.0.1:8090):
+    # a server that speaks FCM v1, reached without credentials (make dev and the tests).
+    fcm_endpoint: str | None = None
+    # Everything a send does stays inside this, well under Dynamics' 60 s webhook timeout.
+    send_deadline_seconds: float = Field(default=40.0, gt=0, le=55)
+    # One FCM HTTP request may take at most this (firebase-admin's default is 120 s).
+    fcm_http_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Where the service worker posts delivery receipts; sent in each message's data when set.
+    receipt_url: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,9 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}
     organizations/{organization_id}/users/{systemuser_id}
     organizations/{organization_id}/subscriptions/{sha256(instance_id)}
+    organizations/{organization_id}/notifications/{notification_id}
+    organizations/{organization_id}/notifications/{notification_id}/deliveries/{device_id}
+    organizations/{organization_id}/dedup/{sha256(dedup key)}
 """
 
 from __future__ import annotations
@@ -32,3 +35,8 @@ def firestore_client() -> firestore.Client:
 def organization_ref(client: firestore.Client, organization_id: str) -> firestore.DocumentReference:
     """The document of one organization."""
     return client.collection(ORGANIZATIONS).document(organization_id)
+
+
+NOTIFICATIONS = "notifications"
+DELIVERIES = "deliveries"
+DEDUP = "dedup"

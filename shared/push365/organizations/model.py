@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from push365.model import Guid, InputModel, LongText, ShortText
+from push365.notifications.model import Rule
 
 
 class OrganizationInfo(InputModel):
@@ -74,6 +75,7 @@ class Organization(BaseModel):
     api_key_hash: str | None
     created_at: datetime
     updated_at: datetime
+    rules: list[Rule] = []
 
     @classmethod
     def register(cls, registration: Registration, api_key_hash: str, now: datetime) -> Organization:

@@ -31,6 +31,10 @@ class OrganizationRepository(Protocol):
         """Replace the organization's API key hash: the old key stops working at once."""
         ...
 
+    def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
+        """Replace the organization's event rules."""
+        ...
+
 
 class FirestoreOrganizationRepository:
     """Organizations in ``organizations/{id}``."""
@@ -56,3 +60,6 @@ class FirestoreOrganizationRepository:
         self._collection.document(organization_id).update(
             {"api_key_hash": key_hash, "updated_at": now}
         )
+
+    def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
+        self._collection.document(organization_id).update({"rules": rules, "updated_at": now})

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from push365.errors import Conflict, Forbidden, Unauthorized
 from push365.model import utc_now
+from push365.notifications.model import RuleSet
 from push365.organizations import keys
 from push365.organizations.model import Organization, Registration
 from push365.organizations.repository import OrganizationRepository
@@ -73,3 +74,9 @@ class OrganizationService:
         issued = keys.issue_key(organization.id)
         self._repository.set_key_hash(organization.id, issued.hash, self._clock())
         return issued.plaintext
+
+    def set_rules(self, organization: Organization, rule_set: RuleSet) -> int:
+        """Replace the organization's event rules; how many there are now."""
+        rules = [rule.model_dump() for rule in rule_set.rules]
+        self._repository.set_rules(organization.id, rules, self._clock())
+        return len(rules)

@@ -32,6 +32,16 @@ class UnsubscribeReason(StrEnum):
 
     REQUESTED = "requested"
     USER_REMOVED = "user_removed"
+    UNREGISTERED = "unregistered"  # FCM: the token is no longer registered
+    INVALID_TOKEN = "invalid_token"  # FCM: not a valid registration token
+
+
+class Device(BaseModel):
+    """An active subscription as a send needs it."""
+
+    subscription_id: str
+    user_id: str
+    instance_id: str
 
 
 def subscription_id(instance_id: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -11,7 +12,15 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.retention import TTL_FIELD
 from push365.store import BATCH_LIMIT, ORGANIZATIONS, SUBSCRIPTIONS
-from push365.subscriptions.model import Status, Subscription, UnsubscribeReason, subscription_id
+from push365.subscriptions.model import (
+    Device,
+    Status,
+    Subscription,
+    UnsubscribeReason,
+    subscription_id,
+)
+
+_IN_LIMIT = 30  # values in one Firestore "in" filter
 
 
 class SubscriptionRepository(Protocol):
@@ -60,6 +69,21 @@ class SubscriptionRepository(Protocol):
 
     def get(self, organization_id: str, instance_id: str) -> Subscription | None:
         """The subscription of a token, active or not."""
+        ...
+
+    def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
+        """Every active subscription of these users."""
+        ...
+
+    def retire(
+        self,
+        organization_id: str,
+        subscription_ids: Sequence[str],
+        reason: UnsubscribeReason,
+        now: datetime,
+        purge_by: datetime,
+    ) -> int:
+        """Turn these subscriptions into tombstones (FCM said their tokens are dead); how many."""
         ...
 
 
@@ -166,6 +190,48 @@ class FirestoreSubscriptionRepository:
     def get(self, organization_id: str, instance_id: str) -> Subscription | None:
         snapshot = self._subscriptions(organization_id).document(subscription_id(instance_id)).get()
         return Subscription.model_validate(snapshot.to_dict()) if snapshot.exists else None
+
+    def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
+        collection = self._subscriptions(organization_id)
+        chunks = [list(user_ids[i : i + _IN_LIMIT]) for i in range(0, len(user_ids), _IN_LIMIT)]
+
+        def query(chunk: list[str]) -> list[Device]:
+            matches = (
+                collection.where(filter=FieldFilter("status", "==", Status.ACTIVE.value))
+                .where(filter=FieldFilter("user_id", "in", chunk))
+                .select(["user_id", "instance_id"])
+                .stream()
+            )
+            return [
+                Device(
+                    subscription_id=m.id, user_id=m.get("user_id"), instance_id=m.get("instance_id")
+                )
+                for m in matches
+            ]
+
+        if len(chunks) <= 1:
+            return [d for chunk in chunks for d in query(chunk)]
+        # Many recipients: the "in" queries (30 values each) run side by side.
+        with ThreadPoolExecutor(max_workers=min(8, len(chunks))) as pool:
+            return [d for found in pool.map(query, chunks) for d in found]
+
+    def retire(
+        self,
+        organization_id: str,
+        subscription_ids: Sequence[str],
+        reason: UnsubscribeReason,
+        now: datetime,
+        purge_by: datetime,
+    ) -> int:
+        collection = self._subscriptions(organization_id)
+        tombstone = self._tombstone(reason, now, purge_by)
+        for start in range(0, len(subscription_ids), BATCH_LIMIT):
+            batch = self._client.batch()
+            for sid in subscription_ids[start : start + BATCH_LIMIT]:
+                # merge: a subscription deleted meanwhile (its user removed) must not fail the batch
+                batch.set(collection.document(sid), tombstone, merge=True)
+            batch.commit()
+        return len(subscription_ids)
 
     @staticmethod
     def _tombstone(reason: UnsubscribeReason, now: datetime, purge_by: datetime) -> dict[str, Any]:

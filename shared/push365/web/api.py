@@ -62,6 +62,8 @@ class ApiRequest:
     def __init__(self, request: flask.Request) -> None:
         self._request = request
         self._body: dict[str, Any] | None = None
+        self.context: ExecutionContext | None = None
+        """The Dataverse context, once :meth:`command` has read one."""
 
     @property
     def api_key(self) -> str | None:
@@ -104,23 +106,40 @@ class ApiRequest:
         )
         if context.organization_id != organization.id:
             raise Forbidden()
+        self.context = context
         return from_context(context)
 
 
 class Api:
     """The routes of one Cloud Function, and the translation of its errors."""
 
-    def __init__(self, function: str, routes: Mapping[str, Mapping[str, Handler]]) -> None:
+    def __init__(
+        self, function: str, routes: Mapping[str, Mapping[str, Handler]], *, cors: bool = False
+    ) -> None:
         """
         Args:
             function: the function's name, for logs.
             routes: path (relative to the function's URL, ``/`` for its root) -> method -> handler.
+            cors: answer browsers from any origin (for the service worker's receipts).
         """
         self.function = function
         self._routes = routes
+        self._cors = cors
 
     def handle(self, request: flask.Request) -> flask.Response:
         """Answer one request."""
+        response = self._answer(request)
+        if self._cors:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    def _answer(self, request: flask.Request) -> flask.Response:
+        if self._cors and request.method == "OPTIONS":
+            preflight = flask.Response(status=204)
+            preflight.headers["Access-Control-Allow-Methods"] = "POST"
+            preflight.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            preflight.headers["Access-Control-Max-Age"] = "86400"
+            return preflight
         try:
             status, body = self._dispatch(request)
         except Push365Error as error:
@@ -184,7 +203,10 @@ def _error_response(error: Push365Error) -> flask.Response:
 
 
 def _json_response(status: int, body: Mapping[str, Any]) -> flask.Response:
-    response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
+    if status == 204:
+        response = flask.Response(status=204)
+    else:
+        response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
 

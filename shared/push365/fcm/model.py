@@ -1,0 +1,64 @@
+"""What the delivery port takes and gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True, repr=False)
+class WebPush:
+    """A web push notification's content. Kept in memory only: never stored, logged or repr'd."""
+
+    title: str
+    body: str
+    link: str | None = None
+    icon: str | None = None
+    data: Mapping[str, str] = field(default_factory=dict)
+    ttl_seconds: int | None = None
+    urgency: str | None = None
+    collapse_key: str | None = None
+
+    def __repr__(self) -> str:
+        return "WebPush(<content hidden>)"
+
+
+@dataclass(frozen=True, repr=False)
+class PushMessage:
+    """One message to one device: the shared content plus this device's own data entries."""
+
+    token: str
+    push: WebPush
+    device_data: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return "PushMessage(<hidden>)"
+
+
+class Outcome(StrEnum):
+    """What became of one message."""
+
+    SENT = "sent"
+    RETRY = "retry"  # worth another try (429, 500, 503, timeout)
+    RETIRE = "retire"  # the token is dead: unsubscribe it
+    FAILED = "failed"  # not worth another try, token kept
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """FCM's answer for one message: its id, or why not (a code, never FCM's message text)."""
+
+    outcome: Outcome
+    message_id: str | None = None
+    reason: str | None = None
+    retry_after_seconds: float | None = None
+
+
+class PushGateway(Protocol):
+    """The port: send up to 500 messages, one result per message in the same order."""
+
+    def send_batch(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+        """Send each message once (no retries or sleeps inside: the caller owns the deadline)."""
+        ...

@@ -1,0 +1,1 @@
+"""Notifications: sending to users' devices, event rules, records without content, receipts."""

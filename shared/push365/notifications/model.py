@@ -1,0 +1,148 @@
+"""Notifications: what a send asks for (content, in memory only) and what is recorded (no content).
+
+The privacy policy: Push365 keeps recipients, sent and delivery dates and FCM's message ids,
+never a notification's title, body, data, link or icon.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from push365.fcm.model import WebPush
+from push365.model import Guid, InputModel
+
+MAX_RECIPIENTS = 5000
+MAX_TTL_SECONDS = 2_419_200  # FCM's limit: 28 days
+FCM_PAYLOAD_LIMIT = 4096
+
+Urgency = Literal["very-low", "low", "normal", "high"]
+
+# Keys FCM reserves, and the two Push365 adds to every message.
+RESERVED_DATA_KEYS = frozenset(
+    {"from", "message_type", "collapse_key", "notification_id", "receipt"}
+)
+_RESERVED_PREFIXES = ("google.", "gcm.")
+
+
+def _https(value: str) -> str:
+    if not re.match(r"^https://[^\s/]+", value):
+        raise ValueError("must be an https:// URL")
+    return value
+
+
+def _data_keys(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if key in RESERVED_DATA_KEYS or key.startswith(_RESERVED_PREFIXES) or not key:
+            raise ValueError(
+                "uses a reserved key (from, message_type, collapse_key, google.*, "
+                "gcm.*, notification_id, receipt)"
+            )
+    return value
+
+
+HttpsUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https)]
+CollapseKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+"""Sent as the RFC 8030 ``Topic`` header: at most 32 URL-safe base64 characters."""
+
+
+class SendRequest(InputModel):
+    """``POST /send``. Its content fields reach FCM and nothing else."""
+
+    recipients: list[Guid] = Field(min_length=1, max_length=MAX_RECIPIENTS)
+    title: str = Field(min_length=1, max_length=1024)
+    body: str = Field(max_length=4096)
+    link: HttpsUrl | None = None
+    icon: HttpsUrl | None = None
+    data: Annotated[dict[str, str], AfterValidator(_data_keys)] = Field(default_factory=dict)
+    ttl_seconds: int | None = Field(default=None, ge=0, le=MAX_TTL_SECONDS)
+    urgency: Urgency | None = None
+    collapse_key: CollapseKey | None = None
+
+    def web_push(self) -> WebPush:
+        """The content, as the delivery port takes it."""
+        return WebPush(
+            title=self.title,
+            body=self.body,
+            link=self.link,
+            icon=self.icon,
+            data=dict(self.data),
+            ttl_seconds=self.ttl_seconds,
+            urgency=self.urgency,
+            collapse_key=self.collapse_key,
+        )
+
+    def __repr__(self) -> str:
+        return f"SendRequest(<content hidden>, recipients={len(self.recipients)})"
+
+    __str__ = __repr__
+
+
+class Rule(InputModel):
+    """An event rule: a Dataverse event on ``table`` with ``message`` becomes a notification."""
+
+    table: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-z0-9_]{1,64}$")]
+    message: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-z]{1,64}$")]
+    recipients: list[
+        Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-z0-9_]{1,64}$")]
+    ] = Field(min_length=1, max_length=10)
+    title: str = Field(min_length=1, max_length=1024)
+    body: str = Field(default="", max_length=4096)
+    link: str | None = Field(default=None, max_length=2048)
+
+
+class RuleSet(InputModel):
+    """``POST /register/rules``: the organization's rules, replacing any before."""
+
+    rules: list[Rule] = Field(max_length=100)
+
+
+class DeliveryCounts(BaseModel):
+    """A send's device counts."""
+
+    devices: int = 0
+    sent: int = 0
+    failed: int = 0
+    removed_tokens: int = 0
+
+
+class Summary(BaseModel):
+    """The answer to a send, also what a replay answers."""
+
+    notification_id: str
+    recipients: int
+    devices: int
+    sent: int
+    failed: int
+    removed_tokens: int
+
+
+class NotificationRecord(BaseModel):
+    """A notification as stored: who and when, never what."""
+
+    id: str
+    organization_id: str
+    recipients: list[str]
+    dedup_key: str | None
+    status: Literal["sending", "sent"]
+    lease_until: datetime | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+    counts: DeliveryCounts = DeliveryCounts()
+
+    def summary(self) -> Summary:
+        """The send's answer from the record."""
+        return Summary(
+            notification_id=self.id,
+            recipients=len(self.recipients),
+            **self.counts.model_dump(),
+        )
+
+
+class ReceiptRequest(InputModel):
+    """``POST /receipt``."""
+
+    receipt: str = Field(min_length=1, max_length=256)

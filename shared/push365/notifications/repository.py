@@ -1,0 +1,256 @@
+"""Where notification records, per-device deliveries and dedup keys are kept: port and adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from push365.notifications.model import DeliveryCounts, NotificationRecord
+from push365.retention import TTL_FIELD
+from push365.store import BATCH_LIMIT, DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of claiming a send: a new notification, or the one a dedup key already has."""
+
+    notification_id: str
+    new: bool
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One device's delivery, as recorded: who, when, FCM's id or why not. No content."""
+
+    device_id: str
+    user_id: str
+    status: str  # "sent" | "failed"
+    message_id: str | None
+    error: str | None
+    sent_at: datetime
+    receipt_hash: str
+
+
+class NotificationRepository(Protocol):
+    """The storage port the send and receipt use cases need."""
+
+    def claim(
+        self,
+        organization_id: str,
+        dedup_key: str | None,
+        recipients: Sequence[str],
+        now: datetime,
+        lease_until: datetime,
+        dedup_window: timedelta,
+        expire_at: datetime,
+    ) -> Claim:
+        """Atomically: a new notification record (status sending, leased), unless the dedup key
+        names a notification already, within the window."""
+        ...
+
+    def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
+        """A notification record."""
+        ...
+
+    def take_lease(
+        self, organization_id: str, notification_id: str, now: datetime, lease_until: datetime
+    ) -> bool:
+        """Atomically take over a notification whose send finished or whose lease ran out."""
+        ...
+
+    def sent_device_ids(self, organization_id: str, notification_id: str) -> set[str]:
+        """Devices this notification already reached."""
+        ...
+
+    def record_deliveries(
+        self,
+        organization_id: str,
+        notification_id: str,
+        deliveries: Sequence[Delivery],
+        expire_at: datetime,
+    ) -> None:
+        """Write (or overwrite) per-device delivery records."""
+        ...
+
+    def complete(
+        self, organization_id: str, notification_id: str, counts: DeliveryCounts, now: datetime
+    ) -> None:
+        """Mark the send finished, with its counts; releases the lease."""
+        ...
+
+    def mark_delivered(
+        self,
+        organization_id: str,
+        notification_id: str,
+        device_id: str,
+        receipt_hash: str,
+        now: datetime,
+    ) -> bool:
+        """Set ``delivered_at`` for the device the receipt belongs to; False when it is unknown."""
+        ...
+
+
+def dedup_document_id(dedup_key: str) -> str:
+    """Dedup keys are stored by hash: an Idempotency-Key is the caller's text."""
+    return hashlib.sha256(dedup_key.encode()).hexdigest()
+
+
+class FirestoreNotificationRepository:
+    """Records under ``organizations/{org}/notifications``, dedup keys under ``.../dedup``."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+
+    def _organization(self, organization_id: str) -> firestore.DocumentReference:
+        return self._client.collection(ORGANIZATIONS).document(organization_id)
+
+    def _notification(self, organization_id: str, nid: str) -> firestore.DocumentReference:
+        return self._client.collection(ORGANIZATIONS, organization_id, NOTIFICATIONS).document(nid)
+
+    def claim(
+        self,
+        organization_id: str,
+        dedup_key: str | None,
+        recipients: Sequence[str],
+        now: datetime,
+        lease_until: datetime,
+        dedup_window: timedelta,
+        expire_at: datetime,
+    ) -> Claim:
+        notification_id = uuid.uuid4().hex
+        record = NotificationRecord(
+            id=notification_id,
+            organization_id=organization_id,
+            recipients=list(recipients),
+            dedup_key=dedup_key,
+            status="sending",
+            lease_until=lease_until,
+            created_at=now,
+        ).model_dump() | {TTL_FIELD: expire_at}
+        reference = self._notification(organization_id, notification_id)
+        if dedup_key is None:
+            reference.create(record)
+            return Claim(notification_id, new=True)
+        dedup = self._organization(organization_id).collection(DEDUP)
+        dedup_ref = dedup.document(dedup_document_id(dedup_key))
+
+        @firestore.transactional
+        def claim_in(transaction: firestore.Transaction) -> Claim:
+            snapshot = dedup_ref.get(transaction=transaction)
+            if snapshot.exists and snapshot.get("expires_at") > now:
+                return Claim(snapshot.get("notification_id"), new=False)
+            expires_at = now + dedup_window
+            transaction.set(
+                dedup_ref,
+                {
+                    "notification_id": notification_id,
+                    "expires_at": expires_at,
+                    TTL_FIELD: expires_at,
+                },
+            )
+            transaction.set(reference, record)
+            return Claim(notification_id, new=True)
+
+        return claim_in(self._client.transaction())  # type: ignore[no-any-return]
+
+    def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
+        snapshot = self._notification(organization_id, notification_id).get()
+        return NotificationRecord.model_validate(snapshot.to_dict()) if snapshot.exists else None
+
+    def take_lease(
+        self, organization_id: str, notification_id: str, now: datetime, lease_until: datetime
+    ) -> bool:
+        reference = self._notification(organization_id, notification_id)
+
+        @firestore.transactional
+        def take_in(transaction: firestore.Transaction) -> bool:
+            snapshot = reference.get(transaction=transaction)
+            if not snapshot.exists:
+                return False
+            lease = snapshot.get("lease_until")
+            if snapshot.get("status") == "sending" and lease is not None and lease > now:
+                return False
+            transaction.update(reference, {"status": "sending", "lease_until": lease_until})
+            return True
+
+        return take_in(self._client.transaction())  # type: ignore[no-any-return]
+
+    def sent_device_ids(self, organization_id: str, notification_id: str) -> set[str]:
+        deliveries = self._notification(organization_id, notification_id).collection(DELIVERIES)
+        query = deliveries.where(filter=FieldFilter("status", "==", "sent")).select([])
+        return {snapshot.id for snapshot in query.stream()}
+
+    def record_deliveries(
+        self,
+        organization_id: str,
+        notification_id: str,
+        deliveries: Sequence[Delivery],
+        expire_at: datetime,
+    ) -> None:
+        collection = self._notification(organization_id, notification_id).collection(DELIVERIES)
+        for start in range(0, len(deliveries), BATCH_LIMIT):
+            batch = self._client.batch()
+            for delivery in deliveries[start : start + BATCH_LIMIT]:
+                batch.set(
+                    collection.document(delivery.device_id), _delivery_document(delivery, expire_at)
+                )
+            batch.commit()
+
+    def complete(
+        self, organization_id: str, notification_id: str, counts: DeliveryCounts, now: datetime
+    ) -> None:
+        self._notification(organization_id, notification_id).update(
+            {
+                "status": "sent",
+                "lease_until": None,
+                "completed_at": now,
+                "counts": counts.model_dump(),
+            }
+        )
+
+    def mark_delivered(
+        self,
+        organization_id: str,
+        notification_id: str,
+        device_id: str,
+        receipt_hash: str,
+        now: datetime,
+    ) -> bool:
+        reference = (
+            self._notification(organization_id, notification_id)
+            .collection(DELIVERIES)
+            .document(device_id)
+        )
+        snapshot = reference.get(field_paths=["receipt_hash", "delivered_at"])
+        if not snapshot.exists or not _same(snapshot.get("receipt_hash"), receipt_hash):
+            return False
+        if snapshot.get("delivered_at") is None:
+            reference.update({"delivered_at": now})
+        return True
+
+
+def _delivery_document(delivery: Delivery, expire_at: datetime) -> dict[str, Any]:
+    return {
+        "device_id": delivery.device_id,
+        "user_id": delivery.user_id,
+        "status": delivery.status,
+        "message_id": delivery.message_id,
+        "error": delivery.error,
+        "sent_at": delivery.sent_at,
+        "delivered_at": None,
+        "receipt_hash": delivery.receipt_hash,
+        TTL_FIELD: expire_at,
+    }
+
+
+def _same(stored: Any, presented: str) -> bool:
+    import hmac
+
+    return isinstance(stored, str) and hmac.compare_digest(stored, presented)

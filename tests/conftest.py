@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from devstack.emulator import EmulatorMissing, FirestoreEmulator
+from devstack.fcm_server import LocalFcmServer
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO.parent / "shared" / "reference" / "dataverse-examples"
@@ -59,6 +60,31 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmul
     os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
     yield instance
     instance.stop()
+
+
+# A short deadline keeps retry tests fast; the production default is 40 s (settings.py).
+TEST_SEND_DEADLINE_SECONDS = 5.0
+TEST_FCM_HTTP_TIMEOUT_SECONDS = 1.0
+
+
+@pytest.fixture(scope="session")
+def fcm_server() -> Iterator[LocalFcmServer]:
+    """The local FCM v1 server on a free port; the functions send to it through firebase-admin."""
+    server = LocalFcmServer(free_port())
+    server.start()
+    os.environ["PUSH365_FCM_ENDPOINT"] = server.url
+    os.environ["PUSH365_SEND_DEADLINE_SECONDS"] = str(TEST_SEND_DEADLINE_SECONDS)
+    os.environ["PUSH365_FCM_HTTP_TIMEOUT_SECONDS"] = str(TEST_FCM_HTTP_TIMEOUT_SECONDS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fcm(fcm_server: LocalFcmServer) -> Iterator[LocalFcmServer]:
+    """The local FCM server with no messages recorded."""
+    fcm_server.clear()
+    yield fcm_server
+    fcm_server.clear()
 
 
 @pytest.fixture

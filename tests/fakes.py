@@ -7,10 +7,13 @@ exactly what would be stored.
 from __future__ import annotations
 
 import copy
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from push365.notifications.model import DeliveryCounts, NotificationRecord
+from push365.notifications.repository import Claim, Delivery
 from push365.organizations.model import Organization
 from push365.subscriptions.model import (
     Device,
@@ -176,3 +179,89 @@ class InMemorySubscriptionRepository:
         document.pop("instance_id", None)
         document.pop("browser_footprint", None)
         document.update(tombstone_fields(reason, now, purge_by))
+
+
+class InMemoryNotificationRepository:
+    def __init__(self) -> None:
+        self.records: dict[str, NotificationRecord] = {}
+        self.dedup: dict[tuple[str, str], tuple[str, datetime]] = {}
+        self.deliveries: dict[str, dict[str, Delivery]] = {}
+        self.delivered_at: dict[tuple[str, str], datetime] = {}
+
+    def claim(
+        self,
+        organization_id: str,
+        dedup_key: str | None,
+        recipients: Sequence[str],
+        now: datetime,
+        lease_until: datetime,
+        dedup_window: timedelta,
+        expire_at: datetime,
+    ) -> Claim:
+        if dedup_key is not None:
+            known = self.dedup.get((organization_id, dedup_key))
+            if known is not None and known[1] > now:
+                return Claim(known[0], new=False)
+        nid = uuid.uuid4().hex
+        if dedup_key is not None:
+            self.dedup[(organization_id, dedup_key)] = (nid, now + dedup_window)
+        self.records[nid] = NotificationRecord(
+            id=nid,
+            organization_id=organization_id,
+            recipients=list(recipients),
+            dedup_key=dedup_key,
+            status="sending",
+            lease_until=lease_until,
+            created_at=now,
+        )
+        return Claim(nid, new=True)
+
+    def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
+        return self.records.get(notification_id)
+
+    def take_lease(
+        self, organization_id: str, notification_id: str, now: datetime, lease_until: datetime
+    ) -> bool:
+        record = self.records[notification_id]
+        if record.status == "sending" and record.lease_until and record.lease_until > now:
+            return False
+        self.records[notification_id] = record.model_copy(
+            update={"status": "sending", "lease_until": lease_until}
+        )
+        return True
+
+    def sent_device_ids(self, organization_id: str, notification_id: str) -> set[str]:
+        found = self.deliveries.get(notification_id, {})
+        return {d for d, delivery in found.items() if delivery.status == "sent"}
+
+    def record_deliveries(
+        self,
+        organization_id: str,
+        notification_id: str,
+        deliveries: Sequence[Delivery],
+        expire_at: datetime,
+    ) -> None:
+        found = self.deliveries.setdefault(notification_id, {})
+        for delivery in deliveries:
+            found[delivery.device_id] = delivery
+
+    def complete(
+        self, organization_id: str, notification_id: str, counts: DeliveryCounts, now: datetime
+    ) -> None:
+        self.records[notification_id] = self.records[notification_id].model_copy(
+            update={"status": "sent", "lease_until": None, "completed_at": now, "counts": counts}
+        )
+
+    def mark_delivered(
+        self,
+        organization_id: str,
+        notification_id: str,
+        device_id: str,
+        receipt_hash: str,
+        now: datetime,
+    ) -> bool:
+        delivery = self.deliveries.get(notification_id, {}).get(device_id)
+        if delivery is None or delivery.receipt_hash != receipt_hash:
+            return False
+        self.delivered_at.setdefault((notification_id, device_id), now)
+        return True

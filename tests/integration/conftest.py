@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from devstack.emulator import FirestoreEmulator
+from devstack.fcm_server import LocalFcmServer
 from devstack.gateway import FUNCTIONS_DIR
 from push365.web import API_KEY_HEADER
 from tests.conftest import example
@@ -86,13 +87,13 @@ class Functions:
 
 
 @pytest.fixture(scope="session")
-def functions(emulator: FirestoreEmulator) -> Functions:
+def functions(emulator: FirestoreEmulator, fcm_server: LocalFcmServer) -> Functions:
     return Functions()
 
 
 @pytest.fixture
-def api(functions: Functions, store: Any) -> Functions:
-    """The functions over an empty store."""
+def api(functions: Functions, store: Any, fcm: LocalFcmServer) -> Functions:
+    """The functions over an empty store and a local FCM server with no messages."""
     return functions
 
 
@@ -136,3 +137,19 @@ def documents(store: Any, org: str, collection: str) -> dict[str, dict[str, Any]
     """Every document of one of an organization's subcollections."""
     ref = store.collection("organizations", org, collection)
     return {snap.id: snap.to_dict() for snap in ref.stream()}
+
+
+def all_documents(store: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every document in the database, subcollections included, as (path, fields)."""
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    def walk(collections: Any) -> None:
+        for collection in collections:
+            for reference in collection.list_documents():
+                snapshot = reference.get()
+                if snapshot.exists:
+                    found.append((reference.path, snapshot.to_dict()))
+                walk(reference.collections())
+
+    walk(store.collections())
+    return found

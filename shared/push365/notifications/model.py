@@ -84,10 +84,10 @@ class SendRequest(InputModel):
 class Rule(InputModel):
     """An event rule: a Dataverse event on ``table`` with ``message`` becomes a notification."""
 
-    table: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-z0-9_]{1,64}$")]
-    message: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-z]{1,64}$")]
+    table: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
+    message: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z]{1,64}$")]
     recipients: list[
-        Annotated[str, StringConstraints(to_lower=True, pattern=r"^[a-z0-9_]{1,64}$")]
+        Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
     ] = Field(min_length=1, max_length=10)
     title: str = Field(min_length=1, max_length=1024)
     body: str = Field(default="", max_length=4096)

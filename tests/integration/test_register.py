@@ -17,7 +17,8 @@ from tests.integration.conftest import (
     registration,
 )
 
-# Exactly the privacy policy's "Organization Information", plus what running the service needs.
+# Exactly the privacy policy's "Organization Information", plus what running the service needs
+# (the key's hash, dates, and the event rules the administrator configures).
 ORGANIZATION_FIELDS = {
     "id",
     "unique_name",
@@ -28,6 +29,7 @@ ORGANIZATION_FIELDS = {
     "api_key_hash",
     "created_at",
     "updated_at",
+    "rules",
 }
 BUSINESS_FIELDS = {"name", "phone", "email", "country", "address"}
 ADMIN_FIELDS = {"full_name", "email", "mobile_phone"}

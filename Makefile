@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 
-.PHONY: dev test lint unit venv clean
+.PHONY: dev test lint unit bench venv clean
 
 ## dev: set up .venv, then run every function, the Firestore emulator and the local FCM server
 dev: $(STAMP)
@@ -25,6 +25,10 @@ lint: $(STAMP)
 ## unit: only the fast tests that need no emulator
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+## bench: the benchmarks in bench/, each printing a RESULT line against its baseline
+bench: $(STAMP)
+	$(PY) bench/send_fanout.py
 
 venv: $(STAMP)
 

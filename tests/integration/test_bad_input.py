@@ -16,8 +16,10 @@ GOOD_BODIES: dict[str, dict[str, Any]] = {
     "/register/users": {"users": [{"id": BOB}]},
     "/subscribe": {"user_id": BOB, "instance_id": "tok"},
     "/unsubscribe": {"instance_id": "tok"},
+    "/send": {"recipients": [BOB], "title": "t", "body": "b"},
+    "/receipt": {"receipt": "r"},
 }
-AUTHENTICATED = ["/register/users", "/subscribe", "/unsubscribe"]
+AUTHENTICATED = ["/register/users", "/register/rules", "/subscribe", "/unsubscribe", "/send"]
 TOO_BIG = json.dumps({"users": [{"id": BOB, "full_name": CANARY * 30_000}]})
 
 # (name, url, request options, expected status, expected code)
@@ -187,7 +189,13 @@ def stored_state(api: Functions, store: Any) -> tuple[str, Any]:
 def snapshot(store: Any) -> dict[str, Any]:
     organization = store.collection("organizations").document(ORG).get().to_dict()
     users, subscriptions = documents(store, ORG, "users"), documents(store, ORG, "subscriptions")
-    return {"organization": organization, "users": users, "subscriptions": subscriptions}
+    notifications = documents(store, ORG, "notifications")
+    return {
+        "organization": organization,
+        "users": users,
+        "subscriptions": subscriptions,
+        "notifications": notifications,
+    }
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,8 @@ def call(url: str, body: Any = None, headers: dict[str, str] | None = None) -> t
         request.add_header(name, value)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
 
@@ -91,7 +92,7 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
 ) -> None:
     ports, process = dev_stack["ports"], dev_stack["process"]
     base = f"http://127.0.0.1:{ports['http']}"
-    for name in ("register", "subscribe", "unsubscribe"):
+    for name in ("register", "subscribe", "unsubscribe", "send", "receipt"):
         assert f"{base}/{name}" in dev_stack["banner"]
 
     status, created = call(
@@ -109,13 +110,21 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
     subscribed = call(f"{base}/subscribe", example("subscription-create.json"), key)
     unsubscribed = call(f"{base}/unsubscribe", example("subscription-delete.json"), key)
     users = call(f"{base}/register/users", {"users": [{"id": BOB}]}, key)
+    call(f"{base}/subscribe", {"user_id": BOB, "instance_id": "bob-laptop"}, key)
+    sent = call(f"{base}/send", {"recipients": [BOB], "title": "Hi", "body": "there"}, key)
     fcm = call(f"http://127.0.0.1:{ports['fcm']}/_messages")
+    data = fcm[1][0]["message"]["data"]
+    receipt = call(data["receipt_url"], {"receipt": data["receipt"]})
 
     assert status == 201
     assert subscribed[0] == 201
     assert unsubscribed == (200, {"unsubscribed": 1, "purge_by": unsubscribed[1]["purge_by"]})
     assert users == (200, {"upserted": 1})
-    assert fcm == (200, [])
+    assert sent[0] == 200
+    assert sent[1]["sent"] == 1
+    assert [m["token"] for m in fcm[1]] == ["bob-laptop"]
+    assert data["receipt_url"] == f"{base}/receipt"
+    assert receipt == (204, None)
 
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0

@@ -26,6 +26,7 @@ def _register(request: ApiRequest) -> Reply:
     if is_execution_context(request.json_object()):
         return _users(request)  # a systemuser step registered at the function's root URL
     registration = validate(Registration, request.json_object())
+    request.audit.organization_id = registration.organization.id
     outcome = bootstrap.organizations().register(registration, request.api_key)
     if outcome.created:
         return 201, {"organization_id": outcome.organization_id, "api_key": outcome.api_key}
@@ -33,23 +34,25 @@ def _register(request: ApiRequest) -> Reply:
 
 
 def _users(request: ApiRequest) -> Reply:
-    organization = bootstrap.organizations().authenticate(request.api_key)
+    organization = request.authenticate(bootstrap.organizations().authenticate)
     change = request.command(UserBatch, organization, user_change_from_context)
     if isinstance(change, NotHandled):
         return ignored(change)
     if isinstance(change, UserRemoval):
+        request.audit.add_users([change.id])
         removed = bootstrap.users().remove(organization.id, change.id)
         return 200, {
             "removed": int(removed.removed),
             "subscriptions_removed": removed.subscriptions_removed,
         }
     batch = change.users if isinstance(change, UserBatch) else [change]
+    request.audit.add_users(user.id for user in batch)
     return 200, {"upserted": bootstrap.users().upsert(organization.id, batch)}
 
 
 def _rotate_key(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
-    organization = organizations.authenticate(request.api_key)
+    organization = request.authenticate(organizations.authenticate)
     return 200, {
         "organization_id": organization.id,
         "api_key": organizations.rotate_key(organization),
@@ -58,13 +61,13 @@ def _rotate_key(request: ApiRequest) -> Reply:
 
 def _set_rules(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
-    organization = organizations.authenticate(request.api_key)
+    organization = request.authenticate(organizations.authenticate)
     rule_set = validate(RuleSet, request.json_object())
     return 200, {"rules": organizations.set_rules(organization, rule_set)}
 
 
 def _get_rules(request: ApiRequest) -> Reply:
-    organization = bootstrap.organizations().authenticate(request.api_key)
+    organization = request.authenticate(bootstrap.organizations().authenticate)
     return 200, {"rules": [rule.model_dump() for rule in organization.rules]}
 
 

@@ -19,7 +19,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def _send(request: ApiRequest) -> Reply:
-    organization = bootstrap.organizations().authenticate(request.api_key)
+    organization = request.authenticate(bootstrap.organizations().authenticate)
     host = request.header(DYNAMICS_HOST_HEADER)
     command = request.command(
         SendRequest,
@@ -28,7 +28,11 @@ def _send(request: ApiRequest) -> Reply:
     )
     if isinstance(command, NothingToSend):
         return 200, command.answer()
-    summary = bootstrap.notifications().send(organization.id, command, _dedup_key(request))
+    dedup = _dedup_key(request)
+    if dedup is not None:
+        request.audit.note_dedup_key(dedup)
+    request.audit.add_users(command.recipients)
+    summary = bootstrap.notifications().send(organization.id, command, dedup)
     return 200, summary.model_dump()
 
 

@@ -16,10 +16,11 @@ from push365.web import Api, ApiRequest, Reply, ignored
 
 
 def _subscribe(request: ApiRequest) -> Reply:
-    organization = bootstrap.organizations().authenticate(request.api_key)
+    organization = request.authenticate(bootstrap.organizations().authenticate)
     command = request.command(Subscribe, organization, subscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)
+    request.audit.add_users([command.user_id])
     outcome = bootstrap.subscriptions().subscribe(organization.id, command)
     return (201 if outcome.created else 200), {"subscription_id": outcome.subscription_id}
 

@@ -17,10 +17,12 @@ from push365.web import Api, ApiRequest, Reply, ignored
 
 
 def _unsubscribe(request: ApiRequest) -> Reply:
-    organization = bootstrap.organizations().authenticate(request.api_key)
+    organization = request.authenticate(bootstrap.organizations().authenticate)
     command = request.command(Unsubscribe, organization, unsubscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)
+    if command.user_id is not None:
+        request.audit.add_users([command.user_id])
     outcome = bootstrap.subscriptions().unsubscribe(organization.id, command)
     return 200, {"unsubscribed": outcome.count, "purge_by": iso_utc(outcome.purge_by)}
 

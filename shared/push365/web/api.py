@@ -9,14 +9,14 @@ fixed texts so that no request value is ever echoed.
 from __future__ import annotations
 
 import json
-import logging
-import traceback
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import flask
 from google.api_core import exceptions as google_exceptions
 
+from push365.audit import AuditRecord, emit, log_unhandled
 from push365.dataverse import (
     SIZE_EXCEEDED_HEADER,
     ExecutionContext,
@@ -46,8 +46,6 @@ Handler = Callable[["ApiRequest"], Reply]
 M = TypeVar("M", bound=InputModel)
 C = TypeVar("C")
 
-_log = logging.getLogger("push365.web")
-
 # A store that does not answer is worth one retry by Dataverse (it retries 502/503/504 once).
 _UNAVAILABLE = (
     google_exceptions.ServiceUnavailable,
@@ -59,11 +57,23 @@ _UNAVAILABLE = (
 class ApiRequest:
     """One request as a handler sees it."""
 
-    def __init__(self, request: flask.Request) -> None:
+    def __init__(self, request: flask.Request, audit: AuditRecord) -> None:
         self._request = request
         self._body: dict[str, Any] | None = None
+        self.audit = audit
+        """This call's audit record: handlers note ids on it, never request content."""
         self.context: ExecutionContext | None = None
         """The Dataverse context, once :meth:`command` has read one."""
+
+    def authenticate(self, authenticator: Callable[[str | None], Organization]) -> Organization:
+        """The organization whose key the request carries (noted on the audit record)."""
+        organization = authenticator(self.api_key)
+        self.audit.organization_id = organization.id
+        return organization
+
+    def query(self, name: str) -> str | None:
+        """A query parameter, or None."""
+        return self._request.args.get(name)
 
     @property
     def api_key(self) -> str | None:
@@ -104,6 +114,9 @@ class ApiRequest:
         context = parse_execution_context(
             body, size_exceeded=self.header(SIZE_EXCEEDED_HEADER) is not None
         )
+        self.audit.dataverse_message = context.message_name
+        self.audit.dataverse_table = context.primary_entity_name
+        self.audit.dataverse_entity_id = context.primary_entity_id
         if context.organization_id != organization.id:
             raise Forbidden()
         self.context = context
@@ -127,13 +140,21 @@ class Api:
         self._cors = cors
 
     def handle(self, request: flask.Request) -> flask.Response:
-        """Answer one request."""
-        response = self._answer(request)
+        """Answer one request, and write its one audit record."""
+        started = time.perf_counter()
+        path = "/" + request.path.strip("/")
+        # An unknown path is the caller's text: it is not logged.
+        route = path if path in self._routes else "(unknown)"
+        audit = AuditRecord(function=self.function, route=route, method=request.method)
+        response = self._answer(request, path, audit)
         if self._cors:
             response.headers["Access-Control-Allow-Origin"] = "*"
+        audit.status = response.status_code
+        audit.duration_ms = (time.perf_counter() - started) * 1000
+        emit(audit)
         return response
 
-    def _answer(self, request: flask.Request) -> flask.Response:
+    def _answer(self, request: flask.Request, path: str, audit: AuditRecord) -> flask.Response:
         if self._cors and request.method == "OPTIONS":
             preflight = flask.Response(status=204)
             preflight.headers["Access-Control-Allow-Methods"] = "POST"
@@ -141,29 +162,30 @@ class Api:
             preflight.headers["Access-Control-Max-Age"] = "86400"
             return preflight
         try:
-            status, body = self._dispatch(request)
+            status, body = self._dispatch(request, path, audit)
         except Push365Error as error:
+            audit.fault = {"code": error.code, "message": error.message}
             return _error_response(error)
-        except _UNAVAILABLE:
+        except _UNAVAILABLE as error:
+            audit.fault = {"code": StoreUnavailable.code, "message": type(error).__name__}
             return _error_response(StoreUnavailable())
         except Exception as error:  # noqa: BLE001 - the last line of defence: a 500 that says nothing
-            # Only the type and the code location: an exception's message can carry input.
-            frames = "".join(traceback.format_tb(error.__traceback__))
-            _log.error("unhandled %s in %s\n%s", type(error).__name__, self.function, frames)
+            audit.fault = {"code": "internal", "message": type(error).__name__}
+            log_unhandled(self.function, error)
             return _json_response(
                 500, {"error": {"code": "internal", "message": "Internal error."}}
             )
+        audit.note_response(body)
         return _json_response(status, body)
 
-    def _dispatch(self, request: flask.Request) -> Reply:
-        path = "/" + request.path.strip("/")
+    def _dispatch(self, request: flask.Request, path: str, audit: AuditRecord) -> Reply:
         methods = self._routes.get(path)
         if methods is None:
             raise NotFound()
         handler = methods.get(request.method)
         if handler is None:
             raise MethodNotAllowed(list(methods))
-        return handler(ApiRequest(request))
+        return handler(ApiRequest(request, audit))
 
 
 def ignored(outcome: NotHandled) -> Reply:

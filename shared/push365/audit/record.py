@@ -1,0 +1,168 @@
+"""The audit record and where it is written (google-cloud-logging's structured logging)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from push365.settings import get_settings
+
+AUDIT_LOGGER = "push365.audit"
+MAX_USER_IDS = 20
+
+# Response keys whose integer values are summaries worth keeping, and ids worth keeping.
+COUNT_KEYS = frozenset(
+    {
+        "upserted",
+        "removed",
+        "subscriptions_removed",
+        "unsubscribed",
+        "recipients",
+        "devices",
+        "sent",
+        "failed",
+        "removed_tokens",
+        "rules",
+        "users",
+        "subscriptions",
+        "notifications",
+        "deliveries",
+        "dedup_keys",
+        "organizations",
+    }
+)
+ID_KEYS = frozenset({"organization_id", "subscription_id", "notification_id"})
+_ID = re.compile(r"^[0-9a-f-]{32,64}$")
+
+
+@dataclass
+class AuditRecord:
+    """One API call. Each field is an allow-listed, content-free fact about it."""
+
+    function: str
+    route: str
+    method: str
+    organization_id: str | None = None
+    user_ids: list[str] = field(default_factory=list)
+    dataverse_message: str | None = None
+    dataverse_table: str | None = None
+    dataverse_entity_id: str | None = None
+    dedup_key: str | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    fault: dict[str, str] | None = None
+    duration_ms: float = 0.0
+
+    def add_users(self, user_ids: Iterable[str]) -> None:
+        """Note the users a call is about (ids only; the first few when there are many)."""
+        for user_id in user_ids:
+            if len(self.user_ids) >= MAX_USER_IDS:
+                self.counts["user_ids_not_logged"] = self.counts.get("user_ids_not_logged", 0) + 1
+            elif user_id not in self.user_ids:
+                self.user_ids.append(user_id)
+
+    def note_dedup_key(self, key: str) -> None:
+        """A Dataverse operation key (ids only) as is; a caller's Idempotency-Key as a hash."""
+        if key.startswith("dataverse:"):
+            self.dedup_key = key
+        else:
+            self.dedup_key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    def note_response(self, body: Mapping[str, Any]) -> None:
+        """Keep the summary of an answer: allow-listed counts and ids, nothing else."""
+        for key, value in body.items():
+            if key in COUNT_KEYS and isinstance(value, int) and not isinstance(value, bool):
+                self.counts[key] = value
+            elif key in COUNT_KEYS and isinstance(value, Mapping):
+                for kind, count in value.items():
+                    if isinstance(count, int) and re.fullmatch(r"[a-z_]{1,40}", str(kind)):
+                        self.counts[f"{key}.{kind}"] = count
+            elif key in ID_KEYS and isinstance(value, str) and _ID.match(value):
+                self.ids[key] = value
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON fields of the log entry."""
+        entry: dict[str, Any] = {
+            "event": "api_call",
+            "function": self.function,
+            "route": self.route,
+            "method": self.method,
+            "status": self.status,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+        optional = {
+            "organization_id": self.organization_id,
+            "user_ids": self.user_ids or None,
+            "dataverse_message": self.dataverse_message,
+            "dataverse_table": self.dataverse_table,
+            "dataverse_entity_id": self.dataverse_entity_id,
+            "dedup_key": self.dedup_key,
+            "counts": self.counts or None,
+            "fault": self.fault,
+            **self.ids,
+        }
+        entry.update({k: v for k, v in optional.items() if v is not None})
+        return entry
+
+
+def emit(record: AuditRecord) -> None:
+    """Write the record: one JSON line on stdout, as Cloud Functions' logging agent reads it."""
+    severity = (
+        logging.ERROR
+        if record.status >= 500
+        else logging.WARNING
+        if record.status >= 400
+        else logging.INFO
+    )
+    message = f"{record.function} {record.method} {record.route} {record.status}"
+    _logger().log(severity, message, extra=_extra(record.fields(), record))
+
+
+def log_unhandled(function: str, error: BaseException) -> None:
+    """A crash, for debugging: the exception's type and code locations, never its message
+    (an exception's text can carry request values)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames]
+    fields = {
+        "event": "unhandled_exception",
+        "function": function,
+        "exception": type(error).__name__,
+        "frames": where,
+    }
+    _logger().error(
+        "unhandled %s in %s",
+        type(error).__name__,
+        function,
+        extra={"json_fields": fields, "http_request": None},
+    )
+
+
+def _extra(fields: dict[str, Any], record: AuditRecord) -> dict[str, Any]:
+    # httpRequest is given explicitly: the library would otherwise log the full URL, and the
+    # query string can hold the organization key (?code=).
+    http_request = {
+        "requestMethod": record.method,
+        "requestUrl": f"/{record.function}{record.route if record.route != '/' else ''}",
+        "status": record.status,
+        "latency": f"{record.duration_ms / 1000:.3f}s",
+    }
+    return {"json_fields": fields, "http_request": http_request}
+
+
+@lru_cache(maxsize=1)
+def _logger() -> logging.Logger:
+    from google.cloud.logging_v2.handlers.structured_log import StructuredLogHandler
+
+    logger = logging.getLogger(AUDIT_LOGGER)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(StructuredLogHandler(project_id=get_settings().project_id, stream=sys.stdout))
+    return logger

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 
-.PHONY: dev test lint unit bench venv clean
+.PHONY: dev test lint unit bench audit venv clean
 
 ## dev: set up .venv, then run every function, the Firestore emulator and the local FCM server
 dev: $(STAMP)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 ## unit: only the fast tests that need no emulator
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+## audit: check the store (by default the one `make dev` runs) against the privacy policy
+audit: $(STAMP)
+	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:8080} \
+	GOOGLE_CLOUD_PROJECT=$${GOOGLE_CLOUD_PROJECT-demo-push365} $(PY) -m push365.compliance
 
 ## bench: the benchmarks in bench/, each printing a RESULT line against its baseline
 bench: $(STAMP)

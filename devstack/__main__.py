@@ -51,6 +51,7 @@ def main() -> int:
         os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
         os.environ["PUSH365_FCM_ENDPOINT"] = fcm.url
         os.environ.setdefault("PUSH365_RECEIPT_URL", f"{base}/receipt")
+        os.environ.setdefault("PUSH365_ADMIN_KEY", "local-admin-key")
 
         from devstack.gateway import build_gateway, function_names, serve
 

@@ -13,6 +13,10 @@ from push365.notifications.repository import FirestoreNotificationRepository
 from push365.notifications.service import NotificationService, SendPolicy
 from push365.organizations.repository import FirestoreOrganizationRepository
 from push365.organizations.service import OrganizationService
+from push365.privacy.repository import FirestorePrivacyStore
+from push365.privacy.service import PrivacyService
+from push365.retention.purge import FirestoreRetentionStore, Purger
+from push365.retention.rules import retention_rules
 from push365.settings import get_settings
 from push365.store import firestore_client
 from push365.subscriptions.repository import FirestoreSubscriptionRepository
@@ -67,3 +71,16 @@ def notifications() -> NotificationService:
         gateway,
         policy,
     )
+
+
+@lru_cache(maxsize=1)
+def privacy() -> PrivacyService:
+    """Export and erasure."""
+    return PrivacyService(FirestorePrivacyStore(firestore_client()))
+
+
+@lru_cache(maxsize=1)
+def purger() -> Purger:
+    """Retention purge."""
+    rules = retention_rules(get_settings().notification_retention_days)
+    return Purger(FirestoreRetentionStore(firestore_client()), rules)

@@ -88,3 +88,10 @@ class SendInProgress(Push365Error):
 
 class UnknownReceipt(Push365Error):
     status, code, default_message = 404, "unknown_receipt", "No delivery has this receipt."
+
+
+class PurgeDisabled(Push365Error):
+    """No admin key is configured: purge answers nobody."""
+
+    status, code = 403, "purge_disabled"
+    default_message = "Purge is disabled: PUSH365_ADMIN_KEY is not set."

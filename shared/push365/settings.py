@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_PROJECT_ID = "demo-push365"
@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     fcm_http_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
     # Where the service worker posts delivery receipts; sent in each message's data when set.
     receipt_url: str | None = None
+    # What purge's caller must send in X-Push365-Admin-Key (Secret Manager in production).
+    # Unset: purge refuses every caller.
+    admin_key: SecretStr | None = None
 
 
 @lru_cache(maxsize=1)

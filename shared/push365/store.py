@@ -12,6 +12,7 @@ Layout (every tenant's data lives under its organization document)::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 
 from google.cloud import firestore
@@ -21,6 +22,9 @@ from push365.settings import get_settings
 ORGANIZATIONS = "organizations"
 USERS = "users"
 SUBSCRIPTIONS = "subscriptions"
+NOTIFICATIONS = "notifications"
+DELIVERIES = "deliveries"
+DEDUP = "dedup"
 
 BATCH_LIMIT = 500
 """Firestore's limit on writes in one batch or transaction."""
@@ -37,6 +41,39 @@ def organization_ref(client: firestore.Client, organization_id: str) -> firestor
     return client.collection(ORGANIZATIONS).document(organization_id)
 
 
-NOTIFICATIONS = "notifications"
-DELIVERIES = "deliveries"
-DEDUP = "dedup"
+def delete_organization_tree(client: firestore.Client, organization_id: str) -> dict[str, int]:
+    """Delete everything under an organization, then its document; counts per kind.
+
+    Children go before their parent and the organization document goes last, so an interrupted
+    run leaves the organization's marker in place for the next one to finish.
+    """
+    organization = organization_ref(client, organization_id)
+    counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, DELIVERIES: 0, DEDUP: 0}
+    for notifications in _id_pages(organization.collection(NOTIFICATIONS)):
+        for notification in notifications:
+            for deliveries in _id_pages(notification.collection(DELIVERIES)):
+                counts[DELIVERIES] += _delete_all(client, deliveries)
+        counts[NOTIFICATIONS] += _delete_all(client, notifications)
+    for name in (SUBSCRIPTIONS, USERS, DEDUP):
+        for page in _id_pages(organization.collection(name)):
+            counts[name] += _delete_all(client, page)
+    organization.delete()
+    return counts
+
+
+def _id_pages(
+    collection: firestore.CollectionReference,
+) -> Iterator[list[firestore.DocumentReference]]:
+    # Re-query after each page is deleted: deleted documents drop out, memory stays bounded.
+    while page := [
+        snapshot.reference for snapshot in collection.select([]).limit(BATCH_LIMIT).get()
+    ]:
+        yield page
+
+
+def _delete_all(client: firestore.Client, references: list[firestore.DocumentReference]) -> int:
+    batch = client.batch()
+    for reference in references:
+        batch.delete(reference)
+    batch.commit()
+    return len(references)

@@ -1,6 +1,8 @@
 """How long each kind of record may live, and the field Firestore's TTL policy reads.
 
-The privacy policy: an unsubscribed token is gone from the live database within 30 days.
+The privacy policy: an unsubscribed token is gone from the live database within 30 days (Push365
+erases the token itself at unsubscribe; the tombstone left, with no token, goes by ``purge_by``).
+Notification records (metadata only) live ``notification_retention_days`` (90 by default).
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from datetime import datetime, timedelta
 TTL_FIELD = "expire_at"
 """The one field a Firestore TTL policy deletes documents by (a backstop for purge)."""
 
+MAX_UNSUBSCRIBE_RETENTION_DAYS = 30
+
 
 def unsubscribed_purge_by(unsubscribed_at: datetime, retention_days: int) -> datetime:
     """When an unsubscribed subscription's tombstone must be gone from the live database."""
-    if not 0 <= retention_days <= 30:
+    if not 0 <= retention_days <= MAX_UNSUBSCRIBE_RETENTION_DAYS:
         raise ValueError("unsubscribe retention must be between 0 and 30 days")
     return unsubscribed_at + timedelta(days=retention_days)

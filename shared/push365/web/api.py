@@ -80,6 +80,11 @@ class ApiRequest:
         """The organization key: header ``X-Push365-Key``, else query parameter ``code``."""
         return self._request.headers.get(API_KEY_HEADER) or self._request.args.get(API_KEY_QUERY)
 
+    @property
+    def has_body(self) -> bool:
+        """Whether the request carries a body at all."""
+        return bool(self._request.content_length) or self._request.content_type is not None
+
     def header(self, name: str) -> str | None:
         """A request header, or None."""
         return self._request.headers.get(name)

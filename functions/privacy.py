@@ -1,0 +1,44 @@
+"""Cloud Function ``privacy``: the customer's rights of access and erasure.
+
+Routes (relative to the function URL):
+    GET  /export   everything held about the organization; ``?user_id=`` about one user
+    POST /erase    ``{"user_id"}``: that user, their subscriptions and their id in notification
+                   records, now; ``{"organization": true}``: the whole organization and its key
+"""
+
+import flask
+import functions_framework
+
+from push365 import bootstrap
+from push365.model import Guid, InputModel, validate
+from push365.privacy.service import EraseRequest
+from push365.web import Api, ApiRequest, Reply
+
+
+class _UserQuery(InputModel):
+    user_id: Guid | None = None
+
+
+def _export(request: ApiRequest) -> Reply:
+    organization = request.authenticate(bootstrap.organizations().authenticate)
+    user_id = validate(_UserQuery, {"user_id": request.query("user_id")}).user_id
+    if user_id is not None:
+        request.audit.add_users([user_id])
+    return 200, bootstrap.privacy().export(organization.id, user_id)
+
+
+def _erase(request: ApiRequest) -> Reply:
+    organization = request.authenticate(bootstrap.organizations().authenticate)
+    erase = validate(EraseRequest, request.json_object())
+    if erase.user_id is not None:
+        request.audit.add_users([erase.user_id])
+    return 200, {"erased": bootstrap.privacy().erase(organization.id, erase)}
+
+
+api = Api("privacy", {"/export": {"GET": _export}, "/erase": {"POST": _erase}})
+
+
+@functions_framework.http
+def privacy(request: flask.Request) -> flask.Response:
+    """Entry point of the ``privacy`` Cloud Function."""
+    return api.handle(request)

@@ -1,0 +1,34 @@
+"""Cloud Function ``purge``: deletes what the retention rules say is due (Cloud Scheduler, daily).
+
+Routes (relative to the function URL):
+    POST /  header ``X-Push365-Admin-Key``; ``{"as_of"?: ISO-8601, "dry_run"?: bool}`` -> counts
+            per kind. In production the function is private too (OIDC from the scheduler).
+"""
+
+import flask
+import functions_framework
+
+from push365 import bootstrap
+from push365.model import iso_utc, validate
+from push365.retention.request import PurgeRequest, check_admin_key
+from push365.web import Api, ApiRequest, Reply
+
+ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
+
+
+def _purge(request: ApiRequest) -> Reply:
+    check_admin_key(request.header(ADMIN_KEY_HEADER))
+    body = request.json_object() if request.has_body else {}
+    purge = validate(PurgeRequest, body)
+    as_of = purge.effective_as_of()
+    counts = bootstrap.purger().purge(as_of, dry_run=purge.dry_run)
+    return 200, {"as_of": iso_utc(as_of), "dry_run": purge.dry_run, "deleted": counts}
+
+
+api = Api("purge", {"/": {"POST": _purge}})
+
+
+@functions_framework.http
+def purge(request: flask.Request) -> flask.Response:
+    """Entry point of the ``purge`` Cloud Function."""
+    return api.handle(request)

@@ -1,0 +1,190 @@
+"""Reading and erasing everything held about an organization or one of its users."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Protocol
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from push365.retention import TTL_FIELD
+from push365.store import (
+    BATCH_LIMIT,
+    DEDUP,
+    DELIVERIES,
+    NOTIFICATIONS,
+    ORGANIZATIONS,
+    SUBSCRIPTIONS,
+    USERS,
+    delete_organization_tree,
+)
+
+# Secrets are never exported: they prove identity, they are not data about anyone.
+_SECRET_FIELDS = frozenset({"api_key_hash", "receipt_hash"})
+
+
+class PrivacyStore(Protocol):
+    """The storage port the privacy use cases need."""
+
+    def export_organization(self, organization_id: str) -> dict[str, Any]:
+        """Every document held about the organization, as plain data."""
+        ...
+
+    def export_user(self, organization_id: str, user_id: str) -> dict[str, Any] | None:
+        """Every document held about one user; None when nothing is."""
+        ...
+
+    def erase_user(self, organization_id: str, user_id: str) -> dict[str, int]:
+        """Remove the user, their subscriptions and their id from notification records."""
+        ...
+
+    def erase_organization(self, organization_id: str, now: datetime) -> dict[str, int]:
+        """Remove the organization and everything under it; its key stops working first."""
+        ...
+
+
+class FirestorePrivacyStore:
+    """The privacy port over the document layout in ``store.py``."""
+
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+
+    def _organization(self, organization_id: str) -> firestore.DocumentReference:
+        return self._client.collection(ORGANIZATIONS).document(organization_id)
+
+    def export_organization(self, organization_id: str) -> dict[str, Any]:
+        organization = self._organization(organization_id)
+        notifications = [
+            {
+                **_plain(n),
+                "deliveries": [_plain(d) for d in n.reference.collection(DELIVERIES).stream()],
+            }
+            for n in organization.collection(NOTIFICATIONS).stream()
+        ]
+        return {
+            "organization": _plain(organization.get()),
+            "users": [_plain(s) for s in organization.collection(USERS).stream()],
+            "subscriptions": [_plain(s) for s in organization.collection(SUBSCRIPTIONS).stream()],
+            "notifications": notifications,
+            "dedup_keys": [_plain(s) for s in organization.collection(DEDUP).stream()],
+        }
+
+    def export_user(self, organization_id: str, user_id: str) -> dict[str, Any] | None:
+        organization = self._organization(organization_id)
+        user = organization.collection(USERS).document(user_id).get()
+        subscriptions = [_plain(s) for s in self._subscriptions_of(organization_id, user_id)]
+        notifications = [
+            {
+                **_plain(n),
+                "deliveries": [_plain(d) for d in self._deliveries_of(n.reference, user_id)],
+            }
+            for n in self._notifications_of(organization_id, user_id)
+        ]
+        if not user.exists and not subscriptions and not notifications:
+            return None
+        return {
+            "user": _plain(user) if user.exists else None,
+            "subscriptions": subscriptions,
+            "notifications": notifications,
+        }
+
+    def erase_user(self, organization_id: str, user_id: str) -> dict[str, int]:
+        counts = {"users": 0, "subscriptions": 0, "notifications": 0, "deliveries": 0}
+        for page in _pages(self._subscriptions_of(organization_id, user_id, ids_only=True)):
+            counts["subscriptions"] += self._write(page, lambda b, r: b.delete(r))
+        remove = {"recipients": firestore.ArrayRemove([user_id])}
+        for page in _pages(self._notifications_of(organization_id, user_id, ids_only=True)):
+            for notification in page:
+                deliveries = self._deliveries_of(notification, user_id, ids_only=True)
+                for deliveries_page in _pages(deliveries):
+                    counts["deliveries"] += self._write(deliveries_page, lambda b, r: b.delete(r))
+            counts["notifications"] += self._write(page, lambda b, r: b.update(r, remove))
+        user = self._organization(organization_id).collection(USERS).document(user_id)
+        if user.get(field_paths=["id"]).exists:
+            user.delete()
+            counts["users"] = 1
+        return counts
+
+    def erase_organization(self, organization_id: str, now: datetime) -> dict[str, int]:
+        # First the profile and key go (replaced by a marker purge can finish from), then the rest.
+        self._organization(organization_id).set(
+            {"id": organization_id, "removed_at": now, TTL_FIELD: now}
+        )
+        counts = delete_organization_tree(self._client, organization_id)
+        return {"organizations": 1, **{_KINDS[name]: n for name, n in counts.items()}}
+
+    def _subscriptions_of(
+        self, organization_id: str, user_id: str, ids_only: bool = False
+    ) -> Iterator[Any]:
+        query = (
+            self._organization(organization_id)
+            .collection(SUBSCRIPTIONS)
+            .where(filter=FieldFilter("user_id", "==", user_id))
+        )
+        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream()
+        return stream
+
+    def _notifications_of(
+        self, organization_id: str, user_id: str, ids_only: bool = False
+    ) -> Iterator[Any]:
+        query = (
+            self._organization(organization_id)
+            .collection(NOTIFICATIONS)
+            .where(filter=FieldFilter("recipients", "array_contains", user_id))
+        )
+        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream()
+        return stream
+
+    @staticmethod
+    def _deliveries_of(notification: Any, user_id: str, ids_only: bool = False) -> Iterator[Any]:
+        reference = getattr(notification, "reference", notification)
+        query = reference.collection(DELIVERIES).where(filter=FieldFilter("user_id", "==", user_id))
+        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream()
+        return stream
+
+    def _write(self, page: list[Any], write: Any) -> int:
+        batch = self._client.batch()
+        for snapshot in page:
+            write(batch, snapshot.reference)
+        batch.commit()
+        return len(page)
+
+
+_KINDS = {
+    USERS: "users",
+    SUBSCRIPTIONS: "subscriptions",
+    NOTIFICATIONS: "notifications",
+    DELIVERIES: "deliveries",
+    DEDUP: "dedup_keys",
+}
+
+
+def _pages(snapshots: Iterator[Any]) -> Iterator[list[Any]]:
+    page: list[Any] = []
+    for snapshot in snapshots:
+        page.append(snapshot)
+        if len(page) == BATCH_LIMIT:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _plain(snapshot: Any) -> dict[str, Any]:
+    """A document as JSON-ready data: its id, its fields (no secrets), times as ISO-8601."""
+    fields = snapshot.to_dict() or {}
+    return {"id": snapshot.id} | {
+        k: _jsonable(v) for k, v in fields.items() if k not in _SECRET_FIELDS
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value

@@ -1,0 +1,53 @@
+"""Access and erasure use cases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Self
+
+from pydantic import model_validator
+
+from push365.errors import NotFound
+from push365.model import Guid, InputModel, utc_now
+from push365.privacy.repository import PrivacyStore
+
+
+class EraseRequest(InputModel):
+    """``POST /privacy/erase``: one user, or the whole organization."""
+
+    user_id: Guid | None = None
+    organization: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.user_id is None) == (not self.organization):
+            raise ValueError('give exactly one of "user_id" and "organization": true')
+        return self
+
+
+class PrivacyService:
+    """What a customer may ask of the data Push365 holds."""
+
+    def __init__(self, store: PrivacyStore, clock: Callable[[], datetime] = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    def export(self, organization_id: str, user_id: str | None = None) -> dict[str, Any]:
+        """Everything held about the organization, or about one of its users.
+
+        Raises:
+            NotFound: nothing is held about that user.
+        """
+        if user_id is None:
+            return self._store.export_organization(organization_id)
+        found = self._store.export_user(organization_id, user_id)
+        if found is None:
+            raise NotFound("Nothing is held about this user.")
+        return found
+
+    def erase(self, organization_id: str, request: EraseRequest) -> dict[str, int]:
+        """Remove a user's data, or the organization's, now (not at the next purge)."""
+        if request.user_id is not None:
+            return self._store.erase_user(organization_id, request.user_id)
+        return self._store.erase_organization(organization_id, self._clock())

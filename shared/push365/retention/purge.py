@@ -1,0 +1,116 @@
+"""Purge: delete what retention says is due, in bounded pages, idempotently.
+
+Each kind is one indexed range query (``retention/rules.py``), read a page at a time with a
+cursor, so memory stays bounded and the cost follows what is due, not what is stored. Stopping at
+any point leaves only documents that are still due: the next run finishes the job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from google.api_core.exceptions import FailedPrecondition, NotFound
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from push365.retention.rules import RetentionRule
+from push365.store import BATCH_LIMIT, ORGANIZATIONS, delete_organization_tree
+from push365.subscriptions.model import Status
+
+
+class RetentionStore(Protocol):
+    """The storage port purge needs."""
+
+    def due_pages(self, rule: RetentionRule, as_of: datetime) -> Iterator[Sequence[Any]]:
+        """Due documents, a page at a time."""
+        ...
+
+    def delete(self, rule: RetentionRule, page: Sequence[Any]) -> int:
+        """Delete a page of due documents; how many were deleted."""
+        ...
+
+
+class Purger:
+    """Runs every retention rule."""
+
+    def __init__(self, store: RetentionStore, rules: Sequence[RetentionRule]) -> None:
+        self._store = store
+        self._rules = rules
+
+    def purge(self, as_of: datetime, dry_run: bool = False) -> dict[str, int]:
+        """Delete (or, on a dry run, count) everything due at ``as_of``; counts per kind."""
+        counts: dict[str, int] = {}
+        for rule in self._rules:
+            count = 0
+            for page in self._store.due_pages(rule, as_of):
+                count += len(page) if dry_run else self._store.delete(rule, page)
+            counts[rule.kind] = count
+        return counts
+
+
+class FirestoreRetentionStore:
+    """Due documents found by collection-group range queries on the retention fields."""
+
+    def __init__(self, client: firestore.Client, page_size: int = BATCH_LIMIT) -> None:
+        self._client = client
+        self._page_size = page_size
+
+    def due_pages(self, rule: RetentionRule, as_of: datetime) -> Iterator[Sequence[Any]]:
+        source = (
+            self._client.collection(rule.collection)
+            if rule.top_level
+            else self._client.collection_group(rule.collection)
+        )
+        query = (
+            source.where(filter=FieldFilter(rule.field, "<=", rule.cutoff(as_of)))
+            .order_by(rule.field)
+            .select([rule.field, "status"])
+            .limit(self._page_size)
+        )
+        cursor = None
+        while True:
+            page = list((query.start_after(cursor) if cursor else query).get())
+            if not page:
+                return
+            yield page
+            if len(page) < self._page_size:
+                return
+            cursor = page[-1]
+
+    def delete(self, rule: RetentionRule, page: Sequence[Any]) -> int:
+        if rule.collection == ORGANIZATIONS:
+            for snapshot in page:
+                delete_organization_tree(self._client, snapshot.id)
+            return len(page)
+        if rule.kind == "subscriptions":
+            # Never an active one; and not one that changed since it was read (re-subscribed).
+            page = [s for s in page if s.get("status") == Status.UNSUBSCRIBED.value]
+            return self._delete_unchanged(page)
+        batch = self._client.batch()
+        for snapshot in page:
+            batch.delete(snapshot.reference)
+        batch.commit()
+        return len(page)
+
+    def _delete_unchanged(self, page: Sequence[Any]) -> int:
+        batch = self._client.batch()
+        for snapshot in page:
+            batch.delete(snapshot.reference, option=self._unchanged(snapshot))
+        try:
+            batch.commit()
+            return len(page)
+        except (FailedPrecondition, NotFound):
+            pass  # one changed meanwhile: the others one by one
+        deleted = 0
+        for snapshot in page:
+            try:
+                snapshot.reference.delete(option=self._unchanged(snapshot))
+                deleted += 1
+            except (FailedPrecondition, NotFound):
+                continue
+        return deleted
+
+    def _unchanged(self, snapshot: Any) -> Any:
+        return self._client.write_option(last_update_time=snapshot.update_time)

@@ -65,6 +65,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmul
 # A short deadline keeps retry tests fast; the production default is 40 s (settings.py).
 TEST_SEND_DEADLINE_SECONDS = 5.0
 TEST_FCM_HTTP_TIMEOUT_SECONDS = 1.0
+TEST_ADMIN_KEY = "test-admin-key"
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +76,7 @@ def fcm_server() -> Iterator[LocalFcmServer]:
     os.environ["PUSH365_FCM_ENDPOINT"] = server.url
     os.environ["PUSH365_SEND_DEADLINE_SECONDS"] = str(TEST_SEND_DEADLINE_SECONDS)
     os.environ["PUSH365_FCM_HTTP_TIMEOUT_SECONDS"] = str(TEST_FCM_HTTP_TIMEOUT_SECONDS)
+    os.environ["PUSH365_ADMIN_KEY"] = TEST_ADMIN_KEY
     yield server
     server.stop()
 

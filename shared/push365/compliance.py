@@ -104,19 +104,17 @@ def _check_document(path: str, collection: str, fields: Mapping[str, Any]) -> li
         ]
     found = [Finding("field_outside_policy", path, name) for name in fields if name not in allowed]
     for name, value in fields.items():
+        if (collection, name) != (ORGANIZATIONS, "rules"):  # rules hold templates, not content
+            found += [Finding("notification_content", path, at) for at in _content(value, name)]
         nested = NESTED.get((collection, name))
         if nested is None:
-            found += [
-                Finding("notification_content", path, where) for where in _content(value, name)
-            ]
             continue
-        items = value if isinstance(value, list) else [value]
-        for item in items:
+        for item in value if isinstance(value, list) else [value]:
             if isinstance(item, Mapping):
                 found += [
-                    Finding("field_outside_policy", path, f"{name}.{k}")
-                    for k in item
-                    if k not in nested
+                    Finding("field_outside_policy", path, f"{name}.{key}")
+                    for key in item
+                    if key not in nested
                 ]
     found += [
         Finding("notification_content", path, name) for name in fields if name in CONTENT_FIELDS

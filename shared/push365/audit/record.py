@@ -36,6 +36,8 @@ COUNT_KEYS = frozenset(
         "deliveries",
         "dedup_keys",
         "organizations",
+        "deleted",
+        "erased",
     }
 )
 ID_KEYS = frozenset({"organization_id", "subscription_id", "notification_id"})

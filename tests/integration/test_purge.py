@@ -1,0 +1,213 @@
+"""``purge``: what retention says is due goes, at the boundaries, and nothing else ever does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from push365.retention.purge import FirestoreRetentionStore, Purger
+from push365.retention.rules import RetentionRule, retention_rules
+from push365.subscriptions.model import subscription_id
+from tests.conftest import TEST_ADMIN_KEY
+from tests.integration.conftest import (
+    ALICE,
+    BOB,
+    ORG,
+    OTHER_ORG,
+    Functions,
+    all_documents,
+    documents,
+    register,
+)
+
+ADMIN = {"X-Push365-Admin-Key": TEST_ADMIN_KEY}
+
+
+def purge(api: Functions, as_of: datetime | None = None, dry_run: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {"dry_run": dry_run}
+    if as_of is not None:
+        body["as_of"] = as_of.isoformat()
+    response = api.post("/purge", body, headers=ADMIN)
+    assert response.status_code == 200, response.json
+    return response.json  # type: ignore[no-any-return]
+
+
+def subscriptions(store: Any, org: str = ORG) -> dict[str, dict[str, Any]]:
+    return documents(store, org, "subscriptions")
+
+
+def test_purge_needs_the_admin_key(api: Functions) -> None:
+    missing = api.post("/purge", {})
+    wrong = api.post("/purge", {}, headers={"X-Push365-Admin-Key": "nope"})
+    right = api.post("/purge", {}, headers=ADMIN)
+    no_body = api.post("/purge", headers=ADMIN, content_type=None)
+
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    assert no_body.status_code == 200
+    assert TEST_ADMIN_KEY not in wrong.text
+
+
+@pytest.mark.parametrize(("days", "purged"), [(29, False), (30, True), (31, True)])
+def test_an_unsubscribed_subscription_goes_at_30_days(
+    api: Functions, store: Any, days: int, purged: bool
+) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "gone"}, key=key)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "kept"}, key=key)
+    answer = api.post("/unsubscribe", {"instance_id": "gone"}, key=key).json
+    purge_by = datetime.fromisoformat(answer["purge_by"])
+    # A day boundary counts from purge_by: +30 days is exactly purge_by (rounded up to the second).
+    as_of = purge_by + timedelta(days=days - 30, seconds=1)
+
+    result = purge(api, as_of)
+
+    assert result["deleted"]["subscriptions"] == int(purged)
+    assert (subscription_id("gone") in subscriptions(store)) is not purged
+    assert subscriptions(store)[subscription_id("kept")]["status"] == "active"
+
+
+def test_an_active_subscription_is_never_purged(api: Functions, store: Any) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+    api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)  # back again
+
+    result = purge(api, datetime.now(UTC) + timedelta(days=3650))
+
+    assert result["deleted"]["subscriptions"] == 0
+    assert subscriptions(store)[subscription_id("tok")]["status"] == "active"
+
+
+def test_notification_records_go_after_the_retention(api: Functions, store: Any) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+    api.post(
+        "/send",
+        {"recipients": [BOB], "title": "t", "body": "b"},
+        key=key,
+        headers={"Idempotency-Key": "k"},
+    )
+    now = datetime.now(UTC)
+
+    early = purge(api, now + timedelta(days=89))
+    late = purge(api, now + timedelta(days=91))
+
+    assert early["deleted"]["notifications"] == early["deleted"]["deliveries"] == 0
+    assert early["deleted"]["dedup_keys"] == 1  # replay protection lasts 24 hours
+    assert late["deleted"] == {
+        "subscriptions": 0,
+        "deliveries": 1,
+        "notifications": 1,
+        "dedup_keys": 0,
+        "organizations": 0,
+    }
+    assert [path for path, _ in all_documents(store) if "notifications" in path] == []
+    assert organization_exists(store)
+
+
+def organization_exists(store: Any, org: str = ORG) -> bool:
+    return bool(store.collection("organizations").document(org).get().exists)
+
+
+def test_dry_run_counts_and_deletes_nothing(api: Functions, store: Any) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+    api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+    before = all_documents(store)
+
+    result = purge(api, datetime.now(UTC) + timedelta(days=31), dry_run=True)
+
+    assert result["dry_run"] is True
+    assert result["deleted"]["subscriptions"] == 1
+    assert all_documents(store) == before
+
+
+def test_purge_is_idempotent(api: Functions) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+    api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+    as_of = datetime.now(UTC) + timedelta(days=31)
+
+    first, second = purge(api, as_of), purge(api, as_of)
+
+    assert first["deleted"]["subscriptions"] == 1
+    assert set(second["deleted"].values()) == {0}
+
+
+class Interrupted(Exception):
+    pass
+
+
+class FailingAfter(FirestoreRetentionStore):
+    """The real store, stopped dead after a number of deleted pages."""
+
+    def __init__(self, client: Any, pages: int) -> None:
+        super().__init__(client, page_size=2)
+        self.pages_left = pages
+
+    def delete(self, rule: RetentionRule, page: Sequence[Any]) -> int:
+        if self.pages_left == 0:
+            raise Interrupted()
+        self.pages_left -= 1
+        return super().delete(rule, page)
+
+
+def test_an_interrupted_purge_is_finished_by_the_next_run(api: Functions, store: Any) -> None:
+    key = register(api)
+    for n in range(5):
+        api.post("/subscribe", {"user_id": BOB, "instance_id": f"gone-{n}"}, key=key)
+    api.post("/subscribe", {"user_id": ALICE, "instance_id": "kept"}, key=key)
+    api.post("/unsubscribe", {"user_id": BOB}, key=key)
+    as_of = datetime.now(UTC) + timedelta(days=31)
+    rules = retention_rules(90)
+
+    with pytest.raises(Interrupted):
+        Purger(FailingAfter(store, pages=1), rules).purge(as_of)
+    halfway = subscriptions(store)
+    result = Purger(FirestoreRetentionStore(store, page_size=2), rules).purge(as_of)
+
+    assert len(halfway) == 4  # 2 of 5 went, then it stopped
+    assert result["subscriptions"] == 3
+    assert next(iter(subscriptions(store).values()))["user_id"] == ALICE
+    assert len(subscriptions(store)) == 1
+
+
+def test_a_subscription_renewed_after_it_was_read_is_not_deleted(
+    api: Functions, store: Any
+) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+    api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
+    rule = retention_rules(90)[0]
+    retention = FirestoreRetentionStore(store)
+    (page,) = list(retention.due_pages(rule, datetime.now(UTC) + timedelta(days=31)))
+    api.post(
+        "/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key
+    )  # between read and delete
+
+    assert retention.delete(rule, page) == 0
+    assert subscriptions(store)[subscription_id("tok")]["status"] == "active"
+
+
+def test_an_organization_whose_erasure_stopped_is_finished_by_purge(
+    api: Functions, store: Any
+) -> None:
+    key, other_key = register(api), register(api, OTHER_ORG)
+    for k in (key, other_key):
+        api.post("/register/users", {"users": [{"id": BOB, "full_name": "Bob"}]}, key=k)
+        api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=k)
+    # What an erasure leaves when it stops right after replacing the profile with its marker.
+    store.collection("organizations").document(ORG).set(
+        {"id": ORG, "removed_at": datetime.now(UTC)}
+    )
+
+    result = purge(api)
+
+    assert result["deleted"]["organizations"] == 1
+    assert not organization_exists(store)
+    assert documents(store, ORG, "users") == documents(store, ORG, "subscriptions") == {}
+    assert organization_exists(store, OTHER_ORG)
+    assert len(documents(store, OTHER_ORG, "subscriptions")) == 1

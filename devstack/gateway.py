@@ -63,11 +63,12 @@ def _not_found(names: list[str]) -> WSGIApplication:
 
 
 class _QuietRequestHandler(WSGIRequestHandler):
-    """Logs method, path and status only: the query string can carry an API key (``?code=``)."""
+    """Logs method, function and status only: the query string can carry an API key (``?code=``)
+    and the rest of a path is the caller's text. The function's audit record says the rest."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = self.path.split("?", 1)[0]
-        _log.info("%s %s %s", self.command, path, code)
+        function = self.path.split("?", 1)[0].lstrip("/").split("/", 1)[0]
+        _log.info("%s /%s %s", self.command, function, code)
 
 
 def serve(app: WSGIApplication, host: str, port: int) -> BaseWSGIServer:

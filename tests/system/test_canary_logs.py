@@ -1,0 +1,229 @@
+"""Nothing a request carries reaches the logs, on any path; each call leaves one audit record.
+
+The whole local stack runs as a developer runs it (``python -m devstack``), with everything the
+process writes (stdout and stderr: logging, print, tracebacks) captured to a file. Canary strings
+ride in every content-bearing field through every function, valid and invalid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.emulator import FirestoreEmulator
+from tests.conftest import (
+    REPO,
+    TEST_ADMIN_KEY,
+    TEST_FCM_HTTP_TIMEOUT_SECONDS,
+    TEST_SEND_DEADLINE_SECONDS,
+    example,
+    free_port,
+)
+
+CANARY = "CANARY-9d2c"
+ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
+BOB = "b1111111-2222-4333-8444-555555555502"
+ALICE = "a1111111-2222-4333-8444-555555555501"
+TRACE = "105445aa7843bc8bf206b12000100000"
+
+
+class Stack:
+    def __init__(self, base: str, log: Path) -> None:
+        self.base = base
+        self.log = log
+        self.calls = 0
+
+    def call(
+        self,
+        path: str,
+        body: Any = None,
+        *,
+        method: str = "POST",
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        self.calls += 1
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+
+@pytest.fixture
+def stack(emulator: FirestoreEmulator, tmp_path: Path) -> Iterator[Stack]:
+    ports = {
+        "PUSH365_HTTP_PORT": free_port(),
+        "PUSH365_FIRESTORE_PORT": free_port(),
+        "PUSH365_FCM_PORT": free_port(),
+    }
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "PYTHONUNBUFFERED": "1",
+        "PUSH365_ADMIN_KEY": TEST_ADMIN_KEY,
+        # FCM errors are retried until the deadline: a short one keeps this test short.
+        "PUSH365_SEND_DEADLINE_SECONDS": str(TEST_SEND_DEADLINE_SECONDS),
+        "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": str(TEST_FCM_HTTP_TIMEOUT_SECONDS),
+    }
+    log = tmp_path / "process-output.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=REPO,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while "local FCM v1 server" not in log.read_text():
+        assert process.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    try:
+        yield Stack(f"http://127.0.0.1:{ports['PUSH365_HTTP_PORT']}", log)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+
+
+def test_no_canary_reaches_the_process_output_and_each_call_is_one_record(stack: Stack) -> None:
+    status, text = stack.call(
+        "/register",
+        {
+            "organization": {
+                "id": ORG,
+                "unique_name": f"{CANARY}-u",
+                "name": f"{CANARY}-n",
+                "language_code": 1033,
+            },
+            "business": {
+                k: f"{CANARY}-{k}" for k in ("name", "phone", "email", "country", "address")
+            },
+            "admins": [
+                {"full_name": f"{CANARY}-a", "email": f"{CANARY}@x", "mobile_phone": CANARY}
+            ],
+            "extra": CANARY,
+        },
+    )
+    assert status == 201
+    key = json.loads(text)["api_key"]
+    auth = {"X-Push365-Key": key}
+    user = {
+        "id": BOB,
+        "domain_name": CANARY,
+        "full_name": CANARY,
+        "email": CANARY,
+        "windows_live_id": CANARY,
+        "mobile_phone": CANARY,
+    }
+    notification_row = example("notification-create.json")
+    for attribute in notification_row["InputParameters"][0]["value"]["Attributes"]:
+        if attribute["key"] in ("p365_title", "p365_body"):
+            attribute["value"] = CANARY
+    other_organization = example("subscription-create.json")
+    other_organization["OrganizationId"] = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
+    other_organization["InputParameters"][0]["value"]["Attributes"][1]["value"] = CANARY
+    content = {
+        "title": CANARY,
+        "body": CANARY,
+        "link": f"https://x.com/{CANARY}",
+        "icon": f"https://x.com/{CANARY}.png",
+        "data": {CANARY: CANARY},
+    }
+
+    answers = [
+        stack.call("/register/users", {"users": [user]}, headers=auth),
+        stack.call(f"/register/users?code={key}", {"users": [user]}),
+        stack.call(
+            "/register/rules",
+            {
+                "rules": [
+                    {
+                        "table": "opportunity",
+                        "message": "Update",
+                        "recipients": ["ownerid"],
+                        "title": CANARY,
+                    }
+                ]
+            },
+            headers=auth,
+        ),
+        stack.call(
+            "/subscribe",
+            {"user_id": BOB, "instance_id": f"tok-{CANARY}", "browser_footprint": CANARY},
+            headers=auth,
+        ),
+        stack.call(
+            "/subscribe", {"user_id": BOB, "instance_id": f"invalid-{CANARY}"}, headers=auth
+        ),
+        stack.call("/subscribe", {"user_id": BOB, "instance_id": f"quota-{CANARY}"}, headers=auth),
+        stack.call(
+            "/subscribe", {"user_id": ALICE, "instance_id": f"internal-{CANARY}"}, headers=auth
+        ),
+        stack.call("/send", {"recipients": [BOB, ALICE], **content}, headers=auth),
+        stack.call(
+            "/send", {"recipients": [BOB], **content}, headers={**auth, "Idempotency-Key": CANARY}
+        ),
+        stack.call("/send", notification_row, headers=auth),
+        stack.call(
+            "/send", {"recipients": [BOB], **content, "link": f"http://{CANARY}"}, headers=auth
+        ),
+        stack.call("/send", {"recipients": [BOB], **content, "body": CANARY * 300}, headers=auth),
+        stack.call("/send", {"recipients": [BOB], **content}, headers={"X-Push365-Key": CANARY}),
+        stack.call("/send", raw=b"{" + CANARY.encode(), headers=auth),
+        stack.call("/send", raw=json.dumps({"users": [CANARY * 30_000]}).encode(), headers=auth),
+        stack.call("/send", [CANARY], headers=auth),
+        stack.call("/receipt", {"receipt": CANARY}),
+        stack.call("/subscribe", other_organization, headers=auth),
+        stack.call("/unsubscribe", {"instance_id": f"tok-{CANARY}"}, headers=auth),
+        stack.call("/unsubscribe", {"instance_id": f"{CANARY} x"}, headers=auth),
+        stack.call(f"/subscribe/{CANARY}", {"x": CANARY}, headers=auth),
+        stack.call("/subscribe", {"x": CANARY}, method="PUT", headers=auth),
+        stack.call(f"/privacy/export?user_id={CANARY}", method="GET", headers=auth),
+        stack.call(
+            "/privacy/export",
+            method="GET",
+            headers={**auth, "X-Cloud-Trace-Context": f"{TRACE}/1;o=1"},
+        ),
+        stack.call("/privacy/erase", {"user_id": CANARY}, headers=auth),
+        stack.call("/purge", {"as_of": CANARY}, headers={"X-Push365-Admin-Key": TEST_ADMIN_KEY}),
+        stack.call("/purge", {}, headers={"X-Push365-Admin-Key": CANARY}),
+        stack.call("/purge", {"dry_run": True}, headers={"X-Push365-Admin-Key": TEST_ADMIN_KEY}),
+        stack.call("/privacy/erase", {"user_id": BOB}, headers=auth),
+    ]
+    statuses = [status for status, _ in answers]
+    assert 500 not in statuses, statuses
+    assert {200, 400, 401, 403, 404, 405, 413, 422} <= set(statuses)
+
+    time.sleep(0.5)  # let the last lines reach the file
+    output = stack.log.read_text()
+    assert CANARY not in output
+    assert key not in output
+    assert key.split(".")[2] not in output
+    assert TEST_ADMIN_KEY not in output
+    records = [json.loads(line) for line in output.splitlines() if '"event": "api_call"' in line]
+    assert len(records) == stack.calls
+    assert all({"status", "duration_ms", "function", "route"} <= set(r) for r in records)
+    sent = next(r for r in records if r["function"] == "send" and r["status"] == 200)
+    assert {"devices", "sent", "failed", "removed_tokens"} <= set(sent["counts"])
+    traced = [r for r in records if r["logging.googleapis.com/trace"]]
+    assert [r["logging.googleapis.com/trace"] for r in traced] == [
+        f"projects/demo-push365/traces/{TRACE}"
+    ]

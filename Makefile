@@ -4,16 +4,18 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 
-.PHONY: dev test lint unit bench audit venv clean
+.PHONY: dev test lint checkov unit bench audit venv clean
 
 ## dev: set up .venv, then run every function, the Firestore emulator and the local FCM server
 dev: $(STAMP)
 	$(PY) -m devstack
 
-## test: lint, type-check and run the whole suite (starts and stops its own emulator)
-test: $(STAMP) lint
+## test: lint, type-check, checkov, and the whole suite (starts and stops its own emulator)
+test: $(STAMP) lint checkov
 	$(PY) -m pytest
 
 ## lint: ruff and mypy
@@ -21,6 +23,15 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+## checkov: static checks of infra/ (any skip is written next to its resource, with the reason)
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov -d infra --compact --quiet --skip-download
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	@touch $@
 
 ## unit: only the fast tests that need no emulator
 unit: $(STAMP)
@@ -34,6 +45,7 @@ audit: $(STAMP)
 ## bench: the benchmarks in bench/, each printing a RESULT line against its baseline
 bench: $(STAMP)
 	$(PY) bench/send_fanout.py
+	$(PY) bench/purge.py
 
 venv: $(STAMP)
 
@@ -45,4 +57,4 @@ $(STAMP): requirements.txt requirements-dev.txt shared/pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -51,7 +51,7 @@ def _fields(model: type[BaseModel], *extra: str) -> frozenset[str]:
 
 # The policy's list, per collection: top-level fields, and the fields of nested maps and lists.
 ALLOWED: dict[str, frozenset[str]] = {
-    ORGANIZATIONS: _fields(Organization, "removed_at", TTL_FIELD),
+    ORGANIZATIONS: _fields(Organization, "removed_at"),
     USERS: _fields(SystemUser, "created_at", "updated_at"),
     SUBSCRIPTIONS: _fields(Subscription, TTL_FIELD),
     NOTIFICATIONS: _fields(NotificationRecord, TTL_FIELD),

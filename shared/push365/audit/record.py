@@ -161,7 +161,14 @@ def _extra(fields: dict[str, Any], record: AuditRecord) -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def _logger() -> logging.Logger:
+    import google.cloud.logging_v2
     from google.cloud.logging_v2.handlers.structured_log import StructuredLogHandler
+
+    # The handler's one-off "instrumentation" entry copies the current request's full URL into
+    # httpRequest, and a query string can hold an organization key: it is never written.
+    if not hasattr(google.cloud.logging_v2, "_instrumentation_emitted"):
+        raise RuntimeError("google-cloud-logging changed: review push365.audit.record._logger")
+    google.cloud.logging_v2._instrumentation_emitted = True
 
     logger = logging.getLogger(AUDIT_LOGGER)
     logger.setLevel(logging.INFO)

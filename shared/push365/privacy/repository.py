@@ -9,7 +9,6 @@ from typing import Any, Protocol
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from push365.retention import TTL_FIELD
 from push365.store import (
     BATCH_LIMIT,
     DEDUP,
@@ -109,9 +108,7 @@ class FirestorePrivacyStore:
 
     def erase_organization(self, organization_id: str, now: datetime) -> dict[str, int]:
         # First the profile and key go (replaced by a marker purge can finish from), then the rest.
-        self._organization(organization_id).set(
-            {"id": organization_id, "removed_at": now, TTL_FIELD: now}
-        )
+        self._organization(organization_id).set({"id": organization_id, "removed_at": now})
         counts = delete_organization_tree(self._client, organization_id)
         return {"organizations": 1, **{_KINDS[name]: n for name, n in counts.items()}}
 

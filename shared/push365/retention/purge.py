@@ -1,8 +1,9 @@
 """Purge: delete what retention says is due, in bounded pages, idempotently.
 
 Each kind is one indexed range query (``retention/rules.py``), read a page at a time with a
-cursor, so memory stays bounded and the cost follows what is due, not what is stored. Stopping at
-any point leaves only documents that are still due: the next run finishes the job.
+cursor and deleted in batches of 500, so memory stays bounded and the cost follows what is due,
+not what is stored. Stopping at any point leaves only documents that are still due: the next run
+finishes the job.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from push365.retention.rules import RetentionRule
 from push365.store import BATCH_LIMIT, ORGANIZATIONS, delete_organization_tree
 from push365.subscriptions.model import Status
+
+READ_PAGE = 5000
+"""Documents read per query: few round trips, a bounded amount in memory (ids and two fields)."""
 
 
 class RetentionStore(Protocol):
@@ -53,7 +57,7 @@ class Purger:
 class FirestoreRetentionStore:
     """Due documents found by collection-group range queries on the retention fields."""
 
-    def __init__(self, client: firestore.Client, page_size: int = BATCH_LIMIT) -> None:
+    def __init__(self, client: firestore.Client, page_size: int = READ_PAGE) -> None:
         self._client = client
         self._page_size = page_size
 
@@ -84,17 +88,24 @@ class FirestoreRetentionStore:
             for snapshot in page:
                 delete_organization_tree(self._client, snapshot.id)
             return len(page)
-        if rule.kind == "subscriptions":
-            # Never an active one; and not one that changed since it was read (re-subscribed).
-            page = [s for s in page if s.get("status") == Status.UNSUBSCRIBED.value]
-            return self._delete_unchanged(page)
-        batch = self._client.batch()
-        for snapshot in page:
-            batch.delete(snapshot.reference)
-        batch.commit()
-        return len(page)
+        deleted = 0
+        for start in range(0, len(page), BATCH_LIMIT):
+            chunk = page[start : start + BATCH_LIMIT]
+            if rule.kind == "subscriptions":
+                # Never an active one; and not one that changed since it was read (re-subscribed).
+                chunk = [s for s in chunk if s.get("status") == Status.UNSUBSCRIBED.value]
+                deleted += self._delete_unchanged(chunk)
+                continue
+            batch = self._client.batch()
+            for snapshot in chunk:
+                batch.delete(snapshot.reference)
+            batch.commit()
+            deleted += len(chunk)
+        return deleted
 
     def _delete_unchanged(self, page: Sequence[Any]) -> int:
+        if not page:
+            return 0
         batch = self._client.batch()
         for snapshot in page:
             batch.delete(snapshot.reference, option=self._unchanged(snapshot))

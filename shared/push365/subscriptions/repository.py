@@ -20,6 +20,8 @@ from push365.subscriptions.model import (
 )
 
 _IN_LIMIT = 30  # values in one Firestore "in" filter
+ACTIVE_DEVICES_QUERY_FIELDS = ("status", "user_id")
+"""The fields ``active_devices`` filters on together (one composite index, ``push365.indexes``)."""
 _SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
 
 

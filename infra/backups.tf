@@ -1,0 +1,77 @@
+# Daily Firestore exports to a bucket whose lifecycle deletes each object at 180 days: the
+# privacy policy's promise for backups.
+resource "google_storage_bucket" "backups" {
+  name                        = "${var.project_id}-${var.name_prefix}-backups"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      age = var.backup_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # A noncurrent version must not outlive the promise either.
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 1
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  # checkov:skip=CKV_GCP_62:Exports are written only by the Firestore service agent; Cloud Audit Logs record data access.
+}
+
+resource "google_service_account" "backup" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-backup"
+  display_name = "Push365 Firestore export"
+}
+
+resource "google_project_iam_member" "backup_export" {
+  project = var.project_id
+  role    = "roles/datastore.importExportAdmin"
+  member  = "serviceAccount:${google_service_account.backup.email}"
+}
+
+# The export itself is written by Firestore's service agent.
+resource "google_storage_bucket_iam_member" "backup_writer" {
+  bucket = google_storage_bucket.backups.name
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-firestore.iam.gserviceaccount.com"
+}
+
+resource "google_cloud_scheduler_job" "backup" {
+  project          = var.project_id
+  region           = var.region
+  name             = "${var.name_prefix}-firestore-export"
+  description      = "Daily Firestore export to the backup bucket."
+  schedule         = var.backup_schedule
+  time_zone        = "Etc/UTC"
+  attempt_deadline = "320s"
+
+  http_target {
+    http_method = "POST"
+    uri         = "https://firestore.googleapis.com/v1/projects/${var.project_id}/databases/(default):exportDocuments"
+    body        = base64encode(jsonencode({ outputUriPrefix = "gs://${google_storage_bucket.backups.name}/exports" }))
+    headers = {
+      "Content-Type" = "application/json"
+    }
+
+    oauth_token {
+      service_account_email = google_service_account.backup.email
+      scope                 = "https://www.googleapis.com/auth/datastore"
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_firestore_database.default]
+}

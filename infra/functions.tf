@@ -1,0 +1,118 @@
+# The source upload: the repository as gcloud would upload it, .gcloudignore honoured.
+data "archive_file" "source" {
+  type        = "zip"
+  source_dir  = "${path.module}/.."
+  output_path = "${path.module}/.build/push365-source.zip"
+  # Each pattern, and everything below it when it names a directory.
+  excludes = flatten([
+    for line in split("\n", file("${path.module}/../.gcloudignore")) : [
+      trimprefix(trimspace(line), "/"),
+      "${trimprefix(trimspace(line), "/")}/**",
+    ] if trimspace(line) != "" && !startswith(trimspace(line), "#")
+  ])
+}
+
+resource "google_storage_bucket" "source" {
+  name                        = "${var.project_id}-${var.name_prefix}-source"
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      num_newer_versions = 5
+    }
+    action {
+      type = "Delete"
+    }
+  }
+  # checkov:skip=CKV_GCP_62:Access logs of a bucket holding only build sources add nothing the audit log of Cloud Storage does not.
+}
+
+resource "google_storage_bucket_object" "source" {
+  name   = "source-${data.archive_file.source.output_md5}.zip"
+  bucket = google_storage_bucket.source.name
+  source = data.archive_file.source.output_path
+}
+
+resource "google_service_account" "function" {
+  for_each     = local.functions
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-${each.key}"
+  display_name = "Push365 ${each.key} function"
+}
+
+# Least privilege: each function's account has only the roles functions.json gives it.
+resource "google_project_iam_member" "function" {
+  for_each = local.function_roles
+  project  = var.project_id
+  role     = each.value.role
+  member   = "serviceAccount:${google_service_account.function[each.value.function].email}"
+}
+
+resource "google_cloudfunctions2_function" "function" {
+  for_each    = local.functions
+  project     = var.project_id
+  name        = "${var.name_prefix}-${each.key}"
+  location    = var.region
+  description = each.value.description
+
+  build_config {
+    runtime     = "python311"
+    entry_point = each.key
+    environment_variables = {
+      # The Python buildpack loads the function from this file instead of main.py.
+      GOOGLE_FUNCTION_SOURCE = "functions/${each.key}.py"
+    }
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = each.value.memory
+    timeout_seconds                = each.value.timeout_seconds
+    max_instance_count             = each.value.max_instances
+    service_account_email          = google_service_account.function[each.key].email
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+    environment_variables = {
+      GOOGLE_CLOUD_PROJECT                = var.project_id
+      PUSH365_NOTIFICATION_RETENTION_DAYS = tostring(var.notification_retention_days)
+      PUSH365_RECEIPT_URL                 = "${local.base_url}/${var.name_prefix}-receipt"
+    }
+
+    dynamic "secret_environment_variables" {
+      for_each = lookup(each.value, "secrets", {})
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.admin_key.secret_id
+        version    = "latest"
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.purge]
+  # checkov:skip=CKV_GCP_124:Dataverse webhooks and Cloud Scheduler reach the functions from outside any VPC; callers are authenticated by organization key, receipt token, or IAM (purge).
+}
+
+# Webhook functions are public: Dataverse cannot present Google credentials, so each function
+# authenticates its callers itself (organization key, receipt token). Purge is private.
+resource "google_cloud_run_service_iam_member" "public" {
+  for_each = { for name, function in local.functions : name => function if function.public }
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.function[each.key].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+  # checkov:skip=CKV_GCP_102:Dataverse webhooks cannot send Google credentials; the functions check an organization key in constant time.
+}

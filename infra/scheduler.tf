@@ -1,0 +1,45 @@
+# Only this account may invoke purge, and only the scheduler acts as it.
+resource "google_service_account" "purge_scheduler" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-purge-scheduler"
+  display_name = "Push365 purge scheduler"
+}
+
+resource "google_cloud_run_service_iam_member" "purge_invoker" {
+  project  = var.project_id
+  location = var.region
+  service  = google_cloudfunctions2_function.function["purge"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.purge_scheduler.email}"
+}
+
+resource "google_cloud_scheduler_job" "purge" {
+  project          = var.project_id
+  region           = var.region
+  name             = "${var.name_prefix}-purge"
+  description      = "Daily retention purge (privacy policy: unsubscribed tokens gone within 30 days)."
+  schedule         = var.purge_schedule
+  time_zone        = "Etc/UTC"
+  attempt_deadline = "600s"
+
+  retry_config {
+    retry_count = 3
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = google_cloudfunctions2_function.function["purge"].service_config[0].uri
+    body        = base64encode("{}")
+    headers = {
+      "Content-Type"        = "application/json"
+      "X-Push365-Admin-Key" = google_secret_manager_secret_version.admin_key.secret_data
+    }
+
+    oidc_token {
+      service_account_email = google_service_account.purge_scheduler.email
+      audience              = google_cloudfunctions2_function.function["purge"].service_config[0].uri
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,27 @@
+# The key purge's caller must present, generated here: nothing to create or paste by hand.
+resource "random_password" "admin_key" {
+  length  = 48
+  special = false
+}
+
+resource "google_secret_manager_secret" "admin_key" {
+  project   = var.project_id
+  secret_id = "${var.name_prefix}-admin-key"
+
+  replication {
+    auto {}
+  }
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_version" "admin_key" {
+  secret      = google_secret_manager_secret.admin_key.id
+  secret_data = random_password.admin_key.result
+}
+
+resource "google_secret_manager_secret_iam_member" "purge" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.admin_key.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${google_service_account.function["purge"].email}"
+}

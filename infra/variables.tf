@@ -1,0 +1,57 @@
+variable "project_id" {
+  description = "The Google Cloud project Push365 runs in."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the scheduler jobs and the buckets."
+  type        = string
+  default     = "europe-west1"
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (a region or a multi-region such as eur3)."
+  type        = string
+  default     = "eur3"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name, so several stacks can share a project."
+  type        = string
+  default     = "push365"
+}
+
+variable "purge_schedule" {
+  description = "When Cloud Scheduler calls purge (cron, UTC)."
+  type        = string
+  default     = "15 3 * * *"
+}
+
+variable "backup_schedule" {
+  description = "When the Firestore export to the backup bucket runs (cron, UTC)."
+  type        = string
+  default     = "45 2 * * *"
+}
+
+variable "backup_retention_days" {
+  description = "Days a backup object lives. The privacy policy promises removal from backups within 180 days."
+  type        = number
+  default     = 180
+
+  validation {
+    condition     = var.backup_retention_days <= 180
+    error_message = "The privacy policy promises removal from backups within 180 days."
+  }
+}
+
+variable "audit_log_retention_days" {
+  description = "Days the API call records are kept in their log bucket."
+  type        = number
+  default     = 90
+}
+
+variable "notification_retention_days" {
+  description = "Days notification records (metadata only) are kept before purge deletes them."
+  type        = number
+  default     = 90
+}

@@ -1,0 +1,47 @@
+"""The Firestore indexes and TTL policies the code's queries need, derived from the code.
+
+``python -m push365.indexes`` prints them as the JSON ``infra/firestore_indexes.json`` holds; a test
+fails when the two differ, so a new query cannot ship without its index.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from push365.retention import TTL_FIELD
+from push365.retention.rules import retention_rules
+from push365.store import DEDUP, DELIVERIES, NOTIFICATIONS, SUBSCRIPTIONS
+from push365.subscriptions.repository import ACTIVE_DEVICES_QUERY_FIELDS
+
+TTL_COLLECTIONS = (SUBSCRIPTIONS, NOTIFICATIONS, DELIVERIES, DEDUP)
+"""Collections whose purgeable documents carry ``TTL_FIELD``. Not organizations: TTL deletes a
+document without its subcollections, and an erased organization's marker must stay until purge
+has deleted everything under it."""
+
+
+def required_indexes() -> dict[str, Any]:
+    """Composite indexes, collection-group single-field indexes, and TTL fields."""
+    # Retention's range queries run over collection groups: each needs that scope's index.
+    field_indexes = [
+        {"collection": rule.collection, "field": rule.field, "query_scope": "COLLECTION_GROUP"}
+        for rule in retention_rules(90)
+        if not rule.top_level
+    ]
+    composite = [
+        {
+            "collection": SUBSCRIPTIONS,
+            "query_scope": "COLLECTION",
+            "fields": list(ACTIVE_DEVICES_QUERY_FIELDS),
+        }
+    ]
+    return {
+        "ttl_field": TTL_FIELD,
+        "ttl_collections": list(TTL_COLLECTIONS),
+        "collection_group_field_indexes": field_indexes,
+        "composite_indexes": composite,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(required_indexes(), indent=2))

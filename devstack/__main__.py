@@ -52,6 +52,8 @@ def main() -> int:
         os.environ["PUSH365_FCM_ENDPOINT"] = fcm.url
         os.environ.setdefault("PUSH365_RECEIPT_URL", f"{base}/receipt")
         os.environ.setdefault("PUSH365_ADMIN_KEY", "local-admin-key")
+        os.environ.setdefault("PUSH365_FUNCTION_URL_TEMPLATE", base + "/{function}")
+        os.environ.setdefault("PUSH365_MAIL_BACKEND", "outbox")  # .local/outbox/*.json
 
         from devstack.gateway import build_gateway, function_names, serve
 

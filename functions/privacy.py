@@ -32,7 +32,7 @@ def _erase(request: ApiRequest) -> Reply:
     erase = validate(EraseRequest, request.json_object())
     if erase.user_id is not None:
         request.audit.add_users([erase.user_id])
-    return 200, {"erased": bootstrap.privacy().erase(organization.id, erase)}
+    return 200, {"erased": bootstrap.privacy().erase(organization, erase)}
 
 
 api = Api("privacy", {"/export": {"GET": _export}, "/erase": {"POST": _erase}})

@@ -88,6 +88,10 @@ resource "google_cloudfunctions2_function" "function" {
       GOOGLE_CLOUD_PROJECT                = var.project_id
       PUSH365_NOTIFICATION_RETENTION_DAYS = tostring(var.notification_retention_days)
       PUSH365_RECEIPT_URL                 = "${local.base_url}/${var.name_prefix}-receipt"
+      PUSH365_FUNCTION_URL_TEMPLATE       = "${local.base_url}/${var.name_prefix}-{function}"
+      PUSH365_MAIL_BACKEND                = var.mail_backend
+      PUSH365_SES_SENDER                  = var.ses_sender
+      PUSH365_SES_REGION                  = var.ses_region
     }
 
     dynamic "secret_environment_variables" {

@@ -55,3 +55,26 @@ variable "notification_retention_days" {
   type        = number
   default     = 90
 }
+
+variable "mail_backend" {
+  description = "Transactional mail to administrators: \"ses\" (Amazon SES) or \"none\"."
+  type        = string
+  default     = "none"
+
+  validation {
+    condition     = contains(["none", "ses"], var.mail_backend)
+    error_message = "mail_backend is \"ses\" or \"none\"."
+  }
+}
+
+variable "ses_sender" {
+  description = "A verified SES identity to send administrators' mail from (with mail_backend = \"ses\")."
+  type        = string
+  default     = ""
+}
+
+variable "ses_region" {
+  description = "The AWS region of the SES identity."
+  type        = string
+  default     = "eu-west-1"
+}

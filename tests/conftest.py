@@ -81,6 +81,30 @@ def fcm_server() -> Iterator[LocalFcmServer]:
     server.stop()
 
 
+SES_SENDER = "noreply@push365.test"
+
+
+@pytest.fixture(scope="session")
+def ses_server() -> Iterator[str]:
+    """A local SES (moto in server mode) on loopback; the functions mail through it with boto3."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    os.environ.update(
+        PUSH365_MAIL_BACKEND="ses",
+        PUSH365_SES_SENDER=SES_SENDER,
+        PUSH365_SES_ENDPOINT_URL=url,
+        PUSH365_SES_REGION="eu-west-1",
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",
+    )
+    yield url
+    server.stop()
+
+
 @pytest.fixture
 def fcm(fcm_server: LocalFcmServer) -> Iterator[LocalFcmServer]:
     """The local FCM server with no messages recorded."""

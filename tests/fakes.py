@@ -54,6 +54,14 @@ class InMemoryOrganizationRepository:
     def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
         self.documents[organization_id].update(rules=copy.deepcopy(rules), updated_at=now)
 
+    def claim_alert(self, organization_id: str, now: datetime, interval: timedelta) -> bool:
+        document = self.documents.get(organization_id)
+        last = document.get("last_delivery_alert_at") if document else None
+        if document is None or (last is not None and now - last < interval):
+            return False
+        document["last_delivery_alert_at"] = now
+        return True
+
 
 class InMemoryUserRepository:
     def __init__(self) -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
+from pathlib import Path
 
 from push365.fcm.firebase import FirebaseGateway
+from push365.mail.notices import AdminNotices
+from push365.mail.port import Mailer, NoMailer, OutboxMailer, SesMailer
 from push365.notifications.repository import FirestoreNotificationRepository
 from push365.notifications.service import NotificationService, SendPolicy
 from push365.organizations.repository import FirestoreOrganizationRepository
@@ -26,9 +29,29 @@ from push365.users.service import UserService
 
 
 @lru_cache(maxsize=1)
+def notices() -> AdminNotices:
+    """Transactional mail to administrators, through the configured backend."""
+    settings = get_settings()
+    mailer: Mailer
+    if settings.mail_backend == "ses":
+        if not settings.ses_sender:
+            raise RuntimeError("PUSH365_MAIL_BACKEND=ses needs PUSH365_SES_SENDER")
+        mailer = SesMailer(settings.ses_sender, settings.ses_region, settings.ses_endpoint_url)
+    elif settings.mail_backend == "outbox":
+        mailer = OutboxMailer(Path(settings.outbox_dir))
+    else:
+        mailer = NoMailer()
+    return AdminNotices(
+        mailer, FirestoreOrganizationRepository(firestore_client()), settings.function_url
+    )
+
+
+@lru_cache(maxsize=1)
 def organizations() -> OrganizationService:
     """Registration and authentication."""
-    return OrganizationService(FirestoreOrganizationRepository(firestore_client()))
+    return OrganizationService(
+        FirestoreOrganizationRepository(firestore_client()), notices=notices()
+    )
 
 
 @lru_cache(maxsize=1)
@@ -70,13 +93,14 @@ def notifications() -> NotificationService:
         FirestoreSubscriptionRepository(client),
         gateway,
         policy,
+        notices=notices(),
     )
 
 
 @lru_cache(maxsize=1)
 def privacy() -> PrivacyService:
     """Export and erasure."""
-    return PrivacyService(FirestorePrivacyStore(firestore_client()))
+    return PrivacyService(FirestorePrivacyStore(firestore_client()), notices=notices())
 
 
 @lru_cache(maxsize=1)

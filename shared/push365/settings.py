@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,22 @@ class Settings(BaseSettings):
     # What purge's caller must send in X-Push365-Admin-Key (Secret Manager in production).
     # Unset: purge refuses every caller.
     admin_key: SecretStr | None = None
+
+    # Where each function is reached, for the webhook URLs mail gives administrators.
+    function_url_template: str = "https://{region}-{project}.cloudfunctions.net/{function}"
+    region: str = "europe-west1"
+    # Transactional mail to administrators: "ses" (Amazon SES), "outbox" (files, make dev), "none".
+    mail_backend: Literal["none", "outbox", "ses"] = "none"
+    outbox_dir: str = ".local/outbox"
+    ses_sender: str | None = None
+    ses_region: str = "eu-west-1"
+    ses_endpoint_url: str | None = None
+
+    def function_url(self, function: str) -> str:
+        """A function's public URL."""
+        return self.function_url_template.format(
+            region=self.region, project=self.project_id, function=function
+        )
 
 
 @lru_cache(maxsize=1)

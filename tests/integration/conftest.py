@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from devstack.emulator import FirestoreEmulator
 from devstack.fcm_server import LocalFcmServer
 from devstack.gateway import FUNCTIONS_DIR
 from push365.web import API_KEY_HEADER
-from tests.conftest import example
+from tests.conftest import SES_SENDER, example
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 OTHER_ORG = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
@@ -87,13 +88,46 @@ class Functions:
 
 
 @pytest.fixture(scope="session")
-def functions(emulator: FirestoreEmulator, fcm_server: LocalFcmServer) -> Functions:
+def functions(
+    emulator: FirestoreEmulator, fcm_server: LocalFcmServer, ses_server: str
+) -> Functions:
     return Functions()
 
 
+class LocalSes:
+    """The local SES: what it was asked to send, read through moto's own API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def reset(self) -> None:
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        ).close()
+        self.client().create_email_identity(EmailIdentity=SES_SENDER)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("sesv2", region_name="eu-west-1", endpoint_url=self.url)
+
+    def messages(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/moto-api/data.json") as response:
+            data = json.loads(response.read())
+        return list(data.get("ses", {}).get("Message", []))
+
+
 @pytest.fixture
-def api(functions: Functions, store: Any, fcm: LocalFcmServer) -> Functions:
-    """The functions over an empty store and a local FCM server with no messages."""
+def ses(ses_server: str) -> LocalSes:
+    """The local SES with nothing sent and the sender verified."""
+    local = LocalSes(ses_server)
+    local.reset()
+    return local
+
+
+@pytest.fixture
+def api(functions: Functions, store: Any, fcm: LocalFcmServer, ses: LocalSes) -> Functions:
+    """The functions over an empty store, a local FCM server and a local SES with nothing sent."""
     return functions
 
 

@@ -30,6 +30,7 @@ ORGANIZATION_FIELDS = {
     "created_at",
     "updated_at",
     "rules",
+    "last_delivery_alert_at",
 }
 BUSINESS_FIELDS = {"name", "phone", "email", "country", "address"}
 ADMIN_FIELDS = {"full_name", "email", "mobile_phone"}

@@ -15,7 +15,7 @@ import importlib.util, sys
 spec = importlib.util.spec_from_file_location("{name}", "{path}")
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-print(sorted(m for m in ("firebase_admin", "google.cloud.logging_v2") if m in sys.modules))
+print(sorted(m for m in ("firebase_admin", "google.cloud.logging_v2", "boto3") if m in sys.modules))
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import re
@@ -115,6 +116,31 @@ class AuditRecord:
         return entry
 
 
+_current: contextvars.ContextVar[AuditRecord | None] = contextvars.ContextVar(
+    "push365_audit_record", default=None
+)
+
+
+def begin(record: AuditRecord) -> contextvars.Token[AuditRecord | None]:
+    """Make ``record`` the one this request's code notes faults on."""
+    return _current.set(record)
+
+
+def end(token: contextvars.Token[AuditRecord | None]) -> None:
+    """The request is over."""
+    _current.reset(token)
+
+
+def note_fault(code: str, message: str) -> None:
+    """A failure that does not change the answer (mail, alerts): noted on the current record.
+
+    ``message`` must be a fixed text or an exception's type name, never request data.
+    """
+    record = _current.get()
+    if record is not None and record.fault is None:
+        record.fault = {"code": code, "message": message}
+
+
 def emit(record: AuditRecord) -> None:
     """Write the record: one JSON line on stdout, as Cloud Functions' logging agent reads it."""
     severity = (
@@ -159,6 +185,16 @@ def _extra(fields: dict[str, Any], record: AuditRecord) -> dict[str, Any]:
     return {"json_fields": fields, "http_request": http_request}
 
 
+class _Stdout:
+    """Whatever ``sys.stdout`` is when a record is written (frameworks and tests replace it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 @lru_cache(maxsize=1)
 def _logger() -> logging.Logger:
     import google.cloud.logging_v2
@@ -173,5 +209,6 @@ def _logger() -> logging.Logger:
     logger = logging.getLogger(AUDIT_LOGGER)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    logger.addHandler(StructuredLogHandler(project_id=get_settings().project_id, stream=sys.stdout))
+    handler = StructuredLogHandler(project_id=get_settings().project_id, stream=_Stdout())
+    logger.addHandler(handler)
     return logger

@@ -107,6 +107,8 @@ class DeliveryCounts(BaseModel):
     sent: int = 0
     failed: int = 0
     removed_tokens: int = 0
+    # FCM refusing the sender itself: worth an alert, not part of the answer.
+    auth_failures: int = Field(default=0, exclude=True)
 
 
 class Summary(BaseModel):

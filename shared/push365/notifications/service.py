@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from push365.errors import MessageTooLarge, SendInProgress, StoreUnavailable, UnknownReceipt
 from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush
@@ -25,6 +26,9 @@ from push365.retention import unsubscribed_purge_by
 from push365.subscriptions.model import Device, UnsubscribeReason
 from push365.subscriptions.repository import SubscriptionRepository
 
+if TYPE_CHECKING:
+    from push365.mail.notices import AdminNotices
+
 FCM_BATCH = 500  # firebase-admin's send_each limit
 _RETIRE_REASONS = {"unregistered": UnsubscribeReason.UNREGISTERED}
 _POLL_SECONDS = 0.2
@@ -41,6 +45,7 @@ class SendPolicy:
     dedup_window: timedelta
     unsubscribe_retention_days: int
     receipt_url: str | None = None
+    alert_auth_errors: tuple[str, ...] = ("third_party_auth", "sender_id_mismatch")
     first_backoff_seconds: float = 0.5
     max_backoff_seconds: float = 8.0
 
@@ -65,7 +70,9 @@ class NotificationService:
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        notices: AdminNotices | None = None,
     ) -> None:
+        self._notices = notices
         self._notifications = notifications
         self._subscriptions = subscriptions
         self._gateway = gateway
@@ -126,7 +133,21 @@ class NotificationService:
             removed_tokens=before.removed_tokens + counts.removed_tokens,
         )
         self._notifications.complete(organization_id, nid, total, self._clock())
+        self._alert_if_rejected(organization_id, counts)
         return Summary(notification_id=nid, recipients=len(recipients), **total.model_dump())
+
+    def _alert_if_rejected(self, organization_id: str, counts: DeliveryCounts) -> None:
+        """FCM rejecting this organization's messages (auth errors, or most devices failing)
+        is worth telling its administrators about, at most once a day."""
+        if self._notices is None or counts.devices == 0:
+            return
+        if counts.auth_failures:
+            reason = "Firebase rejected the project's credentials (third-party auth)."
+        elif counts.failed * 2 > counts.devices:
+            reason = "More than half of the devices of a notification could not be reached."
+        else:
+            return
+        self._notices.delivery_problem(organization_id, reason, counts.devices, counts.failed)
 
     def confirm_delivery(self, receipt: str) -> None:
         """The service worker showed the notification: set its device's ``delivered_at``.
@@ -201,6 +222,8 @@ class NotificationService:
                             counts.sent += 1
                         else:
                             counts.failed += 1
+                        if result.reason in self._policy.alert_auth_errors:
+                            counts.auth_failures += 1
                         if result.outcome is Outcome.RETIRE:
                             reason = _RETIRE_REASONS.get(
                                 result.reason or "", UnsubscribeReason.INVALID_TOKEN

@@ -76,6 +76,7 @@ class Organization(BaseModel):
     created_at: datetime
     updated_at: datetime
     rules: list[Rule] = []
+    last_delivery_alert_at: datetime | None = None
 
     @classmethod
     def register(cls, registration: Registration, api_key_hash: str, now: datetime) -> Organization:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from google.api_core.exceptions import AlreadyExists
@@ -35,11 +35,16 @@ class OrganizationRepository(Protocol):
         """Replace the organization's event rules."""
         ...
 
+    def claim_alert(self, organization_id: str, now: datetime, interval: timedelta) -> bool:
+        """Atomically: True (and remember ``now``) unless an alert went out within ``interval``."""
+        ...
+
 
 class FirestoreOrganizationRepository:
     """Organizations in ``organizations/{id}``."""
 
     def __init__(self, client: firestore.Client) -> None:
+        self._client = client
         self._collection = client.collection(ORGANIZATIONS)
 
     def get(self, organization_id: str) -> Organization | None:
@@ -63,3 +68,19 @@ class FirestoreOrganizationRepository:
 
     def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
         self._collection.document(organization_id).update({"rules": rules, "updated_at": now})
+
+    def claim_alert(self, organization_id: str, now: datetime, interval: timedelta) -> bool:
+        reference = self._collection.document(organization_id)
+
+        @firestore.transactional
+        def claim_in(transaction: firestore.Transaction) -> bool:
+            snapshot = reference.get(
+                transaction=transaction, field_paths=["last_delivery_alert_at"]
+            )
+            last = snapshot.get("last_delivery_alert_at") if snapshot.exists else None
+            if not snapshot.exists or (last is not None and now - last < interval):
+                return False
+            transaction.update(reference, {"last_delivery_alert_at": now})
+            return True
+
+        return bool(claim_in(self._client.transaction()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from push365.errors import Conflict, Forbidden, Unauthorized
 from push365.model import utc_now
@@ -12,6 +13,9 @@ from push365.notifications.model import RuleSet
 from push365.organizations import keys
 from push365.organizations.model import Organization, Registration
 from push365.organizations.repository import OrganizationRepository
+
+if TYPE_CHECKING:
+    from push365.mail.notices import AdminNotices
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,14 @@ class OrganizationService:
     """Registration and authentication of organizations."""
 
     def __init__(
-        self, repository: OrganizationRepository, clock: Callable[[], datetime] = utc_now
+        self,
+        repository: OrganizationRepository,
+        clock: Callable[[], datetime] = utc_now,
+        notices: AdminNotices | None = None,
     ) -> None:
         self._repository = repository
         self._clock = clock
+        self._notices = notices
 
     def register(self, registration: Registration, presented_key: str | None) -> Registered:
         """Create an organization (no key needed) or update it (its key needed).
@@ -46,6 +54,8 @@ class OrganizationService:
             organization = Organization.register(registration, issued.hash, self._clock())
             if not self._repository.add(organization):
                 raise Conflict()
+            if self._notices is not None:
+                self._notices.registration_confirmed(organization)
             return Registered(organization_id, created=True, api_key=issued.plaintext)
         caller = self.authenticate(presented_key)
         if caller.id != organization_id:
@@ -73,6 +83,8 @@ class OrganizationService:
         """Issue a new key for an authenticated organization; the old one stops working at once."""
         issued = keys.issue_key(organization.id)
         self._repository.set_key_hash(organization.id, issued.hash, self._clock())
+        if self._notices is not None:
+            self._notices.key_rotated(organization)
         return issued.plaintext
 
     def set_rules(self, organization: Organization, rule_set: RuleSet) -> int:

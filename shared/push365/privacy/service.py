@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import model_validator
 
 from push365.errors import NotFound
 from push365.model import Guid, InputModel, utc_now
+from push365.organizations.model import Organization
 from push365.privacy.repository import PrivacyStore
+
+if TYPE_CHECKING:
+    from push365.mail.notices import AdminNotices
 
 
 class EraseRequest(InputModel):
@@ -29,9 +33,15 @@ class EraseRequest(InputModel):
 class PrivacyService:
     """What a customer may ask of the data Push365 holds."""
 
-    def __init__(self, store: PrivacyStore, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        store: PrivacyStore,
+        clock: Callable[[], datetime] = utc_now,
+        notices: AdminNotices | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._notices = notices
 
     def export(self, organization_id: str, user_id: str | None = None) -> dict[str, Any]:
         """Everything held about the organization, or about one of its users.
@@ -46,8 +56,15 @@ class PrivacyService:
             raise NotFound("Nothing is held about this user.")
         return found
 
-    def erase(self, organization_id: str, request: EraseRequest) -> dict[str, int]:
-        """Remove a user's data, or the organization's, now (not at the next purge)."""
+    def erase(self, organization: Organization, request: EraseRequest) -> dict[str, int]:
+        """Remove a user's data, or the organization's, now (not at the next purge); the
+        administrators get a confirmation with the counts."""
         if request.user_id is not None:
-            return self._store.erase_user(organization_id, request.user_id)
-        return self._store.erase_organization(organization_id, self._clock())
+            counts = self._store.erase_user(organization.id, request.user_id)
+            scope = "user"
+        else:
+            counts = self._store.erase_organization(organization.id, self._clock())
+            scope = "organization"
+        if self._notices is not None:
+            self._notices.data_erased(organization, scope, counts)
+        return counts

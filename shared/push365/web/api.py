@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import flask
 from google.api_core import exceptions as google_exceptions
 
-from push365.audit import AuditRecord, emit, log_unhandled
+from push365.audit import AuditRecord, begin, emit, end, log_unhandled
 from push365.dataverse import (
     SIZE_EXCEEDED_HEADER,
     ExecutionContext,
@@ -151,7 +151,11 @@ class Api:
         # An unknown path is the caller's text: it is not logged.
         route = path if path in self._routes else "(unknown)"
         audit = AuditRecord(function=self.function, route=route, method=request.method)
-        response = self._answer(request, path, audit)
+        token = begin(audit)
+        try:
+            response = self._answer(request, path, audit)
+        finally:
+            end(token)
         if self._cors:
             response.headers["Access-Control-Allow-Origin"] = "*"
         audit.status = response.status_code

@@ -1,0 +1,142 @@
+"""The messages, each a plain-text and an HTML part, in the organization's language when a
+translation exists (English otherwise).
+
+Every value placed in a message is escaped for HTML, and no message has a slot for an API key
+or for notification content: they cannot leak into mail by mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+
+# LCIDs carry their language in the low 10 bits (1033 en-US, 2057 en-GB: 0x09; 1031 de-DE: 0x07).
+_LANGUAGES = {0x09: "en", 0x07: "de"}
+
+
+def language_of(lcid: int) -> str:
+    """The language a message is written in for an organization's LCID."""
+    return _LANGUAGES.get(lcid & 0x3FF, "en")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A message's subject and parts."""
+
+    subject: str
+    text: str
+    html: str
+
+
+def _render(subject: str, paragraphs: list[str], rows: Mapping[str, str] | None = None) -> Rendered:
+    text_rows = [f"  {key}: {value}" for key, value in (rows or {}).items()]
+    text = "\n\n".join(paragraphs) + ("\n\n" + "\n".join(text_rows) if text_rows else "") + "\n"
+    html_rows = "".join(
+        f"<tr><th align='left'>{escape(key)}</th><td>{escape(value)}</td></tr>"
+        for key, value in (rows or {}).items()
+    )
+    html = (
+        "<html><body>"
+        + "".join(f"<p>{escape(p)}</p>" for p in paragraphs)
+        + (f"<table>{html_rows}</table>" if html_rows else "")
+        + "</body></html>"
+    )
+    return Rendered(subject, text, html)
+
+
+def registration_confirmed(
+    language: str,
+    organization: str,
+    unique_name: str,
+    organization_id: str,
+    urls: Mapping[str, str],
+) -> Rendered:
+    """What was registered, and how to register the Dataverse webhooks. Never the key."""
+    rows = {"Organization": organization, "Unique name": unique_name, "Id": organization_id}
+    rows |= {f"Webhook: {name}": url for name, url in urls.items()}
+    if language == "de":
+        return _render(
+            f"Push365: {organization} ist registriert",
+            [
+                f"Die Organisation {organization} ist bei Push365 registriert.",
+                "Registrieren Sie die Webhooks im Plugin Registration Tool mit der "
+                "Authentifizierung HttpHeader und dem Header X-Push365-Key. Den Schlüssel "
+                "hat die Registrierung einmal angezeigt; er wird nie per E-Mail versandt.",
+            ],
+            rows,
+        )
+    return _render(
+        f"Push365: {organization} is registered",
+        [
+            f"The organization {organization} is registered with Push365.",
+            "Register the webhooks below in the Plugin Registration Tool with authentication "
+            "HttpHeader and the header X-Push365-Key. The key was shown once when you registered; "
+            "it is never sent by mail.",
+        ],
+        rows,
+    )
+
+
+def key_rotated(language: str, organization: str, when: datetime) -> Rendered:
+    """The key was replaced, and the old one stopped working."""
+    moment = when.strftime("%Y-%m-%d %H:%M UTC")
+    if language == "de":
+        return _render(
+            f"Push365: neuer Schlüssel für {organization}",
+            [
+                f"Am {moment} wurde ein neuer API-Schlüssel für {organization} ausgegeben.",
+                "Der alte Schlüssel funktioniert seitdem nicht mehr. Aktualisieren Sie die "
+                "Webhook-Registrierungen in Dynamics.",
+            ],
+        )
+    return _render(
+        f"Push365: new key for {organization}",
+        [
+            f"A new API key was issued for {organization} at {moment}.",
+            "The old key stopped working at that moment. Update the webhook registrations in "
+            "Dynamics.",
+        ],
+    )
+
+
+def delivery_alert(
+    language: str, organization: str, reason: str, devices: int, failed: int
+) -> Rendered:
+    """FCM keeps rejecting this organization's messages."""
+    rows = {"Devices": str(devices), "Failed": str(failed), "Reason": reason}
+    if language == "de":
+        return _render(
+            f"Push365: Zustellprobleme bei {organization}",
+            [
+                f"Firebase Cloud Messaging lehnt Benachrichtigungen von {organization} ab.",
+                "Diese Warnung wird höchstens einmal am Tag gesendet.",
+            ],
+            rows,
+        )
+    return _render(
+        f"Push365: delivery problems for {organization}",
+        [
+            f"Firebase Cloud Messaging is rejecting notifications of {organization}.",
+            "This alert is sent at most once a day.",
+        ],
+        rows,
+    )
+
+
+def data_erased(
+    language: str, organization: str, scope: str, counts: Mapping[str, int]
+) -> Rendered:
+    """Confirmation of an erasure, with counts."""
+    rows = {kind: str(count) for kind, count in counts.items()}
+    whole = scope == "organization"
+    if language == "de":
+        what = (
+            "Die Organisation und alle ihre Daten wurden"
+            if whole
+            else "Die Daten eines Benutzers wurden"
+        )
+        return _render(f"Push365: Daten von {organization} gelöscht", [f"{what} gelöscht."], rows)
+    what = "The organization and all its data were" if whole else "A user's data were"
+    return _render(f"Push365: data of {organization} erased", [f"{what} erased."], rows)

@@ -1,0 +1,108 @@
+"""Which administrator gets which message, when. Mail never blocks or fails the request that
+caused it: a failure becomes a fault on that request's audit record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from push365.audit import note_fault
+from push365.mail import messages
+from push365.mail.port import Mail, Mailer
+from push365.model import utc_now
+from push365.organizations.model import Organization
+
+ALERT_INTERVAL = timedelta(days=1)
+WEBHOOKS = {
+    "systemuser Create/Update/Delete": ("register", "/users"),
+    "p365_subscription Create": ("subscribe", ""),
+    "p365_subscription Delete (pre-image)": ("unsubscribe", ""),
+    "p365_notification Create and event rules": ("send", ""),
+}
+
+
+class AlertLog(Protocol):
+    """Remembers when an organization was last alerted."""
+
+    def claim_alert(self, organization_id: str, now: datetime, interval: timedelta) -> bool:
+        """Atomically: True (and remember ``now``) unless an alert went out within ``interval``."""
+        ...
+
+    def get(self, organization_id: str) -> Organization | None:
+        """The organization, for its administrators and language."""
+        ...
+
+
+class AdminNotices:
+    """Transactional messages to an organization's administrators."""
+
+    def __init__(
+        self,
+        mailer: Mailer,
+        alerts: AlertLog,
+        function_url: Callable[[str], str],
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._mailer = mailer
+        self._alerts = alerts
+        self._function_url = function_url
+        self._clock = clock
+
+    def registration_confirmed(self, organization: Organization) -> None:
+        """What was registered and how to register the webhooks (never the key)."""
+        urls = {
+            step: self._function_url(function) + suffix
+            for step, (function, suffix) in WEBHOOKS.items()
+        }
+        self._send(
+            organization,
+            lambda language: messages.registration_confirmed(
+                language, organization.name, organization.unique_name, organization.id, urls
+            ),
+        )
+
+    def key_rotated(self, organization: Organization) -> None:
+        """When the key changed, and that the old one stopped working."""
+        now = self._clock()
+        self._send(
+            organization, lambda language: messages.key_rotated(language, organization.name, now)
+        )
+
+    def delivery_problem(
+        self, organization_id: str, reason: str, devices: int, failed: int
+    ) -> None:
+        """FCM keeps rejecting this organization's messages: at most one alert a day."""
+        try:
+            if not self._alerts.claim_alert(organization_id, self._clock(), ALERT_INTERVAL):
+                return
+            organization = self._alerts.get(organization_id)
+        except Exception as error:  # noqa: BLE001 - an alert must not fail the send it reports on
+            note_fault("alert_failed", type(error).__name__)
+            return
+        if organization is not None:
+            self._send(
+                organization,
+                lambda language: messages.delivery_alert(
+                    language, organization.name, reason, devices, failed
+                ),
+            )
+
+    def data_erased(
+        self, organization: Organization, scope: str, counts: Mapping[str, int]
+    ) -> None:
+        """Confirmation of an erasure, with its counts."""
+        self._send(
+            organization,
+            lambda language: messages.data_erased(language, organization.name, scope, counts),
+        )
+
+    def _send(self, organization: Organization, render: Callable[[str], messages.Rendered]) -> None:
+        recipients = tuple(a.email for a in organization.admins if a.email)
+        if not recipients:
+            return
+        rendered = render(messages.language_of(organization.language_code))
+        try:
+            self._mailer.send(Mail(recipients, rendered.subject, rendered.text, rendered.html))
+        except Exception as error:  # noqa: BLE001 - mail never fails the request that caused it
+            note_fault("mail_failed", type(error).__name__)

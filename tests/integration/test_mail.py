@@ -1,0 +1,112 @@
+"""Transactional mail to administrators, sent through boto3 to a local SES (moto server mode) and
+read back through moto's own API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devstack.fcm_server import LocalFcmServer
+from tests.integration.conftest import (
+    BOB,
+    ORG,
+    Functions,
+    LocalSes,
+    register,
+    registration,
+)
+
+CANARY = "CANARY-3fa7"
+
+
+def mail_to(ses: LocalSes, subject_part: str) -> list[dict[str, Any]]:
+    return [m for m in ses.messages() if subject_part in m["subject"]]
+
+
+def test_registration_is_confirmed_to_the_admins_without_the_key(
+    api: Functions, ses: LocalSes
+) -> None:
+    key = register(api)
+
+    (mail,) = mail_to(ses, "is registered")
+
+    assert mail["destinations"]["ToAddresses"] == ["ada@contoso.com"]
+    assert mail["subject"] == "Push365: Contoso is registered"
+    assert "X-Push365-Key" in mail["body"]
+    assert "/register/users" in mail["body"]
+    assert "/send" in mail["body"]
+    assert key not in mail["body"]
+    assert key.split(".")[2] not in mail["body"]
+
+
+def test_the_confirmation_is_in_the_organizations_language(api: Functions, ses: LocalSes) -> None:
+    body = registration()
+    body["organization"]["language_code"] = 1031
+
+    api.post("/register", body)
+
+    (mail,) = ses.messages()
+    assert mail["subject"] == "Push365: Contoso ist registriert"
+
+
+def test_an_organization_without_admin_email_gets_no_mail(api: Functions, ses: LocalSes) -> None:
+    api.post("/register", registration(admins=[{"full_name": "No Mail"}]))
+
+    assert ses.messages() == []
+
+
+def test_a_key_rotation_is_announced(api: Functions, ses: LocalSes) -> None:
+    key = register(api)
+
+    api.post("/register/rotate-key", key=key, content_type=None)
+
+    (mail,) = mail_to(ses, "new key")
+    assert "stopped working" in mail["body"]
+
+
+def test_a_delivery_alert_goes_at_most_once_a_day_and_carries_no_content(
+    api: Functions, ses: LocalSes, fcm: LocalFcmServer, store: Any
+) -> None:
+    key = register(api)
+    for n in range(3):
+        api.post("/subscribe", {"user_id": BOB, "instance_id": f"unregistered-{n}"}, key=key)
+        api.post("/subscribe", {"user_id": BOB, "instance_id": f"invalid-{n}"}, key=key)
+    body = {"recipients": [BOB], "title": CANARY, "body": CANARY, "data": {"k": CANARY}}
+
+    first = api.post("/send", body, key=key)
+    for n in range(3):
+        api.post("/subscribe", {"user_id": BOB, "instance_id": f"unregistered-again-{n}"}, key=key)
+    second = api.post("/send", body, key=key)
+
+    assert first.json["failed"] == 6
+    assert second.json["failed"] == 3
+    alerts = mail_to(ses, "delivery problems")
+    assert len(alerts) == 1
+    assert CANARY not in str(ses.messages())
+    organization = store.collection("organizations").document(ORG).get().to_dict()
+    assert organization["last_delivery_alert_at"] is not None
+
+
+def test_an_erasure_is_confirmed_with_counts(api: Functions, ses: LocalSes) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+
+    api.post("/privacy/erase", {"organization": True}, key=key)
+
+    (mail,) = mail_to(ses, "erased")
+    assert "The organization and all its data were erased." in mail["body"]
+    assert "<th align='left'>subscriptions</th><td>1</td>" in mail["body"]
+
+
+def test_a_failing_ses_leaves_the_answer_unchanged_and_is_an_audit_fault(
+    api: Functions, ses: LocalSes, capsys: Any
+) -> None:
+    ses.client().delete_email_identity(EmailIdentity="noreply@push365.test")  # SES now refuses
+
+    response = api.post("/register", registration())
+
+    assert response.status_code == 201
+    assert response.json["api_key"]
+    assert ses.messages() == []
+    records = [line for line in capsys.readouterr().out.splitlines() if '"api_call"' in line]
+    assert '"fault": {"code": "mail_failed", "message": "MessageRejected"}' in records[-1]
+    assert '"status": 201' in records[-1]

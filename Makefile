@@ -8,14 +8,14 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 
-.PHONY: dev test lint checkov unit bench audit venv clean
+.PHONY: dev test lint checkov browser unit bench audit venv clean
 
 ## dev: set up .venv, then run every function, the Firestore emulator and the local FCM server
 dev: $(STAMP)
 	$(PY) -m devstack
 
 ## test: lint, type-check, checkov, and the whole suite (starts and stops its own emulator)
-test: $(STAMP) lint checkov
+test: $(STAMP) lint checkov browser
 	$(PY) -m pytest
 
 ## lint: ruff and mypy
@@ -32,6 +32,19 @@ $(CHECKOV_STAMP): requirements-checkov.txt
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
 	@touch $@
+
+## browser: Debian's Chromium for the browser tests (they are reported as NOT RUN without it)
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing Debian's chromium for the browser tests..."; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "WARNING: chromium could not be installed: the browser tests will be NOT RUN"; \
+	  else \
+	    echo "WARNING: no $(CHROMIUM) and no root apt-get: the browser tests will be NOT RUN"; \
+	  fi; \
+	fi
 
 ## unit: only the fast tests that need no emulator
 unit: $(STAMP)

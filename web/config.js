@@ -1,0 +1,22 @@
+// Push365 browser configuration: the one place an administrator edits before uploading.
+// Firebase console > Project settings > Your apps (web app) gives firebase and vapidKey;
+// `terraform output function_urls` gives the receipt URL.
+self.PUSH365_CONFIG = {
+  firebase: {
+    apiKey: "REPLACE-ME",
+    authDomain: "REPLACE-ME.firebaseapp.com",
+    projectId: "REPLACE-ME",
+    messagingSenderId: "REPLACE-ME",
+    appId: "REPLACE-ME",
+  },
+  // Web Push certificate (Cloud Messaging > Web configuration > Key pair).
+  vapidKey: "REPLACE-ME",
+  // Where the service worker confirms delivery, used when a message does not name its own.
+  receiptUrl: "https://REGION-PROJECT.cloudfunctions.net/push365-receipt",
+  // The Dataverse table and columns a subscription is stored in.
+  table: "p365_subscription",
+  instanceIdColumn: "p365_instanceid",
+  footprintColumn: "p365_footprint",
+  // The service worker, beside this page (the same web resource folder).
+  serviceWorker: "push365-sw.js",
+};

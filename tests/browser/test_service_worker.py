@@ -5,13 +5,6 @@ shown, its link is its click target, and its receipt reaches the real receipt fu
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +13,8 @@ import pytest
 
 from devstack.emulator import FirestoreEmulator
 from tests.browser.conftest import screenshot
-from tests.conftest import REPO, example, free_port
+from tests.conftest import example
+from tests.stack import RunningStack, call, running_stack
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 BOB = "b1111111-2222-4333-8444-555555555502"
@@ -34,58 +28,10 @@ SHOWN = """navigator.serviceWorker.ready
                              data: n.data})))"""
 
 
-def call(url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    request.add_header("Content-Type", "application/json")
-    if key:
-        request.add_header("X-Push365-Key", key)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 @pytest.fixture
-def stack(emulator: FirestoreEmulator, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """``python -m devstack`` on free ports, its output in a file."""
-    ports = {
-        "PUSH365_HTTP_PORT": free_port(),
-        "PUSH365_FIRESTORE_PORT": free_port(),
-        "PUSH365_FCM_PORT": free_port(),
-    }
-    env = {
-        **os.environ,
-        **{k: str(v) for k, v in ports.items()},
-        "PYTHONUNBUFFERED": "1",
-        "PUSH365_MAIL_BACKEND": "none",
-    }
-    env.pop("PUSH365_RECEIPT_URL", None)
-    log = tmp_path / "devstack.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
-            cwd=REPO,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while "local FCM v1 server" not in log.read_text():
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
-    try:
-        yield {
-            "base": f"http://127.0.0.1:{ports['PUSH365_HTTP_PORT']}",
-            "fcm": f"http://127.0.0.1:{ports['PUSH365_FCM_PORT']}",
-            "log": log,
-        }
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+def stack(emulator: FirestoreEmulator, tmp_path: Path) -> Iterator[RunningStack]:
+    with running_stack(tmp_path) as running:
+        yield running
 
 
 def as_delivered(message: dict[str, Any]) -> dict[str, Any]:
@@ -115,9 +61,9 @@ def registration_id(page: Any, cdp: Any) -> str:
 
 
 def test_a_sent_notification_is_shown_links_to_its_record_and_is_confirmed_once(
-    context: Any, web_server: str, stack: dict[str, Any]
+    context: Any, web_server: str, stack: RunningStack
 ) -> None:
-    base = stack["base"]
+    base = stack.base
     _status, created = call(
         f"{base}/register",
         {
@@ -141,7 +87,8 @@ def test_a_sent_notification_is_shown_links_to_its_record_and_is_confirmed_once(
     webhook = example("subscription-create.json")
     webhook["InputParameters"][0]["value"]["Attributes"][1]["value"] = row["p365_instanceid"]
     webhook["InputParameters"][0]["value"]["Attributes"][2]["value"] = row["p365_footprint"]
-    assert call(f"{base}/subscribe", webhook, key)[0] == 201
+    auth = {"X-Push365-Key": key}
+    assert call(f"{base}/subscribe", webhook, headers=auth)[0] == 201
 
     sent = call(
         f"{base}/send",
@@ -152,9 +99,9 @@ def test_a_sent_notification_is_shown_links_to_its_record_and_is_confirmed_once(
             "link": LINK,
             "icon": "https://contoso.com/icon.png",
         },
-        key,
+        headers=auth,
     )
-    (recorded,) = call(f"{stack['fcm']}/_messages")[1]
+    (recorded,) = call(f"{stack.fcm}/_messages")[1]
     cdp = page.context.new_cdp_session(page)
     cdp.send(
         "ServiceWorker.deliverPushMessage",
@@ -182,14 +129,14 @@ def test_a_sent_notification_is_shown_links_to_its_record_and_is_confirmed_once(
 
     delivered = None
     for _ in range(50):
-        export = call(f"{base}/privacy/export?user_id={BOB}", key=key)[1]
+        export = call(f"{base}/privacy/export?user_id={BOB}", headers=auth)[1]
         delivered = export["notifications"][0]["deliveries"][0]["delivered_at"]
         if delivered:
             break
         page.wait_for_timeout(100)
     assert delivered is not None
     page.wait_for_timeout(500)
-    receipts = [line for line in stack["log"].read_text().splitlines() if "POST /receipt" in line]
+    receipts = [line for line in stack.output().splitlines() if "POST /receipt" in line]
     assert len(receipts) == 1, receipts
     assert receipts[0].endswith(" 204")
     screenshot(page, "subscribe-on")

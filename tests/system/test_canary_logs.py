@@ -8,13 +8,7 @@ ride in every content-bearing field through every function, valid and invalid.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,14 +16,8 @@ from typing import Any
 import pytest
 
 from devstack.emulator import FirestoreEmulator
-from tests.conftest import (
-    REPO,
-    TEST_ADMIN_KEY,
-    TEST_FCM_HTTP_TIMEOUT_SECONDS,
-    TEST_SEND_DEADLINE_SECONDS,
-    example,
-    free_port,
-)
+from tests.conftest import TEST_ADMIN_KEY, example
+from tests.stack import RunningStack, call, running_stack
 
 CANARY = "CANARY-9d2c"
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
@@ -39,71 +27,28 @@ TRACE = "105445aa7843bc8bf206b12000100000"
 
 
 class Stack:
-    def __init__(self, base: str, log: Path, outbox: Path) -> None:
-        self.base = base
-        self.log = log
+    """The running stack, counting the calls made to its functions."""
+
+    def __init__(self, running: RunningStack, outbox: Path) -> None:
+        self.running = running
         self.outbox = outbox
         self.calls = 0
 
-    def call(
-        self,
-        path: str,
-        body: Any = None,
-        *,
-        method: str = "POST",
-        raw: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, str]:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.base + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
+    def call(self, path: str, body: Any = None, **options: Any) -> tuple[int, Any]:
         self.calls += 1
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
+        return call(self.running.base + path, body, **options)
 
 
 @pytest.fixture
 def stack(emulator: FirestoreEmulator, tmp_path: Path) -> Iterator[Stack]:
-    ports = {
-        "PUSH365_HTTP_PORT": free_port(),
-        "PUSH365_FIRESTORE_PORT": free_port(),
-        "PUSH365_FCM_PORT": free_port(),
-    }
-    env = {
-        **os.environ,
-        **{k: str(v) for k, v in ports.items()},
-        "PYTHONUNBUFFERED": "1",
+    outbox = tmp_path / "outbox"
+    environment = {
         "PUSH365_ADMIN_KEY": TEST_ADMIN_KEY,
         "PUSH365_MAIL_BACKEND": "outbox",
-        "PUSH365_OUTBOX_DIR": str(tmp_path / "outbox"),
-        # FCM errors are retried until the deadline: a short one keeps this test short.
-        "PUSH365_SEND_DEADLINE_SECONDS": str(TEST_SEND_DEADLINE_SECONDS),
-        "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": str(TEST_FCM_HTTP_TIMEOUT_SECONDS),
+        "PUSH365_OUTBOX_DIR": str(outbox),
     }
-    log = tmp_path / "process-output.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
-            cwd=REPO,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while "local FCM v1 server" not in log.read_text():
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
-    try:
-        yield Stack(f"http://127.0.0.1:{ports['PUSH365_HTTP_PORT']}", log, tmp_path / "outbox")
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+    with running_stack(tmp_path, **environment) as running:
+        yield Stack(running, outbox)
 
 
 def test_no_canary_reaches_the_process_output_and_each_call_is_one_record(stack: Stack) -> None:
@@ -111,7 +56,7 @@ def test_no_canary_reaches_the_process_output_and_each_call_is_one_record(stack:
     # library's one-off entries come with the first request.
     first = stack.call(f"/subscribe?code={CANARY}", {"user_id": CANARY})
     assert first[0] == 401
-    status, text = stack.call(
+    status, created = stack.call(
         "/register",
         {
             "organization": {
@@ -130,7 +75,7 @@ def test_no_canary_reaches_the_process_output_and_each_call_is_one_record(stack:
         },
     )
     assert status == 201
-    key = json.loads(text)["api_key"]
+    key = created["api_key"]
     auth = {"X-Push365-Key": key}
     user = {
         "id": BOB,
@@ -220,7 +165,7 @@ def test_no_canary_reaches_the_process_output_and_each_call_is_one_record(stack:
     assert {200, 400, 401, 403, 404, 405, 413, 422} <= set(statuses)
 
     time.sleep(0.5)  # let the last lines reach the file
-    output = stack.log.read_text()
+    output = stack.running.output()
     assert CANARY not in output
     assert key not in output
     assert key.split(".")[2] not in output

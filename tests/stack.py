@@ -1,0 +1,116 @@
+"""The local stack as a developer runs it (``python -m devstack``, what ``make dev`` runs), in a
+process of its own with everything it writes captured to a file; and a small HTTP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import (
+    REPO,
+    TEST_FCM_HTTP_TIMEOUT_SECONDS,
+    TEST_SEND_DEADLINE_SECONDS,
+    free_port,
+)
+
+READY = "local FCM v1 server"  # the last line make dev prints once everything answers
+
+
+@dataclass
+class RunningStack:
+    """A running ``python -m devstack``."""
+
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    @property
+    def fcm(self) -> str:
+        return f"http://127.0.0.1:{self.ports['fcm']}"
+
+    def output(self) -> str:
+        """Everything the process wrote so far (stdout and stderr)."""
+        return self.log.read_text()
+
+
+@contextmanager
+def running_stack(folder: Path, **env: str) -> Iterator[RunningStack]:
+    """Start the stack on free ports with ``env`` added; Ctrl-C (SIGINT) it at the end."""
+    ports = {"http": free_port(), "firestore": free_port(), "fcm": free_port()}
+    environment = {
+        **os.environ,
+        "PUSH365_HTTP_PORT": str(ports["http"]),
+        "PUSH365_FIRESTORE_PORT": str(ports["firestore"]),
+        "PUSH365_FCM_PORT": str(ports["fcm"]),
+        "PYTHONUNBUFFERED": "1",
+        # FCM errors are retried until the send deadline: a short one keeps tests short.
+        "PUSH365_SEND_DEADLINE_SECONDS": str(TEST_SEND_DEADLINE_SECONDS),
+        "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": str(TEST_FCM_HTTP_TIMEOUT_SECONDS),
+        "PUSH365_MAIL_BACKEND": "none",
+        **env,
+    }
+    for inherited in ("FIRESTORE_EMULATOR_HOST", "PUSH365_RECEIPT_URL", "PUSH365_FCM_ENDPOINT"):
+        if inherited not in env:
+            environment.pop(inherited, None)
+    log = folder / "devstack-output.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=REPO,
+            env=environment,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    stack = RunningStack(process, ports, log)
+    try:
+        deadline = time.monotonic() + 60
+        while READY not in stack.output():
+            assert process.poll() is None, stack.output()
+            assert time.monotonic() < deadline, stack.output()
+            time.sleep(0.1)
+        yield stack
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+
+def call(
+    url: str,
+    body: Any = None,
+    *,
+    method: str | None = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One HTTP request; the status and the decoded JSON answer (None when empty, the text when
+    it is not JSON)."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
+    request.add_header("Content-Type", "application/json")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text) if text else None
+    except ValueError:
+        return status, text

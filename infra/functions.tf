@@ -103,9 +103,24 @@ resource "google_cloudfunctions2_function" "function" {
         version    = "latest"
       }
     }
+
+    # Amazon SES credentials, from secrets the operator stored (README, "Mail to administrators").
+    dynamic "secret_environment_variables" {
+      for_each = local.aws_secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = secret_environment_variables.value
+        version    = "latest"
+      }
+    }
   }
 
-  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.purge]
+  depends_on = [
+    google_project_service.apis,
+    google_secret_manager_secret_iam_member.purge,
+    google_secret_manager_secret_iam_member.aws,
+  ]
   # checkov:skip=CKV_GCP_124:Dataverse webhooks and Cloud Scheduler reach the functions from outside any VPC; callers are authenticated by organization key, receipt token, or IAM (purge).
 }
 

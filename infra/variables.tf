@@ -78,3 +78,15 @@ variable "ses_region" {
   type        = string
   default     = "eu-west-1"
 }
+
+variable "aws_access_key_id_secret" {
+  description = "Secret Manager secret id holding the SES IAM user's access key id (with mail_backend = \"ses\")."
+  type        = string
+  default     = "push365-aws-access-key-id"
+}
+
+variable "aws_secret_access_key_secret" {
+  description = "Secret Manager secret id holding the SES IAM user's secret access key (with mail_backend = \"ses\")."
+  type        = string
+  default     = "push365-aws-secret-access-key"
+}

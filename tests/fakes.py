@@ -18,7 +18,6 @@ from push365.organizations.model import Organization
 from push365.subscriptions.model import (
     Device,
     Status,
-    Subscription,
     UnsubscribeReason,
     subscription_id,
 )
@@ -154,10 +153,6 @@ class InMemorySubscriptionRepository:
         for key in keys:
             del self.documents[key]
         return len(keys)
-
-    def get(self, organization_id: str, instance_id: str) -> Subscription | None:
-        stored = self.documents.get((organization_id, subscription_id(instance_id)))
-        return Subscription.model_validate(stored) if stored else None
 
     def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
         wanted = set(user_ids)

@@ -14,7 +14,6 @@ from push365.store import BATCH_LIMIT, ORGANIZATIONS, SUBSCRIPTIONS
 from push365.subscriptions.model import (
     Device,
     Status,
-    Subscription,
     UnsubscribeReason,
     subscription_id,
 )
@@ -67,10 +66,6 @@ class SubscriptionRepository(Protocol):
 
     def delete_user(self, organization_id: str, user_id: str) -> int:
         """Delete every subscription (active or not) of a user; how many."""
-        ...
-
-    def get(self, organization_id: str, instance_id: str) -> Subscription | None:
-        """The subscription of a token, active or not."""
         ...
 
     def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
@@ -188,10 +183,6 @@ class FirestoreSubscriptionRepository:
             filter=FieldFilter("user_id", "==", user_id)
         )
         return self._write_each(query, lambda batch, ref: batch.delete(ref))
-
-    def get(self, organization_id: str, instance_id: str) -> Subscription | None:
-        snapshot = self._subscriptions(organization_id).document(subscription_id(instance_id)).get()
-        return Subscription.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
     def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
         active = self._subscriptions(organization_id).where(

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from push365.retention import MAX_UNSUBSCRIBE_RETENTION_DAYS
+
 LOCAL_PROJECT_ID = "demo-push365"
 
 
@@ -24,7 +26,9 @@ class Settings(BaseSettings):
 
     project_id: str = Field(default_factory=_default_project_id)
     # The privacy policy promises removal from the live database within 30 days of unsubscribe.
-    unsubscribe_retention_days: int = Field(default=30, ge=0, le=30)
+    unsubscribe_retention_days: int = Field(
+        default=MAX_UNSUBSCRIBE_RETENTION_DAYS, ge=0, le=MAX_UNSUBSCRIBE_RETENTION_DAYS
+    )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # How long a notification record (metadata only, never content) is kept.
     notification_retention_days: int = Field(default=90, ge=1, le=3650)

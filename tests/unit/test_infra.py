@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import hcl2
@@ -194,7 +193,3 @@ def test_terraform_is_formatted() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout
-
-
-def test_infra_paths_exist() -> None:
-    assert Path(INFRA / "functions.tf").is_file()

@@ -1,7 +1,9 @@
-"""``make dev``: the Firestore emulator, the local FCM server and every function, in the foreground.
+"""``make dev``: the Firestore and Pub/Sub emulators, the local FCM server and every function, in
+the foreground.
 
-Ports come from ``PUSH365_HTTP_PORT`` (8000), ``PUSH365_FIRESTORE_PORT`` (8080) and
-``PUSH365_FCM_PORT`` (8090). Ctrl-C (or SIGTERM) stops everything this started.
+Ports come from ``PUSH365_HTTP_PORT`` (8000), ``PUSH365_FIRESTORE_PORT`` (8080),
+``PUSH365_PUBSUB_PORT`` (8085) and ``PUSH365_FCM_PORT`` (8090). Ctrl-C (or SIGTERM) stops
+everything this started.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from devstack.emulator import EmulatorMissing, FirestoreEmulator
+from devstack import fanout
+from devstack.emulator import EmulatorMissing, FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import FcmServerProcess
 
 HOST = "127.0.0.1"
@@ -31,6 +34,9 @@ def main() -> int:
     emulator = FirestoreEmulator(
         _port("PUSH365_FIRESTORE_PORT", 8080), HOST, log_path=Path(".local/firestore-emulator.log")
     )
+    pubsub = PubSubEmulator(
+        _port("PUSH365_PUBSUB_PORT", 8085), HOST, log_path=Path(".local/pubsub-emulator.log")
+    )
     Path(".local").mkdir(exist_ok=True)
     stop = threading.Event()
 
@@ -45,9 +51,14 @@ def main() -> int:
     fcm = FcmServerProcess(_port("PUSH365_FCM_PORT", 8090), HOST)
     try:
         emulator.start()
+        pubsub.start()
         fcm.start()
+        topic = os.environ.setdefault("PUSH365_FANOUT_TOPIC", "push365-fanout")
+        # Pub/Sub pushes each fan-out message to the local deliver function, as in production.
+        fanout.create(pubsub.address, fanout.FanoutTopology(PROJECT, topic, f"{base}/deliver"))
         # The functions read these when they are loaded, exactly as deployed ones read theirs.
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.address
+        os.environ["PUBSUB_EMULATOR_HOST"] = pubsub.address
         os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
         os.environ["PUSH365_FCM_ENDPOINT"] = fcm.url
         os.environ.setdefault("PUSH365_RECEIPT_URL", f"{base}/receipt")
@@ -63,6 +74,7 @@ def main() -> int:
         for name in function_names():
             print(f"  {name:<12} {base}/{name}")
         print(f"  Firestore emulator  {emulator.address}  (FIRESTORE_EMULATOR_HOST)")
+        print(f"  Pub/Sub emulator    {pubsub.address}  (PUBSUB_EMULATOR_HOST, topic {topic})")
         print(f"  local FCM v1 server {fcm.url}  (GET {fcm.url}/_messages)", flush=True)
         stop.wait()
         print("Stopping...", flush=True)
@@ -76,6 +88,7 @@ def main() -> int:
         return 1
     finally:
         fcm.stop()
+        pubsub.stop()
         emulator.stop()
     print("Stopped.", flush=True)
     return 0

@@ -1,4 +1,5 @@
-"""The real Firestore emulator that ships with the Google Cloud CLI, started and stopped here."""
+"""The real Firestore and Pub/Sub emulators that ship with the Google Cloud CLI, started and
+stopped here."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ DEFAULT_JAR = Path(
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
 )
 MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+PUBSUB_JAR = Path(
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-0.8.20-all.jar"
+)
 
 
 class EmulatorMissing(RuntimeError):
-    """The emulator (or Java) is not on this machine."""
+    """An emulator (or Java) is not on this machine."""
 
 
 def find_jar() -> Path:
@@ -38,8 +42,27 @@ def find_jar() -> Path:
     return jar
 
 
-class FirestoreEmulator:
+def find_pubsub_jar() -> Path:
+    """The Pub/Sub emulator jar: ``PUBSUB_EMULATOR_JAR`` if set, else where the Cloud CLI puts it.
+
+    Raises:
+        EmulatorMissing: no jar, or no ``java`` to run it.
+    """
+    jar = Path(os.environ.get("PUBSUB_EMULATOR_JAR", PUBSUB_JAR))
+    if not jar.is_file():
+        raise EmulatorMissing(
+            f"Pub/Sub emulator jar not found at {jar} (Debian package "
+            "google-cloud-cli-pubsub-emulator; or set PUBSUB_EMULATOR_JAR)."
+        )
+    if shutil.which("java") is None:
+        raise EmulatorMissing("java is not on PATH; the Pub/Sub emulator needs Java 17+.")
+    return jar
+
+
+class _JavaEmulator:
     """One emulator process on ``host:port``; use as a context manager."""
+
+    name = "emulator"
 
     def __init__(self, port: int, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
         self.host = host
@@ -49,8 +72,11 @@ class FirestoreEmulator:
 
     @property
     def address(self) -> str:
-        """What ``FIRESTORE_EMULATOR_HOST`` is set to."""
+        """``host:port``, what the client libraries' ``*_EMULATOR_HOST`` is set to."""
         return f"{self.host}:{self.port}"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the emulator and wait until it answers.
@@ -59,18 +85,9 @@ class FirestoreEmulator:
             EmulatorMissing: see :func:`find_jar`.
             RuntimeError: the port is taken, or the emulator did not come up in time.
         """
-        jar = find_jar()
+        command = self._command()
         if _answers(self.address):
             raise RuntimeError(f"Something already answers on {self.address}; choose another port.")
-        command = [
-            "java",
-            "-cp",
-            str(jar),
-            MAIN_CLASS,
-            "start",
-            f"--host={self.host}",
-            f"--port={self.port}",
-        ]
         log_path = self.log_path or Path(os.devnull)
         with open(log_path, "wb") as log:
             # Its own session, so that stopping it reaches every process it started.
@@ -81,16 +98,8 @@ class FirestoreEmulator:
         while not _answers(self.address):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"The Firestore emulator did not start on {self.address}.")
+                raise RuntimeError(f"The {self.name} did not start on {self.address}.")
             time.sleep(0.1)
-
-    def reset(self, project: str) -> None:
-        """Delete every document of a project."""
-        request = urllib.request.Request(
-            f"http://{self.address}/emulator/v1/projects/{project}/databases/(default)/documents",
-            method="DELETE",
-        )
-        urllib.request.urlopen(request, timeout=10).close()
 
     def stop(self) -> None:
         """Stop the emulator and everything it started; idempotent."""
@@ -104,7 +113,50 @@ class FirestoreEmulator:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
+
+class FirestoreEmulator(_JavaEmulator):
+    """The Firestore emulator."""
+
+    name = "Firestore emulator"
+
+    def _command(self) -> list[str]:
+        jar = find_jar()
+        return [
+            "java",
+            "-cp",
+            str(jar),
+            MAIN_CLASS,
+            "start",
+            f"--host={self.host}",
+            f"--port={self.port}",
+        ]
+
+    def reset(self, project: str) -> None:
+        """Delete every document of a project."""
+        request = urllib.request.Request(
+            f"http://{self.address}/emulator/v1/projects/{project}/databases/(default)/documents",
+            method="DELETE",
+        )
+        urllib.request.urlopen(request, timeout=10).close()
+
     def __enter__(self) -> FirestoreEmulator:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class PubSubEmulator(_JavaEmulator):
+    """The Pub/Sub emulator (``PUBSUB_EMULATOR_HOST``)."""
+
+    name = "Pub/Sub emulator"
+
+    def _command(self) -> list[str]:
+        jar = find_pubsub_jar()
+        return ["java", "-jar", str(jar), f"--host={self.host}", f"--port={self.port}"]
+
+    def __enter__(self) -> PubSubEmulator:
         self.start()
         return self
 
@@ -116,5 +168,7 @@ def _answers(address: str) -> bool:
     try:
         with urllib.request.urlopen(f"http://{address}/", timeout=0.5) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        return True  # it answers (the Pub/Sub emulator's root is a 404)
     except (urllib.error.URLError, OSError):
         return False

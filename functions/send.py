@@ -1,9 +1,14 @@
-"""Cloud Function ``send``: a notification to users' browsers, each device at most once.
+"""Cloud Function ``send``: a notification to users' browsers, accepted at once, fanned out by
+``deliver``.
 
 Routes (relative to the function URL):
-    POST /  plain JSON (``recipients``, ``title``, ``body``, ...; header ``Idempotency-Key``), a
-            Dataverse Create of ``p365_notification``, or any Dataverse event an event rule matches.
+    POST /        plain JSON (``recipients``, ``title``, ``body``, ...; header
+                  ``Idempotency-Key``), a Dataverse Create of ``p365_notification``, or any
+                  Dataverse event an event rule matches -> ``202`` with the notification id.
+    GET /status   ``?notification_id=...`` -> the notification's progress and counts.
 """
+
+import re
 
 import flask
 import functions_framework
@@ -16,6 +21,7 @@ from push365.web import Api, ApiRequest, Reply
 
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+_NOTIFICATION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _send(request: ApiRequest) -> Reply:
@@ -32,8 +38,17 @@ def _send(request: ApiRequest) -> Reply:
     if dedup is not None:
         request.audit.note_dedup_key(dedup)
     request.audit.add_users(command.recipients)
-    summary = bootstrap.notifications().send(organization.id, command, dedup)
-    return 200, summary.model_dump()
+    accepted = bootstrap.notifications().send(organization.id, command, dedup)
+    return 202, accepted.model_dump()
+
+
+def _status(request: ApiRequest) -> Reply:
+    organization = request.authenticate(bootstrap.organizations().authenticate)
+    notification_id = request.query("notification_id") or ""
+    if not _NOTIFICATION_ID.fullmatch(notification_id):
+        raise ValidationFailed("notification_id must be the 32 hex characters a send answered.")
+    status = bootstrap.notifications().status(organization.id, notification_id)
+    return 200, status.model_dump(mode="json")
 
 
 def _dedup_key(request: ApiRequest) -> str | None:
@@ -47,7 +62,7 @@ def _dedup_key(request: ApiRequest) -> str | None:
     return f"idempotency-key:{key}"
 
 
-api = Api("send", {"/": {"POST": _send}})
+api = Api("send", {"/": {"POST": _send}, "/status": {"GET": _status}})
 
 
 @functions_framework.http

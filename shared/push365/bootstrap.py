@@ -9,7 +9,11 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from push365.fcm.firebase import FirebaseGateway
+from push365.fanout.model import BATCH_SIZE
+from push365.fanout.publisher import PubSubPublisher
+from push365.fanout.repository import FirestoreFanoutRepository
+from push365.fanout.worker import DeliveryWorker, FanoutPolicy
+from push365.fcm.http import FcmHttpGateway
 from push365.mail.notices import AdminNotices
 from push365.mail.port import Mailer, NoMailer, OutboxMailer, SesMailer
 from push365.notifications.repository import FirestoreNotificationRepository
@@ -73,25 +77,57 @@ def subscriptions() -> SubscriptionService:
 
 
 @lru_cache(maxsize=1)
-def notifications() -> NotificationService:
-    """Send and receipts (firebase-admin itself is imported on the first send)."""
+def fanout_publisher() -> PubSubPublisher:
+    """The fan-out topic (google-cloud-pubsub itself is imported on the first publish)."""
     settings = get_settings()
-    client = firestore_client()
+    return PubSubPublisher(
+        settings.project_id, settings.fanout_topic, settings.queue_timeout_seconds
+    )
+
+
+@lru_cache(maxsize=1)
+def notifications() -> NotificationService:
+    """Send (store and queue), status and receipts."""
+    settings = get_settings()
     policy = SendPolicy(
-        deadline_seconds=settings.send_deadline_seconds,
-        http_timeout_seconds=settings.fcm_http_timeout_seconds,
         retention=timedelta(days=settings.notification_retention_days),
         dedup_window=timedelta(hours=settings.idempotency_window_hours),
+        receipt_url=settings.receipt_url,
+    )
+    return NotificationService(
+        FirestoreNotificationRepository(firestore_client(), settings.store_timeout_seconds),
+        fanout_publisher(),
+        policy,
+    )
+
+
+@lru_cache(maxsize=1)
+def delivery_worker() -> DeliveryWorker:
+    """The fan-out's worker: one FCM connection pool per instance (aiohttp, on first send)."""
+    settings = get_settings()
+    client = firestore_client()
+    policy = FanoutPolicy(
+        batch_size=BATCH_SIZE,
+        chunk_size=settings.deliver_chunk_size,
+        lease=timedelta(seconds=settings.deliver_lease_seconds),
+        retry_horizon=timedelta(seconds=settings.retry_horizon_seconds),
+        first_backoff=timedelta(seconds=settings.retry_first_backoff_seconds),
+        max_backoff=timedelta(seconds=settings.retry_max_backoff_seconds),
+        retention=timedelta(days=settings.notification_retention_days),
         unsubscribe_retention_days=settings.unsubscribe_retention_days,
         receipt_url=settings.receipt_url,
     )
-    gateway = FirebaseGateway(
-        settings.project_id, settings.fcm_endpoint, settings.fcm_http_timeout_seconds
+    gateway = FcmHttpGateway(
+        settings.project_id,
+        settings.fcm_endpoint,
+        settings.fcm_http_timeout_seconds,
+        pool_size=settings.fcm_connections,
     )
-    return NotificationService(
-        FirestoreNotificationRepository(client),
+    return DeliveryWorker(
+        FirestoreFanoutRepository(client, settings.store_timeout_seconds),
         FirestoreSubscriptionRepository(client),
         gateway,
+        fanout_publisher(),
         policy,
         notices=notices(),
     )

@@ -81,9 +81,16 @@ class MessageTooLarge(Push365Error):
     default_message = "The notification is larger than FCM's 4096-byte payload limit."
 
 
-class SendInProgress(Push365Error):
-    status, code = 409, "send_in_progress"
-    default_message = "An identical send is still in progress; retry later for its summary."
+class QueueUnavailable(Push365Error):
+    """The fan-out queue did not take a notification; 503 makes Dataverse retry once."""
+
+    status, code = 503, "queue_unavailable"
+    default_message = "The delivery queue is unavailable; try again."
+
+
+class NotificationNotFound(Push365Error):
+    status, code = 404, "notification_not_found"
+    default_message = "No notification of this organization has this id."
 
 
 class UnknownReceipt(Push365Error):

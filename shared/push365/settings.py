@@ -38,10 +38,25 @@ class Settings(BaseSettings):
     # FCM. None: the real endpoint with Application Default Credentials. A URL (http://127.0.0.1:8090):
     # a server that speaks FCM v1, reached without credentials (make dev and the tests).
     fcm_endpoint: str | None = None
-    # Everything a send does stays inside this, well under Dynamics' 60 s webhook timeout.
-    send_deadline_seconds: float = Field(default=40.0, gt=0, le=55)
     # One FCM HTTP request may take at most this (firebase-admin's default is 120 s).
     fcm_http_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Keep-alive connections to FCM per deliver instance.
+    fcm_connections: int = Field(default=16, ge=1, le=256)
+
+    # Fan-out over Pub/Sub (send publishes, deliver consumes). PUBSUB_EMULATOR_HOST is honoured.
+    fanout_topic: str = "push365-fanout"
+    # How long one publish (send's answer waits for it) or one store call may take.
+    queue_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    store_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # Devices claimed, sent and recorded together inside a batch of at most 500.
+    deliver_chunk_size: int = Field(default=250, ge=1, le=498)
+    # A worker holds a batch this long after each checkpoint; then another may take it over.
+    deliver_lease_seconds: float = Field(default=45.0, gt=0, le=540)
+    # Transient FCM failures are retried (Pub/Sub redelivery after a backoff) this long after
+    # the send; then the devices are recorded as failed. Inside the subscription's retention.
+    retry_horizon_seconds: float = Field(default=3600.0, gt=0, le=6 * 3600)
+    retry_first_backoff_seconds: float = Field(default=10.0, gt=0)
+    retry_max_backoff_seconds: float = Field(default=600.0, gt=0)
     # Where the service worker posts delivery receipts; sent in each message's data when set.
     receipt_url: str | None = None
     # What purge's caller must send in X-Push365-Admin-Key (Secret Manager in production).

@@ -7,6 +7,7 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/subscriptions/{sha256(instance_id)}
     organizations/{organization_id}/notifications/{notification_id}
     organizations/{organization_id}/notifications/{notification_id}/deliveries/{device_id}
+    organizations/{organization_id}/notifications/{notification_id}/batches/{batch}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
 """
 
@@ -24,6 +25,7 @@ USERS = "users"
 SUBSCRIPTIONS = "subscriptions"
 NOTIFICATIONS = "notifications"
 DELIVERIES = "deliveries"
+BATCHES = "batches"
 DEDUP = "dedup"
 
 BATCH_LIMIT = 500
@@ -48,11 +50,12 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     run leaves the organization's marker in place for the next one to finish.
     """
     organization = organization_ref(client, organization_id)
-    counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, DELIVERIES: 0, DEDUP: 0}
+    counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, DELIVERIES: 0, BATCHES: 0, DEDUP: 0}
     for notifications in _id_pages(organization.collection(NOTIFICATIONS)):
         for notification in notifications:
-            for deliveries in _id_pages(notification.collection(DELIVERIES)):
-                counts[DELIVERIES] += _delete_all(client, deliveries)
+            for kind in (DELIVERIES, BATCHES):
+                for page in _id_pages(notification.collection(kind)):
+                    counts[kind] += _delete_all(client, page)
         counts[NOTIFICATIONS] += _delete_all(client, notifications)
     for name in (SUBSCRIPTIONS, USERS, DEDUP):
         for page in _id_pages(organization.collection(name)):

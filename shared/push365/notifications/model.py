@@ -101,25 +101,45 @@ class RuleSet(InputModel):
 
 
 class DeliveryCounts(BaseModel):
-    """A send's device counts."""
+    """A notification's device counts, added up as its batches finish."""
 
-    devices: int = 0
+    devices: int = 0  # planned
+    batches: int = 0
+    batches_done: int = 0
     sent: int = 0
     failed: int = 0
+    skipped: int = 0  # unsubscribed or erased after the plan was made
     removed_tokens: int = 0
-    # FCM refusing the sender itself: worth an alert, not part of the answer.
-    auth_failures: int = Field(default=0, exclude=True)
+    resent: int = 0  # re-sent once after an unknown outcome (shown once: same Topic and tag)
+    dead_lettered: int = 0  # batches Pub/Sub gave up on (their devices count as failed)
+    retire_suppressed: int = 0  # invalid-token answers not acted on (over half of a batch)
 
 
-class Summary(BaseModel):
-    """The answer to a send, also what a replay answers."""
+Status = Literal["accepted", "queued", "delivering", "sent", "failed"]
+"""accepted: stored, not yet on the queue; queued: on the queue; delivering: planned, batches
+under way; sent: every batch done; failed: the plan itself was given up (dead-lettered)."""
+
+
+class Accepted(BaseModel):
+    """The answer to a send (``202``), also what a replay of it answers."""
 
     notification_id: str
+    status: Status
     recipients: int
-    devices: int
-    sent: int
-    failed: int
-    removed_tokens: int
+    devices: int | None = None  # known once the plan is made
+
+
+class NotificationStatus(BaseModel):
+    """``GET /send/status``: a notification's progress, counts only."""
+
+    notification_id: str
+    status: Status
+    recipients: int
+    devices: int | None
+    pending: int | None
+    created_at: datetime
+    completed_at: datetime | None
+    counts: DeliveryCounts
 
 
 class NotificationRecord(BaseModel):
@@ -129,18 +149,45 @@ class NotificationRecord(BaseModel):
     organization_id: str
     recipients: list[str]
     dedup_key: str | None
-    status: Literal["sending", "sent"]
-    lease_until: datetime | None = None
+    status: Literal["accepted", "delivering", "sent", "failed"]
     created_at: datetime
+    published_at: datetime | None = None
+    planned_at: datetime | None = None
     completed_at: datetime | None = None
     counts: DeliveryCounts = DeliveryCounts()
 
-    def summary(self) -> Summary:
+    def current_status(self) -> Status:
+        """Where the notification is now."""
+        if self.status == "failed":
+            return "failed"
+        if self.planned_at is None:
+            return "queued" if self.published_at is not None else "accepted"
+        if self.counts.batches_done >= self.counts.batches:
+            return "sent"
+        return "delivering"
+
+    def accepted(self) -> Accepted:
         """The send's answer from the record."""
-        return Summary(
+        return Accepted(
             notification_id=self.id,
+            status=self.current_status(),
             recipients=len(self.recipients),
-            **self.counts.model_dump(),
+            devices=self.counts.devices if self.planned_at is not None else None,
+        )
+
+    def progress(self) -> NotificationStatus:
+        """The status route's answer."""
+        planned = self.planned_at is not None
+        done = self.counts.sent + self.counts.failed + self.counts.skipped
+        return NotificationStatus(
+            notification_id=self.id,
+            status=self.current_status(),
+            recipients=len(self.recipients),
+            devices=self.counts.devices if planned else None,
+            pending=max(self.counts.devices - done, 0) if planned else None,
+            created_at=self.created_at,
+            completed_at=self.completed_at,
+            counts=self.counts,
         )
 
 

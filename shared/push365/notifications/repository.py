@@ -10,11 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 
-from push365.notifications.model import DeliveryCounts, NotificationRecord
+from push365.notifications.model import NotificationRecord
 from push365.retention import TTL_FIELD
-from push365.store import BATCH_LIMIT, DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS
+from push365.store import DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,7 @@ class Delivery:
     error: str | None
     sent_at: datetime
     receipt_hash: str
+    resent: bool = False  # a second attempt after an unknown outcome
 
 
 class NotificationRepository(Protocol):
@@ -47,11 +47,10 @@ class NotificationRepository(Protocol):
         dedup_key: str | None,
         recipients: Sequence[str],
         now: datetime,
-        lease_until: datetime,
         dedup_window: timedelta,
         expire_at: datetime,
     ) -> Claim:
-        """Atomically: a new notification record (status sending, leased), unless the dedup key
+        """Atomically: a new notification record (status accepted), unless the dedup key
         names a notification already, within the window."""
         ...
 
@@ -59,30 +58,8 @@ class NotificationRepository(Protocol):
         """A notification record."""
         ...
 
-    def take_lease(
-        self, organization_id: str, notification_id: str, now: datetime, lease_until: datetime
-    ) -> bool:
-        """Atomically take over a notification whose send finished or whose lease ran out."""
-        ...
-
-    def sent_device_ids(self, organization_id: str, notification_id: str) -> set[str]:
-        """Devices this notification already reached."""
-        ...
-
-    def record_deliveries(
-        self,
-        organization_id: str,
-        notification_id: str,
-        deliveries: Sequence[Delivery],
-        expire_at: datetime,
-    ) -> None:
-        """Write (or overwrite) per-device delivery records."""
-        ...
-
-    def complete(
-        self, organization_id: str, notification_id: str, counts: DeliveryCounts, now: datetime
-    ) -> None:
-        """Mark the send finished, with its counts; releases the lease."""
+    def mark_published(self, organization_id: str, notification_id: str, now: datetime) -> None:
+        """The notification's plan is on the queue."""
         ...
 
     def mark_delivered(
@@ -105,8 +82,9 @@ def dedup_document_id(dedup_key: str) -> str:
 class FirestoreNotificationRepository:
     """Records under ``organizations/{org}/notifications``, dedup keys under ``.../dedup``."""
 
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
+        self._timeout = timeout_seconds
 
     def _organization(self, organization_id: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS).document(organization_id)
@@ -120,7 +98,6 @@ class FirestoreNotificationRepository:
         dedup_key: str | None,
         recipients: Sequence[str],
         now: datetime,
-        lease_until: datetime,
         dedup_window: timedelta,
         expire_at: datetime,
     ) -> Claim:
@@ -130,13 +107,12 @@ class FirestoreNotificationRepository:
             organization_id=organization_id,
             recipients=list(recipients),
             dedup_key=dedup_key,
-            status="sending",
-            lease_until=lease_until,
+            status="accepted",
             created_at=now,
         ).model_dump() | {TTL_FIELD: expire_at}
         reference = self._notification(organization_id, notification_id)
         if dedup_key is None:
-            reference.create(record)
+            reference.create(record, timeout=self._timeout)
             return Claim(notification_id, new=True)
         dedup = self._organization(organization_id).collection(DEDUP)
         dedup_ref = dedup.document(dedup_document_id(dedup_key))
@@ -161,58 +137,12 @@ class FirestoreNotificationRepository:
         return claim_in(self._client.transaction())  # type: ignore[no-any-return]
 
     def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
-        snapshot = self._notification(organization_id, notification_id).get()
+        snapshot = self._notification(organization_id, notification_id).get(timeout=self._timeout)
         return NotificationRecord.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
-    def take_lease(
-        self, organization_id: str, notification_id: str, now: datetime, lease_until: datetime
-    ) -> bool:
-        reference = self._notification(organization_id, notification_id)
-
-        @firestore.transactional
-        def take_in(transaction: firestore.Transaction) -> bool:
-            snapshot = reference.get(transaction=transaction)
-            if not snapshot.exists:
-                return False
-            lease = snapshot.get("lease_until")
-            if snapshot.get("status") == "sending" and lease is not None and lease > now:
-                return False
-            transaction.update(reference, {"status": "sending", "lease_until": lease_until})
-            return True
-
-        return take_in(self._client.transaction())  # type: ignore[no-any-return]
-
-    def sent_device_ids(self, organization_id: str, notification_id: str) -> set[str]:
-        deliveries = self._notification(organization_id, notification_id).collection(DELIVERIES)
-        query = deliveries.where(filter=FieldFilter("status", "==", "sent")).select([])
-        return {snapshot.id for snapshot in query.stream()}
-
-    def record_deliveries(
-        self,
-        organization_id: str,
-        notification_id: str,
-        deliveries: Sequence[Delivery],
-        expire_at: datetime,
-    ) -> None:
-        collection = self._notification(organization_id, notification_id).collection(DELIVERIES)
-        for start in range(0, len(deliveries), BATCH_LIMIT):
-            batch = self._client.batch()
-            for delivery in deliveries[start : start + BATCH_LIMIT]:
-                batch.set(
-                    collection.document(delivery.device_id), _delivery_document(delivery, expire_at)
-                )
-            batch.commit()
-
-    def complete(
-        self, organization_id: str, notification_id: str, counts: DeliveryCounts, now: datetime
-    ) -> None:
+    def mark_published(self, organization_id: str, notification_id: str, now: datetime) -> None:
         self._notification(organization_id, notification_id).update(
-            {
-                "status": "sent",
-                "lease_until": None,
-                "completed_at": now,
-                "counts": counts.model_dump(),
-            }
+            {"published_at": now}, timeout=self._timeout
         )
 
     def mark_delivered(
@@ -236,7 +166,8 @@ class FirestoreNotificationRepository:
         return True
 
 
-def _delivery_document(delivery: Delivery, expire_at: datetime) -> dict[str, Any]:
+def delivery_document(delivery: Delivery, expire_at: datetime) -> dict[str, Any]:
+    """A delivery record as stored: ids, dates and codes only."""
     return {
         "device_id": delivery.device_id,
         "user_id": delivery.user_id,
@@ -246,6 +177,7 @@ def _delivery_document(delivery: Delivery, expire_at: datetime) -> dict[str, Any
         "sent_at": delivery.sent_at,
         "delivered_at": None,
         "receipt_hash": delivery.receipt_hash,
+        "resent": delivery.resent,
         TTL_FIELD: expire_at,
     }
 

@@ -72,6 +72,16 @@ class SubscriptionRepository(Protocol):
         """Every active subscription of these users."""
         ...
 
+    def active_subscription_ids(self, organization_id: str, user_ids: Sequence[str]) -> list[str]:
+        """The ids of the users' active subscriptions, sorted (ids only: no token is read)."""
+        ...
+
+    def active_devices_by_id(
+        self, organization_id: str, subscription_ids: Sequence[str]
+    ) -> dict[str, Device]:
+        """Of these subscriptions, the ones active right now, by id."""
+        ...
+
     def retire(
         self,
         organization_id: str,
@@ -201,6 +211,39 @@ class FirestoreSubscriptionRepository:
             chunk = ordered[start : start + _IN_LIMIT]
             query = active.where(filter=FieldFilter("user_id", "in", chunk))
             found += [_device(m) for m in query.select(["user_id", "instance_id"]).stream()]
+        return found
+
+    def active_subscription_ids(self, organization_id: str, user_ids: Sequence[str]) -> list[str]:
+        active = self._subscriptions(organization_id).where(
+            filter=FieldFilter("status", "==", Status.ACTIVE.value)
+        )
+        wanted = set(user_ids)
+        if len(wanted) > _SCAN_ABOVE:
+            matches = active.select(["user_id"]).stream()
+            return sorted(m.id for m in matches if m.get("user_id") in wanted)
+        found: list[str] = []
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), _IN_LIMIT):
+            query = active.where(
+                filter=FieldFilter("user_id", "in", ordered[start : start + _IN_LIMIT])
+            )
+            found += [m.id for m in query.select([]).stream()]
+        return sorted(found)
+
+    def active_devices_by_id(
+        self, organization_id: str, subscription_ids: Sequence[str]
+    ) -> dict[str, Device]:
+        collection = self._subscriptions(organization_id)
+        references = [collection.document(sid) for sid in subscription_ids]
+        found: dict[str, Device] = {}
+        for start in range(0, len(references), BATCH_LIMIT):
+            snapshots = self._client.get_all(
+                references[start : start + BATCH_LIMIT],
+                field_paths=["user_id", "instance_id", "status"],
+            )
+            for snapshot in snapshots:
+                if snapshot.exists and snapshot.get("status") == Status.ACTIVE.value:
+                    found[snapshot.id] = _device(snapshot)
         return found
 
     def retire(

@@ -1,0 +1,170 @@
+"""What travels on the fan-out topic, and what a batch's stored state holds.
+
+A message carries the rendered notification only while it is on its way to FCM (Pub/Sub keeps
+it at most the subscription's retention); the stored state carries ids and outcome codes only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from push365.fcm.model import WebPush
+
+BATCH_SIZE = 500
+"""Devices per batch message (FCM has no batch endpoint; 500 keeps one batch's records in one
+Firestore commit and one message well under Pub/Sub's limits)."""
+
+
+class Kind(StrEnum):
+    """What a fan-out message asks ``deliver`` to do."""
+
+    PLAN = "plan"  # read the recipients' devices, store the batches, publish one message each
+    BATCH = "batch"  # send one stored batch
+
+
+class Content(BaseModel):
+    """A notification's content as it travels in a message. Never stored, logged or repr'd."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    title: str
+    body: str
+    link: str | None = None
+    icon: str | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+    ttl_seconds: int | None = None
+    urgency: str | None = None
+    collapse_key: str | None = None
+
+    @classmethod
+    def of(cls, push: WebPush) -> Content:
+        """The content of a web push."""
+        return cls(
+            title=push.title,
+            body=push.body,
+            link=push.link,
+            icon=push.icon,
+            data=dict(push.data),
+            ttl_seconds=push.ttl_seconds,
+            urgency=push.urgency,
+            collapse_key=push.collapse_key,
+        )
+
+    def web_push(self, topic: str) -> WebPush:
+        """The web push to send; ``topic`` (RFC 8030 ``Topic``) unless the sender chose a
+        collapse key: either way a re-sent message replaces the first at the push service."""
+        return WebPush(
+            title=self.title,
+            body=self.body,
+            link=self.link,
+            icon=self.icon,
+            data=dict(self.data),
+            ttl_seconds=self.ttl_seconds,
+            urgency=self.urgency,
+            collapse_key=self.collapse_key or topic,
+        )
+
+    def __repr__(self) -> str:
+        return "Content(<hidden>)"
+
+    __str__ = __repr__
+
+
+class FanoutMessage(BaseModel):
+    """One message on the fan-out topic."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Kind
+    organization_id: str
+    notification_id: str
+    content: Content
+    recipients: list[str] = Field(default_factory=list)  # PLAN only
+    batch: int | None = None  # BATCH only
+
+    def encode(self) -> tuple[bytes, dict[str, str]]:
+        """The message's data and attributes (ids only: attributes may be logged by Pub/Sub)."""
+        attributes = {
+            "kind": self.kind.value,
+            "organization_id": self.organization_id,
+            "notification_id": self.notification_id,
+        }
+        if self.batch is not None:
+            attributes["batch"] = str(self.batch)
+        return self.model_dump_json().encode(), attributes
+
+    @classmethod
+    def decode(cls, data: bytes) -> FanoutMessage:
+        """A message from its data.
+
+        Raises:
+            ValueError: not a fan-out message (the text of the error names no value).
+        """
+        try:
+            return cls.model_validate(json.loads(data))
+        except ValueError:
+            raise ValueError("not a fan-out message") from None
+
+    def __repr__(self) -> str:
+        return f"FanoutMessage({self.kind.value}, batch={self.batch})"
+
+    __str__ = __repr__
+
+
+class Verdict(StrEnum):
+    """What ``deliver`` answers Pub/Sub."""
+
+    ACK = "ack"  # done, or nothing left to do: never redeliver
+    RETRY = "retry"  # redeliver later (Pub/Sub's backoff; dead-letter after N attempts)
+
+
+@dataclass
+class BatchCounts:
+    """Device counts of one batch, added to the notification record once the batch is done."""
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0  # unsubscribed or erased after the plan was made
+    removed_tokens: int = 0
+    resent: int = 0  # re-sent once because the first attempt's outcome was unknown
+    dead_lettered: int = 0  # 1 when Pub/Sub gave up on this batch (its devices count as failed)
+    retire_suppressed: int = 0  # invalid-token answers not acted on (over half of a batch)
+
+    def as_dict(self) -> dict[str, int]:
+        """Field name -> count."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class BatchState:
+    """One batch as stored: its devices (subscription ids) and what became of each, no content.
+
+    ``inflight`` holds the devices being sent right now (claimed before sending, cleared when
+    their outcomes are recorded); a worker that finds ``inflight`` left by another knows those
+    outcomes are unknown.
+    """
+
+    organization_id: str
+    notification_id: str
+    batch: int
+    devices: list[str]
+    done: bool = False
+    outcomes: dict[str, str] = field(default_factory=dict)  # device -> "sent" | "failed" | ...
+    inflight: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)  # outcome unknown: may be re-sent once
+    resent: list[str] = field(default_factory=list)
+    pending: dict[str, str] = field(default_factory=dict)  # device -> last transient reason
+    not_before: datetime | None = None
+    attempts: int = 0
+    counts: BatchCounts = field(default_factory=BatchCounts)
+    version: Any = None  # the adapter's fencing token (Firestore update time)
+
+    def remaining(self) -> list[str]:
+        """Devices with no final outcome yet, in plan order."""
+        return [d for d in self.devices if d not in self.outcomes]

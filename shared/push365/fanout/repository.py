@@ -1,0 +1,320 @@
+"""Where the fan-out keeps its plan and each batch's progress: port and Firestore adapter.
+
+Layout: ``organizations/{org}/notifications/{nid}/batches/{batch:05d}``. Every write a worker
+makes to a batch is fenced by the batch's last update time, so a worker that lost its batch to
+another (its lease ran out) cannot overwrite what the other recorded: its write fails instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Protocol
+
+from google.api_core import exceptions as google_exceptions
+from google.cloud import firestore
+
+from push365.fanout.model import BatchCounts, BatchState
+from push365.notifications.repository import Delivery, delivery_document
+from push365.retention import TTL_FIELD
+from push365.store import BATCHES, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS
+
+PLAN_DOCUMENTS_PER_COMMIT = 100  # a batch document lists up to 500 ids: keep commits small
+
+
+class Taken(Enum):
+    """Why a batch could not be taken."""
+
+    GONE = "gone"  # done already, or its notification no longer exists: nothing to do
+    BUSY = "busy"  # another worker holds it, or it waits for its backoff: try later
+
+
+class LeaseLost(Exception):
+    """Another worker took the batch over: this worker must stop writing to it."""
+
+    def __init__(self) -> None:
+        super().__init__("the batch was taken over by another worker")
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """What the worker needs of a notification record."""
+
+    created_at: datetime
+    planned: bool
+    recipients: list[str]
+
+
+class FanoutRepository(Protocol):
+    """The storage port of the fan-out."""
+
+    def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
+        """The notification's record, or None once it is gone (erased, purged)."""
+        ...
+
+    def save_plan(
+        self,
+        organization_id: str,
+        notification_id: str,
+        batches: Sequence[Sequence[str]],
+        now: datetime,
+        expire_at: datetime,
+    ) -> None:
+        """Store every batch, then mark the record planned (so a plan is made once)."""
+        ...
+
+    def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
+        """The planned batches not done yet."""
+        ...
+
+    def fail_plan(self, organization_id: str, notification_id: str, now: datetime) -> None:
+        """The plan message was dead-lettered: the notification failed as a whole."""
+        ...
+
+    def take(
+        self,
+        organization_id: str,
+        notification_id: str,
+        batch: int,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        ignore_backoff: bool = False,
+    ) -> BatchState | Taken:
+        """Hold a batch until ``lease_until``; devices another worker left in flight become
+        unknown."""
+        ...
+
+    def checkpoint(
+        self,
+        state: BatchState,
+        lease_until: datetime,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        """Write the state (and the final deliveries) at once, fenced.
+
+        Raises:
+            LeaseLost: another worker wrote the batch since this one read it.
+        """
+        ...
+
+    def finish(self, state: BatchState) -> None:
+        """Mark the batch done and add its counts to the notification record, at once, fenced.
+
+        Raises:
+            LeaseLost: as for :meth:`checkpoint`.
+        """
+        ...
+
+    def release(self, state: BatchState) -> None:
+        """Give the batch back before its lease runs out (its backoff stays)."""
+        ...
+
+
+class FirestoreFanoutRepository:
+    """The fan-out's state in Firestore."""
+
+    def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
+        self._client = client
+        self._timeout = timeout_seconds
+
+    def _notification(self, organization_id: str, nid: str) -> firestore.DocumentReference:
+        return self._client.collection(ORGANIZATIONS, organization_id, NOTIFICATIONS).document(nid)
+
+    def _batch(self, organization_id: str, nid: str, batch: int) -> firestore.DocumentReference:
+        reference: firestore.DocumentReference = (
+            self._notification(organization_id, nid).collection(BATCHES).document(f"{batch:05d}")
+        )
+        return reference
+
+    def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
+        snapshot = self._notification(organization_id, notification_id).get(
+            field_paths=["created_at", "planned_at", "recipients"], timeout=self._timeout
+        )
+        if not snapshot.exists:
+            return None
+        fields = snapshot.to_dict() or {}
+        return PlanRecord(
+            created_at=fields["created_at"],
+            planned=fields.get("planned_at") is not None,
+            recipients=list(fields.get("recipients") or []),
+        )
+
+    def save_plan(
+        self,
+        organization_id: str,
+        notification_id: str,
+        batches: Sequence[Sequence[str]],
+        now: datetime,
+        expire_at: datetime,
+    ) -> None:
+        for start in range(0, len(batches), PLAN_DOCUMENTS_PER_COMMIT):
+            write = self._client.batch()
+            for index in range(start, min(start + PLAN_DOCUMENTS_PER_COMMIT, len(batches))):
+                write.set(
+                    self._batch(organization_id, notification_id, index),
+                    _new_batch(list(batches[index]), now, expire_at),
+                )
+            write.commit(timeout=self._timeout)
+        devices = sum(len(b) for b in batches)
+        self._notification(organization_id, notification_id).update(
+            {
+                "status": "delivering" if batches else "sent",
+                "planned_at": now,
+                "completed_at": None if batches else now,
+                "counts.devices": devices,
+                "counts.batches": len(batches),
+            },
+            timeout=self._timeout,
+        )
+
+    def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
+        collection = self._notification(organization_id, notification_id).collection(BATCHES)
+        query = collection.where(filter=firestore.FieldFilter("done", "==", False)).select([])
+        return sorted(int(s.id) for s in query.stream(timeout=self._timeout))
+
+    def fail_plan(self, organization_id: str, notification_id: str, now: datetime) -> None:
+        self._notification(organization_id, notification_id).update(
+            {
+                "status": "failed",
+                "completed_at": now,
+                "counts.dead_lettered": firestore.Increment(1),
+            },
+            timeout=self._timeout,
+        )
+
+    def take(
+        self,
+        organization_id: str,
+        notification_id: str,
+        batch: int,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        ignore_backoff: bool = False,
+    ) -> BatchState | Taken:
+        reference = self._batch(organization_id, notification_id, batch)
+        snapshot = reference.get(timeout=self._timeout)
+        if not snapshot.exists:
+            return Taken.GONE
+        fields = snapshot.to_dict() or {}
+        if fields.get("done"):
+            return Taken.GONE
+        lease = fields.get("lease_until")
+        not_before = fields.get("not_before")
+        if lease is not None and lease > now:
+            return Taken.BUSY
+        if not ignore_backoff and not_before is not None and not_before > now:
+            return Taken.BUSY
+        state = _state(organization_id, notification_id, batch, fields)
+        # What the last holder claimed but never recorded may have reached FCM.
+        left = [d for d in state.inflight if d not in state.outcomes and d not in state.unknown]
+        state.unknown += left
+        state.inflight = []
+        state.attempts += 1
+        try:
+            result = reference.update(
+                {
+                    "lease_until": lease_until,
+                    "inflight": [],
+                    "unknown": state.unknown,
+                    "attempts": state.attempts,
+                },
+                option=self._client.write_option(last_update_time=snapshot.update_time),
+                timeout=self._timeout,
+            )
+        except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
+            return Taken.BUSY  # another worker was quicker
+        state.version = result.update_time
+        return state
+
+    def checkpoint(
+        self,
+        state: BatchState,
+        lease_until: datetime,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        write = self._client.batch()
+        deliveries_of = self._notification(state.organization_id, state.notification_id)
+        for delivery in deliveries:
+            document = delivery_document(delivery, expire_at or delivery.sent_at)
+            write.set(deliveries_of.collection(DELIVERIES).document(delivery.device_id), document)
+        fields = _progress(state) | {"lease_until": lease_until}
+        self._fenced(write, state, fields)
+
+    def finish(self, state: BatchState) -> None:
+        write = self._client.batch()
+        totals = {
+            f"counts.{name}": firestore.Increment(n) for name, n in state.counts.as_dict().items()
+        }
+        write.update(
+            self._notification(state.organization_id, state.notification_id),
+            totals | {"counts.batches_done": firestore.Increment(1)},
+        )
+        self._fenced(write, state, _progress(state) | {"done": True, "lease_until": None})
+
+    def release(self, state: BatchState) -> None:
+        write = self._client.batch()
+        self._fenced(write, state, _progress(state) | {"lease_until": None})
+
+    def _fenced(self, write: Any, state: BatchState, fields: dict[str, Any]) -> None:
+        reference = self._batch(state.organization_id, state.notification_id, state.batch)
+        write.update(
+            reference, fields, option=self._client.write_option(last_update_time=state.version)
+        )
+        try:
+            results = write.commit(timeout=self._timeout)
+        except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
+            raise LeaseLost() from None
+        state.version = results[-1].update_time
+
+
+def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[str, Any]:
+    return {
+        "devices": devices,
+        "done": False,
+        "outcomes": {},
+        "inflight": [],
+        "unknown": [],
+        "resent": [],
+        "pending": {},
+        "not_before": None,
+        "lease_until": None,
+        "attempts": 0,
+        "counts": BatchCounts().as_dict(),
+        "created_at": now,
+        TTL_FIELD: expire_at,
+    }
+
+
+def _progress(state: BatchState) -> dict[str, Any]:
+    return {
+        "outcomes": state.outcomes,
+        "inflight": state.inflight,
+        "unknown": state.unknown,
+        "resent": state.resent,
+        "pending": state.pending,
+        "not_before": state.not_before,
+        "counts": state.counts.as_dict(),
+    }
+
+
+def _state(organization_id: str, nid: str, batch: int, fields: dict[str, Any]) -> BatchState:
+    return BatchState(
+        organization_id=organization_id,
+        notification_id=nid,
+        batch=batch,
+        devices=list(fields.get("devices") or []),
+        outcomes=dict(fields.get("outcomes") or {}),
+        inflight=list(fields.get("inflight") or []),
+        unknown=list(fields.get("unknown") or []),
+        resent=list(fields.get("resent") or []),
+        pending=dict(fields.get("pending") or {}),
+        not_before=fields.get("not_before"),
+        attempts=int(fields.get("attempts") or 0),
+        counts=BatchCounts(**(fields.get("counts") or {})),
+    )

@@ -1,0 +1,318 @@
+"""``deliver``'s use cases: turn a plan into batches, and send one batch, each device once.
+
+Exactly once per device under Pub/Sub's at-least-once delivery:
+
+- A batch is held by one worker at a time (a lease, renewed at every checkpoint), and every
+  write to it is fenced, so a worker that lost it cannot record over the one that took it.
+- Devices are claimed (``inflight``) before they are sent and recorded after; a redelivered batch
+  sends only devices with no recorded outcome. Messages FCM accepted are never sent again
+  because another message of the batch failed.
+- A device whose outcome is unknown (a request timed out, a worker died between claim and
+  record) is re-sent at most once, with the notification id as the web push ``Topic`` (and the
+  service worker's ``tag``), so the push service and the browser show it once; such re-sends
+  are counted apart (``resent``).
+- Transient FCM failures are retried by Pub/Sub redelivery after a backoff (``not_before``),
+  never by sleeping in a request, until the retry horizon; then they are recorded as failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from push365.fanout.model import BatchState, FanoutMessage, Kind, Verdict
+from push365.fanout.publisher import FanoutPublisher
+from push365.fanout.repository import FanoutRepository, LeaseLost, Taken
+from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush
+from push365.model import utc_now
+from push365.notifications.receipts import device_id, new_receipt
+from push365.notifications.repository import Delivery
+from push365.retention import unsubscribed_purge_by
+from push365.subscriptions.model import Device, UnsubscribeReason
+from push365.subscriptions.repository import SubscriptionRepository
+
+if TYPE_CHECKING:
+    from push365.mail.notices import AdminNotices
+
+_RETIRE_REASONS = {"unregistered": UnsubscribeReason.UNREGISTERED}
+_AUTH_ERRORS = frozenset({"third_party_auth", "sender_id_mismatch"})
+
+
+@dataclass(frozen=True)
+class FanoutPolicy:
+    """Limits the fan-out works within."""
+
+    batch_size: int
+    chunk_size: int
+    lease: timedelta
+    retry_horizon: timedelta
+    first_backoff: timedelta
+    max_backoff: timedelta
+    retention: timedelta
+    unsubscribe_retention_days: int
+    receipt_url: str | None = None
+
+
+class DeliveryWorker:
+    """Handles one fan-out message."""
+
+    def __init__(
+        self,
+        fanout: FanoutRepository,
+        subscriptions: SubscriptionRepository,
+        gateway: PushGateway,
+        publisher: FanoutPublisher,
+        policy: FanoutPolicy,
+        clock: Callable[[], datetime] = utc_now,
+        notices: AdminNotices | None = None,
+    ) -> None:
+        self._fanout = fanout
+        self._subscriptions = subscriptions
+        self._gateway = gateway
+        self._publisher = publisher
+        self._policy = policy
+        self._clock = clock
+        self._notices = notices
+
+    def handle(self, message: FanoutMessage, dead_lettered: bool = False) -> Verdict:
+        """Do what the message asks; ``dead_lettered`` when Pub/Sub gave up on it.
+
+        Raises:
+            QueueUnavailable, google.api_core exceptions: the queue or the store did not answer
+                (the caller answers Pub/Sub with a retry).
+        """
+        if message.kind is Kind.PLAN:
+            return self._plan(message, dead_lettered)
+        return self._batch(message, dead_lettered)
+
+    def _plan(self, message: FanoutMessage, dead_lettered: bool) -> Verdict:
+        org, nid = message.organization_id, message.notification_id
+        record = self._fanout.plan_record(org, nid)
+        if record is None:
+            return Verdict.ACK  # erased or purged meanwhile: nothing to send
+        if dead_lettered:
+            self._fanout.fail_plan(org, nid, self._clock())
+            self._alert(org, "A notification could not be planned and was given up.", 0, 0)
+            return Verdict.ACK
+        if record.planned:
+            batches = self._fanout.open_batches(org, nid)
+        else:
+            ids = self._subscriptions.active_subscription_ids(org, message.recipients)
+            size = self._policy.batch_size
+            plan = [ids[start : start + size] for start in range(0, len(ids), size)]
+            self._fanout.save_plan(
+                org, nid, plan, self._clock(), record.created_at + self._policy.retention
+            )
+            batches = list(range(len(plan)))
+        self._publisher.publish(
+            [
+                FanoutMessage(
+                    kind=Kind.BATCH,
+                    organization_id=org,
+                    notification_id=nid,
+                    content=message.content,
+                    batch=batch,
+                )
+                for batch in batches
+            ]
+        )
+        return Verdict.ACK
+
+    def _batch(self, message: FanoutMessage, dead_lettered: bool) -> Verdict:
+        org, nid, index = message.organization_id, message.notification_id, message.batch or 0
+        record = self._fanout.plan_record(org, nid)
+        if record is None:
+            return Verdict.ACK
+        now = self._clock()
+        expired = dead_lettered or now >= record.created_at + self._policy.retry_horizon
+        taken = self._fanout.take(
+            org, nid, index, now, now + self._policy.lease, ignore_backoff=expired
+        )
+        if taken is Taken.GONE:
+            return Verdict.ACK
+        if taken is Taken.BUSY:
+            return Verdict.RETRY
+        state = taken
+        try:
+            if expired:
+                state.counts.dead_lettered = int(dead_lettered)
+                self._give_up(state, "dead_letter" if dead_lettered else "retry_horizon")
+                self._fanout.finish(state)
+                return Verdict.ACK
+            return self._send(state, message.content.web_push(topic=nid))
+        except LeaseLost:
+            return Verdict.RETRY  # another worker holds it now; a later copy finds it done
+
+    def _send(self, state: BatchState, push: WebPush) -> Verdict:
+        org = state.organization_id
+        remaining = state.remaining()
+        active = self._subscriptions.active_devices_by_id(org, remaining)
+        retire: dict[UnsubscribeReason, list[str]] = {}
+        retry_after = 0.0
+        auth_failures = 0
+        for start in range(0, len(remaining), self._policy.chunk_size):
+            chunk: list[Device] = []
+            for sid in remaining[start : start + self._policy.chunk_size]:
+                device = active.get(sid)
+                if device is None:
+                    # Unsubscribed or erased after the plan was made: not sent to.
+                    state.outcomes[sid] = "skipped"
+                    state.pending.pop(sid, None)
+                    state.counts.skipped += 1
+                elif sid in state.unknown and sid in state.resent:
+                    self._final(state, sid, "failed")  # re-sent once already: not again
+                    state.counts.failed += 1
+                else:
+                    chunk.append(device)
+            if not chunk:
+                continue
+            # Claim before sending, record after.
+            state.inflight = [d.subscription_id for d in chunk]
+            self._fanout.checkpoint(state, self._clock() + self._policy.lease)
+            messages = [self._message(state, push, d) for d in chunk]
+            results = self._send_chunk([m for m, _ in messages])
+            sent_at = self._clock()
+            final: list[Delivery] = []
+            for device, (_, receipt_hash), result in zip(chunk, messages, results, strict=True):
+                sid = device.subscription_id
+                if sid in state.unknown and sid not in state.resent:
+                    state.resent.append(sid)
+                    state.counts.resent += 1
+                if result.outcome is Outcome.RETRY:
+                    state.pending[sid] = result.reason or "retry"
+                    retry_after = max(retry_after, result.retry_after_seconds or 0.0)
+                    if result.maybe_delivered and sid not in state.unknown:
+                        state.unknown.append(sid)
+                    continue
+                state.pending.pop(sid, None)
+                self._final(state, sid, "sent" if result.outcome is Outcome.SENT else "failed")
+                if result.outcome is Outcome.SENT:
+                    state.counts.sent += 1
+                else:
+                    state.counts.failed += 1
+                    auth_failures += result.reason in _AUTH_ERRORS
+                if result.outcome is Outcome.RETIRE:
+                    reason = _RETIRE_REASONS.get(
+                        result.reason or "", UnsubscribeReason.INVALID_TOKEN
+                    )
+                    retire.setdefault(reason, []).append(sid)
+                final.append(_delivery(device, result, sent_at, receipt_hash, sid in state.resent))
+            state.inflight = []
+            self._fanout.checkpoint(
+                state, self._clock() + self._policy.lease, final, sent_at + self._policy.retention
+            )
+        self._retire(state, retire, auth_failures)
+        waiting = [d for d in state.remaining() if d in state.pending]
+        if waiting:
+            state.not_before = self._clock() + self._backoff(state.attempts, retry_after)
+            self._fanout.release(state)
+            return Verdict.RETRY
+        self._fanout.finish(state)
+        return Verdict.ACK
+
+    def _send_chunk(self, messages: list[PushMessage]) -> list[SendResult]:
+        try:
+            return self._gateway.send_batch(messages)
+        except Exception:  # noqa: BLE001 - whatever escaped, FCM may have taken some of them
+            return [SendResult(Outcome.RETRY, reason="error", maybe_delivered=True)] * len(messages)
+
+    def _retire(
+        self, state: BatchState, retire: dict[UnsubscribeReason, list[str]], auth_failures: int
+    ) -> None:
+        org = state.organization_id
+        tried = len(state.devices) - state.counts.skipped
+        candidates = sum(len(ids) for ids in retire.values())
+        if candidates and candidates * 2 > tried:
+            # More than half of a batch "invalid" is a configuration error, not dead tokens:
+            # retire nothing, and tell the administrators.
+            state.counts.retire_suppressed += candidates
+            self._alert(
+                org,
+                "FCM rejected more than half of a batch's tokens; none were removed.",
+                tried,
+                candidates,
+            )
+            return
+        now = self._clock()
+        purge_by = unsubscribed_purge_by(now, self._policy.unsubscribe_retention_days)
+        for reason, ids in retire.items():
+            state.counts.removed_tokens += self._subscriptions.retire(
+                org, ids, reason, now, purge_by
+            )
+        if auth_failures:
+            self._alert(
+                org,
+                "Firebase rejected the project's credentials (third-party auth).",
+                tried,
+                auth_failures,
+            )
+
+    def _give_up(self, state: BatchState, reason: str) -> None:
+        """Record every device without an outcome as failed, with its last reason."""
+        now = self._clock()
+        final = []
+        for sid in state.remaining():
+            last = state.pending.pop(sid, None) or reason
+            self._final(state, sid, "failed")
+            state.counts.failed += 1
+            final.append(
+                Delivery(
+                    device_id=device_id(sid),
+                    user_id="",
+                    status="failed",
+                    message_id=None,
+                    error=last,
+                    sent_at=now,
+                    receipt_hash="",
+                )
+            )
+        state.inflight = []
+        self._fanout.checkpoint(
+            state, now + self._policy.lease, final, now + self._policy.retention
+        )
+        if final:
+            self._alert(
+                state.organization_id,
+                "Some devices could not be reached before the retry horizon.",
+                len(state.devices),
+                len(final),
+            )
+
+    @staticmethod
+    def _final(state: BatchState, sid: str, outcome: str) -> None:
+        state.outcomes[sid] = outcome
+
+    def _message(self, state: BatchState, push: WebPush, device: Device) -> tuple[PushMessage, str]:
+        receipt, receipt_hash = new_receipt(
+            state.organization_id, state.notification_id, device_id(device.subscription_id)
+        )
+        data = {"notification_id": state.notification_id, "receipt": receipt}
+        if self._policy.receipt_url:
+            data["receipt_url"] = self._policy.receipt_url
+        return PushMessage(token=device.instance_id, push=push, device_data=data), receipt_hash
+
+    def _backoff(self, attempts: int, retry_after: float) -> timedelta:
+        doubled: timedelta = self._policy.first_backoff * 2 ** max(attempts - 1, 0)
+        return max(min(doubled, self._policy.max_backoff), timedelta(seconds=retry_after))
+
+    def _alert(self, organization_id: str, reason: str, devices: int, failed: int) -> None:
+        if self._notices is not None:
+            self._notices.delivery_problem(organization_id, reason, devices, failed)
+
+
+def _delivery(
+    device: Device, result: SendResult, sent_at: datetime, receipt_hash: str, resent: bool
+) -> Delivery:
+    sent = result.outcome is Outcome.SENT
+    return Delivery(
+        device_id=device_id(device.subscription_id),
+        user_id=device.user_id,
+        status="sent" if sent else "failed",
+        message_id=result.message_id,
+        error=None if sent else (result.reason or "error"),
+        sent_at=sent_at,
+        receipt_hash=receipt_hash,
+        resent=resent,
+    )

@@ -1,8 +1,8 @@
-"""Shared fixtures: the example Dataverse bodies, and the real Firestore emulator.
+"""Shared fixtures: the example Dataverse bodies, and the real Firestore and Pub/Sub emulators.
 
-Emulator-backed tests (``tests/integration``, ``tests/system``) are marked ``emulator``. When the
+Emulator-backed tests (``tests/integration``, ``tests/system``) are marked ``emulator``. When an
 emulator cannot run here they are skipped, never passed, and the run ends with a banner that says
-so. ``PUSH365_REQUIRE_EMULATOR=1`` turns the skip into a failure.
+so. ``PUSH365_REQUIRE_EMULATOR=1`` (set by ``.ci/run``) turns the skip into a failure.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from devstack.emulator import EmulatorMissing, FirestoreEmulator
+from devstack import fanout
+from devstack.emulator import EmulatorMissing, FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,26 +45,64 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.emulator)
 
 
-@pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
-    """The real Firestore emulator on a free port, for the whole session."""
-    log = tmp_path_factory.mktemp("emulator") / "firestore.log"
-    instance = FirestoreEmulator(free_port(), log_path=log)
+def _start(instance: FirestoreEmulator | PubSubEmulator) -> None:
     try:
         instance.start()
     except EmulatorMissing as error:
         _emulator_missing.append(str(error))
         if os.environ.get("PUSH365_REQUIRE_EMULATOR") == "1":
-            pytest.fail(f"FIRESTORE EMULATOR MISSING: {error}")
-        pytest.skip(f"NOT RUN - FIRESTORE EMULATOR MISSING: {error}")
+            pytest.fail(f"EMULATOR MISSING: {error}")
+        pytest.skip(f"NOT RUN - EMULATOR MISSING: {error}")
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
+    """The real Firestore emulator on a free port, for the whole session."""
+    log = tmp_path_factory.mktemp("emulator") / "firestore.log"
+    instance = FirestoreEmulator(free_port(), log_path=log)
+    _start(instance)
     os.environ["FIRESTORE_EMULATOR_HOST"] = instance.address
     os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
     yield instance
     instance.stop()
 
 
-# A short deadline keeps retry tests fast; the production default is 40 s (settings.py).
-TEST_SEND_DEADLINE_SECONDS = 5.0
+FANOUT_TOPIC = "push365-fanout"
+TEST_RETRY_HORIZON_SECONDS = 3.0
+
+
+@pytest.fixture(scope="session")
+def pubsub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
+    """The real Pub/Sub emulator on a free port, for the whole session; the fan-out's topics are
+    made per test (see ``tests/integration/conftest.py``)."""
+    log = tmp_path_factory.mktemp("pubsub") / "pubsub.log"
+    instance = PubSubEmulator(free_port(), log_path=log)
+    _start(instance)
+    os.environ["PUBSUB_EMULATOR_HOST"] = instance.address
+    os.environ["PUSH365_FANOUT_TOPIC"] = FANOUT_TOPIC
+    # Transient FCM failures come back in a fraction of a second, not minutes.
+    os.environ["PUSH365_RETRY_FIRST_BACKOFF_SECONDS"] = "0.2"
+    os.environ["PUSH365_RETRY_MAX_BACKOFF_SECONDS"] = "1"
+    # ... and are given up (recorded as failed) after a few seconds, not an hour.
+    os.environ["PUSH365_RETRY_HORIZON_SECONDS"] = str(TEST_RETRY_HORIZON_SECONDS)
+    yield instance
+    instance.stop()
+
+
+def fanout_topology(push_endpoint: str | None = None) -> fanout.FanoutTopology:
+    """The test project's fan-out topics; pull subscriptions unless an endpoint is given."""
+    return fanout.FanoutTopology(
+        PROJECT,
+        FANOUT_TOPIC,
+        push_endpoint,
+        max_delivery_attempts=5,
+        minimum_backoff="0s",
+        maximum_backoff="1s",
+        ack_deadline_seconds=10,
+    )
+
+
+# A short timeout keeps tests of a slow FCM fast; the production default is 10 s (settings.py).
 TEST_FCM_HTTP_TIMEOUT_SECONDS = 1.0
 TEST_ADMIN_KEY = "test-admin-key"
 
@@ -74,7 +113,6 @@ def fcm_server() -> Iterator[LocalFcmServer]:
     server = LocalFcmServer(free_port())
     server.start()
     os.environ["PUSH365_FCM_ENDPOINT"] = server.url
-    os.environ["PUSH365_SEND_DEADLINE_SECONDS"] = str(TEST_SEND_DEADLINE_SECONDS)
     os.environ["PUSH365_FCM_HTTP_TIMEOUT_SECONDS"] = str(TEST_FCM_HTTP_TIMEOUT_SECONDS)
     os.environ["PUSH365_ADMIN_KEY"] = TEST_ADMIN_KEY
     yield server
@@ -130,12 +168,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     skipped = [
         report
         for report in terminalreporter.stats.get("skipped", [])
-        if "FIRESTORE EMULATOR MISSING" in str(report.longrepr)
+        if "EMULATOR MISSING" in str(report.longrepr)
     ]
     bar = "!" * 78
     terminalreporter.write_line(bar, red=True, bold=True)
     terminalreporter.write_line(
-        f"FIRESTORE EMULATOR MISSING: {len(skipped)} emulator-backed tests did NOT run.",
+        f"EMULATOR MISSING: {len(skipped)} emulator-backed tests did NOT run.",
         red=True,
         bold=True,
     )

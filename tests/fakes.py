@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from push365.errors import QueueUnavailable
+from push365.fanout.model import BatchState, FanoutMessage
+from push365.fanout.repository import LeaseLost, PlanRecord, Taken
 from push365.notifications.model import DeliveryCounts, NotificationRecord
 from push365.notifications.repository import Claim, Delivery
 from push365.organizations.model import Organization
@@ -154,13 +157,29 @@ class InMemorySubscriptionRepository:
             del self.documents[key]
         return len(keys)
 
-    def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
+    def active_subscription_ids(self, organization_id: str, user_ids: Sequence[str]) -> list[str]:
         wanted = set(user_ids)
-        return [
-            Device(subscription_id=sid, user_id=doc["user_id"], instance_id=doc["instance_id"])
-            for (org, sid), doc in self.documents.items()
-            if org == organization_id and doc["status"] == "active" and doc["user_id"] in wanted
-        ]
+        return sorted(
+            sid
+            for (org, sid), document in self.documents.items()
+            if org == organization_id
+            and document["status"] == Status.ACTIVE.value
+            and document["user_id"] in wanted
+        )
+
+    def active_devices_by_id(
+        self, organization_id: str, subscription_ids: Sequence[str]
+    ) -> dict[str, Device]:
+        found: dict[str, Device] = {}
+        for sid in subscription_ids:
+            document = self.documents.get((organization_id, sid))
+            if document is not None and document["status"] == Status.ACTIVE.value:
+                found[sid] = Device(
+                    subscription_id=sid,
+                    user_id=document["user_id"],
+                    instance_id=document["instance_id"],
+                )
+        return found
 
     def retire(
         self,
@@ -197,7 +216,6 @@ class InMemoryNotificationRepository:
         dedup_key: str | None,
         recipients: Sequence[str],
         now: datetime,
-        lease_until: datetime,
         dedup_window: timedelta,
         expire_at: datetime,
     ) -> Claim:
@@ -213,8 +231,7 @@ class InMemoryNotificationRepository:
             organization_id=organization_id,
             recipients=list(recipients),
             dedup_key=dedup_key,
-            status="sending",
-            lease_until=lease_until,
+            status="accepted",
             created_at=now,
         )
         return Claim(nid, new=True)
@@ -222,37 +239,9 @@ class InMemoryNotificationRepository:
     def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
         return self.records.get(notification_id)
 
-    def take_lease(
-        self, organization_id: str, notification_id: str, now: datetime, lease_until: datetime
-    ) -> bool:
-        record = self.records[notification_id]
-        if record.status == "sending" and record.lease_until and record.lease_until > now:
-            return False
-        self.records[notification_id] = record.model_copy(
-            update={"status": "sending", "lease_until": lease_until}
-        )
-        return True
-
-    def sent_device_ids(self, organization_id: str, notification_id: str) -> set[str]:
-        found = self.deliveries.get(notification_id, {})
-        return {d for d, delivery in found.items() if delivery.status == "sent"}
-
-    def record_deliveries(
-        self,
-        organization_id: str,
-        notification_id: str,
-        deliveries: Sequence[Delivery],
-        expire_at: datetime,
-    ) -> None:
-        found = self.deliveries.setdefault(notification_id, {})
-        for delivery in deliveries:
-            found[delivery.device_id] = delivery
-
-    def complete(
-        self, organization_id: str, notification_id: str, counts: DeliveryCounts, now: datetime
-    ) -> None:
+    def mark_published(self, organization_id: str, notification_id: str, now: datetime) -> None:
         self.records[notification_id] = self.records[notification_id].model_copy(
-            update={"status": "sent", "lease_until": None, "completed_at": now, "counts": counts}
+            update={"published_at": now}
         )
 
     def mark_delivered(
@@ -268,3 +257,129 @@ class InMemoryNotificationRepository:
             return False
         self.delivered_at.setdefault((notification_id, device_id), now)
         return True
+
+
+class InMemoryFanoutRepository:
+    """Batches as copies of their state, each write fenced by a version number."""
+
+    def __init__(self, notifications: InMemoryNotificationRepository) -> None:
+        self._notifications = notifications
+        self.batches: dict[tuple[str, int], dict[str, Any]] = {}
+        self.deliveries: dict[str, dict[str, Delivery]] = notifications.deliveries
+
+    def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
+        record = self._notifications.records.get(notification_id)
+        if record is None:
+            return None
+        return PlanRecord(record.created_at, record.planned_at is not None, record.recipients)
+
+    def save_plan(
+        self,
+        organization_id: str,
+        notification_id: str,
+        batches: Sequence[Sequence[str]],
+        now: datetime,
+        expire_at: datetime,
+    ) -> None:
+        for index, devices in enumerate(batches):
+            state = BatchState(organization_id, notification_id, index, list(devices))
+            self.batches[(notification_id, index)] = {"state": state, "version": 0, "lease": None}
+        record = self._notifications.records[notification_id]
+        counts = record.counts.model_copy(
+            update={"devices": sum(len(b) for b in batches), "batches": len(batches)}
+        )
+        self._notifications.records[notification_id] = record.model_copy(
+            update={"planned_at": now, "status": "delivering", "counts": counts}
+        )
+
+    def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
+        return sorted(
+            index
+            for (nid, index), stored in self.batches.items()
+            if nid == notification_id and not stored["state"].done
+        )
+
+    def fail_plan(self, organization_id: str, notification_id: str, now: datetime) -> None:
+        record = self._notifications.records[notification_id]
+        self._notifications.records[notification_id] = record.model_copy(
+            update={"status": "failed", "completed_at": now}
+        )
+
+    def take(
+        self,
+        organization_id: str,
+        notification_id: str,
+        batch: int,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        ignore_backoff: bool = False,
+    ) -> BatchState | Taken:
+        stored = self.batches.get((notification_id, batch))
+        if stored is None or stored["state"].done:
+            return Taken.GONE
+        state: BatchState = copy.deepcopy(stored["state"])
+        if stored["lease"] is not None and stored["lease"] > now:
+            return Taken.BUSY
+        if not ignore_backoff and state.not_before is not None and state.not_before > now:
+            return Taken.BUSY
+        state.unknown += [d for d in state.inflight if d not in state.outcomes]
+        state.inflight = []
+        state.attempts += 1
+        self._write(stored, state, lease_until)
+        return copy.deepcopy(state)
+
+    def checkpoint(
+        self,
+        state: BatchState,
+        lease_until: datetime,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        stored = self._fenced(state)
+        found = self.deliveries.setdefault(state.notification_id, {})
+        for delivery in deliveries:
+            found[delivery.device_id] = delivery
+        self._write(stored, state, lease_until)
+
+    def finish(self, state: BatchState) -> None:
+        stored = self._fenced(state)
+        state.done = True
+        self._write(stored, state, None)
+        record = self._notifications.records[state.notification_id]
+        totals = record.counts.model_dump()
+        for name, count in state.counts.as_dict().items():
+            totals[name] += count
+        totals["batches_done"] += 1
+        self._notifications.records[state.notification_id] = record.model_copy(
+            update={"counts": DeliveryCounts(**totals)}
+        )
+
+    def release(self, state: BatchState) -> None:
+        self._write(self._fenced(state), state, None)
+
+    def _fenced(self, state: BatchState) -> dict[str, Any]:
+        stored = self.batches[(state.notification_id, state.batch)]
+        if stored["version"] != state.version:
+            raise LeaseLost()
+        return stored
+
+    @staticmethod
+    def _write(stored: dict[str, Any], state: BatchState, lease: datetime | None) -> None:
+        stored["version"] += 1
+        state.version = stored["version"]
+        stored["state"] = copy.deepcopy(state)
+        stored["lease"] = lease
+
+
+class RecordingPublisher:
+    """The fan-out topic as a list; ``fail`` makes the next publish raise."""
+
+    def __init__(self) -> None:
+        self.messages: list[FanoutMessage] = []
+        self.fail = False
+
+    def publish(self, messages: Sequence[FanoutMessage]) -> None:
+        if self.fail:
+            raise QueueUnavailable()
+        self.messages.extend(messages)

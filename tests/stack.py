@@ -20,7 +20,6 @@ from typing import Any
 from tests.conftest import (
     REPO,
     TEST_FCM_HTTP_TIMEOUT_SECONDS,
-    TEST_SEND_DEADLINE_SECONDS,
     free_port,
 )
 
@@ -51,20 +50,34 @@ class RunningStack:
 @contextmanager
 def running_stack(folder: Path, **env: str) -> Iterator[RunningStack]:
     """Start the stack on free ports with ``env`` added; Ctrl-C (SIGINT) it at the end."""
-    ports = {"http": free_port(), "firestore": free_port(), "fcm": free_port()}
+    ports = {
+        "http": free_port(),
+        "firestore": free_port(),
+        "pubsub": free_port(),
+        "fcm": free_port(),
+    }
     environment = {
         **os.environ,
         "PUSH365_HTTP_PORT": str(ports["http"]),
         "PUSH365_FIRESTORE_PORT": str(ports["firestore"]),
+        "PUSH365_PUBSUB_PORT": str(ports["pubsub"]),
         "PUSH365_FCM_PORT": str(ports["fcm"]),
         "PYTHONUNBUFFERED": "1",
-        # FCM errors are retried until the send deadline: a short one keeps tests short.
-        "PUSH365_SEND_DEADLINE_SECONDS": str(TEST_SEND_DEADLINE_SECONDS),
+        # Transient FCM errors are retried until the horizon: a short one keeps tests short.
+        "PUSH365_RETRY_HORIZON_SECONDS": "3",
+        "PUSH365_RETRY_FIRST_BACKOFF_SECONDS": "0.2",
+        "PUSH365_RETRY_MAX_BACKOFF_SECONDS": "1",
         "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": str(TEST_FCM_HTTP_TIMEOUT_SECONDS),
         "PUSH365_MAIL_BACKEND": "none",
         **env,
     }
-    for inherited in ("FIRESTORE_EMULATOR_HOST", "PUSH365_RECEIPT_URL", "PUSH365_FCM_ENDPOINT"):
+    for inherited in (
+        "FIRESTORE_EMULATOR_HOST",
+        "PUBSUB_EMULATOR_HOST",
+        "PUSH365_FANOUT_TOPIC",
+        "PUSH365_RECEIPT_URL",
+        "PUSH365_FCM_ENDPOINT",
+    ):
         if inherited not in env:
             environment.pop(inherited, None)
     log = folder / "devstack-output.log"

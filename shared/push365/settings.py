@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # the send; then the devices are recorded as failed. Inside the subscription's retention.
     retry_horizon_seconds: float = Field(default=3600.0, gt=0, le=6 * 3600)
     retry_first_backoff_seconds: float = Field(default=10.0, gt=0)
-    retry_max_backoff_seconds: float = Field(default=600.0, gt=0)
+    retry_max_backoff_seconds: float = Field(default=300.0, gt=0)
     # Where the service worker posts delivery receipts; sent in each message's data when set.
     receipt_url: str | None = None
     # What purge's caller must send in X-Push365-Admin-Key (Secret Manager in production).

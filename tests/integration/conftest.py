@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from devstack.emulator import FirestoreEmulator
+from devstack import fanout
+from devstack.emulator import FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
 from devstack.gateway import FUNCTIONS_DIR
 from push365.web import API_KEY_HEADER
-from tests.conftest import SES_SENDER, example
+from tests.conftest import SES_SENDER, example, fanout_topology
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 OTHER_ORG = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
@@ -40,6 +42,8 @@ class Functions:
 
     def __init__(self) -> None:
         import functions_framework
+
+        self.queue: Fanout | None = None
 
         self._clients = {
             path.stem: functions_framework.create_app(
@@ -86,12 +90,99 @@ class Functions:
     def post(self, url: str, body: Any = None, **options: Any) -> Answer:
         return self.request("POST", url, body, **options)
 
+    def get(self, url: str, **options: Any) -> Answer:
+        return self.request("GET", url, content_type=None, **options)
+
+    def push(self, function: str, body: Any) -> int:
+        """What Pub/Sub's push does: the message's JSON to the function's root; the status."""
+        return int(self._clients[function].post("/", json=body).status_code)
+
+
+class Fanout:
+    """The fan-out topics on the real Pub/Sub emulator, with pull subscriptions: ``deliver()``
+    pulls each message and pushes it to the ``deliver`` function exactly as Pub/Sub's push does
+    (the same body), then acknowledges it on a 2xx or hands it back for redelivery."""
+
+    def __init__(self, functions: Functions, emulator: str) -> None:
+        self._functions = functions
+        self._emulator = emulator
+        self.topology = fanout_topology()
+        self.pushed: list[int] = []  # the status of every push, in order
+
+    def reset(self) -> None:
+        fanout.create(self._emulator, self.topology)
+        self.pushed = []
+
+    def deliver(
+        self, until: Callable[[], bool] | None = None, timeout: float = 30.0, quiet: float = 1.0
+    ) -> None:
+        """Deliver until ``until()`` holds (checked when the queue is empty), or until nothing
+        arrived for ``quiet`` seconds when no ``until`` is given."""
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            moved = self.step()
+            if moved:
+                last = time.monotonic()
+                continue
+            if until is not None and until():
+                return
+            if until is None and time.monotonic() - last > quiet:
+                return
+            time.sleep(0.05)
+        raise AssertionError("the fan-out did not finish in time")
+
+    def step(self) -> int:
+        """One pull of each subscription, each message pushed to ``deliver``; how many."""
+        moved = 0
+        for subscription in (self.topology.subscription, self.topology.dead_letter_subscription):
+            answer = self._call(f"subscriptions/{subscription}:pull", maxMessages=50)
+            received = answer.get("receivedMessages", [])
+            acks: list[str] = []
+            nacks: list[str] = []
+            for item in received:
+                body = {
+                    "message": item["message"],
+                    "subscription": f"projects/{self.topology.project}/subscriptions/{subscription}",
+                }
+                status = self._functions.push("deliver", body)
+                self.pushed.append(status)
+                (acks if 200 <= status < 300 else nacks).append(item["ackId"])
+            if acks:
+                self._call(f"subscriptions/{subscription}:acknowledge", ackIds=acks)
+            if nacks:
+                self._call(
+                    f"subscriptions/{subscription}:modifyAckDeadline",
+                    ackIds=nacks,
+                    ackDeadlineSeconds=0,
+                )
+            moved += len(received)
+        return moved
+
+    def _call(self, path: str, **body: Any) -> Any:
+        if path.endswith(":pull"):
+            body["returnImmediately"] = True
+        url = f"http://{self._emulator}/v1/projects/{self.topology.project}/{path}"
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"{}")
+
 
 @pytest.fixture(scope="session")
 def functions(
-    emulator: FirestoreEmulator, fcm_server: LocalFcmServer, ses_server: str
+    emulator: FirestoreEmulator,
+    pubsub: PubSubEmulator,
+    fcm_server: LocalFcmServer,
+    ses_server: str,
 ) -> Functions:
     return Functions()
+
+
+@pytest.fixture(scope="session")
+def fanout_queue(functions: Functions, pubsub: PubSubEmulator) -> Fanout:
+    functions.queue = Fanout(functions, pubsub.address)
+    return functions.queue
 
 
 class LocalSes:
@@ -126,9 +217,43 @@ def ses(ses_server: str) -> LocalSes:
 
 
 @pytest.fixture
-def api(functions: Functions, store: Any, fcm: LocalFcmServer, ses: LocalSes) -> Functions:
-    """The functions over an empty store, a local FCM server and a local SES with nothing sent."""
+def queue(fanout_queue: Fanout) -> Fanout:
+    """The fan-out topics, empty."""
+    fanout_queue.reset()
+    return fanout_queue
+
+
+@pytest.fixture
+def api(
+    functions: Functions, store: Any, fcm: LocalFcmServer, ses: LocalSes, queue: Fanout
+) -> Functions:
+    """The functions over an empty store, empty fan-out topics, a local FCM server and a local
+    SES with nothing sent."""
     return functions
+
+
+def send_and_deliver(api: Functions, body: Any, key: str, **options: Any) -> tuple[Answer, Any]:
+    """Send, let the fan-out finish, and read the notification's status: (send's answer, status
+    JSON or None when nothing was accepted)."""
+    queue = api.queue
+    assert queue is not None
+    accepted = api.post("/send", body, key=key, **options)
+    if accepted.status_code != 202:
+        queue.deliver()
+        return accepted, None
+    nid = accepted.json["notification_id"]
+
+    def status() -> Any:
+        return api.get("/send/status", key=key, query={"notification_id": nid}).json
+
+    queue.deliver(until=lambda: status()["status"] in ("sent", "failed"))
+    return accepted, status()
+
+
+def deliver_pending(api: Functions) -> None:
+    """Let the fan-out deliver whatever is queued."""
+    assert api.queue is not None
+    api.queue.deliver()
 
 
 def registration(org: str = ORG, **changes: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The send use case over fakes: batching, retries inside the deadline, retirement, replays."""
+"""The send and deliver use cases over fakes: accept and queue, plan, batches, per-device claims,
+re-sends after an unknown outcome, retries by redelivery, retirement, replays."""
 
 from __future__ import annotations
 
@@ -7,226 +8,358 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from push365.errors import MessageTooLarge, SendInProgress, UnknownReceipt
+from push365.errors import MessageTooLarge, QueueUnavailable, UnknownReceipt
+from push365.fanout.model import FanoutMessage, Kind, Verdict
+from push365.fanout.worker import DeliveryWorker, FanoutPolicy
 from push365.fcm.model import Outcome, PushMessage, SendResult
-from push365.notifications.model import SendRequest, Summary
+from push365.notifications.model import Accepted, NotificationStatus, SendRequest
 from push365.notifications.service import NotificationService, SendPolicy, payload_size
-from push365.subscriptions.model import Subscribe
+from push365.subscriptions.model import Subscribe, Unsubscribe
 from push365.subscriptions.service import SubscriptionService
 from tests.fakes import (
+    InMemoryFanoutRepository,
     InMemoryNotificationRepository,
     InMemorySubscriptionRepository,
     InMemoryUserRepository,
+    RecordingPublisher,
 )
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 BOB = "b1111111-2222-4333-8444-555555555502"
 START = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-POLICY = SendPolicy(
-    deadline_seconds=40,
-    http_timeout_seconds=10,
+POLICY = SendPolicy(retention=timedelta(days=90), dedup_window=timedelta(hours=24))
+FANOUT = FanoutPolicy(
+    batch_size=500,
+    chunk_size=100,
+    lease=timedelta(seconds=45),
+    retry_horizon=timedelta(hours=1),
+    first_backoff=timedelta(seconds=10),
+    max_backoff=timedelta(seconds=300),
     retention=timedelta(days=90),
-    dedup_window=timedelta(hours=24),
     unsubscribe_retention_days=30,
 )
 
 
-class FakeTime:
-    """A clock that only moves when the service sleeps (or a gateway call takes time)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    def now(self) -> datetime:
-        return START + timedelta(seconds=self.seconds)
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.seconds += seconds
+class Killed(BaseException):
+    """The worker's process died (nothing after this point runs)."""
 
 
 class FakeGateway:
-    """Answers by token prefix, as the local FCM server does; records batch sizes."""
+    """Answers by token prefix, as the local FCM server does; counts what reached "FCM"."""
 
-    def __init__(self, answer: Callable[[str, int], SendResult], time: FakeTime) -> None:
+    def __init__(self, answer: Callable[[str, int], SendResult]) -> None:
         self._answer = answer
-        self._time = time
-        self.batches: list[int] = []
+        self.chunks: list[int] = []
         self.calls: dict[str, int] = {}
+        self.topics: list[str | None] = []
+        self.die_after_sending = False
 
     def send_batch(self, messages: Sequence[PushMessage]) -> list[SendResult]:
-        self.batches.append(len(messages))
-        self._time.seconds += 0.1
+        self.chunks.append(len(messages))
         results = []
         for message in messages:
             self.calls[message.token] = self.calls.get(message.token, 0) + 1
+            self.topics.append(message.push.collapse_key)
             results.append(self._answer(message.token, self.calls[message.token]))
+        if self.die_after_sending:
+            self.die_after_sending = False
+            raise Killed()
         return results
 
 
 def by_prefix(token: str, attempt: int) -> SendResult:
     if token.startswith("retry-"):
         return SendResult(Outcome.RETRY, reason="unavailable", retry_after_seconds=1)
-    if token.startswith("slow-"):
-        return SendResult(Outcome.RETRY, reason="quota_exceeded", retry_after_seconds=60)
+    if token.startswith("quota-") and attempt == 1:
+        return SendResult(Outcome.RETRY, reason="quota_exceeded", retry_after_seconds=120)
     if token.startswith("gone-"):
         return SendResult(Outcome.RETIRE, reason="unregistered")
+    if token.startswith("invalid-"):
+        return SendResult(Outcome.RETIRE, reason="invalid_token")
     if token.startswith("once-") and attempt == 1:
         return SendResult(Outcome.RETRY, reason="unavailable")
+    if token.startswith("timeout-") and attempt == 1:
+        return SendResult(Outcome.RETRY, reason="timeout", maybe_delivered=True)
     return SendResult(Outcome.SENT, message_id=f"projects/p/messages/{token}")
 
 
 class World:
     def __init__(self, answer: Callable[[str, int], SendResult] = by_prefix) -> None:
-        self.time = FakeTime()
+        self.now = START
         self.subscription_repo = InMemorySubscriptionRepository()
         self.notification_repo = InMemoryNotificationRepository()
-        self.gateway = FakeGateway(answer, self.time)
+        self.fanout_repo = InMemoryFanoutRepository(self.notification_repo)
+        self.queue = RecordingPublisher()
+        self.gateway = FakeGateway(answer)
         self.subscriptions = SubscriptionService(
-            self.subscription_repo, InMemoryUserRepository(), 30, clock=self.time.now
+            self.subscription_repo, InMemoryUserRepository(), 30, clock=self.clock
         )
         self.service = NotificationService(
-            self.notification_repo,
+            self.notification_repo, self.queue, POLICY, clock=self.clock
+        )
+        self.worker = DeliveryWorker(
+            self.fanout_repo,
             self.subscription_repo,
             self.gateway,
-            POLICY,
-            clock=self.time.now,
-            monotonic=self.time.monotonic,
-            sleep=self.time.sleep,
+            self.queue,
+            FANOUT,
+            clock=self.clock,
         )
+        self.verdicts: list[Verdict] = []
+
+    def clock(self) -> datetime:
+        return self.now
 
     def subscribe(self, *tokens: str, user: str = BOB) -> None:
         for token in tokens:
             self.subscriptions.subscribe(ORG, Subscribe(user_id=user, instance_id=token))
 
-    def send(self, dedup_key: str | None = None, **fields: object) -> Summary:
+    def send(self, dedup_key: str | None = None, **fields: object) -> Accepted:
         request = SendRequest.model_validate(
             {"recipients": [BOB], "title": "t", "body": "b"} | fields
         )
         return self.service.send(ORG, request, dedup_key)
 
+    def deliver(self, rounds: int = 50) -> None:
+        """Pub/Sub: every message until acknowledged; a retried one after its backoff."""
+        for _ in range(rounds):
+            if not self.queue.messages:
+                return
+            message = self.queue.messages.pop(0)
+            verdict = self.handle(message)
+            if verdict is Verdict.RETRY:
+                self.queue.messages.append(message)
+                self.now += timedelta(seconds=30)
+        assert not self.queue.messages, "the queue did not drain"
 
-def test_messages_go_out_in_batches_of_at_most_500() -> None:
+    def handle(self, message: FanoutMessage, dead_lettered: bool = False) -> Verdict:
+        verdict = self.worker.handle(message, dead_lettered=dead_lettered)
+        self.verdicts.append(verdict)
+        return verdict
+
+    def status(self, nid: str) -> NotificationStatus:
+        return self.service.status(ORG, nid)
+
+
+def test_send_stores_and_queues_one_plan_and_contacts_no_device() -> None:
     world = World()
-    world.subscribe(*(f"t-{n}" for n in range(1200)))
+    world.subscribe("ok-1", "ok-2")
 
-    summary = world.send()
+    accepted = world.send()
 
-    assert world.gateway.batches == [500, 500, 200]
-    assert summary.sent == 1200
+    assert accepted.status == "queued"
+    assert (accepted.recipients, accepted.devices) == (1, None)
+    (plan,) = world.queue.messages
+    assert (plan.kind, plan.notification_id, plan.recipients) == (
+        Kind.PLAN,
+        accepted.notification_id,
+        [BOB],
+    )
+    assert world.gateway.calls == {}
 
 
-def test_retries_back_off_and_stop_inside_the_deadline() -> None:
+def test_each_device_is_sent_once_in_batches_of_at_most_500() -> None:
     world = World()
-    world.subscribe("ok-1", "retry-1")
+    world.subscribe(*(f"ok-{n}" for n in range(1201)))
 
-    summary = world.send()
+    nid = world.send().notification_id
+    world.deliver()
 
-    assert world.time.seconds <= POLICY.deadline_seconds
-    assert world.time.sleeps == sorted(world.time.sleeps)  # backoff grows
-    assert world.gateway.calls["ok-1"] == 1
-    assert world.gateway.calls["retry-1"] >= 3
-    assert (summary.sent, summary.failed) == (1, 1)
+    status = world.status(nid)
+    assert (status.status, status.devices, status.pending) == ("sent", 1201, 0)
+    assert (status.counts.batches, status.counts.batches_done, status.counts.sent) == (3, 3, 1201)
+    assert set(world.gateway.calls.values()) == {1}
+    assert max(world.gateway.chunks) <= FANOUT.chunk_size
 
 
-def test_a_retry_after_past_the_deadline_is_not_slept() -> None:
+def test_a_redelivered_batch_sends_nothing_again() -> None:
     world = World()
-    world.subscribe("slow-1")
+    world.subscribe("ok-1", "ok-2")
+    world.send()
+    world.handle(world.queue.messages.pop(0))  # the plan
+    batch = world.queue.messages[0]
+    world.deliver()
 
-    summary = world.send()
+    assert world.handle(batch) is Verdict.ACK
 
-    assert world.time.sleeps == []  # 60 s would break the 40 s deadline
-    assert summary.failed == 1
-    delivery = next(iter(world.notification_repo.deliveries[summary.notification_id].values()))
-    assert delivery.error == "quota_exceeded"
+    assert world.gateway.calls == {"ok-1": 1, "ok-2": 1}
 
 
-def test_a_transient_failure_is_sent_on_retry() -> None:
+def test_a_batch_held_by_another_worker_is_handed_back() -> None:
     world = World()
-    world.subscribe("once-1")
+    world.subscribe("ok-1")
+    world.send()
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages.pop(0)
+    world.fanout_repo.take(ORG, batch.notification_id, 0, START, START + timedelta(seconds=45))
 
-    summary = world.send()
-
-    assert world.gateway.calls["once-1"] == 2
-    assert summary.sent == 1
+    assert world.handle(batch) is Verdict.RETRY
+    assert world.gateway.calls == {}
 
 
-def test_a_gateway_exception_is_a_retryable_failure() -> None:
-    def explode(token: str, attempt: int) -> SendResult:
-        if attempt == 1:
-            raise ConnectionError("boom")
-        return SendResult(Outcome.SENT, message_id="m")
+def test_a_worker_killed_after_sending_leaves_devices_that_are_re_sent_once_with_its_topic() -> (
+    None
+):
+    world = World()
+    world.subscribe("ok-1", "ok-2")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages.pop(0)
+    world.gateway.die_after_sending = True
+    with pytest.raises(Killed):
+        world.handle(batch)
+    world.now += FANOUT.lease  # its lease runs out; Pub/Sub redelivers
 
-    world = World(explode)
-    world.subscribe("t-1")
+    assert world.handle(batch) is Verdict.ACK
 
-    assert world.send().sent == 1
+    status = world.status(nid)
+    assert (status.counts.sent, status.counts.resent) == (2, 2)
+    assert world.gateway.calls == {"ok-1": 2, "ok-2": 2}  # once, and once more: shown once
+    assert set(world.gateway.topics) == {nid}
+
+
+def test_messages_fcm_accepted_are_not_sent_again_when_others_fail() -> None:
+    world = World()
+    world.subscribe("ok-1", "once-1")
+    nid = world.send().notification_id
+
+    world.deliver()
+
+    assert world.gateway.calls == {"ok-1": 1, "once-1": 2}
+    assert Verdict.RETRY in world.verdicts
+    assert world.status(nid).counts.sent == 2
+
+
+def test_a_long_retry_after_is_waited_for_by_redelivery_not_by_sleeping() -> None:
+    world = World()
+    world.subscribe("quota-1")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages.pop(0)
+
+    assert world.handle(batch) is Verdict.RETRY
+    world.now += timedelta(seconds=60)
+    assert world.handle(batch) is Verdict.RETRY  # too early: nothing sent
+    assert world.gateway.calls == {"quota-1": 1}
+    world.now += timedelta(seconds=61)
+    assert world.handle(batch) is Verdict.ACK
+
+    assert world.gateway.calls == {"quota-1": 2}
+    assert world.status(nid).counts.sent == 1
+
+
+def test_transient_failures_past_the_horizon_are_recorded_as_failed() -> None:
+    world = World()
+    world.subscribe("retry-1", "ok-1")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages.pop(0)
+    assert world.handle(batch) is Verdict.RETRY
+    world.now += FANOUT.retry_horizon
+
+    assert world.handle(batch) is Verdict.ACK
+
+    status = world.status(nid)
+    assert (status.status, status.counts.sent, status.counts.failed) == ("sent", 1, 1)
+    (failed,) = [
+        d for d in world.notification_repo.deliveries[nid].values() if d.status == "failed"
+    ]
+    assert failed.error == "unavailable"
+
+
+def test_a_timed_out_device_is_re_sent_once_and_counted_apart() -> None:
+    world = World()
+    world.subscribe("timeout-1")
+    nid = world.send().notification_id
+
+    world.deliver()
+
+    status = world.status(nid)
+    assert (status.counts.sent, status.counts.resent) == (1, 1)
+    assert world.gateway.calls == {"timeout-1": 2}
 
 
 def test_dead_tokens_are_retired_and_not_sent_to_again() -> None:
     world = World()
-    world.subscribe("ok-1", "gone-1")
+    world.subscribe("ok-1", "ok-2", "gone-1")
+    world.send()
+    world.deliver()
+    world.gateway.calls.clear()
 
-    first = world.send()
-    second = world.send()
+    world.send()
+    world.deliver()
 
-    assert first.removed_tokens == 1
-    assert second.devices == 1
-    assert world.gateway.calls["gone-1"] == 1
+    assert world.gateway.calls == {"ok-1": 1, "ok-2": 1}
 
 
-def test_a_replay_sends_nothing_and_answers_the_same() -> None:
+def test_more_than_half_invalid_tokens_retires_nothing() -> None:
+    world = World()
+    world.subscribe("invalid-1", "invalid-2", "ok-1")
+    nid = world.send().notification_id
+
+    world.deliver()
+
+    counts = world.status(nid).counts
+    assert (counts.removed_tokens, counts.retire_suppressed, counts.failed) == (0, 2, 2)
+    assert world.subscription_repo.active_subscription_ids(ORG, [BOB]) != []
+    assert len(world.subscription_repo.active_subscription_ids(ORG, [BOB])) == 3
+
+
+def test_a_device_unsubscribed_after_the_plan_is_not_sent_to() -> None:
+    world = World()
+    world.subscribe("ok-1", "ok-2")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    world.subscriptions.unsubscribe(ORG, Unsubscribe(instance_id="ok-2"))
+
+    world.deliver()
+
+    assert world.gateway.calls == {"ok-1": 1}
+    counts = world.status(nid).counts
+    assert (counts.sent, counts.skipped) == (1, 1)
+
+
+def test_a_dead_lettered_batch_is_counted_as_failed() -> None:
+    world = World()
+    world.subscribe("ok-1", "ok-2")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages.pop(0)
+
+    assert world.handle(batch, dead_lettered=True) is Verdict.ACK
+
+    status = world.status(nid)
+    assert (status.status, status.counts.failed, status.counts.dead_lettered) == ("sent", 2, 1)
+    assert world.gateway.calls == {}
+
+
+def test_a_replay_answers_the_same_notification_and_makes_no_second_plan() -> None:
     world = World()
     world.subscribe("ok-1")
+    first = world.send("case-1")
+    world.deliver()
 
-    first = world.send("k")
-    again = world.send("k")
+    again = world.send("case-1")
 
-    assert again == first
-    assert world.gateway.calls["ok-1"] == 1
+    assert again.notification_id == first.notification_id
+    assert (again.status, again.devices) == ("sent", 1)
+    assert world.queue.messages == []
+    assert world.gateway.calls == {"ok-1": 1}
 
 
-def test_a_replay_after_the_window_sends_again() -> None:
+def test_a_replay_of_a_send_the_queue_refused_queues_it() -> None:
     world = World()
     world.subscribe("ok-1")
-    first = world.send("k")
-    world.time.seconds += 25 * 3600
+    world.queue.fail = True
+    with pytest.raises(QueueUnavailable):
+        world.send("case-1")
+    world.queue.fail = False
 
-    again = world.send("k")
+    again = world.send("case-1")
+    world.deliver()
 
-    assert again.notification_id != first.notification_id
-    assert world.gateway.calls["ok-1"] == 2
-
-
-def test_an_identical_send_in_progress_is_waited_for_then_refused() -> None:
-    world = World()
-    world.subscribe("ok-1")
-    request = SendRequest(recipients=[BOB], title="t", body="b")
-    world.notification_repo.claim(
-        ORG, "k", [BOB], START, START + timedelta(hours=1), timedelta(hours=24), START
-    )
-
-    with pytest.raises(SendInProgress):
-        world.service.send(ORG, request, "k")
-
-    assert world.time.seconds <= POLICY.deadline_seconds
-    assert "ok-1" not in world.gateway.calls
-
-
-def test_an_abandoned_send_is_taken_over_after_its_lease() -> None:
-    world = World()
-    world.subscribe("ok-1")
-    world.notification_repo.claim(
-        ORG, "k", [BOB], START, START + timedelta(seconds=5), timedelta(hours=24), START
-    )
-
-    summary = world.send("k")
-
-    assert summary.sent == 1
+    assert again.status == "queued"
+    assert world.gateway.calls == {"ok-1": 1}
 
 
 def test_too_large_a_message_is_refused_before_anything_happens() -> None:
@@ -237,7 +370,7 @@ def test_too_large_a_message_is_refused_before_anything_happens() -> None:
         world.send(body="x" * 4000)
 
     assert world.notification_repo.records == {}
-    assert world.gateway.batches == []
+    assert world.queue.messages == []
 
 
 def test_payload_size_counts_content_and_the_receipt() -> None:
@@ -251,12 +384,11 @@ def test_payload_size_counts_content_and_the_receipt() -> None:
 def test_receipts_confirm_only_the_device_they_were_made_for() -> None:
     world = World()
     world.subscribe("ok-1")
-    summary = world.send()
-    (delivery,) = world.notification_repo.deliveries[summary.notification_id].values()
+    nid = world.send().notification_id
+    world.deliver()
+    (delivery,) = world.notification_repo.deliveries[nid].values()
 
     with pytest.raises(UnknownReceipt):
-        world.service.confirm_delivery(
-            f"{ORG}.{summary.notification_id}.{delivery.device_id}.{'A' * 22}"
-        )
+        world.service.confirm_delivery(f"{ORG}.{nid}.{delivery.device_id}.{'A' * 22}")
     with pytest.raises(UnknownReceipt):
         world.service.confirm_delivery("garbage")

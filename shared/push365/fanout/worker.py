@@ -126,29 +126,34 @@ class DeliveryWorker:
         if record is None:
             return Verdict.ACK
         now = self._clock()
-        expired = dead_lettered or now >= record.created_at + self._policy.retry_horizon
+        # Past the horizon, devices that failed transiently are given up, not tried again.
+        expired = now >= record.created_at + self._policy.retry_horizon
         taken = self._fanout.take(
-            org, nid, index, now, now + self._policy.lease, ignore_backoff=expired
+            org, nid, index, now, now + self._policy.lease, ignore_backoff=expired or dead_lettered
         )
         if taken is Taken.GONE:
             return Verdict.ACK
         if taken is Taken.BUSY:
             return Verdict.RETRY
-        state = taken
         try:
-            if expired:
-                state.counts.dead_lettered = int(dead_lettered)
-                self._give_up(state, "dead_letter" if dead_lettered else "retry_horizon")
-                self._fanout.finish(state)
-                return Verdict.ACK
-            return self._send(state, message.content.web_push(topic=nid))
+            return self._send(taken, message.content.web_push(topic=nid), expired, dead_lettered)
         except LeaseLost:
             return Verdict.RETRY  # another worker holds it now; a later copy finds it done
 
-    def _send(self, state: BatchState, push: WebPush) -> Verdict:
+    def _send(
+        self, state: BatchState, push: WebPush, expired: bool, dead_lettered: bool
+    ) -> Verdict:
         org = state.organization_id
+        active = self._subscriptions.active_devices_by_id(org, state.remaining())
+        if dead_lettered:
+            # Pub/Sub gave up on this batch: what has no outcome yet failed, counted as such.
+            state.counts.dead_lettered = 1
+            self._give_up(state, state.remaining(), "dead_letter", active)
+            self._fanout.finish(state)
+            return Verdict.ACK
+        if expired:
+            self._give_up(state, [d for d in state.remaining() if d in state.pending], "", active)
         remaining = state.remaining()
-        active = self._subscriptions.active_devices_by_id(org, remaining)
         retire: dict[UnsubscribeReason, list[str]] = {}
         retry_after = 0.0
         auth_failures = 0
@@ -249,18 +254,23 @@ class DeliveryWorker:
                 auth_failures,
             )
 
-    def _give_up(self, state: BatchState, reason: str) -> None:
-        """Record every device without an outcome as failed, with its last reason."""
+    def _give_up(
+        self, state: BatchState, devices: list[str], reason: str, active: dict[str, Device]
+    ) -> None:
+        """Record these devices as failed, each with its last transient reason (or ``reason``)."""
+        if not devices:
+            return
         now = self._clock()
         final = []
-        for sid in state.remaining():
+        for sid in devices:
             last = state.pending.pop(sid, None) or reason
             self._final(state, sid, "failed")
             state.counts.failed += 1
+            device = active.get(sid)
             final.append(
                 Delivery(
                     device_id=device_id(sid),
-                    user_id="",
+                    user_id=device.user_id if device is not None else "",
                     status="failed",
                     message_id=None,
                     error=last,
@@ -272,13 +282,12 @@ class DeliveryWorker:
         self._fanout.checkpoint(
             state, now + self._policy.lease, final, now + self._policy.retention
         )
-        if final:
-            self._alert(
-                state.organization_id,
-                "Some devices could not be reached before the retry horizon.",
-                len(state.devices),
-                len(final),
-            )
+        self._alert(
+            state.organization_id,
+            "Some devices could not be reached; they are recorded as failed.",
+            len(state.devices),
+            len(final),
+        )
 
     @staticmethod
     def _final(state: BatchState, sid: str, outcome: str) -> None:

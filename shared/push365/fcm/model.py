@@ -54,6 +54,9 @@ class SendResult:
     message_id: str | None = None
     reason: str | None = None
     retry_after_seconds: float | None = None
+    # The request may have reached FCM but no answer came (it timed out after being written):
+    # a re-send may show twice unless the push's Topic/tag collapse it.
+    maybe_delivered: bool = False
 
 
 class PushGateway(Protocol):

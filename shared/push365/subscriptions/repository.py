@@ -20,7 +20,7 @@ from push365.subscriptions.model import (
 
 _IN_LIMIT = 30  # values in one Firestore "in" filter
 ACTIVE_DEVICES_QUERY_FIELDS = ("status", "user_id")
-"""The fields ``active_devices`` filters on together (one composite index, ``push365.indexes``)."""
+"""The fields ``active_subscription_ids`` filters on together (one composite index, ``push365.indexes``)."""
 _SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
 
 
@@ -66,10 +66,6 @@ class SubscriptionRepository(Protocol):
 
     def delete_user(self, organization_id: str, user_id: str) -> int:
         """Delete every subscription (active or not) of a user; how many."""
-        ...
-
-    def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
-        """Every active subscription of these users."""
         ...
 
     def active_subscription_ids(self, organization_id: str, user_ids: Sequence[str]) -> list[str]:
@@ -193,25 +189,6 @@ class FirestoreSubscriptionRepository:
             filter=FieldFilter("user_id", "==", user_id)
         )
         return self._write_each(query, lambda batch, ref: batch.delete(ref))
-
-    def active_devices(self, organization_id: str, user_ids: Sequence[str]) -> list[Device]:
-        active = self._subscriptions(organization_id).where(
-            filter=FieldFilter("status", "==", Status.ACTIVE.value)
-        )
-        wanted = set(user_ids)
-        if len(wanted) > _SCAN_ABOVE:
-            # One pass over the organization's active devices beats hundreds of "in" queries
-            # (30 values each): measured on the emulator, 0.7 s for 5,000 devices against 0.35 s
-            # per "in" query. Reads stay bounded by the organization's own active devices.
-            matches = active.select(["user_id", "instance_id"]).stream()
-            return [_device(m) for m in matches if m.get("user_id") in wanted]
-        found: list[Device] = []
-        ordered = sorted(wanted)
-        for start in range(0, len(ordered), _IN_LIMIT):
-            chunk = ordered[start : start + _IN_LIMIT]
-            query = active.where(filter=FieldFilter("user_id", "in", chunk))
-            found += [_device(m) for m in query.select(["user_id", "instance_id"]).stream()]
-        return found
 
     def active_subscription_ids(self, organization_id: str, user_ids: Sequence[str]) -> list[str]:
         active = self._subscriptions(organization_id).where(

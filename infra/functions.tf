@@ -84,7 +84,9 @@ resource "google_cloudfunctions2_function" "function" {
     service_account_email          = google_service_account.function[each.key].email
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
-    environment_variables = {
+    # Every function's settings, plus the ids of the topics it publishes to (functions.json
+    # "publishes", main.tf).
+    environment_variables = merge({
       GOOGLE_CLOUD_PROJECT                = var.project_id
       PUSH365_NOTIFICATION_RETENTION_DAYS = tostring(var.notification_retention_days)
       PUSH365_RECEIPT_URL                 = "${local.base_url}/${var.name_prefix}-receipt"
@@ -92,7 +94,7 @@ resource "google_cloudfunctions2_function" "function" {
       PUSH365_MAIL_BACKEND                = var.mail_backend
       PUSH365_SES_SENDER                  = var.ses_sender
       PUSH365_SES_REGION                  = var.ses_region
-    }
+    }, local.function_topics[each.key])
 
     dynamic "secret_environment_variables" {
       for_each = lookup(each.value, "secrets", {})
@@ -121,11 +123,12 @@ resource "google_cloudfunctions2_function" "function" {
     google_secret_manager_secret_iam_member.purge,
     google_secret_manager_secret_iam_member.aws,
   ]
-  # checkov:skip=CKV_GCP_124:Dataverse webhooks and Cloud Scheduler reach the functions from outside any VPC; callers are authenticated by organization key, receipt token, or IAM (purge).
+  # checkov:skip=CKV_GCP_124:Dataverse webhooks, Cloud Scheduler and Pub/Sub push reach the functions from outside any VPC; callers are authenticated by organization key, receipt token, or IAM (purge, deliver).
 }
 
 # Webhook functions are public: Dataverse cannot present Google credentials, so each function
-# authenticates its callers itself (organization key, receipt token). Purge is private.
+# authenticates its callers itself (organization key, receipt token). Purge (Cloud Scheduler,
+# scheduler.tf) and deliver (Pub/Sub push, pubsub.tf) are private: one account each may invoke them.
 resource "google_cloud_run_service_iam_member" "public" {
   for_each = { for name, function in local.functions : name => function if function.public }
   project  = var.project_id

@@ -17,6 +17,26 @@ locals {
     }
   ]...)
 
+  # The Pub/Sub topics a function may publish to, from its "publishes" in functions.json:
+  # {"ENV_VARIABLE": "topic key"}. The function gets the topic's id in that environment variable
+  # and roles/pubsub.publisher on that topic alone (pubsub.tf).
+  topic_ids = {
+    fanout = google_pubsub_topic.fanout.name
+  }
+  function_topics = {
+    for name, function in local.functions : name => {
+      for variable, topic in lookup(function, "publishes", {}) : variable => local.topic_ids[topic]
+    }
+  }
+  function_publishers = merge([
+    for name, function in local.functions : {
+      for topic in distinct(values(lookup(function, "publishes", {}))) : "${name} ${topic}" => {
+        function = name
+        topic    = topic
+      }
+    }
+  ]...)
+
   apis = [
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
@@ -25,6 +45,7 @@ locals {
     "firestore.googleapis.com",
     "fcm.googleapis.com",
     "logging.googleapis.com",
+    "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",

@@ -12,3 +12,8 @@ output "backup_bucket" {
   description = "Where the daily Firestore exports go (deleted at 180 days)."
   value       = google_storage_bucket.backups.name
 }
+
+output "fanout_topic" {
+  description = "The fan-out topic: send publishes notifications, deliver their batches; deliver receives them by push."
+  value       = google_pubsub_topic.fanout.id
+}

@@ -25,6 +25,9 @@ CALLS = {
     "unsubscribe": ("POST", "/", {}, 401),
     "privacy": ("GET", "/export", None, 401),
     "purge": ("POST", "/", {}, 403),  # no admin key configured: refuses everyone
+    # A CloudEvent function: a body that is neither a CloudEvent nor a Pub/Sub push is refused by
+    # functions-framework before the function runs.
+    "deliver": ("POST", "/", {}, 400),
 }
 
 LOAD_AND_CALL = """

@@ -1,35 +1,63 @@
-"""A loopback server that speaks the FCM HTTP v1 send API, for ``make dev`` and the tests.
+"""A loopback server that speaks the FCM HTTP v1 send API, for ``make dev``, tests and benches.
 
 ``POST /v1/projects/{project}/messages:send`` answers
 ``{"name": "projects/{project}/messages/{n}"}``.
-``GET /_messages`` lists what it answered as ``[{"token", "message", "response"}]``;
+``GET /_messages`` lists what it received as ``[{"token", "message", "response"}]`` (a message is
+recorded when it arrives, before any delay: FCM may deliver a message whose answer comes late);
 ``DELETE /_messages`` clears the list.
 
-Tokens with these prefixes get FCM's real error answers (``google.rpc.Status``, FcmError detail):
-``unregistered-`` 404 UNREGISTERED, ``invalid-`` 400 INVALID_ARGUMENT, ``quota-`` 429
-QUOTA_EXCEEDED with ``Retry-After``, ``unavailable-`` 503, ``internal-`` 500, ``flaky-`` 503 the
-first time, then 200.
+Tokens with these prefixes get FCM's real error answers (``google.rpc.Status``, FcmError detail
+where FCM sends one):
+
+- ``unregistered-`` 404 UNREGISTERED; ``invalid-`` 400 INVALID_ARGUMENT "The registration token is
+  not a valid FCM registration token"; ``badarg-`` 400 INVALID_ARGUMENT about something else;
+- ``quota-`` 429 QUOTA_EXCEEDED with ``Retry-After``; ``unavailable-`` 503 with ``Retry-After``;
+  ``internal-`` 500; ``flaky-`` 503 the first time, then 200;
+- ``mismatch-`` 403 SENDER_ID_MISMATCH; ``thirdparty-`` 401 THIRD_PARTY_AUTH_ERROR;
+- ``notfound-`` 404 NOT_FOUND without an FcmError detail; ``exhausted-`` 429 RESOURCE_EXHAUSTED
+  without an FcmError detail; ``teapot-`` 418 with no status at all (an unknown 4xx);
+- ``slow-`` answers after ``slow_seconds`` (see below; 0 until set).
+
+Server-wide faults, until reset: ``PUT /_control`` with a JSON object of any of
+
+- ``delay_seconds``: every send is answered this late (FCM slow; the client times out);
+- ``slow_seconds``: the delay for ``slow-`` tokens only;
+- ``status_override``: every send is answered with this HTTP status and FCM's error for it (400,
+  401, 403, 404, 429, 500, 503; any other status gets a bare ``google.rpc.Status``);
+- ``retry_after``: the ``Retry-After`` sent with 429 and 503 (default ``"1"``);
+- ``refuse_seconds``: stop listening and drop open connections for this long (connection refused),
+  then listen again on the same port.
+
+``GET /_control`` shows the current settings, ``DELETE /_control`` resets them. In-process the same
+is ``LocalFcmServer.control(...)`` and ``reset_control()``.
+
+It is an asyncio server (one event loop in one thread): one write per answer and ``TCP_NODELAY``
+(asyncio's default), so a keep-alive connection never waits for a delayed ACK.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import asdict, dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 _SEND_PATH = re.compile(r"^/v1/projects/([^/]+)/messages:send$")
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 
-# prefix -> (HTTP status, google.rpc status, FcmError errorCode or None, message)
-ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+# prefix -> (HTTP status, google.rpc status or None, FcmError errorCode or None, message)
+ERRORS: dict[str, tuple[int, str | None, str | None, str]] = {
     "unregistered-": (404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found."),
     "invalid-": (
         400,
@@ -37,98 +65,150 @@ ERRORS: dict[str, tuple[int, str, str | None, str]] = {
         "INVALID_ARGUMENT",
         "The registration token is not a valid FCM registration token",
     ),
+    "badarg-": (
+        400,
+        "INVALID_ARGUMENT",
+        "INVALID_ARGUMENT",
+        "Request contains an invalid argument.",
+    ),
     "quota-": (429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "Quota exceeded."),
     "unavailable-": (503, "UNAVAILABLE", "UNAVAILABLE", "The service is currently unavailable."),
     "internal-": (500, "INTERNAL", "INTERNAL", "Internal error encountered."),
+    "mismatch-": (403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH", "SenderId mismatch"),
+    "thirdparty-": (
+        401,
+        "UNAUTHENTICATED",
+        "THIRD_PARTY_AUTH_ERROR",
+        "Auth error from APNS or Web Push Service",
+    ),
+    "notfound-": (404, "NOT_FOUND", None, "Requested entity was not found."),
+    "exhausted-": (429, "RESOURCE_EXHAUSTED", None, "Resource has been exhausted."),
+    "teapot-": (418, None, None, "I'm a teapot."),
+}
+# The error a server-wide status_override answers with.
+_OVERRIDES: dict[int, str] = {
+    400: "badarg-",
+    401: "thirdparty-",
+    403: "mismatch-",
+    404: "unregistered-",
+    429: "quota-",
+    500: "internal-",
+    503: "unavailable-",
 }
 RETRY_AFTER_SECONDS = "1"
+_MAX_HEAD = 64 * 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: LocalFcmServer
-    protocol_version = "HTTP/1.1"  # keep-alive, as the real endpoint
+@dataclass
+class Control:
+    """Server-wide faults (``PUT /_control``)."""
 
-    def do_POST(self) -> None:
-        match = _SEND_PATH.match(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-            message = body["message"]
-        except (ValueError, KeyError, TypeError):
-            self._answer(400, _status(400, "INVALID_ARGUMENT", "Invalid JSON payload received."))
-            return
-        if match is None:
-            self._answer(404, _status(404, "NOT_FOUND", "Unknown path."))
-            return
-        # Older firebase-admin releases send "token"; 7.x sends "fid" (Message.token is deprecated).
-        token = str(message.get("token") or message.get("fid") or "")
-        error = self.server.error_for(token)
-        if error is not None:
-            status, rpc_status, error_code, text = error
-            self.server.record({"token": token, "message": message, "response": status})
-            body = _status(status, rpc_status, text)
-            if error_code:
-                body["error"]["details"] = [{"@type": _FCM_ERROR, "errorCode": error_code}]
-            headers = {"Retry-After": RETRY_AFTER_SECONDS} if status in (429, 503) else {}
-            self._answer(status, body, headers)
-            return
-        name = f"projects/{match.group(1)}/messages/{next(self.server.ids)}"
-        self.server.record({"token": token, "message": message, "response": 200})
-        self._answer(200, {"name": name})
+    delay_seconds: float = 0.0
+    slow_seconds: float = 0.0
+    status_override: int | None = None
+    retry_after: str = RETRY_AFTER_SECONDS
+    refuse_seconds: float = 0.0
 
-    def do_GET(self) -> None:
-        if self.path != "/_messages":
-            self._answer(404, _status(404, "NOT_FOUND", "Unknown path."))
-            return
-        self._answer(200, self.server.messages())
-
-    def do_DELETE(self) -> None:
-        if self.path != "/_messages":
-            self._answer(404, _status(404, "NOT_FOUND", "Unknown path."))
-            return
-        self.server.clear()
-        self._answer(200, {"cleared": True})
-
-    def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass  # messages carry notification content: never logged
+    @classmethod
+    def parse(cls, data: Any) -> Control:
+        """Settings from a JSON object; unknown keys or wrong types raise ``ValueError``."""
+        if not isinstance(data, dict) or set(data) - set(cls.__dataclass_fields__):
+            raise ValueError("unknown control")
+        control = cls()
+        for key in ("delay_seconds", "slow_seconds", "refuse_seconds"):
+            if key in data:
+                setattr(control, key, max(0.0, float(data[key])))
+        if data.get("status_override") is not None:
+            control.status_override = int(data["status_override"])
+        if data.get("retry_after") is not None:
+            control.retry_after = str(data["retry_after"])
+        return control
 
 
-def _status(code: int, status: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "status": status}}
+def _status(code: int, status: str | None, message: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if status is not None:
+        error["status"] = status
+    return {"error": error}
 
 
-class LocalFcmServer(ThreadingHTTPServer):
-    """The server; ``start()`` serves it from a daemon thread, ``stop()`` ends it."""
+def _error_body(error: tuple[int, str | None, str | None, str]) -> dict[str, Any]:
+    status, rpc_status, error_code, text = error
+    body = _status(status, rpc_status, text)
+    if error_code:
+        body["error"]["details"] = [{"@type": _FCM_ERROR, "errorCode": error_code}]
+    return body
 
-    daemon_threads = True
-    request_queue_size = 1024  # firebase-admin opens up to 100 connections at once
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        super().__init__((host, port), _Handler)
+def _response(
+    status: int, body: Any, headers: dict[str, str] | None = None, close: bool = False
+) -> bytes:
+    """A whole HTTP/1.1 answer as one buffer: status line, headers and body in a single write."""
+    payload = json.dumps(body).encode()
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    lines = [
+        f"HTTP/1.1 {status} {phrase}",
+        "Content-Type: application/json; charset=UTF-8",
+        f"Content-Length: {len(payload)}",
+    ]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+
+class LocalFcmServer:
+    """The server; ``start()`` serves it from a daemon thread, ``stop()`` ends it.
+
+    Args:
+        port: where it listens (bound at once, so a taken port fails here).
+        host: the address it listens on.
+        record_wire: also record each send's request headers (``[[name, value], ...]``, as
+            received) and raw body (text) under ``"headers"`` and ``"body"``, for wire tests.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", *, record_wire: bool = False) -> None:
         self.ids = itertools.count(1)
+        self.record_wire = record_wire
+        self._host = host
+        self._port = port
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
         self._flaky_seen: set[str] = set()
+        self._control = Control()
+        self._socket = self._listen()
+        self._port = self._socket.getsockname()[1]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._resume: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """(host, port) it listens on."""
+        return self._host, self._port
 
     @property
     def url(self) -> str:
         """The base URL, what ``PUSH365_FCM_ENDPOINT`` is set to."""
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://{self._host}:{self._port}"
 
-    def error_for(self, token: str) -> tuple[int, str, str | None, str] | None:
+    # State shared with the tests (thread-safe).
+
+    def error_for(self, token: str) -> tuple[int, str | None, str | None, str] | None:
         """The error this token is answered with, if any (``flaky-``: only the first time)."""
+        override = self._control.status_override
+        if override is not None:
+            prefix = _OVERRIDES.get(override)
+            if prefix is not None:
+                return ERRORS[prefix]
+            return (override, None, None, "Overridden.")
         if token.startswith("flaky-"):
             with self._lock:
                 if token in self._flaky_seen:
@@ -138,25 +218,70 @@ class LocalFcmServer(ThreadingHTTPServer):
         return next((e for prefix, e in ERRORS.items() if token.startswith(prefix)), None)
 
     def record(self, entry: dict[str, Any]) -> None:
-        """Remember one answered request."""
+        """Remember one received request."""
         with self._lock:
             self._messages.append(entry)
 
     def messages(self) -> list[dict[str, Any]]:
-        """Every answered request, oldest first."""
+        """Every received request, oldest first."""
         with self._lock:
             return list(self._messages)
 
     def clear(self) -> None:
-        """Forget every answered request."""
+        """Forget every received request (the server-wide faults stay: see ``reset_control``)."""
         with self._lock:
             self._messages.clear()
             self._flaky_seen.clear()
 
+    def control(self, **settings: Any) -> None:
+        """Set server-wide faults (the fields of ``Control``); unset ones return to defaults."""
+        self._apply_control(Control.parse(settings))
+
+    def reset_control(self) -> None:
+        """No server-wide fault any more."""
+        self._apply_control(Control())
+
+    def _apply_control(self, control: Control) -> None:
+        self._control = control
+        if control.refuse_seconds > 0:
+            loop = self._loop
+            if loop is None:
+                raise RuntimeError("refuse_seconds needs a running server")
+            loop.call_soon_threadsafe(self._refuse, control.refuse_seconds)
+
+    # Serving.
+
     def start(self) -> None:
         """Serve in the background."""
-        self._thread = threading.Thread(target=self.serve_forever, name="local-fcm", daemon=True)
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self.serve_forever, args=(ready,), name="local-fcm", daemon=True
+        )
         self._thread.start()
+        ready.wait(10)
+
+    def serve_forever(self, ready: threading.Event | None = None) -> None:
+        """Serve in this thread until ``shutdown()``."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._stopped.clear()
+        try:
+            loop.run_until_complete(self._open())
+            if ready is not None:
+                ready.set()
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._close())
+            loop.close()
+            self._loop = None
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` (from any thread) and wait for it."""
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            self._stopped.wait(10)
 
     def stop(self) -> None:
         """Stop serving and release the port."""
@@ -165,6 +290,157 @@ class LocalFcmServer(ThreadingHTTPServer):
             self._thread.join()
             self._thread = None
         self.server_close()
+
+    def server_close(self) -> None:
+        """Release the port."""
+        if self._socket is not None:
+            self._socket.close()
+
+    def _listen(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self._host, self._port))
+            sock.listen(1024)  # firebase-admin opens up to 100 connections at once
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        return sock
+
+    async def _open(self) -> None:
+        if self._socket.fileno() < 0:
+            self._socket = self._listen()
+        self._server = await asyncio.start_server(self._serve, sock=self._socket, limit=_MAX_HEAD)
+
+    async def _close(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _refuse(self, seconds: float) -> None:
+        """Connection refused for ``seconds``: stop listening, drop open connections."""
+        assert self._loop is not None
+        if self._server is not None:
+            self._server.close()  # closes the listening socket too
+            self._server = None
+        for writer in list(self._writers):
+            transport = writer.transport
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+        if self._resume is not None:
+            self._resume.cancel()
+        self._resume = self._loop.call_later(seconds, self._relisten)
+
+    def _relisten(self) -> None:
+        self._resume = None
+        self._control.refuse_seconds = 0.0
+        assert self._loop is not None
+        self._loop.create_task(self._open())
+
+    # HTTP.
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+                    return
+                lines = head[:-4].decode("latin-1").split("\r\n")
+                method, path, version = [*lines[0].split(" ", 2), "", ""][:3]
+                headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
+                fields = {name.strip().lower(): value.strip() for name, value in headers}
+                if "chunked" in fields.get("transfer-encoding", "").lower():
+                    writer.write(
+                        _response(501, _status(501, None, "No chunked bodies."), None, True)
+                    )
+                    return
+                try:
+                    body = await reader.readexactly(int(fields.get("content-length") or 0))
+                except (asyncio.IncompleteReadError, ValueError, OSError):
+                    return
+                wire = [[name.strip(), value.strip()] for name, value in headers]
+                status, answer, extra = await self._handle(method, path, wire, body)
+                close = fields.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+                writer.write(_response(status, answer, extra, close))
+                if close:
+                    await writer.drain()
+                    return
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+
+    async def _handle(
+        self, method: str, path: str, headers: list[list[str]], raw: bytes
+    ) -> tuple[int, Any, dict[str, str] | None]:
+        if path == "/_messages":
+            if method == "GET":
+                return 200, self.messages(), None
+            if method == "DELETE":
+                self.clear()
+                return 200, {"cleared": True}, None
+        elif path == "/_control":
+            if method == "GET":
+                return 200, asdict(self._control), None
+            if method == "DELETE":
+                self.reset_control()
+                return 200, asdict(self._control), None
+            if method == "PUT":
+                try:
+                    control = Control.parse(json.loads(raw or b"{}"))
+                except (ValueError, TypeError):
+                    return 400, _status(400, "INVALID_ARGUMENT", "Invalid control."), None
+                # Answer first: refusing drops this connection too.
+                assert self._loop is not None
+                self._loop.call_soon(self._apply_control, control)
+                return 200, asdict(control), None
+        elif method == "POST":
+            return await self._send(path, headers, raw)
+        return 404, _status(404, "NOT_FOUND", "Unknown path."), None
+
+    async def _send(
+        self, path: str, headers: list[list[str]], raw: bytes
+    ) -> tuple[int, Any, dict[str, str] | None]:
+        match = _SEND_PATH.match(path)
+        try:
+            message = json.loads(raw or b"{}")["message"]
+            # Older firebase-admin releases send "token"; 7.x sends "fid" (token is deprecated).
+            token = str(message.get("token") or message.get("fid") or "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return 400, _status(400, "INVALID_ARGUMENT", "Invalid JSON payload received."), None
+        if match is None:
+            return 404, _status(404, "NOT_FOUND", "Unknown path."), None
+        control = self._control
+        error = self.error_for(token)
+        status = error[0] if error is not None else 200
+        entry: dict[str, Any] = {"token": token, "message": message, "response": status}
+        if self.record_wire:
+            entry["headers"] = headers
+            entry["body"] = raw.decode()
+        self.record(entry)
+        delay = control.delay_seconds + (control.slow_seconds if token.startswith("slow-") else 0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if error is not None:
+            extra = {"Retry-After": control.retry_after} if status in (429, 503) else None
+            return status, _error_body(error), extra
+        return 200, {"name": f"projects/{match.group(1)}/messages/{next(self.ids)}"}, None
 
 
 class FcmServerProcess:
@@ -182,6 +458,11 @@ class FcmServerProcess:
             str(port),
         ]
         self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (for CPU accounting)."""
+        return self._process.pid if self._process is not None else None
 
     def start(self, timeout: float = 15.0) -> None:
         """Start it and wait until it answers.
@@ -228,12 +509,9 @@ def main() -> None:
     server = LocalFcmServer(arguments.port, arguments.host)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"local FCM v1 server on {server.url}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.server_close()
 
 
 if __name__ == "__main__":

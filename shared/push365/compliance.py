@@ -17,13 +17,22 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from push365.fanout.model import BatchCounts
 from push365.model import utc_now
 from push365.notifications.model import DeliveryCounts, NotificationRecord, Rule
 from push365.organizations.model import Administrator, Business, Organization
 from push365.retention import TTL_FIELD
 from push365.retention.purge import FirestoreRetentionStore
 from push365.retention.rules import retention_rules
-from push365.store import DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, SUBSCRIPTIONS, USERS
+from push365.store import (
+    BATCHES,
+    DEDUP,
+    DELIVERIES,
+    NOTIFICATIONS,
+    ORGANIZATIONS,
+    SUBSCRIPTIONS,
+    USERS,
+)
 from push365.subscriptions.model import Status, Subscription
 from push365.users.model import SystemUser
 
@@ -40,6 +49,25 @@ _DELIVERY_FIELDS = frozenset(
         "sent_at",
         "delivered_at",
         "receipt_hash",
+        "resent",
+        TTL_FIELD,
+    }
+)
+# A fan-out batch: subscription ids and outcome codes (maps keyed by subscription id), no content.
+_BATCH_FIELDS = frozenset(
+    {
+        "devices",
+        "done",
+        "outcomes",
+        "inflight",
+        "unknown",
+        "resent",
+        "pending",
+        "not_before",
+        "lease_until",
+        "attempts",
+        "counts",
+        "created_at",
         TTL_FIELD,
     }
 )
@@ -56,6 +84,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     SUBSCRIPTIONS: _fields(Subscription, TTL_FIELD),
     NOTIFICATIONS: _fields(NotificationRecord, TTL_FIELD),
     DELIVERIES: _DELIVERY_FIELDS,
+    BATCHES: _BATCH_FIELDS,
     DEDUP: frozenset({"notification_id", "expires_at", TTL_FIELD}),
 }
 NESTED: dict[tuple[str, str], frozenset[str]] = {
@@ -63,6 +92,7 @@ NESTED: dict[tuple[str, str], frozenset[str]] = {
     (ORGANIZATIONS, "admins"): _fields(Administrator),
     (ORGANIZATIONS, "rules"): _fields(Rule),  # templates an administrator wrote, not content
     (NOTIFICATIONS, "counts"): _fields(DeliveryCounts),
+    (BATCHES, "counts"): frozenset(BatchCounts().as_dict()),
 }
 
 

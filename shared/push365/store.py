@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 from google.cloud import firestore
 
@@ -30,6 +31,15 @@ DEDUP = "dedup"
 
 BATCH_LIMIT = 500
 """Firestore's limit on writes in one batch or transaction."""
+
+
+def bounded_retry(seconds: float) -> Any:
+    """A retry policy that gives up after ``seconds`` in all (the client library's defaults
+    retry for up to 300 s, past every function's timeout): a store that does not answer becomes
+    a retry by Pub/Sub or a 503, in seconds."""
+    from google.api_core import retry
+
+    return retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=seconds)
 
 
 @lru_cache(maxsize=1)

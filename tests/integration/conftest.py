@@ -141,10 +141,8 @@ class Fanout:
             acks: list[str] = []
             nacks: list[str] = []
             for item in received:
-                body = {
-                    "message": item["message"],
-                    "subscription": f"projects/{self.topology.project}/subscriptions/{subscription}",
-                }
+                path = f"projects/{self.topology.project}/subscriptions/{subscription}"
+                body = {"message": item["message"], "subscription": path}
                 status = self._functions.push("deliver", body)
                 self.pushed.append(status)
                 (acks if 200 <= status < 300 else nacks).append(item["ackId"])

@@ -11,6 +11,7 @@ from tests.integration.conftest import (
     OTHER_ORG,
     Functions,
     all_documents,
+    deliver_pending,
     documents,
     register,
 )
@@ -35,6 +36,7 @@ def populate(api: Functions, key: str) -> str:
     )
     api.post("/subscribe", {"user_id": ALICE, "instance_id": "alice-laptop"}, key=key)
     sent = api.post("/send", {"recipients": [BOB, ALICE], "title": "t", "body": "b"}, key=key)
+    deliver_pending(api)
     return str(sent.json["notification_id"])
 
 
@@ -117,6 +119,7 @@ def test_erasing_the_organization_removes_everything_and_revokes_its_key(
         "subscriptions": 2,
         "notifications": 1,
         "deliveries": 2,
+        "batches": 1,
         "dedup_keys": 0,
     }
     assert [p for p, _ in all_documents(store) if ORG in p] == []

@@ -19,6 +19,7 @@ from tests.integration.conftest import (
     OTHER_ORG,
     Functions,
     all_documents,
+    deliver_pending,
     documents,
     register,
 )
@@ -90,6 +91,7 @@ def test_notification_records_go_after_the_retention(api: Functions, store: Any)
         key=key,
         headers={"Idempotency-Key": "k"},
     )
+    deliver_pending(api)
     now = datetime.now(UTC)
 
     early = purge(api, now + timedelta(days=89))
@@ -100,6 +102,7 @@ def test_notification_records_go_after_the_retention(api: Functions, store: Any)
     assert late["deleted"] == {
         "subscriptions": 0,
         "deliveries": 1,
+        "batches": 1,
         "notifications": 1,
         "dedup_keys": 0,
         "organizations": 0,

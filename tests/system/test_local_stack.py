@@ -38,7 +38,17 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
     dev_stack: RunningStack,
 ) -> None:
     ports, process, base = dev_stack.ports, dev_stack.process, dev_stack.base
-    for name in ("register", "subscribe", "unsubscribe", "send", "receipt", "privacy", "purge"):
+    names = (
+        "register",
+        "subscribe",
+        "unsubscribe",
+        "send",
+        "deliver",
+        "receipt",
+        "privacy",
+        "purge",
+    )
+    for name in names:
         assert f"{base}/{name}" in dev_stack.output()
 
     status, created = call(
@@ -58,6 +68,11 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
     users = call(f"{base}/register/users", {"users": [{"id": BOB}]}, headers=key)
     call(f"{base}/subscribe", {"user_id": BOB, "instance_id": "bob-laptop"}, headers=key)
     sent = call(f"{base}/send", {"recipients": [BOB], "title": "Hi", "body": "there"}, headers=key)
+    status_url = f"{base}/send/status?notification_id={sent[1]['notification_id']}"
+    deadline = time.monotonic() + 30  # Pub/Sub pushes the plan, then the batch, to deliver
+    while (progress := call(status_url, headers=key))[1]["status"] != "sent":
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.2)
     fcm = call(f"http://127.0.0.1:{ports['fcm']}/_messages")
     data = fcm[1][0]["message"]["data"]
     receipt = call(data["receipt_url"], {"receipt": data["receipt"]})
@@ -66,8 +81,8 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
     assert subscribed[0] == 201
     assert unsubscribed == (200, {"unsubscribed": 1, "purge_by": unsubscribed[1]["purge_by"]})
     assert users == (200, {"upserted": 1})
-    assert sent[0] == 200
-    assert sent[1]["sent"] == 1
+    assert sent[0] == 202
+    assert progress[1]["counts"]["sent"] == 1
     assert [m["token"] for m in fcm[1]] == ["bob-laptop"]
     assert data["receipt_url"] == f"{base}/receipt"
     assert receipt == (204, None)

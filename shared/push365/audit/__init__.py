@@ -6,6 +6,14 @@ except through a named field of :class:`AuditRecord`, so a new field stays out u
 it on purpose.
 """
 
-from push365.audit.record import AuditRecord, begin, emit, end, log_unhandled, note_fault
+from push365.audit.record import (
+    AuditRecord,
+    begin,
+    emit,
+    end,
+    log_unhandled,
+    note_counts,
+    note_fault,
+)
 
-__all__ = ["AuditRecord", "begin", "emit", "end", "log_unhandled", "note_fault"]
+__all__ = ["AuditRecord", "begin", "emit", "end", "log_unhandled", "note_counts", "note_fault"]

@@ -141,6 +141,16 @@ def note_fault(code: str, message: str) -> None:
         record.fault = {"code": code, "message": message}
 
 
+def note_counts(counts: Mapping[str, int]) -> None:
+    """Counts a use case worked through (devices, sent, ...): noted on the current record."""
+    record = _current.get()
+    if record is None:
+        return
+    for name, count in counts.items():
+        if isinstance(count, int) and re.fullmatch(r"[a-z_]{1,40}", name):
+            record.counts[name] = count
+
+
 def emit(record: AuditRecord) -> None:
     """Write the record: one JSON line on stdout, as Cloud Functions' logging agent reads it."""
     severity = (

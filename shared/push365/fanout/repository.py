@@ -19,7 +19,7 @@ from google.cloud import firestore
 from push365.fanout.model import BatchCounts, BatchState
 from push365.notifications.repository import Delivery, delivery_document
 from push365.retention import TTL_FIELD
-from push365.store import BATCHES, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS
+from push365.store import BATCHES, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, bounded_retry
 
 PLAN_DOCUMENTS_PER_COMMIT = 100  # a batch document lists up to 500 ids: keep commits small
 
@@ -119,7 +119,8 @@ class FirestoreFanoutRepository:
 
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
-        self._timeout = timeout_seconds
+        # Every call gives up within the timeout, retries included.
+        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
 
     def _notification(self, organization_id: str, nid: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS, organization_id, NOTIFICATIONS).document(nid)
@@ -132,7 +133,7 @@ class FirestoreFanoutRepository:
 
     def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
         snapshot = self._notification(organization_id, notification_id).get(
-            field_paths=["created_at", "planned_at", "recipients"], timeout=self._timeout
+            field_paths=["created_at", "planned_at", "recipients"], **self._bounded
         )
         if not snapshot.exists:
             return None
@@ -158,7 +159,7 @@ class FirestoreFanoutRepository:
                     self._batch(organization_id, notification_id, index),
                     _new_batch(list(batches[index]), now, expire_at),
                 )
-            write.commit(timeout=self._timeout)
+            write.commit(**self._bounded)
         devices = sum(len(b) for b in batches)
         self._notification(organization_id, notification_id).update(
             {
@@ -168,13 +169,13 @@ class FirestoreFanoutRepository:
                 "counts.devices": devices,
                 "counts.batches": len(batches),
             },
-            timeout=self._timeout,
+            **self._bounded,
         )
 
     def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
         collection = self._notification(organization_id, notification_id).collection(BATCHES)
         query = collection.where(filter=firestore.FieldFilter("done", "==", False)).select([])
-        return sorted(int(s.id) for s in query.stream(timeout=self._timeout))
+        return sorted(int(s.id) for s in query.stream(**self._bounded))
 
     def fail_plan(self, organization_id: str, notification_id: str, now: datetime) -> None:
         self._notification(organization_id, notification_id).update(
@@ -183,7 +184,7 @@ class FirestoreFanoutRepository:
                 "completed_at": now,
                 "counts.dead_lettered": firestore.Increment(1),
             },
-            timeout=self._timeout,
+            **self._bounded,
         )
 
     def take(
@@ -197,7 +198,7 @@ class FirestoreFanoutRepository:
         ignore_backoff: bool = False,
     ) -> BatchState | Taken:
         reference = self._batch(organization_id, notification_id, batch)
-        snapshot = reference.get(timeout=self._timeout)
+        snapshot = reference.get(**self._bounded)
         if not snapshot.exists:
             return Taken.GONE
         fields = snapshot.to_dict() or {}
@@ -224,7 +225,7 @@ class FirestoreFanoutRepository:
                     "attempts": state.attempts,
                 },
                 option=self._client.write_option(last_update_time=snapshot.update_time),
-                timeout=self._timeout,
+                **self._bounded,
             )
         except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
             return Taken.BUSY  # another worker was quicker
@@ -267,7 +268,7 @@ class FirestoreFanoutRepository:
             reference, fields, option=self._client.write_option(last_update_time=state.version)
         )
         try:
-            results = write.commit(timeout=self._timeout)
+            results = write.commit(**self._bounded)
         except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
             raise LeaseLost() from None
         state.version = results[-1].update_time

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from push365.audit import note_counts
 from push365.fanout.model import BatchState, FanoutMessage, Kind, Verdict
 from push365.fanout.publisher import FanoutPublisher
 from push365.fanout.repository import FanoutRepository, LeaseLost, Taken
@@ -106,6 +107,7 @@ class DeliveryWorker:
                 org, nid, plan, self._clock(), record.created_at + self._policy.retention
             )
             batches = list(range(len(plan)))
+            note_counts({"devices": len(ids), "batches": len(plan)})
         self._publisher.publish(
             [
                 FanoutMessage(
@@ -209,6 +211,7 @@ class DeliveryWorker:
                 state, self._clock() + self._policy.lease, final, sent_at + self._policy.retention
             )
         self._retire(state, retire, auth_failures)
+        note_counts({"devices": len(state.devices), **state.counts.as_dict()})
         waiting = [d for d in state.remaining() if d in state.pending]
         if waiting:
             state.not_before = self._clock() + self._backoff(state.attempts, retry_after)

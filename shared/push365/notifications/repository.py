@@ -13,7 +13,7 @@ from google.cloud import firestore
 
 from push365.notifications.model import NotificationRecord
 from push365.retention import TTL_FIELD
-from push365.store import DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS
+from push365.store import DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, bounded_retry
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ class FirestoreNotificationRepository:
 
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
-        self._timeout = timeout_seconds
+        # Every call gives up within the timeout, retries included.
+        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
 
     def _organization(self, organization_id: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS).document(organization_id)
@@ -112,7 +113,7 @@ class FirestoreNotificationRepository:
         ).model_dump() | {TTL_FIELD: expire_at}
         reference = self._notification(organization_id, notification_id)
         if dedup_key is None:
-            reference.create(record, timeout=self._timeout)
+            reference.create(record, **self._bounded)
             return Claim(notification_id, new=True)
         dedup = self._organization(organization_id).collection(DEDUP)
         dedup_ref = dedup.document(dedup_document_id(dedup_key))
@@ -137,12 +138,12 @@ class FirestoreNotificationRepository:
         return claim_in(self._client.transaction())  # type: ignore[no-any-return]
 
     def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
-        snapshot = self._notification(organization_id, notification_id).get(timeout=self._timeout)
+        snapshot = self._notification(organization_id, notification_id).get(**self._bounded)
         return NotificationRecord.model_validate(snapshot.to_dict()) if snapshot.exists else None
 
     def mark_published(self, organization_id: str, notification_id: str, now: datetime) -> None:
         self._notification(organization_id, notification_id).update(
-            {"published_at": now}, timeout=self._timeout
+            {"published_at": now}, **self._bounded
         )
 
     def mark_delivered(

@@ -11,6 +11,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.store import (
     BATCH_LIMIT,
+    BATCHES,
     DEDUP,
     DELIVERIES,
     NOTIFICATIONS,
@@ -154,6 +155,7 @@ _KINDS = {
     SUBSCRIPTIONS: "subscriptions",
     NOTIFICATIONS: "notifications",
     DELIVERIES: "deliveries",
+    BATCHES: "batches",
     DEDUP: "dedup_keys",
 }
 

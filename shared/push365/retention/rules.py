@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from push365.store import DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, SUBSCRIPTIONS
+from push365.store import (
+    BATCHES,
+    DEDUP,
+    DELIVERIES,
+    NOTIFICATIONS,
+    ORGANIZATIONS,
+    SUBSCRIPTIONS,
+)
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,9 @@ def retention_rules(notification_retention_days: int) -> list[RetentionRule]:
     return [
         # Tombstones of unsubscribed browsers (the token itself went at unsubscribe).
         RetentionRule("subscriptions", SUBSCRIPTIONS, "purge_by"),
-        # Per-device delivery records, then the notification records themselves.
+        # Per-device delivery records and the fan-out's batches, then the notification records.
         RetentionRule("deliveries", DELIVERIES, "sent_at", keep_days=notification_retention_days),
+        RetentionRule("batches", BATCHES, "created_at", keep_days=notification_retention_days),
         RetentionRule(
             "notifications", NOTIFICATIONS, "created_at", keep_days=notification_retention_days
         ),

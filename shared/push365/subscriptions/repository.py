@@ -10,7 +10,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.retention import TTL_FIELD
-from push365.store import BATCH_LIMIT, ORGANIZATIONS, SUBSCRIPTIONS
+from push365.store import BATCH_LIMIT, ORGANIZATIONS, SUBSCRIPTIONS, bounded_retry
 from push365.subscriptions.model import (
     Device,
     Status,
@@ -20,7 +20,7 @@ from push365.subscriptions.model import (
 
 _IN_LIMIT = 30  # values in one Firestore "in" filter
 ACTIVE_DEVICES_QUERY_FIELDS = ("status", "user_id")
-"""The fields ``active_subscription_ids`` filters on together (one composite index, ``push365.indexes``)."""
+"""The fields ``active_subscription_ids`` filters on together (one composite index)."""
 _SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
 
 
@@ -106,8 +106,10 @@ def tombstone_fields(
 class FirestoreSubscriptionRepository:
     """Subscriptions in ``organizations/{org}/subscriptions/{sha256(token)}``."""
 
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
+        # The reads and writes of a send give up within the timeout, retries included.
+        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
 
     def _subscriptions(self, organization_id: str) -> firestore.CollectionReference:
         return self._client.collection(ORGANIZATIONS, organization_id, SUBSCRIPTIONS)
@@ -196,7 +198,7 @@ class FirestoreSubscriptionRepository:
         )
         wanted = set(user_ids)
         if len(wanted) > _SCAN_ABOVE:
-            matches = active.select(["user_id"]).stream()
+            matches = active.select(["user_id"]).stream(**self._bounded)
             return sorted(m.id for m in matches if m.get("user_id") in wanted)
         found: list[str] = []
         ordered = sorted(wanted)
@@ -204,7 +206,7 @@ class FirestoreSubscriptionRepository:
             query = active.where(
                 filter=FieldFilter("user_id", "in", ordered[start : start + _IN_LIMIT])
             )
-            found += [m.id for m in query.select([]).stream()]
+            found += [m.id for m in query.select([]).stream(**self._bounded)]
         return sorted(found)
 
     def active_devices_by_id(
@@ -217,6 +219,7 @@ class FirestoreSubscriptionRepository:
             snapshots = self._client.get_all(
                 references[start : start + BATCH_LIMIT],
                 field_paths=["user_id", "instance_id", "status"],
+                **self._bounded,
             )
             for snapshot in snapshots:
                 if snapshot.exists and snapshot.get("status") == Status.ACTIVE.value:
@@ -238,7 +241,7 @@ class FirestoreSubscriptionRepository:
             for sid in subscription_ids[start : start + BATCH_LIMIT]:
                 # merge: a subscription deleted meanwhile (its user removed) must not fail the batch
                 batch.set(collection.document(sid), tombstone, merge=True)
-            batch.commit()
+            batch.commit(**self._bounded)
         return len(subscription_ids)
 
     @staticmethod

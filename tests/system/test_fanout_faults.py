@@ -1,0 +1,229 @@
+"""The fan-out under the faults that broke the old in-request send, end to end: ``send`` in
+process, Pub/Sub's real push from the emulator to ``deliver`` running as its own process (killed
+when a test says so), Firestore behind a proxy that can cut it off, and the local FCM server
+answering slowly, with 429s or not at all. Deliveries are counted at the FCM side.
+
+"Exactly once" as a person sees it: every device gets the notification; a device whose first
+attempt's outcome was unknown (its worker died after sending, before recording) may get it a
+second time, with the same web push ``Topic`` (so the push service replaces the first), and that
+re-send is counted in the notification's ``resent``. Nothing else is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack import fanout
+from devstack.emulator import FirestoreEmulator, PubSubEmulator
+from devstack.fcm_server import LocalFcmServer
+from tests.conftest import PROJECT, fanout_topology, free_port
+from tests.faults import DeliverProcess, TcpProxy
+from tests.integration.conftest import BOB, ORG, OTHER_ORG, Functions, register
+
+CHUNK = 10  # devices claimed, sent and recorded together: at most this many re-sent on a kill
+
+
+@dataclass
+class Stack:
+    """deliver as a process behind Pub/Sub push, and the knobs a test turns."""
+
+    api: Functions
+    fcm: LocalFcmServer
+    proxy: TcpProxy
+    port: int
+    env: dict[str, str]
+    log: Path
+    workers: list[DeliverProcess] = field(default_factory=list)
+
+    def start_worker(self) -> DeliverProcess:
+        worker = DeliverProcess(self.port, self.env, self.log)
+        worker.start()
+        self.workers.append(worker)
+        return worker
+
+    def send(self, key: str, tokens: list[str], org: str = ORG, user: str = BOB) -> str:
+        for token in tokens:
+            answer = self.api.post("/subscribe", {"user_id": user, "instance_id": token}, key=key)
+            assert answer.status_code in (200, 201)
+        answer = self.api.post("/send", {"recipients": [user], "title": "t", "body": "b"}, key=key)
+        assert answer.status_code == 202, answer.json
+        return str(answer.json["notification_id"])
+
+    def status(self, key: str, nid: str) -> Any:
+        return self.api.get("/send/status", key=key, query={"notification_id": nid}).json
+
+    def wait_done(self, key: str, nid: str, timeout: float) -> Any:
+        return wait_for(lambda: self.status(key, nid)["status"] == "sent", timeout) and (
+            self.status(key, nid)
+        )
+
+    def received(self, tokens: list[str]) -> Counter[str]:
+        """Messages FCM took (answered 200) per token."""
+        wanted = set(tokens)
+        return Counter(
+            m["token"] for m in self.fcm.messages() if m["response"] == 200 and m["token"] in wanted
+        )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+    return True
+
+
+@pytest.fixture
+def stack(
+    functions: Functions,
+    emulator: FirestoreEmulator,
+    pubsub: PubSubEmulator,
+    store: Any,
+    fcm: LocalFcmServer,
+    ses: Any,
+    tmp_path: Path,
+) -> Iterator[Stack]:
+    proxy = TcpProxy(emulator.address)
+    port = free_port()
+    topology = fanout_topology(f"http://127.0.0.1:{port}/")
+    fanout.create(
+        pubsub.address,
+        fanout.FanoutTopology(
+            PROJECT,
+            topology.topic,
+            topology.push_endpoint,
+            max_delivery_attempts=100,  # retried for minutes here, before the dead-letter topic
+            minimum_backoff="1s",
+            maximum_backoff="5s",
+            ack_deadline_seconds=10,
+        ),
+    )
+    env = {
+        "FIRESTORE_EMULATOR_HOST": proxy.address,
+        "PUBSUB_EMULATOR_HOST": pubsub.address,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "PUSH365_FCM_ENDPOINT": fcm.url,
+        "PUSH365_FANOUT_TOPIC": topology.topic,
+        "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": "2",
+        "PUSH365_DELIVER_CHUNK_SIZE": str(CHUNK),
+        "PUSH365_DELIVER_LEASE_SECONDS": "4",
+        "PUSH365_STORE_TIMEOUT_SECONDS": "3",
+        "PUSH365_QUEUE_TIMEOUT_SECONDS": "5",
+        "PUSH365_RETRY_FIRST_BACKOFF_SECONDS": "1",
+        "PUSH365_RETRY_MAX_BACKOFF_SECONDS": "5",
+        "PUSH365_RETRY_HORIZON_SECONDS": "600",
+        "PUSH365_MAIL_BACKEND": "none",
+        "PYTHONUNBUFFERED": "1",
+    }
+    running = Stack(functions, fcm, proxy, port, env, tmp_path / "deliver.log")
+    with ExitStack() as cleanup:
+        cleanup.callback(proxy.stop)
+        cleanup.callback(fcm.reset_control)
+        cleanup.callback(stop_all, running.workers)
+        yield running
+
+
+def stop_all(workers: list[DeliverProcess]) -> None:
+    for worker in workers:
+        worker.stop()
+
+
+def assert_shown_once(stack: Stack, tokens: list[str], nid: str, final: Any) -> None:
+    """Every device got it; any second copy is a counted re-send with the same Topic."""
+    counts = stack.received(tokens)
+    assert set(counts) == set(tokens), "lost"
+    extra = sum(n - 1 for n in counts.values())
+    assert max(counts.values()) <= 2
+    assert extra == final["counts"]["resent"]
+    assert extra <= CHUNK
+    topics = {m["message"]["webpush"]["headers"]["Topic"] for m in stack.fcm.messages()}
+    assert topics == {nid}
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_resends_at_most_its_claim(
+    stack: Stack,
+) -> None:
+    key = register(stack.api)
+    tokens = [f"dev-{n:03d}" for n in range(100)]
+    stack.fcm.control(delay_seconds=0.3)
+    worker = stack.start_worker()
+    nid = stack.send(key, tokens)
+    wait_for(lambda: len(stack.fcm.messages()) >= 30, 60)
+
+    worker.kill()
+    stack.fcm.reset_control()
+    stack.start_worker()  # Pub/Sub redelivers after the ack deadline; the lease has run out
+    final = stack.wait_done(key, nid, 90)
+
+    assert_shown_once(stack, tokens, nid, final)
+    assert final["counts"]["sent"] == 100
+
+
+def test_fcm_slower_than_the_lease_and_the_ack_deadline_sends_each_device_once(
+    stack: Stack,
+) -> None:
+    key = register(stack.api)
+    tokens = [f"dev-{n:03d}" for n in range(150)]
+    stack.fcm.control(delay_seconds=1.0)  # 15 chunks: 15 s, past the 4 s lease and 10 s ack
+    stack.start_worker()
+
+    nid = stack.send(key, tokens)
+    final = stack.wait_done(key, nid, 120)
+
+    assert stack.received(tokens) == Counter({t: 1 for t in tokens})
+    assert (final["counts"]["sent"], final["counts"]["resent"]) == (150, 0)
+    # Pub/Sub delivered the batch again while it was being sent: handed back, not sent.
+    assert '"route": "/batch", "method": "PUBSUB", "status": 503' in stack.log.read_text()
+
+
+def test_firestore_unavailable_for_75_seconds_during_a_send(stack: Stack) -> None:
+    key = register(stack.api)
+    tokens = [f"dev-{n:03d}" for n in range(200)]
+    stack.fcm.control(delay_seconds=0.3)
+    stack.start_worker()
+    nid = stack.send(key, tokens)
+    wait_for(lambda: len(stack.fcm.messages()) >= 20, 60)
+
+    stack.proxy.cut()
+    time.sleep(75)
+    stack.proxy.restore()
+    stack.fcm.reset_control()
+    final = stack.wait_done(key, nid, 120)
+
+    assert_shown_once(stack, tokens, nid, final)
+    assert final["counts"]["sent"] == 200
+
+
+def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
+    stack: Stack,
+) -> None:
+    key_a = register(stack.api)
+    key_b = register(stack.api, OTHER_ORG)
+    stack.start_worker()
+    tokens_a = [f"a-{n}" for n in range(10)]
+    tokens_b = [f"b-{n}" for n in range(10)]
+
+    stack.fcm.control(status_override=429, retry_after="120")
+    nid_a = stack.send(key_a, tokens_a)
+    wait_for(lambda: len(stack.fcm.messages()) >= 10, 60)
+    throttled_at = time.monotonic()
+    stack.fcm.reset_control()
+    stack.fcm.control(refuse_seconds=120)
+    refused_at = time.monotonic()
+    nid_b = stack.send(key_b, tokens_b, org=OTHER_ORG)
+    final_a = stack.wait_done(key_a, nid_a, 240)
+    final_b = stack.wait_done(key_b, nid_b, 240)
+
+    assert stack.received(tokens_a) == Counter({t: 1 for t in tokens_a})
+    assert stack.received(tokens_b) == Counter({t: 1 for t in tokens_b})
+    assert (final_a["counts"]["sent"], final_b["counts"]["sent"]) == (10, 10)
+    assert time.monotonic() - throttled_at >= 120  # Retry-After was honoured
+    assert time.monotonic() - refused_at >= 120

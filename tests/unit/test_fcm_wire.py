@@ -1,0 +1,324 @@
+"""``FcmHttpGateway`` against firebase-admin's own ``send_each`` (``FirebaseGateway``), both sending
+to the real local FCM v1 server on loopback: the same JSON and headers on the wire, the same result
+for every error FCM answers, and what a timeout or a refused connection gives."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from devstack.fcm_server import LocalFcmServer
+from push365.fcm import firebase
+from push365.fcm.firebase import FirebaseGateway
+from push365.fcm.http import FcmHttpGateway
+from push365.fcm.model import Outcome, PushMessage, SendResult, WebPush
+from tests.conftest import PROJECT, free_port
+
+TIMEOUT = 1.0
+# Headers each HTTP client sets its own way (requests: "python-requests/..." and an explicit
+# "Connection: keep-alive"); every other header, Accept and Accept-Encoding included, is identical.
+TRANSPORT_HEADERS = {"host", "user-agent", "connection"}
+
+PUSHES = {
+    "plain": WebPush(title="Case escalated", body="CAS-1 needs you"),
+    "full": WebPush(
+        title="Case escalated",
+        body="CAS-1 needs you — ünïcödé ✓",
+        link="https://example.crm.dynamics.com/main.aspx?etn=incident&id=1",
+        icon="https://example.test/icon.png",
+        data={"notification_id": "n-1", "receipt_url": "https://example.test/receipt"},
+        ttl_seconds=3600,
+        urgency="high",
+        collapse_key="n-1",
+    ),
+    "ttl-zero": WebPush(title="T", body="B", ttl_seconds=0, urgency="very-low"),
+    "link-only": WebPush(title="T", body="B", link="https://example.test/x?a=1&b=2"),
+    "collapse-only": WebPush(title="T", body="B", collapse_key="n-2", data={"k": "v"}),
+}
+
+# Every error class the local server can answer, by token prefix.
+ERROR_TOKENS = [
+    "unregistered-1",
+    "invalid-1",
+    "badarg-1",
+    "quota-1",
+    "unavailable-1",
+    "internal-1",
+    "mismatch-1",
+    "thirdparty-1",
+    "notfound-1",
+    "exhausted-1",
+    "teapot-1",
+]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalFcmServer]:
+    instance = LocalFcmServer(free_port(), record_wire=True)
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def fcm(server: LocalFcmServer) -> Iterator[LocalFcmServer]:
+    server.clear()
+    server.reset_control()
+    yield server
+    server.reset_control()
+    server.clear()
+
+
+@pytest.fixture
+def sdk(server: LocalFcmServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FirebaseGateway]:
+    """firebase-admin's own send_each, in an app of this test's own (not the functions' one)."""
+    import firebase_admin
+
+    name = f"push365-wire-{time.monotonic_ns()}"
+    monkeypatch.setattr(firebase, "APP_NAME", name)
+    gateway = FirebaseGateway(PROJECT, server.url, http_timeout_seconds=TIMEOUT)
+    yield gateway
+    if name in firebase_admin._apps:
+        firebase_admin.delete_app(firebase_admin.get_app(name))
+
+
+@pytest.fixture
+def gateway(server: LocalFcmServer) -> Iterator[FcmHttpGateway]:
+    instance = FcmHttpGateway(PROJECT, server.url, http_timeout_seconds=TIMEOUT, pool_size=4)
+    yield instance
+    instance.close()
+
+
+def wire(fcm: LocalFcmServer, send: Any, messages: Sequence[PushMessage]) -> dict[str, Any]:
+    """What the server received for each token: the raw body and the non-transport headers."""
+    fcm.clear()
+    send(messages)
+    received = {}
+    for entry in fcm.messages():
+        headers = {k.lower(): v for k, v in entry["headers"] if k.lower() not in TRANSPORT_HEADERS}
+        received[entry["token"]] = {"body": entry["body"], "headers": headers}
+    return received
+
+
+def test_the_wire_is_firebase_admins(
+    fcm: LocalFcmServer, sdk: FirebaseGateway, gateway: FcmHttpGateway
+) -> None:
+    messages = [
+        PushMessage(f"token-{name}-{n}", push, device_data)
+        for name, push in PUSHES.items()
+        for n, device_data in enumerate([{}, {"delivery_id": "d-1"}])
+    ]
+
+    expected = wire(fcm, sdk.send_batch, messages)
+    actual = wire(fcm, gateway.send_batch, messages)
+
+    assert len(expected) == len(messages)
+    assert actual == expected
+    some = expected["token-full-1"]
+    assert json.loads(some["body"])["message"]["webpush"]["headers"]["Topic"] == "n-1"
+    assert some["headers"]["x-goog-api-format-version"] == "2"
+    assert some["headers"]["x-firebase-client"].startswith("fire-admin-python/")
+    assert "authorization" not in some["headers"]  # a local server is reached without credentials
+
+
+def test_every_fcm_error_is_classified_as_firebase_admin_does(
+    fcm: LocalFcmServer, sdk: FirebaseGateway, gateway: FcmHttpGateway
+) -> None:
+    messages = [PushMessage(token, PUSHES["full"]) for token in ["ok-1", *ERROR_TOKENS]]
+
+    actual = gateway.send_batch(messages)
+    # A 401 makes firebase-admin's AuthorizedSession try to refresh the credentials, which a local
+    # (anonymous) app cannot: the whole send_each fails. Its answer is compared one by one below.
+    expected = sdk.send_batch([m for m in messages if not m.token.startswith("thirdparty-")])
+
+    by_token = {m.token: r for m, r in zip(messages, actual, strict=True)}
+    assert by_token.pop("thirdparty-1") == SendResult(Outcome.FAILED, reason="third_party_auth")
+    assert by_token.pop("ok-1").outcome is Outcome.SENT
+    assert expected[0].outcome is Outcome.SENT
+    assert list(by_token.values()) == expected[1:]
+    assert {r.reason for r in by_token.values()} == {
+        "unregistered",
+        "invalid_token",
+        "invalid_argument",
+        "quota_exceeded",
+        "unavailable",
+        "internal",
+        "sender_id_mismatch",
+        "error",
+    }
+
+
+def test_a_401_is_classified_as_firebase_admin_classifies_it(
+    fcm: LocalFcmServer, gateway: FcmHttpGateway
+) -> None:
+    import requests
+    from firebase_admin import _utils, messaging
+
+    # firebase-admin's own error handling of the same answer, fetched with requests.
+    body = json.dumps({"message": {"fid": "thirdparty-2"}})
+    answer = requests.post(f"{fcm.url}/v1/projects/{PROJECT}/messages:send", data=body, timeout=5)
+    error = _utils.handle_platform_error_from_requests(
+        requests.exceptions.HTTPError(response=answer),
+        messaging._MessagingService._build_fcm_error_requests,
+    )
+
+    (result,) = gateway.send_batch([PushMessage("thirdparty-2", PUSHES["plain"])])
+
+    assert type(error).__name__ == "ThirdPartyAuthError"
+    assert result == firebase.classify_error(error)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "expected"),
+    [
+        (429, "120", SendResult(Outcome.RETRY, reason="quota_exceeded", retry_after_seconds=120)),
+        (503, "30", SendResult(Outcome.RETRY, reason="unavailable", retry_after_seconds=30)),
+        (503, "Sun, 29 Nov 2026 06:00:00 GMT", SendResult(Outcome.RETRY, reason="unavailable")),
+        (500, "1", SendResult(Outcome.RETRY, reason="internal")),
+        (404, "1", SendResult(Outcome.RETIRE, reason="unregistered")),
+        (409, "1", SendResult(Outcome.FAILED, reason="error")),
+    ],
+)
+def test_a_server_wide_fault_is_classified_as_firebase_admin_does(
+    fcm: LocalFcmServer,
+    sdk: FirebaseGateway,
+    gateway: FcmHttpGateway,
+    status: int,
+    retry_after: str,
+    expected: SendResult,
+) -> None:
+    fcm.control(status_override=status, retry_after=retry_after)
+    messages = [PushMessage(f"ok-{n}", PUSHES["plain"]) for n in range(3)]
+
+    assert gateway.send_batch(messages) == [expected] * 3
+    assert sdk.send_batch(messages) == [expected] * 3
+
+
+def test_a_timeout_may_have_been_delivered(
+    fcm: LocalFcmServer, sdk: FirebaseGateway, gateway: FcmHttpGateway
+) -> None:
+    fcm.control(delay_seconds=TIMEOUT + 0.5)
+    messages = [PushMessage(f"ok-{n}", PUSHES["plain"]) for n in range(3)]
+
+    started = time.monotonic()
+    results = gateway.send_batch(messages)
+    took = time.monotonic() - started
+
+    assert results == [SendResult(Outcome.RETRY, reason="timeout", maybe_delivered=True)] * 3
+    assert TIMEOUT <= took < TIMEOUT + 1.0  # all at once, each within its own timeout
+    assert sorted(m["token"] for m in fcm.messages()) == ["ok-0", "ok-1", "ok-2"]  # FCM got them
+    # firebase-admin says the same, less whether it may have been delivered.
+    assert [SendResult(r.outcome, reason=r.reason) for r in sdk.send_batch(messages)] == [
+        SendResult(Outcome.RETRY, reason="timeout")
+    ] * 3
+
+
+def test_only_the_slow_token_times_out(fcm: LocalFcmServer, gateway: FcmHttpGateway) -> None:
+    fcm.control(slow_seconds=TIMEOUT + 0.5)
+    messages = [PushMessage(t, PUSHES["plain"]) for t in ("ok-1", "slow-1", "ok-2")]
+
+    results = gateway.send_batch(messages)
+
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.RETRY, Outcome.SENT]
+    assert results[1].maybe_delivered
+
+
+def test_a_refused_connection_was_not_delivered() -> None:
+    nothing = FcmHttpGateway(PROJECT, f"http://127.0.0.1:{free_port()}", TIMEOUT)
+    try:
+        results = nothing.send_batch([PushMessage(f"ok-{n}", PUSHES["plain"]) for n in range(3)])
+    finally:
+        nothing.close()
+
+    assert results == [SendResult(Outcome.RETRY, reason="connection", maybe_delivered=False)] * 3
+
+
+def test_sending_resumes_when_fcm_accepts_connections_again(
+    fcm: LocalFcmServer, gateway: FcmHttpGateway
+) -> None:
+    messages = [PushMessage(f"ok-{n}", PUSHES["plain"]) for n in range(8)]
+    assert {r.outcome for r in gateway.send_batch(messages)} == {Outcome.SENT}  # pool is warm
+
+    fcm.control(refuse_seconds=1.0)  # open keep-alive connections are dropped too
+    time.sleep(0.2)
+    refused = gateway.send_batch(messages)
+    time.sleep(1.2)
+    resumed = gateway.send_batch(messages)
+
+    assert {(r.outcome, r.reason, r.maybe_delivered) for r in refused} == {
+        (Outcome.RETRY, "connection", False)
+    }
+    assert {r.outcome for r in resumed} == {Outcome.SENT}
+
+
+def test_the_control_endpoint_sets_and_resets_faults(fcm: LocalFcmServer) -> None:
+    def call(method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", fcm.server_address[1], timeout=5)
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=payload)
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+
+    assert call("PUT", "/_control", {"status_override": 429, "retry_after": "120"})[0] == 200
+    assert call("GET", "/_control")[1]["status_override"] == 429
+    assert call("PUT", "/_control", {"nonsense": 1})[0] == 400
+    assert call("DELETE", "/_control")[1]["status_override"] is None
+    assert call("GET", "/_messages") == (200, [])
+
+
+def test_results_are_in_order_from_many_threads(
+    fcm: LocalFcmServer, gateway: FcmHttpGateway
+) -> None:
+    batches = [
+        [PushMessage(f"{prefix}{t}-{n}", PUSHES["plain"]) for n in range(50)]
+        for t, prefix in enumerate(["ok-", "unregistered-", "quota-", "ok-"])
+    ]
+    results: dict[int, list[SendResult]] = {}
+
+    def send(index: int) -> None:
+        results[index] = gateway.send_batch(batches[index])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert [r.outcome for r in results[0]] == [Outcome.SENT] * 50
+    assert [r.reason for r in results[1]] == ["unregistered"] * 50
+    assert [r.reason for r in results[2]] == ["quota_exceeded"] * 50
+    numbers = [int((r.message_id or "").rsplit("/", 1)[1]) for r in results[0] + results[3]]
+    assert len(set(numbers)) == 100
+    assert len(fcm.messages()) == 200
+
+
+def test_keep_alive_answers_do_not_wait_for_a_delayed_ack(fcm: LocalFcmServer) -> None:
+    # Headers and body in two writes with Nagle on cost 40+ ms per request on one connection.
+    connection = http.client.HTTPConnection("127.0.0.1", fcm.server_address[1], timeout=5)
+    body = json.dumps({"message": {"fid": "ok-1"}})
+    started = time.monotonic()
+    for _ in range(50):
+        connection.request("POST", f"/v1/projects/{PROJECT}/messages:send", body=body)
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 200
+    connection.close()
+
+    assert (time.monotonic() - started) / 50 < 0.01
+
+
+def test_loading_the_gateway_does_not_load_aiohttp() -> None:
+    probe = "import sys, push365.fcm.http; print('aiohttp' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert result.stdout.strip() == "False"

@@ -57,7 +57,7 @@ audit: $(STAMP)
 
 ## bench: the benchmarks in bench/, each printing a RESULT line against its baseline
 bench: $(STAMP)
-	$(PY) bench/send_fanout.py
+	$(PY) bench/fanout.py
 	$(PY) bench/purge.py
 
 venv: $(STAMP)

@@ -4,7 +4,8 @@
 ``{"name": "projects/{project}/messages/{n}"}``.
 ``GET /_messages`` lists what it received as ``[{"token", "message", "response"}]`` (a message is
 recorded when it arrives, before any delay: FCM may deliver a message whose answer comes late);
-``DELETE /_messages`` clears the list.
+``DELETE /_messages`` clears the list; ``GET /_stats`` counts it (received, accepted, devices
+reached, devices sent one notification twice).
 
 Tokens with these prefixes get FCM's real error answers (``google.rpc.Status``, FcmError detail
 where FCM sends one):
@@ -222,6 +223,24 @@ class LocalFcmServer:
         with self._lock:
             self._messages.append(entry)
 
+    def stats(self) -> dict[str, int]:
+        """Counts for benchmarks: messages received, accepted, devices reached, and devices
+        that were sent the same notification more than once."""
+        counts: dict[tuple[str, str], int] = {}
+        accepted = 0
+        for entry in self.messages():
+            if entry["response"] != 200:
+                continue
+            accepted += 1
+            nid = str(entry["message"].get("data", {}).get("notification_id", ""))
+            counts[(entry["token"], nid)] = counts.get((entry["token"], nid), 0) + 1
+        return {
+            "received": len(self._messages),
+            "accepted": accepted,
+            "reached": len(counts),
+            "sent_twice": sum(1 for n in counts.values() if n > 1),
+        }
+
     def messages(self) -> list[dict[str, Any]]:
         """Every received request, oldest first."""
         with self._lock:
@@ -389,6 +408,8 @@ class LocalFcmServer:
     async def _handle(
         self, method: str, path: str, headers: list[list[str]], raw: bytes
     ) -> tuple[int, Any, dict[str, str] | None]:
+        if path == "/_stats" and method == "GET":
+            return 200, self.stats(), None
         if path == "/_messages":
             if method == "GET":
                 return 200, self.messages(), None

@@ -26,7 +26,12 @@ from devstack.emulator import FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
 from tests.conftest import PROJECT, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
+from tests.integration import conftest as integration
 from tests.integration.conftest import BOB, ORG, OTHER_ORG, Functions, register
+
+# The in-process functions and the local SES, shared with the integration tests.
+functions = integration.functions
+ses = integration.ses
 
 CHUNK = 10  # devices claimed, sent and recorded together: at most this many re-sent on a kill
 

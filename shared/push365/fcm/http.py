@@ -9,6 +9,7 @@ the answers with firebase-admin's own error classification.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import json
 import threading
@@ -119,6 +120,8 @@ class FcmHttpGateway:
                 threading.Thread(target=_run, args=(loop,), name="fcm-http", daemon=True).start()
                 self._session = asyncio.run_coroutine_threadsafe(self._open(), loop).result()
                 self._loop = loop
+                # Close the pool with the process, before the interpreter tears modules down.
+                atexit.register(self.close)
             return self._loop
 
     async def _open(self) -> aiohttp.ClientSession:

@@ -1,0 +1,327 @@
+"""Benchmark ``fanout``: send answers at once whatever the audience, and deliver drains it.
+
+Everything is the real thing on this machine: the Firestore and Pub/Sub emulators, ``send`` and
+``deliver`` served by functions-framework (gunicorn, as Cloud Functions serves them; ``deliver``
+with ``WORKERS=W`` processes behind one push endpoint, as instances behind one URL), Pub/Sub's
+push to ``deliver``, and the local FCM v1 server in its own process.
+
+Prints, each a ``RESULT`` line:
+
+- ``fanout_answer devices=N answer_p99_s=... answer_median_s=...``: send's answer time over 5 sends
+  at 1,000 and at 100,000 devices (deliver stopped: the answer is measured alone).
+- ``fanout devices=100000 answer_s=... drained_s=... workers=W msg_s=... peak_rss_mb=...`` for
+  W = 1 and 2: one send, until every device has been sent to (checked at the FCM server: each
+  device once); peak RSS is the largest of any deliver process (and of send).
+- ``deliver_vs_sdk devices=20000 deliver_s=... sdk_s=... ratio=...``: deliver's time for one send
+  to 20,000 devices (W=1, plan to last batch) against bare firebase-admin
+  ``send_each_for_multicast`` of the same tokens to the same server in the same run, at its best:
+  batches of 500, the same number of keep-alive connections as deliver's pool, no proxy scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from devstack import fanout  # noqa: E402
+from devstack.emulator import FirestoreEmulator, PubSubEmulator  # noqa: E402
+from devstack.fcm_server import FcmServerProcess  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+
+PROJECT = "demo-push365-bench"
+ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
+TOPIC = "push365-fanout"
+DEVICES_PER_USER = 100
+POOL = 16  # deliver's FCM connections (PUSH365_FCM_CONNECTIONS) and the baseline's pool
+BODY = {
+    "title": "Case escalated",
+    "body": "CAS-1 needs you",
+    "link": "https://contoso.crm4.dynamics.com/",
+    "data": {"case": "CAS-1"},
+    "ttl_seconds": 3600,
+    "urgency": "high",
+}
+
+
+def seed(users: int) -> tuple[str, list[str], list[str]]:
+    """An organization with ``users`` users of DEVICES_PER_USER subscriptions each."""
+    from push365.organizations.model import Registration
+    from push365.organizations.repository import FirestoreOrganizationRepository
+    from push365.organizations.service import OrganizationService
+    from push365.store import firestore_client
+    from push365.subscriptions.model import subscription_id
+
+    client = firestore_client()
+    registration = Registration.model_validate(
+        {"organization": {"id": ORG, "unique_name": "bench", "name": "B", "language_code": 1033}}
+    )
+    key = OrganizationService(FirestoreOrganizationRepository(client)).register(registration, None)
+    assert key.api_key
+    user_ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(users)]
+    tokens: list[str] = []
+    subscriptions = client.collection("organizations", ORG, "subscriptions")
+    writer = client.bulk_writer()
+    for user_id in user_ids:
+        for device in range(DEVICES_PER_USER):
+            token = f"bench-{user_id}-{device}-" + "x" * 120  # about a real token's length
+            tokens.append(token)
+            writer.set(
+                subscriptions.document(subscription_id(token)),
+                {"instance_id": token, "user_id": user_id, "status": "active"},
+            )
+    writer.close()
+    return key.api_key, user_ids, tokens
+
+
+def serve(name: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "functions-framework"),
+            "--source",
+            f"functions/{name}.py",
+            "--target",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+            return process
+        except urllib.error.HTTPError:
+            return process  # it answers
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not start")
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def call(url: str, body: Any = None, key: str | None = None, method: str = "GET") -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if key is not None:
+        request.add_header("X-Push365-Key", key)
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read() or b"null")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The largest resident size any process under ``pid`` reached (gunicorn's workers)."""
+    peaks = []
+    for candidate in [pid, *_children(pid)]:
+        status = Path(f"/proc/{candidate}/status").read_text()
+        line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
+        peaks.append(int(line.split()[1]) / 1024)
+    return max(peaks)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found + [g for c in found for g in _children(c)]
+
+
+class Bench:
+    def __init__(self, pubsub: PubSubEmulator, fcm: FcmServerProcess, env: dict[str, str]):
+        self.pubsub = pubsub
+        self.fcm = fcm
+        self.env = env
+        self.send_port = free_port()
+        self.deliver_port = free_port()
+        self.send: subprocess.Popen[bytes] | None = None
+        self.deliver: subprocess.Popen[bytes] | None = None
+        self.key = ""
+
+    @property
+    def send_url(self) -> str:
+        return f"http://127.0.0.1:{self.send_port}/"
+
+    def topics(self) -> None:
+        """Fresh topics and subscriptions (drops whatever is queued)."""
+        endpoint = f"http://127.0.0.1:{self.deliver_port}/"
+        fanout.create(
+            self.pubsub.address,
+            fanout.FanoutTopology(PROJECT, TOPIC, endpoint, max_delivery_attempts=100),
+        )
+
+    def start_deliver(self, workers: int) -> None:
+        stop(self.deliver)
+        self.deliver = serve("deliver", self.deliver_port, self.env | {"WORKERS": str(workers)})
+
+    def answer_times(self, recipients: list[str], sends: int) -> list[float]:
+        times = []
+        for _ in range(sends):
+            started = time.perf_counter()
+            answer = call(self.send_url, BODY | {"recipients": recipients}, self.key, "POST")
+            times.append(time.perf_counter() - started)
+            assert answer["status"] == "queued", answer
+        return times
+
+    def drain(self, recipients: list[str], devices: int) -> tuple[float, float]:
+        """One send until its last device; (answer seconds, drained seconds)."""
+        call(f"{self.fcm.url}/_messages", method="DELETE")
+        started = time.perf_counter()
+        answer = call(self.send_url, BODY | {"recipients": recipients}, self.key, "POST")
+        answered = time.perf_counter() - started
+        status_url = f"{self.send_url}status?notification_id={answer['notification_id']}"
+        while (status := call(status_url, key=self.key))["status"] != "sent":
+            assert time.perf_counter() - started < 1800, status
+            time.sleep(0.2)
+        drained = time.perf_counter() - started
+        stats = call(f"{self.fcm.url}/_stats")
+        counts = status["counts"]
+        assert counts["sent"] == devices, counts
+        assert stats["reached"] == devices and stats["sent_twice"] == 0, stats
+        print(f"  counts {counts}", flush=True)
+        return answered, drained
+
+
+def baseline(fcm_url: str, tokens: list[str]) -> float:
+    """firebase-admin at its best: its URL pointed at the local server, a pool of POOL
+    keep-alive connections, no proxy-variable scan, batches of 500."""
+    import firebase_admin
+    import requests.adapters
+    from firebase_admin import messaging
+    from google.auth.credentials import AnonymousCredentials
+
+    app = firebase_admin.initialize_app(
+        AnonymousCredentials(), {"projectId": PROJECT, "httpTimeout": 30}, name="baseline"
+    )
+    service = messaging._get_messaging_service(app)
+    service._fcm_url = f"{fcm_url}/v1/projects/{PROJECT}/messages:send"
+    session = service._client.session
+    session.mount(fcm_url, requests.adapters.HTTPAdapter(pool_maxsize=POOL, max_retries=0))
+    session.trust_env = False
+
+    def send_all(batch: list[str]) -> int:
+        message = messaging.MulticastMessage(
+            fids=batch,
+            data={"case": "CAS-1"},
+            webpush=messaging.WebpushConfig(
+                headers={"TTL": "3600", "Urgency": "high"},
+                notification=messaging.WebpushNotification(
+                    title="Case escalated", body="CAS-1 needs you"
+                ),
+                fcm_options=messaging.WebpushFCMOptions(link="https://contoso.crm4.dynamics.com/"),
+            ),
+        )
+        return int(messaging.send_each_for_multicast(message, app=app).success_count)
+
+    send_all(tokens[:10])  # warm: imports, connections
+    call(f"{fcm_url}/_messages", method="DELETE")
+    started = time.perf_counter()
+    sent = sum(send_all(tokens[start : start + 500]) for start in range(0, len(tokens), 500))
+    elapsed = time.perf_counter() - started
+    assert sent == len(tokens)
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--compare", type=int, default=20_000)
+    parser.add_argument("--sends", type=int, default=5)
+    parser.add_argument("--workers", default="1,2")
+    arguments = parser.parse_args()
+    logs = Path(tempfile.gettempdir())
+    firestore = FirestoreEmulator(free_port(), log_path=logs / "bench-firestore.log")
+    pubsub = PubSubEmulator(free_port(), log_path=logs / "bench-pubsub.log")
+    fcm = FcmServerProcess(free_port())
+    bench: Bench | None = None
+    firestore.start()
+    pubsub.start()
+    fcm.start()
+    try:
+        os.environ.update(
+            FIRESTORE_EMULATOR_HOST=firestore.address,
+            PUBSUB_EMULATOR_HOST=pubsub.address,
+            GOOGLE_CLOUD_PROJECT=PROJECT,
+        )
+        env = {
+            **os.environ,
+            "PUSH365_FCM_ENDPOINT": fcm.url,
+            "PUSH365_FANOUT_TOPIC": TOPIC,
+            "PUSH365_FCM_CONNECTIONS": str(POOL),
+        }
+        started = time.perf_counter()
+        key, users, tokens = seed(arguments.devices // DEVICES_PER_USER)
+        print(f"seeded {len(tokens)} devices in {time.perf_counter() - started:.1f}s", flush=True)
+        bench = Bench(pubsub, fcm, env)
+        bench.key = key
+        bench.topics()
+        bench.send = serve("send", bench.send_port, env)
+        bench.answer_times(users[:1], 2)  # warm: imports, the publisher's channel
+
+        for devices in (arguments.small, arguments.devices):
+            recipients = users[: devices // DEVICES_PER_USER]
+            times = bench.answer_times(recipients, arguments.sends)
+            print(
+                f"RESULT fanout_answer devices={devices} answer_p99_s={max(times):.3f} "
+                f"answer_median_s={statistics.median(times):.3f}",
+                flush=True,
+            )
+        bench.topics()  # drop the queued sends unanswered: only their answers were measured
+
+        for workers in [int(w) for w in arguments.workers.split(",")]:
+            bench.start_deliver(workers)
+            answered, drained = bench.drain(users, len(tokens))
+            assert bench.deliver is not None
+            rss = max(peak_rss_mb(bench.deliver.pid), peak_rss_mb(bench.send.pid))
+            print(
+                f"RESULT fanout devices={len(tokens)} answer_s={answered:.3f} "
+                f"drained_s={drained:.1f} workers={workers} msg_s={len(tokens) / drained:.0f} "
+                f"peak_rss_mb={rss:.0f}",
+                flush=True,
+            )
+
+        compare_users = users[: arguments.compare // DEVICES_PER_USER]
+        compare_tokens = tokens[: arguments.compare]
+        bench.start_deliver(1)
+        bench.drain(compare_users[:1], DEVICES_PER_USER)  # warm the new process
+        _, deliver_s = bench.drain(compare_users, len(compare_tokens))
+        sdk_s = baseline(fcm.url, compare_tokens)
+        print(
+            f"RESULT deliver_vs_sdk devices={len(compare_tokens)} deliver_s={deliver_s:.2f} "
+            f"sdk_s={sdk_s:.2f} ratio={deliver_s / sdk_s:.2f}",
+            flush=True,
+        )
+    finally:
+        if bench is not None:
+            stop(bench.deliver)
+            stop(bench.send)
+        fcm.stop()
+        pubsub.stop()
+        firestore.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,13 @@ def _send(request: ApiRequest) -> Reply:
     command = request.command(
         SendRequest,
         organization,
-        lambda context: send_from_context(context, organization.rules, host),
+        lambda context: send_from_context(
+            context,
+            organization.rules,
+            host,
+            organization_url=organization.url,
+            language_code=organization.language_code,
+        ),
     )
     if isinstance(command, NothingToSend):
         return 200, command.answer()

@@ -222,7 +222,11 @@ def test_an_event_no_rule_matches_sends_nothing(api: Functions, fcm: LocalFcmSer
     response = api.post("/send", dataverse("opportunity-update.json"), key=key)
 
     assert response.status_code == 200
-    assert response.json == {"matched": False}
+    assert response.json == {
+        "matched": False,
+        "reason": "No rule names this table and message.",
+        "reason_code": "no_rule",
+    }
     assert fcm.messages() == []
 
 

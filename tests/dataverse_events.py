@@ -153,3 +153,25 @@ def event(
     )
     body["OwningExtension"]["Name"] = f"Push365: {message} of {table}"
     return body | context
+
+
+def email_create(*extra_to: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """A Create of an email from Alice to Bob (a user), Dana (a contact) and an address that
+    resolved to no record, plus ``extra_to`` parties."""
+    return event(
+        "email",
+        "Create",
+        {
+            "subject": "Quote for Fabrikam",
+            "from": parties(party(user(ALICE, "Alice Ng"))),
+            "to": parties(
+                party(user(BOB, "Bob Stone")),
+                party(ref("contact", CONTACT_ID, "Dana Diaz")),
+                party(None, "someone@fabrikam.example"),
+                *extra_to,
+            ),
+            "ownerid": user(ALICE, "Alice Ng"),
+        },
+        InitiatingUserId=ALICE,
+        **context,
+    )

@@ -26,6 +26,7 @@ from tests.dataverse_events import (
     choice,
     choices,
     date,
+    email_create,
     event,
     money,
     parties,
@@ -286,28 +287,9 @@ def test_every_urgency_value_and_an_unknown_one(value: int, urgency: str) -> Non
 # --- activities and their parties ---------------------------------------------------------
 
 
-def email_event(**context: Any) -> dict[str, Any]:
-    return event(
-        "email",
-        "Create",
-        {
-            "subject": "Quote for Fabrikam",
-            "from": parties(party(user(ALICE, "Alice Ng"))),
-            "to": parties(
-                party(user(BOB, "Bob Stone")),
-                party(ref("contact", CONTACT_ID, "Dana Diaz")),
-                party(None, "someone@fabrikam.example"),
-                party(ref("team", TEAM, "Sales")),
-            ),
-            "ownerid": user(ALICE, "Alice Ng"),
-        },
-        **context,
-    )
-
-
 def test_activity_parties_render_by_name_and_their_users_are_recipients() -> None:
     request = sent(
-        email_event(),
+        email_create(party(ref("team", TEAM, "Sales"))),
         rule(
             table="email",
             message="Create",

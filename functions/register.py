@@ -24,9 +24,9 @@ from push365.notifications.dataverse import (
     context_from_event,
     preview,
     rule_preview_answer,
-    surroundings,
 )
 from push365.notifications.model import RulePreviewEvent, RuleSet
+from push365.notifications.rules import Surroundings
 from push365.organizations.model import Registration
 from push365.users.dataverse import user_change_from_context
 from push365.users.model import UserBatch, UserRemoval
@@ -87,8 +87,11 @@ def _preview_rules(request: ApiRequest) -> Reply:
     context = (
         context_from_event(event, organization.id) if isinstance(event, RulePreviewEvent) else event
     )
-    around = surroundings(
-        request.header(DYNAMICS_HOST_HEADER), organization.url, organization.language_code
+    around = Surroundings(
+        request.header(DYNAMICS_HOST_HEADER),
+        organization.url,
+        organization.language_code,
+        bootstrap.receipt_url(),
     )
     previews = preview(context, organization.rules, around)
     subscriptions = bootstrap.subscriptions()

@@ -30,6 +30,7 @@ def _send(request: ApiRequest) -> Reply:
             host,
             organization_url=organization.url,
             language_code=organization.language_code,
+            receipt_url=bootstrap.receipt_url(),
         ),
     )
     if isinstance(command, NothingToSend):

@@ -32,7 +32,6 @@ from push365.notifications.rules import (
     render_rule,
     user_ids_in,
 )
-from push365.settings import get_settings
 
 TABLE = "p365_notification"
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
@@ -105,33 +104,28 @@ def send_from_context(
     *,
     organization_url: str | None = None,
     language_code: int | None = None,
+    receipt_url: str | None = None,
 ) -> SendRequest | NothingToSend:
     """What to send for a Dataverse event: a ``p365_notification`` row, else the first rule for
     the event's table and message whose stage and depth fit.
 
     ``organization_url`` (registered) serves record links when ``dynamics_host`` is a bare
-    name; ``language_code`` (the organization's LCID) formats dates.
+    name; ``language_code`` (the organization's LCID) formats dates; ``receipt_url`` (what every
+    message also carries) counts against FCM's payload limit.
 
     Raises:
         ValidationFailed: never for the event's data; only if a rendered request still failed
             validation, which the rendering rules out.
     """
+    around = Surroundings(dynamics_host, organization_url, language_code, receipt_url)
     if context.is_message(TABLE, "Create") and context.target_entity is not None:
-        return _from_notification_row(context.target_entity)
-    around = surroundings(dynamics_host, organization_url, language_code)
+        return _from_notification_row(context.target_entity, around)
     refused = None
     for candidate in candidates(context, rules):
         if candidate.refused is None:
             return _request(render_rule(candidate.rule, context, around))
         refused = refused or candidate.refused
     return NothingToSend(matched=False, reason=refused or NO_RULE)
-
-
-def surroundings(
-    dynamics_host: str | None, organization_url: str | None, language_code: int | None
-) -> Surroundings:
-    """What rendering needs beyond the event, with this deployment's receipt URL."""
-    return Surroundings(dynamics_host, organization_url, language_code, get_settings().receipt_url)
 
 
 def _request(rendered: Rendered) -> SendRequest | NothingToSend:
@@ -146,7 +140,7 @@ def _request(rendered: Rendered) -> SendRequest | NothingToSend:
     return validate(SendRequest, fields)
 
 
-def _from_notification_row(row: Entity) -> SendRequest | NothingToSend:
+def _from_notification_row(row: Entity, around: Surroundings) -> SendRequest | NothingToSend:
     recipients, teams = _row_recipients(row)
     title = str(row.get("p365_title") or "")
     if not title.strip():
@@ -155,7 +149,7 @@ def _from_notification_row(row: Entity) -> SendRequest | NothingToSend:
         title,
         str(row.get("p365_body") or ""),
         https_or_none(_text(row.get("p365_link"))),
-        get_settings().receipt_url,
+        around.receipt_url,
     )
     return _row_request(recipients, teams, title, body, link, row)
 

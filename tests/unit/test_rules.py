@@ -157,7 +157,7 @@ def test_an_update_without_the_templated_column_gets_a_default_title() -> None:
     request = sent(body, rule(title="{fullname}", body="{fullname} now at {telephone1}"))
 
     assert request.title == "Contact updated"
-    assert request.body == " now at +1 555 0199"  # never the placeholder text
+    assert request.body == "now at +1 555 0199"  # never the placeholder text
 
 
 def test_default_titles_name_the_table_and_the_message() -> None:
@@ -410,7 +410,7 @@ def test_a_delete_without_a_pre_image_can_notify_the_user_who_deleted() -> None:
         table="opportunity",
         message="Delete",
         recipients=["context.initiatinguserid"],
-        title="{name}",
+        title="{name} was deleted",
     )
 
     request = sent(body, delete_rule)

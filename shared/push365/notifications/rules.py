@@ -139,9 +139,9 @@ def render_rule(rule: Rule, context: ExecutionContext, around: Surroundings) -> 
     """What ``rule`` sends for the event: recipients, and content that always fits."""
     records = event_records(context)
     users, teams = resolve_recipients(rule.recipients, context, records)
-    title = render(rule.title, records, around.language_code)
-    body = render(rule.body, records, around.language_code)
-    if not title.strip():
+    title = render(rule.title, records, around.language_code).strip()
+    body = render(rule.body, records, around.language_code).strip()
+    if not title or not _any_column_shown(rule.title, records, around.language_code):
         title = default_title(context.primary_entity_name, context.message_name)
     link: str | None = None
     if rule.link == RECORD_LINK:
@@ -177,6 +177,14 @@ def render(template: str, records: Sequence[Entity], language_code: int | None) 
         return ""
 
     return _PLACEHOLDER.sub(value, template)
+
+
+def _any_column_shown(template: str, records: Sequence[Entity], language_code: int | None) -> bool:
+    """Whether a template without placeholders, or with at least one that shows a value: a
+    title whose every column is missing ("{name} was deleted" without a pre-image) falls back
+    to the default title rather than reading " was deleted"."""
+    columns = _PLACEHOLDER.findall(template)
+    return not columns or any(render(f"{{{c}}}", records, language_code) for c in columns)
 
 
 def resolve_recipients(

@@ -6,7 +6,11 @@ Routes (relative to the function URL):
     POST /users       upsert users; or a Dataverse systemuser Create/Update/Delete body
     POST /rotate-key  issue a new key; the old one stops working at once
     POST /rules       replace the event rules that turn Dataverse events into notifications
+                      (with warnings for rules that run before the change is committed)
     GET  /rules       the event rules
+    POST /rules/preview  what each rule for an event (a Dataverse body, or table, message and
+                      target) would send: rendered exactly as a send renders it, with recipient
+                      and device counts; nothing is sent, stored or logged of it
 """
 
 import flask
@@ -15,7 +19,14 @@ import functions_framework
 from push365 import bootstrap
 from push365.dataverse import NotHandled, is_execution_context
 from push365.model import validate
-from push365.notifications.model import RuleSet
+from push365.notifications.dataverse import (
+    DYNAMICS_HOST_HEADER,
+    context_from_event,
+    preview,
+    rule_preview_answer,
+)
+from push365.notifications.model import RulePreviewEvent, RuleSet
+from push365.notifications.rules import Surroundings
 from push365.organizations.model import Registration
 from push365.users.dataverse import user_change_from_context
 from push365.users.model import UserBatch, UserRemoval
@@ -63,7 +74,35 @@ def _set_rules(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
     organization = request.authenticate(organizations.authenticate)
     rule_set = validate(RuleSet, request.json_object())
-    return 200, {"rules": organizations.set_rules(organization, rule_set)}
+    answer: dict[str, object] = {"rules": organizations.set_rules(organization, rule_set)}
+    warnings = rule_set.warnings()
+    if warnings:
+        answer["warnings"] = warnings
+    return 200, answer
+
+
+def _preview_rules(request: ApiRequest) -> Reply:
+    organization = request.authenticate(bootstrap.organizations().authenticate)
+    event = request.command(RulePreviewEvent, organization, lambda context: context)
+    context = (
+        context_from_event(event, organization.id) if isinstance(event, RulePreviewEvent) else event
+    )
+    around = Surroundings(
+        request.header(DYNAMICS_HOST_HEADER),
+        organization.url,
+        organization.language_code,
+        bootstrap.receipt_url(),
+    )
+    previews = preview(context, organization.rules, around)
+    subscriptions = bootstrap.subscriptions()
+    return 200, {
+        "previews": [
+            rule_preview_answer(
+                p, subscriptions.count_devices(organization.id, p.rendered.recipients)
+            )
+            for p in previews
+        ]
+    }
 
 
 def _get_rules(request: ApiRequest) -> Reply:
@@ -78,6 +117,7 @@ api = Api(
         "/users": {"POST": _users},
         "/rotate-key": {"POST": _rotate_key},
         "/rules": {"POST": _set_rules, "GET": _get_rules},
+        "/rules/preview": {"POST": _preview_rules},
     },
 )
 

@@ -30,7 +30,14 @@ def _send(request: ApiRequest) -> Reply:
     command = request.command(
         SendRequest,
         organization,
-        lambda context: send_from_context(context, organization.rules, host),
+        lambda context: send_from_context(
+            context,
+            organization.rules,
+            host,
+            organization_url=organization.url,
+            language_code=organization.language_code,
+            receipt_url=bootstrap.receipt_url(),
+        ),
     )
     if isinstance(command, NothingToSend):
         return 200, command.answer()

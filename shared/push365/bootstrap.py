@@ -50,6 +50,12 @@ def notices() -> AdminNotices:
     )
 
 
+def receipt_url() -> str | None:
+    """The receipt URL every message carries: rendering keeps messages under FCM's limit with
+    it."""
+    return get_settings().receipt_url
+
+
 @lru_cache(maxsize=1)
 def organizations() -> OrganizationService:
     """Registration and authentication."""

@@ -102,6 +102,8 @@ def browser() -> Iterator[Any]:
     """Debian's Chromium, headless."""
     if shutil.which(CHROMIUM) is None and not Path(CHROMIUM).exists():
         _missing.append(f"{CHROMIUM} not found (make test installs Debian's chromium when it can)")
+        if os.environ.get("PUSH365_REQUIRE_EMULATOR") == "1":
+            pytest.fail(f"CHROMIUM MISSING: {_missing[-1]}")
         pytest.skip(f"NOT RUN - CHROMIUM MISSING: {_missing[-1]}")
     from playwright.sync_api import sync_playwright
 

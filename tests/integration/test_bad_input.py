@@ -18,8 +18,16 @@ GOOD_BODIES: dict[str, dict[str, Any]] = {
     "/unsubscribe": {"instance_id": "tok"},
     "/send": {"recipients": [BOB], "title": "t", "body": "b"},
     "/receipt": {"receipt": "r"},
+    "/register/rules/preview": {"table": "contact", "message": "Update"},
 }
-AUTHENTICATED = ["/register/users", "/register/rules", "/subscribe", "/unsubscribe", "/send"]
+AUTHENTICATED = [
+    "/register/users",
+    "/register/rules",
+    "/register/rules/preview",
+    "/subscribe",
+    "/unsubscribe",
+    "/send",
+]
 TOO_BIG = json.dumps({"users": [{"id": BOB, "full_name": CANARY * 30_000}]})
 
 # (name, url, request options, expected status, expected code)
@@ -167,6 +175,44 @@ CASES += [
                 "MessageName": "Delete",
                 "PrimaryEntityName": "p365_subscription",
                 "OrganizationId": CANARY,
+            }
+        },
+        422,
+        "validation_failed",
+    ),
+    (
+        "preview: target not an object",
+        "/register/rules/preview",
+        {"body": {"table": "contact", "message": "Update", "target": [CANARY]}},
+        422,
+        "validation_failed",
+    ),
+    (
+        "preview: a lookup whose id is not a guid",
+        "/register/rules/preview",
+        {
+            "body": {
+                "table": "contact",
+                "message": "Update",
+                "target": {"ownerid": {"Id": CANARY, "LogicalName": "systemuser"}},
+            }
+        },
+        422,
+        "validation_failed",
+    ),
+    (
+        "rules: recipient neither a column, a context user nor a guid",
+        "/register/rules",
+        {
+            "body": {
+                "rules": [
+                    {
+                        "table": "contact",
+                        "message": "Update",
+                        "recipients": [f"context.{CANARY}"],
+                        "title": "t",
+                    }
+                ]
             }
         },
         422,

@@ -24,6 +24,7 @@ ORGANIZATION_FIELDS = {
     "unique_name",
     "name",
     "language_code",
+    "url",
     "business",
     "admins",
     "api_key_hash",

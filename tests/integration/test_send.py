@@ -237,7 +237,11 @@ def test_an_event_no_rule_matches_sends_nothing(api: Functions, fcm: LocalFcmSer
     response, _ = post_and_deliver(api, dataverse("opportunity-update.json"), key)
 
     assert response.status_code == 200
-    assert response.json == {"matched": False}
+    assert response.json == {
+        "matched": False,
+        "reason": "No rule names this table and message.",
+        "reason_code": "no_rule",
+    }
     assert fcm.messages() == []
 
 

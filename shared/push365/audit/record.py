@@ -39,9 +39,13 @@ COUNT_KEYS = frozenset(
         "organizations",
         "deleted",
         "erased",
+        "teams_skipped",
     }
 )
 ID_KEYS = frozenset({"organization_id", "subscription_id", "notification_id"})
+# Why a call did nothing (a Dataverse event no rule sends for): a code from a fixed set.
+REASON_CODE_KEY = "reason_code"
+_CODE = re.compile(r"^[a-z_]{1,40}$")
 _ID = re.compile(r"^[0-9a-f-]{32,64}$")
 
 
@@ -62,6 +66,7 @@ class AuditRecord:
     status: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     fault: dict[str, str] | None = None
+    reason_code: str | None = None
     duration_ms: float = 0.0
 
     def add_users(self, user_ids: Iterable[str]) -> None:
@@ -90,6 +95,8 @@ class AuditRecord:
                         self.counts[f"{key}.{kind}"] = count
             elif key in ID_KEYS and isinstance(value, str) and _ID.match(value):
                 self.ids[key] = value
+            elif key == REASON_CODE_KEY and isinstance(value, str) and _CODE.match(value):
+                self.reason_code = value
 
     def fields(self) -> dict[str, Any]:
         """The JSON fields of the log entry."""
@@ -110,6 +117,7 @@ class AuditRecord:
             "dedup_key": self.dedup_key,
             "counts": self.counts or None,
             "fault": self.fault,
+            "reason_code": self.reason_code,
             **self.ids,
         }
         entry.update({k: v for k, v in optional.items() if v is not None})

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Union
 
+from push365.dataverse.display import format_datetime
 from push365.errors import ValidationFailed
 from push365.model import normalize_guid
 
@@ -76,11 +77,20 @@ class Entity:
         """The raw value of a column, or None when the record does not carry it."""
         return self.attributes.get(column)
 
-    def display(self, column: str) -> str | None:
-        """What a user sees: the formatted value when there is one, else the raw value as text."""
+    def display(self, column: str, language_code: int | None = None) -> str | None:
+        """What a user sees: the formatted value when there is one, else the raw value as text.
+
+        A date is shown in the language of ``language_code`` (an LCID; ISO-like without one)
+        instead of the webhook's ISO text; activity parties are shown by their parties' names.
+        """
+        raw = self.attributes.get(column)
+        if isinstance(raw, datetime):
+            return format_datetime(raw, language_code)
+        if isinstance(raw, tuple) and raw and all(isinstance(v, Entity) for v in raw):
+            return display_text(raw)
         if column in self.formatted_values:
             return self.formatted_values[column]
-        return display_text(self.attributes.get(column))
+        return display_text(raw)
 
 
 @dataclass(frozen=True)
@@ -240,14 +250,28 @@ def display_text(value: Value) -> str | None:
             return value.isoformat()
         case bool():
             return "true" if value else "false"
-        case Entity(id=entity_id):
-            return entity_id
+        case Entity():
+            return _party_name(value)
+        case tuple() if value and all(isinstance(v, Entity) for v in value):
+            # Activity parties (from, to, cc, ...): the parties' names.
+            return "; ".join(t for t in (display_text(v) for v in value) if t)
         case tuple():
             return ", ".join(t for t in (display_text(v) for v in value) if t)
         case Mapping():
             return None
         case _:
             return str(value)
+
+
+def _party_name(party: Entity) -> str | None:
+    # An activity party: the name of the record it points to, else the address it used.
+    reference = party.get("partyid")
+    if isinstance(reference, EntityReference) and reference.name:
+        return reference.name
+    address = party.get("addressused")
+    if isinstance(address, str) and address:
+        return address
+    return None
 
 
 def _key_values(raw: Any) -> dict[str, Any]:

@@ -1,52 +1,95 @@
-"""Notifications from Dataverse: a ``p365_notification`` row, or an event a rule matches."""
+"""Notifications from Dataverse: a ``p365_notification`` row, or an event a rule matches.
+
+Neither fails an event for the data it carries: what cannot be sent as it is is shortened,
+defaulted or left out, and an event that names nobody is a documented no-op (``200``).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from push365.dataverse import Entity, EntityReference, ExecutionContext, Value
-from push365.model import validate
-from push365.notifications.model import Rule, SendRequest
+from push365.dataverse import Entity, ExecutionContext, OptionSetValue, parse_entity
+from push365.model import normalize_guid, validate
+from push365.notifications.model import (
+    MAX_RECIPIENTS,
+    MAX_TTL_SECONDS,
+    Rule,
+    RulePreviewEvent,
+    SendRequest,
+    Urgency,
+)
+from push365.notifications.rules import (
+    NO_RECIPIENTS,
+    NO_RULE,
+    Rendered,
+    Surroundings,
+    candidates,
+    fit,
+    https_or_none,
+    render_rule,
+    user_ids_in,
+)
 
 TABLE = "p365_notification"
-RECORD_LINK = "record"
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
-_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$")
-_URGENCY_LABELS = {
-    "very low": "very-low",
-    "very-low": "very-low",
-    "low": "low",
-    "normal": "normal",
-    "high": "high",
-}
+DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
+"""Sent by Dataverse: the environment's host name (or, some say, its bare name)."""
+ROW_DEFAULT_TITLE = "Notification"
+URGENCY_VALUES: dict[int, Urgency] = {0: "low", 1: "normal", 2: "high", 3: "very-low"}
+"""``p365_urgency`` is read by value, never by its (translatable) label: Low 0, Normal 1 and
+High 2 as Dataverse's own priority choices, Very Low 3."""
 
 
 class NothingToSend:
-    """A Dataverse event no rule matched, or a matched one that names no system user.
+    """A Dataverse event that sends nothing: no rule for it, a rule for another stage or depth,
+    or recipients that name no system user.
 
-    Answered with 200: an owner that is a team, or an event with no rule, is not an error.
+    Answered with 200 and a fixed reason: an owner that is a team, or an event with no rule, is
+    not an error (a failed step would fail, or roll back, the user's save).
     """
 
-    def __init__(self, matched: bool) -> None:
+    def __init__(
+        self, matched: bool, reason: tuple[str, str] = NO_RULE, teams_skipped: int = 0
+    ) -> None:
         self.matched = matched
+        self.reason_code, self.reason = reason
+        self.teams_skipped = teams_skipped
 
     def answer(self) -> dict[str, object]:
-        """The JSON answer."""
+        """The JSON answer (``reason_code`` also reaches the audit record)."""
         if not self.matched:
-            return {"matched": False}
-        return {"matched": True, "recipients": 0, "devices": 0, "sent": 0, "failed": 0}
+            return {"matched": False, "reason": self.reason, "reason_code": self.reason_code}
+        return {
+            "matched": True,
+            "recipients": 0,
+            "devices": 0,
+            "sent": 0,
+            "failed": 0,
+            "teams_skipped": self.teams_skipped,
+            "reason": self.reason,
+            "reason_code": self.reason_code,
+        }
 
 
 def dedup_key(context: ExecutionContext) -> str:
     """The operation's identity: one Dataverse operation is sent at most once.
 
-    ``CorrelationId`` is shared by every step of one operation, so it is not used.
+    ``CorrelationId`` is shared by every step of one operation, so it is used only when neither
+    ``RequestId`` nor ``OperationId`` is there, and then with ``OperationCreatedOn``: two events
+    never share a key, while Dataverse's retry (the identical body) still does.
     """
+    operation: object = context.request_id or context.operation_id
+    if operation is None and (context.correlation_id or context.operation_created_on):
+        created = context.operation_created_on
+        operation = "{}@{}".format(
+            context.correlation_id or "",
+            "" if created is None else int(created.timestamp() * 1000),
+        )
     parts = (
         context.owning_extension_id,
-        context.request_id or context.operation_id,
+        operation,
         context.primary_entity_id,
         context.message_name.lower(),
         context.stage,
@@ -55,99 +98,186 @@ def dedup_key(context: ExecutionContext) -> str:
 
 
 def send_from_context(
-    context: ExecutionContext, rules: Sequence[Rule], dynamics_host: str | None
+    context: ExecutionContext,
+    rules: Sequence[Rule],
+    dynamics_host: str | None,
+    *,
+    organization_url: str | None = None,
+    language_code: int | None = None,
+    receipt_url: str | None = None,
 ) -> SendRequest | NothingToSend:
-    """What to send for a Dataverse event (the first rule that matches wins).
+    """What to send for a Dataverse event: a ``p365_notification`` row, else the first rule for
+    the event's table and message whose stage and depth fit.
+
+    ``organization_url`` (registered) serves record links when ``dynamics_host`` is a bare
+    name; ``language_code`` (the organization's LCID) formats dates; ``receipt_url`` (what every
+    message also carries) counts against FCM's payload limit.
 
     Raises:
-        ValidationFailed: the row or the rendered rule is not a valid notification.
+        ValidationFailed: never for the event's data; only if a rendered request still failed
+            validation, which the rendering rules out.
     """
+    around = Surroundings(dynamics_host, organization_url, language_code, receipt_url)
     if context.is_message(TABLE, "Create") and context.target_entity is not None:
-        return _from_notification_row(context.target_entity)
-    for rule in rules:
-        if context.is_message(rule.table, rule.message):
-            return _from_rule(rule, context, dynamics_host)
-    return NothingToSend(matched=False)
+        return _from_notification_row(context.target_entity, around)
+    refused = None
+    for candidate in candidates(context, rules):
+        if candidate.refused is None:
+            return _request(render_rule(candidate.rule, context, around))
+        refused = refused or candidate.refused
+    return NothingToSend(matched=False, reason=refused or NO_RULE)
 
 
-def _from_notification_row(row: Entity) -> SendRequest:
-    recipients: list[Any] = [
-        part.strip()
-        for part in re.split(r"[;,]", str(row.get("p365_recipients") or ""))
-        if part.strip()
-    ]
-    if not recipients:
-        recipients = list(_user_ids([row.get("ownerid")]))
-    urgency_label = (row.formatted_values.get("p365_urgency") or "").strip().lower()
+def _request(rendered: Rendered) -> SendRequest | NothingToSend:
+    if not rendered.recipients:
+        return NothingToSend(True, NO_RECIPIENTS, rendered.teams_skipped)
     fields: dict[str, object] = {
-        "recipients": recipients,
-        "title": row.get("p365_title"),
-        "body": row.get("p365_body") or "",
-        "link": row.get("p365_link") or None,
-        "ttl_seconds": row.get("p365_ttlseconds"),
-        "urgency": _URGENCY_LABELS.get(urgency_label),
+        "recipients": rendered.recipients,
+        "title": rendered.title,
+        "body": rendered.body,
+        "link": rendered.link,
     }
     return validate(SendRequest, fields)
 
 
-def _from_rule(
-    rule: Rule, context: ExecutionContext, host: str | None
+def _from_notification_row(row: Entity, around: Surroundings) -> SendRequest | NothingToSend:
+    recipients, teams = _row_recipients(row)
+    title = str(row.get("p365_title") or "")
+    if not title.strip():
+        title = ROW_DEFAULT_TITLE
+    title, body, link = fit(
+        title,
+        str(row.get("p365_body") or ""),
+        https_or_none(_text(row.get("p365_link"))),
+        around.receipt_url,
+    )
+    return _row_request(recipients, teams, title, body, link, row)
+
+
+def _row_request(
+    recipients: list[str], teams: int, title: str, body: str, link: str | None, row: Entity
 ) -> SendRequest | NothingToSend:
-    records = _records(context)
-    recipients = list(dict.fromkeys(_user_ids(_column(records, c) for c in rule.recipients)))
     if not recipients:
-        return NothingToSend(matched=True)
+        return NothingToSend(True, NO_RECIPIENTS, teams)
+    urgency = row.get("p365_urgency")
+    ttl = row.get("p365_ttlseconds")
     fields: dict[str, object] = {
         "recipients": recipients,
-        "title": render(rule.title, records),
-        "body": render(rule.body, records),
+        "title": title,
+        "body": body,
+        "link": link,
+        "ttl_seconds": min(max(ttl, 0), MAX_TTL_SECONDS)
+        if isinstance(ttl, int) and not isinstance(ttl, bool)
+        else None,
+        "urgency": URGENCY_VALUES.get(urgency.value)
+        if isinstance(urgency, OptionSetValue)
+        else None,
     }
-    if rule.link == RECORD_LINK:
-        fields["link"] = record_url(host, context.primary_entity_name, context.primary_entity_id)
-    elif rule.link:
-        fields["link"] = render(rule.link, records) or None
     return validate(SendRequest, fields)
 
 
-def render(template: str, records: Sequence[Entity]) -> str:
-    """``{column}`` placeholders: the formatted value when there is one, else the raw value."""
-
-    def value(match: re.Match[str]) -> str:
-        column = match.group(1).lower()
-        for record in records:
-            if column in record.formatted_values or column in record.attributes:
-                return record.display(column) or ""
-        return ""
-
-    return _PLACEHOLDER.sub(value, template)
-
-
-def record_url(host: str | None, table: str, record_id: str | None) -> str | None:
-    """The Dynamics URL of a record, when the host header and the id are there."""
-    if not host or not record_id or not _HOST.match(host):
-        return None
-    return f"https://{host}/main.aspx?etn={table}&id={record_id}&pagetype=entityrecord"
+def _row_recipients(row: Entity) -> tuple[list[str], int]:
+    # p365_recipients: GUIDs separated by ";" or ","; what is not a GUID is skipped. Empty: the
+    # row's owner.
+    users: list[str] = []
+    for part in re.split(r"[;,\s]+", _text(row.get("p365_recipients")) or ""):
+        try:
+            users.append(normalize_guid(part))
+        except ValueError:
+            continue  # empty, or not a GUID
+    if users:
+        return list(dict.fromkeys(users))[:MAX_RECIPIENTS], 0
+    return user_ids_in([row.get("ownerid")])
 
 
-def _records(context: ExecutionContext) -> list[Entity]:
-    # What the operation touched first, then the images' registered columns.
-    target = context.target_entity
-    records = [target] if target else []
-    return records + list(context.post_images.values()) + list(context.pre_images.values())
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
-def _column(records: Sequence[Entity], column: str) -> Value:
-    return next((r.get(column) for r in records if column in r.attributes), None)
+@dataclass(frozen=True)
+class RulePreview:
+    """What one rule for the event's table and message would do. Content: in memory only."""
+
+    number: int
+    rule: Rule
+    refused: tuple[str, str] | None
+    rendered: Rendered
+    sends: bool
+
+    def __repr__(self) -> str:
+        return f"RulePreview(rule={self.number}, <content hidden>)"
 
 
-def _user_ids(values: Iterable[Value]) -> Iterable[str]:
-    """System users referenced by lookups or activity parties (teams and others are skipped)."""
-    for value in values:
-        if isinstance(value, EntityReference) and value.logical_name == "systemuser":
-            yield value.id
-        elif isinstance(value, tuple):
-            for item in value:
-                if isinstance(item, Entity):
-                    yield from _user_ids([item.get("partyid")])
-                else:
-                    yield from _user_ids([item])
+def preview(
+    context: ExecutionContext, rules: Sequence[Rule], around: Surroundings
+) -> list[RulePreview]:
+    """Every rule for the event's table and message, rendered exactly as a send renders it
+    (the same code), with whether it is the one a send would use."""
+    previews: list[RulePreview] = []
+    chosen = False
+    for candidate in candidates(context, rules):
+        rendered = render_rule(candidate.rule, context, around)
+        first = candidate.refused is None and not chosen
+        chosen = chosen or first
+        previews.append(
+            RulePreview(
+                number=candidate.number,
+                rule=candidate.rule,
+                refused=candidate.refused,
+                rendered=rendered,
+                sends=first and bool(rendered.recipients),
+            )
+        )
+    return previews
+
+
+def rule_preview_answer(rule_preview: RulePreview, devices: int) -> dict[str, object]:
+    """One preview as JSON: the rule, whether it applies and sends, and what it renders."""
+    rendered = rule_preview.rendered
+    answer: dict[str, object] = {
+        "rule": rule_preview.number,
+        "table": rule_preview.rule.table,
+        "message": rule_preview.rule.message,
+        "applies": rule_preview.refused is None,
+        "sends": rule_preview.sends,
+        "title": rendered.title,
+        "body": rendered.body,
+        "link": rendered.link,
+        "recipients": len(rendered.recipients),
+        "devices": devices,
+        "teams_skipped": rendered.teams_skipped,
+    }
+    reason = rule_preview.refused or (None if rendered.recipients else NO_RECIPIENTS)
+    if reason is not None:
+        answer["reason_code"], answer["reason"] = reason
+    return answer
+
+
+def context_from_event(event: RulePreviewEvent, organization_id: str) -> ExecutionContext:
+    """An execution context from a plainly described event (for previews)."""
+
+    def entity(attributes: dict[str, object], formatted: dict[str, str]) -> Entity:
+        return parse_entity(
+            {
+                "LogicalName": event.table,
+                "Id": event.record_id,
+                "Attributes": attributes,
+                "FormattedValues": formatted,
+            }
+        )
+
+    is_delete = event.message.lower() == "delete"
+    target = entity(event.target, event.formatted_values)
+    return ExecutionContext(
+        message_name=event.message,
+        primary_entity_name=event.table,
+        primary_entity_id=event.record_id,
+        organization_id=organization_id,
+        initiating_user_id=event.initiating_user_id,
+        user_id=event.user_id or event.initiating_user_id,
+        stage=event.stage,
+        depth=event.depth,
+        operation_created_on=datetime.now(UTC),
+        input_parameters={} if is_delete else {"Target": target},
+        pre_images={"PreImage": entity(event.pre_image, {})} if event.pre_image else {},
+    )

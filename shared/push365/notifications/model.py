@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
@@ -81,23 +81,87 @@ class SendRequest(InputModel):
     __str__ = __repr__
 
 
+RULE_STAGES = (10, 20, 40)
+"""Pre-validation, pre-operation, post-operation: a rule's ``stage`` is one of them."""
+COMMITTED_STAGE: Literal[40] = 40
+MAX_DEPTH = 8
+CONTEXT_RECIPIENTS = ("context.initiatinguserid", "context.userid")
+"""Recipients a rule takes from the event itself: who started the operation, and on whose
+behalf it ran."""
+
+_RECIPIENT = re.compile(
+    r"^(context\.(initiatinguserid|userid)"
+    r"|[a-z0-9_]{1,64}"
+    r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+
+
+def _recipient(value: str) -> str:
+    if not _RECIPIENT.match(value):
+        raise ValueError(
+            "must be a column name, context.initiatinguserid, context.userid or a user's GUID"
+        )
+    return value
+
+
+RuleRecipient = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=64),
+    AfterValidator(_recipient),
+]
+"""A column of the Target or an image (a lookup or activity party to ``systemuser``), one of
+:data:`CONTEXT_RECIPIENTS`, or a fixed system user id."""
+
+
 class Rule(InputModel):
-    """An event rule: a Dataverse event on ``table`` with ``message`` becomes a notification."""
+    """An event rule: a Dataverse event on ``table`` with ``message`` becomes a notification.
+
+    It applies only to events of its ``stage`` (post-operation by default: the change is
+    committed) and at most ``max_depth`` deep (1 by default: not from a plug-in chain).
+    """
 
     table: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
     message: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z]{1,64}$")]
-    recipients: list[
-        Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
-    ] = Field(min_length=1, max_length=10)
+    recipients: list[RuleRecipient] = Field(min_length=1, max_length=10)
     title: str = Field(min_length=1, max_length=1024)
     body: str = Field(default="", max_length=4096)
     link: str | None = Field(default=None, max_length=2048)
+    stage: Literal[10, 20, 40] = COMMITTED_STAGE
+    max_depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
 
 
 class RuleSet(InputModel):
     """``POST /register/rules``: the organization's rules, replacing any before."""
 
     rules: list[Rule] = Field(max_length=100)
+
+    def warnings(self) -> list[str]:
+        """Fixed texts about rules that are valid but probably not what is meant."""
+        return [
+            f"Rule {number} runs at stage {rule.stage}, before the change is committed: "
+            "it can notify about a save that is then rolled back."
+            for number, rule in enumerate(self.rules, start=1)
+            if rule.stage != COMMITTED_STAGE
+        ]
+
+
+class RulePreviewEvent(InputModel):
+    """``POST /register/rules/preview`` without a Dataverse body: an event described plainly.
+
+    ``target`` and ``pre_image`` map columns to values as Dataverse sends them (a lookup is
+    ``{"Id", "LogicalName", "Name"}``); ``formatted_values`` maps columns to display text.
+    """
+
+    table: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
+    message: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{1,64}$")]
+    record_id: Guid | None = None
+    target: dict[str, Any] = Field(default_factory=dict, max_length=500)
+    formatted_values: dict[str, str] = Field(default_factory=dict, max_length=500)
+    pre_image: dict[str, Any] = Field(default_factory=dict, max_length=500)
+    stage: int = COMMITTED_STAGE
+    depth: int = 1
+    initiating_user_id: Guid | None = None
+    user_id: Guid | None = None
 
 
 class DeliveryCounts(BaseModel):

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from push365.model import Guid, InputModel, LongText, ShortText
 from push365.notifications.model import Rule
+
+
+def _organization_url(value: str) -> str:
+    if not re.fullmatch(r"https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d{1,5})?/?", value):
+        raise ValueError("must be the environment's https:// address, without a path")
+    return value.rstrip("/")
+
+
+OrganizationUrl = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(_organization_url)
+]
+"""The environment's address (``https://contoso.crm4.dynamics.com``): record links are built on
+it when Dataverse's ``x-ms-dynamics-organization`` header is a bare organization name."""
 
 
 class OrganizationInfo(InputModel):
@@ -18,6 +32,7 @@ class OrganizationInfo(InputModel):
     unique_name: ShortText = Field(min_length=1)
     name: ShortText = Field(min_length=1)
     language_code: int = Field(ge=1, le=0x7FFF, description="An LCID, e.g. 1033.")
+    url: OrganizationUrl | None = None
 
 
 class Business(InputModel):
@@ -56,6 +71,8 @@ class Registration(InputModel):
             "name": info.name,
             "language_code": info.language_code,
         }
+        if "url" in info.model_fields_set:
+            updates["url"] = info.url
         for name, value in self.business.model_dump(exclude_unset=True).items():
             updates[f"business.{name}"] = value
         if "admins" in self.model_fields_set:
@@ -75,6 +92,7 @@ class Organization(BaseModel):
     api_key_hash: str | None
     created_at: datetime
     updated_at: datetime
+    url: str | None = None
     rules: list[Rule] = []
     last_delivery_alert_at: datetime | None = None
 
@@ -87,6 +105,7 @@ class Organization(BaseModel):
             unique_name=info.unique_name,
             name=info.name,
             language_code=info.language_code,
+            url=info.url,
             business=registration.business,
             admins=registration.admins,
             api_key_hash=api_key_hash,

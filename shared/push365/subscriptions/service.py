@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -55,6 +55,12 @@ class SubscriptionService:
             organization_id, command.instance_id, command.user_id, command.browser_footprint, now
         )
         return Subscribed(subscription_id(command.instance_id), created)
+
+    def count_devices(self, organization_id: str, user_ids: Sequence[str]) -> int:
+        """How many active browsers these users have (what a send would reach); reads only."""
+        if not user_ids:
+            return 0
+        return len(self._subscriptions.active_subscription_ids(organization_id, user_ids))
 
     def unsubscribe(self, organization_id: str, command: Unsubscribe) -> Unsubscribed:
         """Stop sending to one token, or to every token of a user. Never sent to again."""

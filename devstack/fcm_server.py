@@ -9,6 +9,12 @@ Tokens with these prefixes get FCM's real error answers (``google.rpc.Status``, 
 ``unregistered-`` 404 UNREGISTERED, ``invalid-`` 400 INVALID_ARGUMENT, ``quota-`` 429
 QUOTA_EXCEEDED with ``Retry-After``, ``unavailable-`` 503, ``internal-`` 500, ``flaky-`` 503 the
 first time, then 200.
+
+Each identifier must come in the field of its kind, as FCM requires: a registration token in
+``token``, a Firebase installation id in ``fid``. Identifiers are registration tokens unless a
+test registers one as an installation id (``register_kind``, or ``POST /_identifiers`` with
+``{"identifier", "kind": "installation_id"}``); one in the wrong field gets FCM's 400
+INVALID_ARGUMENT for an invalid registration token. Each record says which ``field`` carried it.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ ERRORS: dict[str, tuple[int, str, str | None, str]] = {
     "internal-": (500, "INTERNAL", "INTERNAL", "Internal error encountered."),
 }
 RETRY_AFTER_SECONDS = "1"
+FIELD_OF_KIND = {"registration_token": "token", "installation_id": "fid"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,6 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real endpoint
 
     def do_POST(self) -> None:
+        if self.path == "/_identifiers":
+            self._register_identifier()
+            return
         match = _SEND_PATH.match(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         try:
@@ -60,12 +70,15 @@ class _Handler(BaseHTTPRequestHandler):
         if match is None:
             self._answer(404, _status(404, "NOT_FOUND", "Unknown path."))
             return
-        # Older firebase-admin releases send "token"; 7.x sends "fid" (Message.token is deprecated).
+        # A registration token comes in "token", an installation id in "fid" (field_error checks).
         token = str(message.get("token") or message.get("fid") or "")
-        error = self.server.error_for(token)
+        field = "fid" if message.get("fid") else "token"
+        error = self.server.field_error(token, field) or self.server.error_for(token)
         if error is not None:
             status, rpc_status, error_code, text = error
-            self.server.record({"token": token, "message": message, "response": status})
+            self.server.record(
+                {"token": token, "field": field, "message": message, "response": status}
+            )
             body = _status(status, rpc_status, text)
             if error_code:
                 body["error"]["details"] = [{"@type": _FCM_ERROR, "errorCode": error_code}]
@@ -73,8 +86,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(status, body, headers)
             return
         name = f"projects/{match.group(1)}/messages/{next(self.server.ids)}"
-        self.server.record({"token": token, "message": message, "response": 200})
+        self.server.record({"token": token, "field": field, "message": message, "response": 200})
         self._answer(200, {"name": name})
+
+    def _register_identifier(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+            self.server.register_kind(str(body["identifier"]), str(body["kind"]))
+        except (ValueError, KeyError, TypeError):
+            self._answer(400, _status(400, "INVALID_ARGUMENT", "Give identifier and kind."))
+            return
+        self._answer(200, {"registered": True})
 
     def do_GET(self) -> None:
         if self.path != "/_messages":
@@ -119,6 +142,7 @@ class LocalFcmServer(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
         self._flaky_seen: set[str] = set()
+        self._kinds: dict[str, str] = {}
         self._thread: threading.Thread | None = None
 
     @property
@@ -137,6 +161,23 @@ class LocalFcmServer(ThreadingHTTPServer):
             return ERRORS["unavailable-"]
         return next((e for prefix, e in ERRORS.items() if token.startswith(prefix)), None)
 
+    def register_kind(self, identifier: str, kind: str) -> None:
+        """What ``identifier`` is: ``registration_token`` (the default) or ``installation_id``.
+
+        Raises:
+            ValueError: an unknown kind.
+        """
+        if kind not in FIELD_OF_KIND:
+            raise ValueError("kind is registration_token or installation_id")
+        with self._lock:
+            self._kinds[identifier] = kind
+
+    def field_error(self, identifier: str, field: str) -> tuple[int, str, str | None, str] | None:
+        """FCM's answer when the identifier is not in its kind's field (else None)."""
+        with self._lock:
+            kind = self._kinds.get(identifier, "registration_token")
+        return None if FIELD_OF_KIND[kind] == field else ERRORS["invalid-"]
+
     def record(self, entry: dict[str, Any]) -> None:
         """Remember one answered request."""
         with self._lock:
@@ -152,6 +193,7 @@ class LocalFcmServer(ThreadingHTTPServer):
         with self._lock:
             self._messages.clear()
             self._flaky_seen.clear()
+            self._kinds.clear()
 
     def start(self) -> None:
         """Serve in the background."""

@@ -296,7 +296,9 @@ class NotificationService:
         data = {"notification_id": nid, "receipt": receipt}
         if self._policy.receipt_url:
             data["receipt_url"] = self._policy.receipt_url
-        message = PushMessage(token=device.instance_id, push=push, device_data=data)
+        message = PushMessage(
+            token=device.instance_id, push=push, device_data=data, token_kind=device.token_kind
+        )
         return _Pending(device, message, receipt_hash)
 
 

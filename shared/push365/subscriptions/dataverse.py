@@ -10,6 +10,7 @@ from push365.subscriptions.model import Subscribe, Unsubscribe
 TABLE = "p365_subscription"
 INSTANCE_ID = "p365_instanceid"
 FOOTPRINT = "p365_footprint"
+TOKEN_KIND = "p365_tokenkind"  # optional text column; absent: a registration token (web browsers)
 
 
 def subscribe_from_context(context: ExecutionContext) -> Subscribe | NotHandled:
@@ -25,6 +26,7 @@ def subscribe_from_context(context: ExecutionContext) -> Subscribe | NotHandled:
             "user_id": context.initiating_user_id,
             "instance_id": target.get(INSTANCE_ID),
             "browser_footprint": target.get(FOOTPRINT),
+            **({"token_kind": target.get(TOKEN_KIND)} if target.get(TOKEN_KIND) else {}),
         },
     )
 

@@ -99,6 +99,18 @@ def tombstone_fields(
     }
 
 
+def firestore_tombstone(
+    reason: UnsubscribeReason, now: datetime, purge_by: datetime
+) -> dict[str, Any]:
+    """The Firestore update that turns a subscription into a tombstone: the token goes now."""
+    return {
+        **tombstone_fields(reason, now, purge_by),
+        "instance_id": firestore.DELETE_FIELD,
+        "browser_footprint": firestore.DELETE_FIELD,
+        "token_kind": firestore.DELETE_FIELD,
+    }
+
+
 class FirestoreSubscriptionRepository:
     """Subscriptions in ``organizations/{org}/subscriptions/{sha256(token)}``."""
 
@@ -165,7 +177,7 @@ class FirestoreSubscriptionRepository:
             snapshot = reference.get(transaction=transaction, field_paths=["status"])
             if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:
                 return 0
-            transaction.update(reference, self._tombstone(reason, now, purge_by))
+            transaction.update(reference, firestore_tombstone(reason, now, purge_by))
             return 1
 
         return int(deactivate_in(self._client.transaction()))
@@ -183,7 +195,7 @@ class FirestoreSubscriptionRepository:
             .where(filter=FieldFilter("user_id", "==", user_id))
             .where(filter=FieldFilter("status", "==", Status.ACTIVE.value))
         )
-        tombstone = self._tombstone(reason, now, purge_by)
+        tombstone = firestore_tombstone(reason, now, purge_by)
         return self._write_each(query, lambda batch, ref: batch.update(ref, tombstone))
 
     def delete_user(self, organization_id: str, user_id: str) -> int:
@@ -220,7 +232,7 @@ class FirestoreSubscriptionRepository:
         purge_by: datetime,
     ) -> int:
         collection = self._subscriptions(organization_id)
-        tombstone = self._tombstone(reason, now, purge_by)
+        tombstone = firestore_tombstone(reason, now, purge_by)
         for start in range(0, len(subscription_ids), BATCH_LIMIT):
             batch = self._client.batch()
             for sid in subscription_ids[start : start + BATCH_LIMIT]:
@@ -228,15 +240,6 @@ class FirestoreSubscriptionRepository:
                 batch.set(collection.document(sid), tombstone, merge=True)
             batch.commit()
         return len(subscription_ids)
-
-    @staticmethod
-    def _tombstone(reason: UnsubscribeReason, now: datetime, purge_by: datetime) -> dict[str, Any]:
-        return {
-            **tombstone_fields(reason, now, purge_by),
-            "instance_id": firestore.DELETE_FIELD,
-            "browser_footprint": firestore.DELETE_FIELD,
-            "token_kind": firestore.DELETE_FIELD,
-        }
 
     def _write_each(self, query: firestore.Query, write: Any) -> int:
         """Apply ``write(batch, reference)`` to every match, a batch per BATCH_LIMIT documents."""

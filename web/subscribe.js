@@ -18,8 +18,8 @@ const MESSAGES = {
     "get this browser's notifications now. Turn them on again to get yours here instead.",
   blocked: "Notifications are blocked for this site. Allow them in the browser's site settings, then try again.",
   unsupported: "This browser cannot receive push notifications (it lacks service workers, the Push API " +
-    "or storage for them, as in some private windows). Use a current Edge, Chrome or Firefox, or " +
-    "Safari 16.4 or later.",
+    "or storage for them, as private windows often do). Use a current Edge, Chrome or Firefox, or " +
+    "Safari on macOS 13 or later, in a normal window.",
   "no-user": "Open this page from Dynamics 365: it needs to know who is signed in.",
   error: "Something went wrong; nothing was saved. Try again.",
 };

@@ -53,7 +53,8 @@ function xrmRows(webApi, table) {
   };
 }
 
-function isNotFound(error) {
+// Dataverse's "does not exist" (HTTP 404; Xrm.WebApi's error code for a missing row).
+export function isNotFound(error) {
   return Boolean(error) && (error.status === 404 || error.errorCode === -2147220969);
 }
 
@@ -72,7 +73,7 @@ function webApiRows(base, entitySet) {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     if (!response.ok && !(method === "DELETE" && response.status === 404)) {
-      throw new Error(`Dataverse answered ${response.status}`);
+      throw Object.assign(new Error(`Dataverse answered ${response.status}`), { status: response.status });
     }
     return response;
   }

@@ -5,7 +5,7 @@
 // unsubscribe functions. It never logs anything it handles.
 import { deleteFcmToken, getFcmToken, messagingSupported } from "./firebase-messaging.js";
 import { footprint } from "./footprint.js";
-import { globalContext, subscriptionRows, userOf } from "./dynamics.js";
+import { globalContext, isNotFound, subscriptionRows, userOf } from "./dynamics.js";
 import {
   clearState, loadState, otherUsers, plan, saveState, tokenMovedAway,
 } from "./lifecycle.js";
@@ -65,8 +65,16 @@ async function write(state, token, force) {
     await page.rows.remove(rowId); // the old token's row: unsubscribes it
     rowId = null;
   }
-  if (action === "refresh") await page.rows.update(rowId, row);
-  else rowId = await page.rows.create(row);
+  if (action === "refresh") {
+    try {
+      await page.rows.update(rowId, row);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      rowId = await page.rows.create(row); // the row was deleted meanwhile: a new one
+    }
+  } else {
+    rowId = await page.rows.create(row);
+  }
   saveState(localStorage, user, { rowId, token, sentAt: now });
   return action;
 }

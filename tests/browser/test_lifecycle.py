@@ -28,6 +28,18 @@ NEW_TOKEN = "browser-token-0002"
 WEEK_MS = 7 * 24 * 60 * 60 * 1000
 
 
+def age_state(page: Any, age_ms: int) -> None:
+    """Bob's token was last sent ``age_ms`` ago."""
+    page.evaluate(
+        """([key, age]) => {
+            const state = JSON.parse(localStorage.getItem(key));
+            state.sentAt = Date.now() - age;
+            localStorage.setItem(key, JSON.stringify(state));
+        }""",
+        [f"push365.subscription.{BOB}", age_ms],
+    )
+
+
 def reopen(context: Any, web_server: str, page: Any) -> Any:
     page.close()
     return open_page(context, web_server)
@@ -87,14 +99,7 @@ def test_a_token_last_sent_a_week_ago_is_sent_again(
 ) -> None:
     page = subscribed_page(context, web_server, TOKEN)
     (before,) = tenant.subscriptions(BOB)
-    page.evaluate(
-        """([key, age]) => {
-            const state = JSON.parse(localStorage.getItem(key));
-            state.sentAt = Date.now() - age;
-            localStorage.setItem(key, JSON.stringify(state));
-        }""",
-        [f"push365.subscription.{BOB}", WEEK_MS + 60_000],
-    )
+    age_state(page, WEEK_MS + 60_000)
     time.sleep(1)  # last_seen_at must be able to move
 
     page = reopen(context, web_server, page)
@@ -106,6 +111,21 @@ def test_a_token_last_sent_a_week_ago_is_sent_again(
     assert after["status"] == "active"
     assert after["last_seen_at"] > before["last_seen_at"]
     assert after["created_at"] == before["created_at"]
+
+
+def test_a_row_deleted_in_dynamics_meanwhile_is_created_again_at_the_weekly_refresh(
+    context: Any, web_server: str, dataverse: FakeDataverse, tenant: Tenant
+) -> None:
+    page = subscribed_page(context, web_server, TOKEN)
+    age_state(page, WEEK_MS + 60_000)
+    dataverse.rows.clear()  # someone deleted the row in Dynamics (its webhook is not the point)
+
+    page = reopen(context, web_server, page)
+
+    create, create_again = dataverse.calls
+    assert (create["op"], create_again["op"]) == ("POST", "POST")
+    assert stored_state(page)[f"push365.subscription.{BOB}"]["rowId"] == create_again["row"]
+    assert tenant.active_tokens(BOB) == [TOKEN]
 
 
 def test_two_dynamics_users_in_one_browser_profile_keep_separate_state(

@@ -8,14 +8,14 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 
-.PHONY: dev test lint checkov browser unit bench audit venv clean
+.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit venv clean
 
-## dev: set up .venv, then run every function, the Firestore emulator and the local FCM server
+## dev: set up .venv, then run every function, the Firestore and Pub/Sub emulators and the local FCM server
 dev: $(STAMP)
 	$(PY) -m devstack
 
-## test: lint, type-check, checkov, and the whole suite (starts and stops its own emulator)
-test: $(STAMP) lint checkov browser
+## test: lint, type-check, checkov, the bundle check and the whole suite (starts and stops its own emulators)
+test: $(STAMP) lint checkov browser bundle-check
 	$(PY) -m pytest
 
 ## lint: ruff and mypy
@@ -45,6 +45,23 @@ browser:
 	    echo "WARNING: no $(CHROMIUM) and no root apt-get: the browser tests will be NOT RUN"; \
 	  fi; \
 	fi
+
+## bundle: build web/firebase-messaging.js (the Firebase JS SDK pinned in web/sdk/package-lock.json)
+SDK_DIR := web/sdk
+BUNDLE := web/firebase-messaging.js
+$(SDK_DIR)/node_modules/.installed: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
+	cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bundle: $(SDK_DIR)/node_modules/.installed
+	cd $(SDK_DIR) && npm run --silent build -- --log-level=warning --outfile=../firebase-messaging.js
+
+## bundle-check: the committed bundle is exactly what its sources and lockfile build
+bundle-check: $(SDK_DIR)/node_modules/.installed
+	@mkdir -p .local
+	cd $(SDK_DIR) && npm run --silent build -- --log-level=warning --outfile=../../.local/firebase-messaging.js
+	@cmp -s .local/firebase-messaging.js $(BUNDLE) || \
+	  { echo "$(BUNDLE) is stale: run 'make bundle' and commit it"; exit 1; }
 
 ## unit: only the fast tests that need no emulator
 unit: $(STAMP)

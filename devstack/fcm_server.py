@@ -32,6 +32,12 @@ Server-wide faults, until reset: ``PUT /_control`` with a JSON object of any of
 ``GET /_control`` shows the current settings, ``DELETE /_control`` resets them. In-process the same
 is ``LocalFcmServer.control(...)`` and ``reset_control()``.
 
+Each identifier must come in the field of its kind, as FCM requires: a registration token in
+``token``, a Firebase installation id in ``fid``. Identifiers are registration tokens unless a
+test registers one as an installation id (``register_kind``, or ``POST /_identifiers`` with
+``{"identifier", "kind": "installation_id"}``); one in the wrong field gets FCM's 400
+INVALID_ARGUMENT for an invalid registration token. Each record says which ``field`` carried it.
+
 It is an asyncio server (one event loop in one thread): one write per answer and ``TCP_NODELAY``
 (asyncio's default), so a keep-alive connection never waits for a delayed ACK.
 """
@@ -97,6 +103,7 @@ _OVERRIDES: dict[int, str] = {
     503: "unavailable-",
 }
 RETRY_AFTER_SECONDS = "1"
+FIELD_OF_KIND = {"registration_token": "token", "installation_id": "fid"}
 _MAX_HEAD = 64 * 1024
 
 
@@ -179,6 +186,7 @@ class LocalFcmServer:
         self._lock = threading.Lock()
         self._messages: list[dict[str, Any]] = []
         self._flaky_seen: set[str] = set()
+        self._kinds: dict[str, str] = {}
         self._control = Control()
         self._socket = self._listen()
         self._port = self._socket.getsockname()[1]
@@ -218,6 +226,25 @@ class LocalFcmServer:
             return ERRORS["unavailable-"]
         return next((e for prefix, e in ERRORS.items() if token.startswith(prefix)), None)
 
+    def register_kind(self, identifier: str, kind: str) -> None:
+        """What ``identifier`` is: ``registration_token`` (the default) or ``installation_id``.
+
+        Raises:
+            ValueError: an unknown kind.
+        """
+        if kind not in FIELD_OF_KIND:
+            raise ValueError("kind is registration_token or installation_id")
+        with self._lock:
+            self._kinds[identifier] = kind
+
+    def field_error(
+        self, identifier: str, field: str
+    ) -> tuple[int, str | None, str | None, str] | None:
+        """FCM's answer when the identifier is not in its kind's field (else None)."""
+        with self._lock:
+            kind = self._kinds.get(identifier, "registration_token")
+        return None if FIELD_OF_KIND[kind] == field else ERRORS["invalid-"]
+
     def record(self, entry: dict[str, Any]) -> None:
         """Remember one received request."""
         with self._lock:
@@ -251,6 +278,7 @@ class LocalFcmServer:
         with self._lock:
             self._messages.clear()
             self._flaky_seen.clear()
+            self._kinds.clear()
 
     def control(self, **settings: Any) -> None:
         """Set server-wide faults (the fields of ``Control``); unset ones return to defaults."""
@@ -431,6 +459,13 @@ class LocalFcmServer:
                 assert self._loop is not None
                 self._loop.call_soon(self._apply_control, control)
                 return 200, asdict(control), None
+        elif path == "/_identifiers" and method == "POST":
+            try:
+                body = json.loads(raw or b"{}")
+                self.register_kind(str(body["identifier"]), str(body["kind"]))
+            except (ValueError, KeyError, TypeError):
+                return 400, _status(400, "INVALID_ARGUMENT", "Give identifier and kind."), None
+            return 200, {"registered": True}, None
         elif method == "POST":
             return await self._send(path, headers, raw)
         return 404, _status(404, "NOT_FOUND", "Unknown path."), None
@@ -441,16 +476,22 @@ class LocalFcmServer:
         match = _SEND_PATH.match(path)
         try:
             message = json.loads(raw or b"{}")["message"]
-            # Older firebase-admin releases send "token"; 7.x sends "fid" (token is deprecated).
+            # A registration token comes in "token", an installation id in "fid".
             token = str(message.get("token") or message.get("fid") or "")
+            field = "fid" if message.get("fid") else "token"
         except (ValueError, KeyError, TypeError, AttributeError):
             return 400, _status(400, "INVALID_ARGUMENT", "Invalid JSON payload received."), None
         if match is None:
             return 404, _status(404, "NOT_FOUND", "Unknown path."), None
         control = self._control
-        error = self.error_for(token)
+        error = self.field_error(token, field) or self.error_for(token)
         status = error[0] if error is not None else 200
-        entry: dict[str, Any] = {"token": token, "message": message, "response": status}
+        entry: dict[str, Any] = {
+            "token": token,
+            "field": field,
+            "message": message,
+            "response": status,
+        }
         if self.record_wire:
             entry["headers"] = headers
             entry["body"] = raw.decode()

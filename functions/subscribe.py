@@ -1,8 +1,9 @@
 """Cloud Function ``subscribe``: a browser opts in to push notifications.
 
 Routes (relative to the function URL):
-    POST /  ``{"user_id", "instance_id", "browser_footprint"?}`` or a Dataverse Create of
-            ``p365_subscription``; 201 for a new subscription, 200 for a known token.
+    POST /  ``{"user_id", "instance_id", "browser_footprint"?, "token_kind"?}`` or a Dataverse
+            Create (or Update setting ``p365_instanceid``) of ``p365_subscription``; 201 for a
+            new subscription, 200 for a known token (its ``last_seen_at`` refreshed).
 """
 
 import flask

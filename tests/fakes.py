@@ -21,6 +21,7 @@ from push365.organizations.model import Organization
 from push365.subscriptions.model import (
     Device,
     Status,
+    TokenKind,
     UnsubscribeReason,
     subscription_id,
 )
@@ -96,17 +97,19 @@ class InMemorySubscriptionRepository:
         user_id: str,
         footprint: str | None,
         now: datetime,
+        token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN,
     ) -> bool:
         key = (organization_id, subscription_id(instance_id))
         stored = self.documents.get(key)
         if stored is not None and stored["status"] == Status.ACTIVE:
-            stored.update(user_id=user_id, last_seen_at=now)
+            stored.update(user_id=user_id, last_seen_at=now, token_kind=token_kind.value)
             if footprint is not None:
                 stored["browser_footprint"] = footprint
             return False
         self.documents[key] = {
             "id": key[1],
             "instance_id": instance_id,
+            "token_kind": token_kind.value,
             "user_id": user_id,
             "browser_footprint": footprint,
             "status": Status.ACTIVE.value,
@@ -178,6 +181,7 @@ class InMemorySubscriptionRepository:
                     subscription_id=sid,
                     user_id=document["user_id"],
                     instance_id=document["instance_id"],
+                    token_kind=document.get("token_kind") or TokenKind.REGISTRATION_TOKEN,
                 )
         return found
 
@@ -200,6 +204,7 @@ class InMemorySubscriptionRepository:
     ) -> None:
         document.pop("instance_id", None)
         document.pop("browser_footprint", None)
+        document.pop("token_kind", None)
         document.update(tombstone_fields(reason, now, purge_by))
 
 

@@ -17,6 +17,11 @@ self.PUSH365_CONFIG = {
   table: "p365_subscription",
   instanceIdColumn: "p365_instanceid",
   footprintColumn: "p365_footprint",
-  // The service worker, beside this page (the same web resource folder).
-  serviceWorker: "push365-sw.js",
+  // The service worker and its scope: the web resource folder at its unversioned path, so the
+  // registration stays the same whatever cache-busting prefix Dynamics puts before /WebResources/
+  // when it opens the page (a script may only control paths at or below its own folder).
+  serviceWorker: "/WebResources/p365_/push365-sw.js",
+  serviceWorkerScope: "/WebResources/p365_/",
+  // Where Dynamics' client API lives when the page is not inside a Dynamics form or app.
+  webApiVersion: "v9.2",
 };

@@ -148,5 +148,10 @@ def privacy() -> PrivacyService:
 @lru_cache(maxsize=1)
 def purger() -> Purger:
     """Retention purge."""
-    rules = retention_rules(get_settings().notification_retention_days)
+    settings = get_settings()
+    rules = retention_rules(
+        settings.notification_retention_days,
+        settings.stale_subscription_days,
+        settings.unsubscribe_retention_days,
+    )
     return Purger(FirestoreRetentionStore(firestore_client()), rules)

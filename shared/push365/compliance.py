@@ -117,6 +117,8 @@ def audit(client: Any, now: datetime, notification_retention_days: int) -> list[
     for rule in retention_rules(notification_retention_days):
         if rule.collection == ORGANIZATIONS:
             kind = "organization_not_erased"
+        elif rule.tombstone_days is not None:
+            kind = "stale_subscription"  # an active token its browser stopped refreshing
         elif rule.collection == SUBSCRIPTIONS:
             kind = "past_purge_by"
         else:

@@ -23,10 +23,11 @@ has deleted everything under it."""
 def required_indexes() -> dict[str, Any]:
     """Composite indexes, collection-group single-field indexes, and TTL fields."""
     # Retention's range queries run over collection groups: each needs that scope's index.
+    rules = retention_rules(90)
     field_indexes = [
         {"collection": rule.collection, "field": rule.field, "query_scope": "COLLECTION_GROUP"}
-        for rule in retention_rules(90)
-        if not rule.top_level
+        for rule in rules
+        if not rule.top_level and rule.status is None
     ]
     composite = [
         {
@@ -34,6 +35,15 @@ def required_indexes() -> dict[str, Any]:
             "query_scope": "COLLECTION",
             "fields": list(ACTIVE_DEVICES_QUERY_FIELDS),
         }
+    ] + [
+        # A rule that also filters on status: one composite index over the collection group.
+        {
+            "collection": rule.collection,
+            "query_scope": "COLLECTION_GROUP",
+            "fields": ["status", rule.field],
+        }
+        for rule in rules
+        if rule.status is not None
     ]
     return {
         "ttl_field": TTL_FIELD,

@@ -9,7 +9,11 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from push365.retention import MAX_UNSUBSCRIBE_RETENTION_DAYS
+from push365.retention import (
+    DEFAULT_STALE_SUBSCRIPTION_DAYS,
+    MAX_STALE_SUBSCRIPTION_DAYS,
+    MAX_UNSUBSCRIBE_RETENTION_DAYS,
+)
 
 LOCAL_PROJECT_ID = "demo-push365"
 
@@ -28,6 +32,11 @@ class Settings(BaseSettings):
     # The privacy policy promises removal from the live database within 30 days of unsubscribe.
     unsubscribe_retention_days: int = Field(
         default=MAX_UNSUBSCRIBE_RETENTION_DAYS, ge=0, le=MAX_UNSUBSCRIBE_RETENTION_DAYS
+    )
+    # A subscription its browser has not refreshed for this long is stale: never sent to again,
+    # unsubscribed by purge (token erased) and purged like any unsubscribed one.
+    stale_subscription_days: int = Field(
+        default=DEFAULT_STALE_SUBSCRIPTION_DAYS, ge=1, le=MAX_STALE_SUBSCRIPTION_DAYS
     )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # How long a notification record (metadata only, never content) is kept.

@@ -82,6 +82,12 @@ PLANTS = {
         .document(subscription_id("old"))
         .update({"purge_by": datetime.now(UTC) - timedelta(days=1)})
     ),
+    "stale_subscription": lambda s: (
+        org(s)
+        .collection("subscriptions")
+        .document(subscription_id("tok"))
+        .update({"last_seen_at": datetime.now(UTC) - timedelta(days=61)})
+    ),
     "past_retention": lambda s: next(
         iter(org(s).collection("notifications").list_documents())
     ).update({"created_at": datetime.now(UTC) - timedelta(days=91)}),

@@ -76,7 +76,7 @@ def test_an_active_subscription_is_never_purged(api: Functions, store: Any) -> N
     api.post("/unsubscribe", {"instance_id": "tok"}, key=key)
     api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)  # back again
 
-    result = purge(api, datetime.now(UTC) + timedelta(days=3650))
+    result = purge(api, datetime.now(UTC) + timedelta(days=59))  # not stale yet (60 days)
 
     assert result["deleted"]["subscriptions"] == 0
     assert subscriptions(store)[subscription_id("tok")]["status"] == "active"
@@ -99,8 +99,10 @@ def test_notification_records_go_after_the_retention(api: Functions, store: Any)
 
     assert early["deleted"]["notifications"] == early["deleted"]["deliveries"] == 0
     assert early["deleted"]["dedup_keys"] == 1  # replay protection lasts 24 hours
+    assert early["deleted"]["stale_subscriptions"] == 1  # never refreshed by its browser
     assert late["deleted"] == {
         "subscriptions": 0,
+        "stale_subscriptions": 0,
         "deliveries": 1,
         "batches": 1,
         "notifications": 1,
@@ -214,3 +216,66 @@ def test_an_organization_whose_erasure_stopped_is_finished_by_purge(
     assert documents(store, ORG, "users") == documents(store, ORG, "subscriptions") == {}
     assert organization_exists(store, OTHER_ORG)
     assert len(documents(store, OTHER_ORG, "subscriptions")) == 1
+
+
+def seen_days_ago(store: Any, token: str, days: int) -> None:
+    """The browser holding ``token`` last refreshed its subscription ``days`` ago."""
+    reference = store.collection("organizations", ORG, "subscriptions").document(
+        subscription_id(token)
+    )
+    reference.update({"last_seen_at": datetime.now(UTC) - timedelta(days=days)})
+
+
+@pytest.mark.parametrize(("days", "stale"), [(59, False), (60, True), (61, True)])
+def test_a_subscription_not_seen_for_60_days_is_stale_not_sent_to_and_purged_later(
+    api: Functions, store: Any, fcm: Any, days: int, stale: bool
+) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "old-laptop"}, key=key)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "new-laptop"}, key=key)
+    seen_days_ago(store, "old-laptop", days)
+    now = datetime.now(UTC)
+
+    dry = purge(api, now, dry_run=True)
+    result = purge(api, now)
+    sent = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key).json
+    stored = subscriptions(store)[subscription_id("old-laptop")]
+    gone = purge(api, now + timedelta(days=31))
+
+    assert dry["deleted"]["stale_subscriptions"] == result["deleted"]["stale_subscriptions"]
+    assert result["deleted"]["stale_subscriptions"] == int(stale)
+    assert sorted(m["token"] for m in fcm.messages()) == (
+        ["new-laptop"] if stale else ["new-laptop", "old-laptop"]
+    )
+    assert sent["devices"] == (1 if stale else 2)
+    if stale:  # unsubscribed like any other: token erased now, tombstone gone by purge_by
+        assert stored["status"] == "unsubscribed"
+        assert stored["unsubscribe_reason"] == "stale"
+        assert "instance_id" not in stored
+        assert "token_kind" not in stored
+        assert stored["purge_by"] == now + timedelta(days=30)
+        assert gone["deleted"]["subscriptions"] == 1
+    else:
+        assert stored["status"] == "active"
+    assert subscriptions(store)[subscription_id("new-laptop")]["status"] == "active"
+
+
+def test_the_stale_period_is_configurable_and_a_refresh_keeps_a_subscription(
+    api: Functions, store: Any
+) -> None:
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
+    seen_days_ago(store, "tok", 20)
+    rules = retention_rules(90, stale_subscription_days=10)
+    read = FirestoreRetentionStore(store)
+    (page,) = list(read.due_pages(rules[1], datetime.now(UTC)))
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)  # the page refreshed
+
+    kept = read.tombstone(rules[1], page, datetime.now(UTC))  # between read and write
+    result = Purger(read, rules).purge(datetime.now(UTC))
+
+    assert kept == 0
+    assert result["stale_subscriptions"] == 0
+    assert subscriptions(store)[subscription_id("tok")]["status"] == "active"
+    seen_days_ago(store, "tok", 11)
+    assert Purger(read, rules).purge(datetime.now(UTC))["stale_subscriptions"] == 1

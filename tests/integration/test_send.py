@@ -102,7 +102,7 @@ def test_the_message_is_a_web_push_with_headers_link_and_data(
     )
 
     message = fcm.messages()[0]["message"]
-    assert message["fid"] == "bob-laptop"
+    assert message["token"] == "bob-laptop"  # a registration token, in its own field
     assert message["webpush"]["notification"] == {
         "title": "Case escalated",
         "body": "CAS-1 needs you",
@@ -209,7 +209,7 @@ def test_rules_turn_any_dataverse_event_into_a_notification(
     assert response.status_code == 202
     assert summary["counts"]["sent"] == 1
     message = fcm.messages()[0]["message"]
-    assert message["fid"] == "bob-laptop"  # ownerid in the Target: Bob
+    assert message["token"] == "bob-laptop"  # ownerid in the Target: Bob
     assert message["webpush"]["notification"]["title"] == "Fabrikam renewal 2026 is In Progress"
     assert message["webpush"]["notification"]["body"] == (
         "Worth $125,000.00, owner Bob Stone, changed by a1111111-2222-4333-8444-555555555501"

@@ -79,6 +79,27 @@ def test_dataverse_create_subscribes_the_initiating_user(api: Functions, store: 
     assert stored["browser_footprint"] == "chrome-131/windows-11/1f9c2ab4"
 
 
+def test_dataverse_update_setting_the_token_refreshes_last_seen(api: Functions, store: Any) -> None:
+    """What the subscribe page does weekly: rewrite its row with the same token."""
+    key = register(api)
+    api.post("/subscribe", dataverse("subscription-create.json"), key=key)
+    before = subscriptions(store)[subscription_id(TOKEN)]
+    update = dataverse("subscription-create.json", MessageName="Update")
+    other_columns = dataverse("subscription-create.json", MessageName="Update")
+    target = other_columns["InputParameters"][0]["value"]
+    target["Attributes"] = [a for a in target["Attributes"] if a["key"] != "p365_instanceid"]
+
+    refreshed = api.post("/subscribe", update, key=key)
+    ignored = api.post("/subscribe", other_columns, key=key)
+
+    assert refreshed.status_code == 200
+    after = subscriptions(store)[subscription_id(TOKEN)]
+    assert after["last_seen_at"] > before["last_seen_at"]
+    assert after["created_at"] == before["created_at"]
+    assert ignored.status_code == 200
+    assert ignored.json["handled"] is False  # an Update of other columns is not a refresh
+
+
 def test_dataverse_create_of_another_table_is_not_handled(api: Functions, store: Any) -> None:
     key = register(api)
 

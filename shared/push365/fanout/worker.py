@@ -303,7 +303,10 @@ class DeliveryWorker:
         data = {"notification_id": state.notification_id, "receipt": receipt}
         if self._policy.receipt_url:
             data["receipt_url"] = self._policy.receipt_url
-        return PushMessage(token=device.instance_id, push=push, device_data=data), receipt_hash
+        message = PushMessage(
+            token=device.instance_id, push=push, device_data=data, token_kind=device.token_kind
+        )
+        return message, receipt_hash
 
     def _backoff(self, attempts: int, retry_after: float) -> timedelta:
         doubled: timedelta = self._policy.first_backoff * 2 ** max(attempts - 1, 0)

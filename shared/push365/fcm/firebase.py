@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from push365.fcm.model import Outcome, PushMessage, SendResult
+from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind
 
 if TYPE_CHECKING:
     from firebase_admin import App
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
 APP_NAME = "push365"
 PRODUCTION_URL = "https://fcm.googleapis.com"
 _SEND_PATH = "/v1/projects/{project}/messages:send"
+# firebase-admin 7.x warns on every Message(token=...); registration tokens still go there.
+_TOKEN_DEPRECATION = r"Message\.token is deprecated"
 
 
 class FirebaseGateway:
@@ -94,6 +97,13 @@ def point_messaging_at(service: Any, base_url: str) -> None:
 
 
 def _to_message(message: PushMessage) -> Any:
+    """The firebase-admin Message for one device: the one place its identifier's field is chosen.
+
+    A registration token (what web browsers have) goes in ``token``, an installation id in
+    ``fid``; FCM rejects a registration token sent as ``fid`` as an invalid registration token,
+    which would retire the subscription. firebase-admin deprecates ``token`` while FCM keeps it
+    supported: only that warning is silenced, here.
+    """
     from firebase_admin import messaging
 
     push = message.push
@@ -104,17 +114,20 @@ def _to_message(message: PushMessage) -> Any:
         headers["Urgency"] = push.urgency
     if push.collapse_key is not None:
         headers["Topic"] = push.collapse_key
-    return messaging.Message(
-        fid=message.token,
-        data={**push.data, **message.device_data},
-        webpush=messaging.WebpushConfig(
-            headers=headers or None,
-            notification=messaging.WebpushNotification(
-                title=push.title, body=push.body, icon=push.icon
+    field = "fid" if message.token_kind is TokenKind.INSTALLATION_ID else "token"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _TOKEN_DEPRECATION, DeprecationWarning)
+        return messaging.Message(
+            **{field: message.token},
+            data={**push.data, **message.device_data},
+            webpush=messaging.WebpushConfig(
+                headers=headers or None,
+                notification=messaging.WebpushNotification(
+                    title=push.title, body=push.body, icon=push.icon
+                ),
+                fcm_options=messaging.WebpushFCMOptions(link=push.link) if push.link else None,
             ),
-            fcm_options=messaging.WebpushFCMOptions(link=push.link) if push.link else None,
-        ),
-    )
+        )
 
 
 # FCM's answers, by firebase-admin exception class name -> (outcome, reason code).

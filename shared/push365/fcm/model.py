@@ -8,6 +8,18 @@ from enum import StrEnum
 from typing import Protocol
 
 
+class TokenKind(StrEnum):
+    """What identifies a device to FCM, and so which field of the message carries it.
+
+    A web browser's ``getToken()`` answers a registration token (the ``token`` field); the
+    Firebase installation id of an app registered with ``register()`` goes in ``fid``. FCM keeps
+    registration tokens supported: one sent as an installation id is rejected.
+    """
+
+    REGISTRATION_TOKEN = "registration_token"
+    INSTALLATION_ID = "installation_id"
+
+
 @dataclass(frozen=True, repr=False)
 class WebPush:
     """A web push notification's content. Kept in memory only: never stored, logged or repr'd."""
@@ -32,6 +44,7 @@ class PushMessage:
     token: str
     push: WebPush
     device_data: Mapping[str, str] = field(default_factory=dict)
+    token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN
 
     def __repr__(self) -> str:
         return "PushMessage(<hidden>)"

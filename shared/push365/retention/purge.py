@@ -16,9 +16,11 @@ from google.api_core.exceptions import FailedPrecondition, NotFound
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from push365.retention import unsubscribed_purge_by
 from push365.retention.rules import RetentionRule
 from push365.store import BATCH_LIMIT, ORGANIZATIONS, delete_organization_tree
-from push365.subscriptions.model import Status
+from push365.subscriptions.model import Status, UnsubscribeReason
+from push365.subscriptions.repository import firestore_tombstone
 
 READ_PAGE = 5000
 """Documents read per query: few round trips, a bounded amount in memory (ids and two fields)."""
@@ -35,6 +37,10 @@ class RetentionStore(Protocol):
         """Delete a page of due documents; how many were deleted."""
         ...
 
+    def tombstone(self, rule: RetentionRule, page: Sequence[Any], as_of: datetime) -> int:
+        """Unsubscribe a page of stale subscriptions at ``as_of``; how many were."""
+        ...
+
 
 class Purger:
     """Runs every retention rule."""
@@ -49,7 +55,12 @@ class Purger:
         for rule in self._rules:
             count = 0
             for page in self._store.due_pages(rule, as_of):
-                count += len(page) if dry_run else self._store.delete(rule, page)
+                if dry_run:
+                    count += len(page)
+                elif rule.tombstone_days is not None:
+                    count += self._store.tombstone(rule, page, as_of)
+                else:
+                    count += self._store.delete(rule, page)
             counts[rule.kind] = count
         return counts
 
@@ -62,11 +73,13 @@ class FirestoreRetentionStore:
         self._page_size = page_size
 
     def due_pages(self, rule: RetentionRule, as_of: datetime) -> Iterator[Sequence[Any]]:
-        source = (
+        source: Any = (
             self._client.collection(rule.collection)
             if rule.top_level
             else self._client.collection_group(rule.collection)
         )
+        if rule.status is not None:
+            source = source.where(filter=FieldFilter("status", "==", rule.status))
         query = (
             source.where(filter=FieldFilter(rule.field, "<=", rule.cutoff(as_of)))
             .order_by(rule.field)
@@ -103,25 +116,47 @@ class FirestoreRetentionStore:
             deleted += len(chunk)
         return deleted
 
+    def tombstone(self, rule: RetentionRule, page: Sequence[Any], as_of: datetime) -> int:
+        assert rule.tombstone_days is not None
+        purge_by = unsubscribed_purge_by(as_of, rule.tombstone_days)
+        fields = firestore_tombstone(UnsubscribeReason.STALE, as_of, purge_by)
+        marked = 0
+        for start in range(0, len(page), BATCH_LIMIT):
+            # Not one its browser refreshed (or unsubscribed) since it was read.
+            chunk = [s for s in page[start : start + BATCH_LIMIT] if s.get("status") == rule.status]
+            marked += self._unchanged_each(
+                chunk, lambda b, s: b.update(s.reference, fields, option=self._unchanged(s))
+            )
+        return marked
+
     def _delete_unchanged(self, page: Sequence[Any]) -> int:
+        return self._unchanged_each(
+            page, lambda b, s: b.delete(s.reference, option=self._unchanged(s))
+        )
+
+    def _unchanged_each(self, page: Sequence[Any], write: Any) -> int:
+        """``write(batch, snapshot)`` for each, preconditioned on it being unchanged: in one batch,
+        or, when one changed meanwhile, the others one by one. How many were written."""
         if not page:
             return 0
         batch = self._client.batch()
         for snapshot in page:
-            batch.delete(snapshot.reference, option=self._unchanged(snapshot))
+            write(batch, snapshot)
         try:
             batch.commit()
             return len(page)
         except (FailedPrecondition, NotFound):
             pass  # one changed meanwhile: the others one by one
-        deleted = 0
+        written = 0
         for snapshot in page:
+            single = self._client.batch()
+            write(single, snapshot)
             try:
-                snapshot.reference.delete(option=self._unchanged(snapshot))
-                deleted += 1
+                single.commit()
+                written += 1
             except (FailedPrecondition, NotFound):
                 continue
-        return deleted
+        return written
 
     def _unchanged(self, snapshot: Any) -> Any:
         return self._client.write_option(last_update_time=snapshot.update_time)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from push365.retention import DEFAULT_STALE_SUBSCRIPTION_DAYS, MAX_UNSUBSCRIBE_RETENTION_DAYS
 from push365.store import (
     BATCHES,
     DEDUP,
@@ -22,24 +23,43 @@ from push365.store import (
 @dataclass(frozen=True)
 class RetentionRule:
     """Documents of ``collection`` (a collection group unless ``top_level``) whose ``field`` is
-    at or before the cutoff are due."""
+    at or before the cutoff (and, when ``status`` is set, whose status is that) are due.
+
+    Due documents are deleted; with ``tombstone_days`` set they are unsubscribed instead (token
+    erased), and their tombstone is due that many days later.
+    """
 
     kind: str
     collection: str
     field: str
     top_level: bool = False
     keep_days: int = 0  # cutoff = as_of - keep_days
+    status: str | None = None
+    tombstone_days: int | None = None
 
     def cutoff(self, as_of: datetime) -> datetime:
         """The latest value of ``field`` that is due at ``as_of``."""
         return as_of - timedelta(days=self.keep_days)
 
 
-def retention_rules(notification_retention_days: int) -> list[RetentionRule]:
-    """Every kind purge deletes, in the order it deletes them."""
+def retention_rules(
+    notification_retention_days: int,
+    stale_subscription_days: int = DEFAULT_STALE_SUBSCRIPTION_DAYS,
+    unsubscribe_retention_days: int = MAX_UNSUBSCRIBE_RETENTION_DAYS,
+) -> list[RetentionRule]:
+    """Every kind purge deletes (or unsubscribes), in the order it does them."""
     return [
         # Tombstones of unsubscribed browsers (the token itself went at unsubscribe).
         RetentionRule("subscriptions", SUBSCRIPTIONS, "purge_by"),
+        # Active subscriptions their browser stopped refreshing: unsubscribed, never sent to again.
+        RetentionRule(
+            "stale_subscriptions",
+            SUBSCRIPTIONS,
+            "last_seen_at",
+            keep_days=stale_subscription_days,
+            status="active",
+            tombstone_days=unsubscribe_retention_days,
+        ),
         # Per-device delivery records and the fan-out's batches, then the notification records.
         RetentionRule("deliveries", DELIVERIES, "sent_at", keep_days=notification_retention_days),
         RetentionRule("batches", BATCHES, "created_at", keep_days=notification_retention_days),

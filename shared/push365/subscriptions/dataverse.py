@@ -10,21 +10,26 @@ from push365.subscriptions.model import Subscribe, Unsubscribe
 TABLE = "p365_subscription"
 INSTANCE_ID = "p365_instanceid"
 FOOTPRINT = "p365_footprint"
+TOKEN_KIND = "p365_tokenkind"  # optional text column; absent: a registration token (web browsers)
 
 
 def subscribe_from_context(context: ExecutionContext) -> Subscribe | NotHandled:
-    """A Create of ``p365_subscription``: the initiating user subscribes the row's token."""
-    if not context.is_message(TABLE, "Create"):
-        return NotHandled(f"Create of {TABLE}")
+    """A Create of ``p365_subscription``, or an Update that sets its token (the subscribe page
+    refreshing it): the initiating user subscribes the row's token, refreshing ``last_seen_at``."""
+    if not context.is_message(TABLE, "Create", "Update"):
+        return NotHandled(f"Create and Update of {TABLE}")
     target = context.target_entity
     if target is None:
-        raise ValidationFailed(_missing("the Create's Target", context))
+        raise ValidationFailed(_missing(f"the {context.message_name}'s Target", context))
+    if context.is_message(TABLE, "Update") and target.get(INSTANCE_ID) is None:
+        return NotHandled(f"Create of {TABLE} and Updates that set {INSTANCE_ID}")
     return validate(
         Subscribe,
         {
             "user_id": context.initiating_user_id,
             "instance_id": target.get(INSTANCE_ID),
             "browser_footprint": target.get(FOOTPRINT),
+            **({"token_kind": target.get(TOKEN_KIND)} if target.get(TOKEN_KIND) else {}),
         },
     )
 

@@ -9,12 +9,14 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, StringConstraints, model_validator
 
+# Re-exported: a subscription records the kind of identifier it holds.
+from push365.fcm.model import TokenKind as TokenKind
 from push365.model import Guid, InputModel
 
 InstanceId = Annotated[
     str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[\x21-\x7e]+$")
 ]
-"""An FCM registration token: printable ASCII, no spaces."""
+"""An FCM registration token or installation id: printable ASCII, no spaces."""
 
 Footprint = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)]
 """The browser footprint: a short non-identifying hash the subscribe page computes."""
@@ -34,6 +36,7 @@ class UnsubscribeReason(StrEnum):
     USER_REMOVED = "user_removed"
     UNREGISTERED = "unregistered"  # FCM: the token is no longer registered
     INVALID_TOKEN = "invalid_token"  # FCM: not a valid registration token
+    STALE = "stale"  # not seen for the stale period (PUSH365_STALE_SUBSCRIPTION_DAYS)
 
 
 class Device(BaseModel):
@@ -42,6 +45,7 @@ class Device(BaseModel):
     subscription_id: str
     user_id: str
     instance_id: str
+    token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN
 
 
 def subscription_id(instance_id: str) -> str:
@@ -55,6 +59,8 @@ class Subscribe(InputModel):
     user_id: Guid
     instance_id: InstanceId
     browser_footprint: Footprint | None = None
+    # Web browsers' getToken() answers a registration token; an installation id must say so.
+    token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN
 
 
 class Unsubscribe(InputModel):
@@ -78,6 +84,7 @@ class Subscription(BaseModel):
     status: Status
     instance_id: str | None = None
     browser_footprint: str | None = None
+    token_kind: TokenKind | None = None  # absent on subscriptions stored before it: a token
     created_at: datetime
     last_seen_at: datetime
     unsubscribed_at: datetime | None = None

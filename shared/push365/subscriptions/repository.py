@@ -14,6 +14,7 @@ from push365.store import BATCH_LIMIT, ORGANIZATIONS, SUBSCRIPTIONS, bounded_ret
 from push365.subscriptions.model import (
     Device,
     Status,
+    TokenKind,
     UnsubscribeReason,
     subscription_id,
 )
@@ -34,8 +35,9 @@ class SubscriptionRepository(Protocol):
         user_id: str,
         footprint: str | None,
         now: datetime,
+        token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN,
     ) -> bool:
-        """Make the token an active subscription of the user, atomically.
+        """Make the token (of this kind) an active subscription of the user, atomically.
 
         Returns:
             True when the token had no active subscription before (a new one).
@@ -103,6 +105,18 @@ def tombstone_fields(
     }
 
 
+def firestore_tombstone(
+    reason: UnsubscribeReason, now: datetime, purge_by: datetime
+) -> dict[str, Any]:
+    """The Firestore update that turns a subscription into a tombstone: the token goes now."""
+    return {
+        **tombstone_fields(reason, now, purge_by),
+        "instance_id": firestore.DELETE_FIELD,
+        "browser_footprint": firestore.DELETE_FIELD,
+        "token_kind": firestore.DELETE_FIELD,
+    }
+
+
 class FirestoreSubscriptionRepository:
     """Subscriptions in ``organizations/{org}/subscriptions/{sha256(token)}``."""
 
@@ -121,6 +135,7 @@ class FirestoreSubscriptionRepository:
         user_id: str,
         footprint: str | None,
         now: datetime,
+        token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN,
     ) -> bool:
         reference = self._subscriptions(organization_id).document(subscription_id(instance_id))
 
@@ -129,7 +144,11 @@ class FirestoreSubscriptionRepository:
             snapshot = reference.get(transaction=transaction)
             stored = snapshot.to_dict() if snapshot.exists else None
             if stored is not None and stored.get("status") == Status.ACTIVE.value:
-                refresh: dict[str, Any] = {"user_id": user_id, "last_seen_at": now}
+                refresh: dict[str, Any] = {
+                    "user_id": user_id,
+                    "token_kind": token_kind.value,
+                    "last_seen_at": now,
+                }
                 if footprint is not None:
                     refresh["browser_footprint"] = footprint
                 transaction.update(reference, refresh)
@@ -139,6 +158,7 @@ class FirestoreSubscriptionRepository:
                 {
                     "id": reference.id,
                     "instance_id": instance_id,
+                    "token_kind": token_kind.value,
                     "user_id": user_id,
                     "browser_footprint": footprint,
                     "status": Status.ACTIVE.value,
@@ -165,7 +185,7 @@ class FirestoreSubscriptionRepository:
             snapshot = reference.get(transaction=transaction, field_paths=["status"])
             if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:
                 return 0
-            transaction.update(reference, self._tombstone(reason, now, purge_by))
+            transaction.update(reference, firestore_tombstone(reason, now, purge_by))
             return 1
 
         return int(deactivate_in(self._client.transaction()))
@@ -183,7 +203,7 @@ class FirestoreSubscriptionRepository:
             .where(filter=FieldFilter("user_id", "==", user_id))
             .where(filter=FieldFilter("status", "==", Status.ACTIVE.value))
         )
-        tombstone = self._tombstone(reason, now, purge_by)
+        tombstone = firestore_tombstone(reason, now, purge_by)
         return self._write_each(query, lambda batch, ref: batch.update(ref, tombstone))
 
     def delete_user(self, organization_id: str, user_id: str) -> int:
@@ -218,7 +238,7 @@ class FirestoreSubscriptionRepository:
         for start in range(0, len(references), BATCH_LIMIT):
             snapshots = self._client.get_all(
                 references[start : start + BATCH_LIMIT],
-                field_paths=["user_id", "instance_id", "status"],
+                field_paths=[*_DEVICE_FIELDS, "status"],
                 **self._bounded,
             )
             for snapshot in snapshots:
@@ -235,7 +255,7 @@ class FirestoreSubscriptionRepository:
         purge_by: datetime,
     ) -> int:
         collection = self._subscriptions(organization_id)
-        tombstone = self._tombstone(reason, now, purge_by)
+        tombstone = firestore_tombstone(reason, now, purge_by)
         for start in range(0, len(subscription_ids), BATCH_LIMIT):
             batch = self._client.batch()
             for sid in subscription_ids[start : start + BATCH_LIMIT]:
@@ -243,14 +263,6 @@ class FirestoreSubscriptionRepository:
                 batch.set(collection.document(sid), tombstone, merge=True)
             batch.commit(**self._bounded)
         return len(subscription_ids)
-
-    @staticmethod
-    def _tombstone(reason: UnsubscribeReason, now: datetime, purge_by: datetime) -> dict[str, Any]:
-        return {
-            **tombstone_fields(reason, now, purge_by),
-            "instance_id": firestore.DELETE_FIELD,
-            "browser_footprint": firestore.DELETE_FIELD,
-        }
 
     def _write_each(self, query: firestore.Query, write: Any) -> int:
         """Apply ``write(batch, reference)`` to every match, a batch per BATCH_LIMIT documents."""
@@ -264,11 +276,16 @@ class FirestoreSubscriptionRepository:
         return count
 
 
+_DEVICE_FIELDS = ("user_id", "instance_id", "token_kind")
+
+
 def _device(snapshot: Any) -> Device:
+    fields = snapshot.to_dict()
     return Device(
         subscription_id=snapshot.id,
-        user_id=snapshot.get("user_id"),
-        instance_id=snapshot.get("instance_id"),
+        user_id=fields["user_id"],
+        instance_id=fields["instance_id"],
+        token_kind=fields.get("token_kind") or TokenKind.REGISTRATION_TOKEN,
     )
 
 

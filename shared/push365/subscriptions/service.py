@@ -52,7 +52,12 @@ class SubscriptionService:
         now = self._clock()
         self._users.ensure(organization_id, command.user_id, now)
         created = self._subscriptions.activate(
-            organization_id, command.instance_id, command.user_id, command.browser_footprint, now
+            organization_id,
+            command.instance_id,
+            command.user_id,
+            command.browser_footprint,
+            now,
+            command.token_kind,
         )
         return Subscribed(subscription_id(command.instance_id), created)
 

@@ -271,12 +271,27 @@ class InMemoryFanoutRepository:
         self._notifications = notifications
         self.batches: dict[tuple[str, int], dict[str, Any]] = {}
         self.deliveries: dict[str, dict[str, Delivery]] = notifications.deliveries
+        self.plan_leases = 0
 
     def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
         record = self._notifications.records.get(notification_id)
         if record is None:
             return None
         return PlanRecord(record.created_at, record.planned_at is not None, record.recipients)
+
+    def lease_plan(
+        self, organization_id: str, notification_id: str, now: datetime, until: datetime
+    ) -> Any:
+        record = self._notifications.records.get(notification_id)
+        if record is None or record.planned_at is not None:
+            return None
+        if record.planning_until is not None and record.planning_until > now:
+            return None
+        self._notifications.records[notification_id] = record.model_copy(
+            update={"planning_until": until}
+        )
+        self.plan_leases += 1
+        return self.plan_leases
 
     def save_plan(
         self,
@@ -285,7 +300,10 @@ class InMemoryFanoutRepository:
         batches: Sequence[Sequence[str]],
         now: datetime,
         expire_at: datetime,
+        lease: Any,
     ) -> None:
+        if lease != self.plan_leases:
+            raise LeaseLost()
         for index, devices in enumerate(batches):
             state = BatchState(organization_id, notification_id, index, list(devices))
             self.batches[(notification_id, index)] = {"state": state, "version": 0, "lease": None}

@@ -14,7 +14,15 @@ from push365.fcm.firebase import FirebaseGateway, _to_message
 from push365.fcm.model import Outcome, PushMessage, TokenKind, WebPush
 from push365.subscriptions.model import subscription_id
 from tests.conftest import PROJECT
-from tests.integration.conftest import BOB, ORG, Functions, dataverse, documents, register
+from tests.integration.conftest import (
+    BOB,
+    ORG,
+    Functions,
+    dataverse,
+    documents,
+    register,
+    send_and_deliver,
+)
 
 TOKEN = "fcm-registration-token-0001"
 FID = "cS4gHnZ9TwqR2xVb8LmN0a"
@@ -27,7 +35,8 @@ def test_a_subscription_records_its_kind_and_a_registration_token_goes_in_token(
     key = register(api)
     api.post("/subscribe", {"user_id": BOB, "instance_id": TOKEN}, key=key)
 
-    sent = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key).json
+    _, final = send_and_deliver(api, {"recipients": [BOB], "title": "t", "body": "b"}, key)
+    sent = final["counts"]
 
     stored = documents(store, ORG, "subscriptions")[subscription_id(TOKEN)]
     assert stored["token_kind"] == "registration_token"  # the default, what browsers have
@@ -44,7 +53,8 @@ def test_an_installation_id_goes_in_fid(api: Functions, store: Any, fcm: LocalFc
     body = {"user_id": BOB, "instance_id": FID, "token_kind": "installation_id"}
     assert api.post("/subscribe", body, key=key).status_code == 201
 
-    sent = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key).json
+    _, final = send_and_deliver(api, {"recipients": [BOB], "title": "t", "body": "b"}, key)
+    sent = final["counts"]
 
     assert sent["sent"] == 1
     (recorded,) = fcm.messages()
@@ -76,7 +86,8 @@ def test_a_registration_token_sent_in_the_wrong_field_fails_at_the_local_fcm_ser
     body = {"user_id": BOB, "instance_id": TOKEN, "token_kind": "installation_id"}
     api.post("/subscribe", body, key=key)
 
-    sent = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key).json
+    _, final = send_and_deliver(api, {"recipients": [BOB], "title": "t", "body": "b"}, key)
+    sent = final["counts"]
 
     (recorded,) = fcm.messages()
     assert recorded["field"] == "fid"

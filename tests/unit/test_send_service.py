@@ -185,6 +185,22 @@ def test_a_redelivered_batch_sends_nothing_again() -> None:
     assert world.gateway.calls == {"ok-1": 1, "ok-2": 1}
 
 
+def test_a_plan_another_worker_is_making_is_handed_back_until_its_lease_ends() -> None:
+    world = World()
+    world.subscribe("ok-1")
+    nid = world.send().notification_id
+    plan = world.queue.messages.pop(0)
+    assert world.fanout_repo.lease_plan(ORG, nid, START, START + FANOUT.lease) is not None
+
+    assert world.handle(plan) is Verdict.RETRY
+    assert world.queue.messages == []
+    world.now += FANOUT.lease  # that worker died
+    assert world.handle(plan) is Verdict.ACK
+
+    world.deliver()
+    assert world.gateway.calls == {"ok-1": 1}
+
+
 def test_a_batch_held_by_another_worker_is_handed_back() -> None:
     world = World()
     world.subscribe("ok-1")
@@ -292,17 +308,28 @@ def test_dead_tokens_are_retired_and_not_sent_to_again() -> None:
     assert world.gateway.calls == {"ok-1": 1, "ok-2": 1}
 
 
-def test_more_than_half_invalid_tokens_retires_nothing() -> None:
+def test_more_than_half_of_a_batch_invalid_retires_none_of_them_but_still_the_unregistered() -> (
+    None
+):
     world = World()
-    world.subscribe("invalid-1", "invalid-2", "ok-1")
+    world.subscribe(*(f"invalid-{n}" for n in range(6)), "gone-1", "ok-1", "ok-2", "ok-3")
     nid = world.send().notification_id
 
     world.deliver()
 
     counts = world.status(nid).counts
-    assert (counts.removed_tokens, counts.retire_suppressed, counts.failed) == (0, 2, 2)
-    assert world.subscription_repo.active_subscription_ids(ORG, [BOB]) != []
-    assert len(world.subscription_repo.active_subscription_ids(ORG, [BOB])) == 3
+    assert (counts.removed_tokens, counts.retire_suppressed, counts.failed) == (1, 6, 7)
+    assert len(world.subscription_repo.active_subscription_ids(ORG, [BOB])) == 9
+
+
+def test_an_invalid_token_in_a_small_send_is_retired() -> None:
+    world = World()
+    world.subscribe("invalid-1", "ok-1")
+    nid = world.send().notification_id
+
+    world.deliver()
+
+    assert world.status(nid).counts.removed_tokens == 1
 
 
 def test_a_device_unsubscribed_after_the_plan_is_not_sent_to() -> None:

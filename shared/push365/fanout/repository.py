@@ -54,6 +54,13 @@ class FanoutRepository(Protocol):
         """The notification's record, or None once it is gone (erased, purged)."""
         ...
 
+    def lease_plan(
+        self, organization_id: str, notification_id: str, now: datetime, until: datetime
+    ) -> Any:
+        """Hold the planning of a notification until ``until``: a fencing token, or None while
+        another worker plans it (or once it is planned)."""
+        ...
+
     def save_plan(
         self,
         organization_id: str,
@@ -61,8 +68,13 @@ class FanoutRepository(Protocol):
         batches: Sequence[Sequence[str]],
         now: datetime,
         expire_at: datetime,
+        lease: Any,
     ) -> None:
-        """Store every batch, then mark the record planned (so a plan is made once)."""
+        """Store every batch, then mark the record planned (so a plan is made once).
+
+        Raises:
+            LeaseLost: another worker took the planning over meanwhile.
+        """
         ...
 
     def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
@@ -144,6 +156,29 @@ class FirestoreFanoutRepository:
             recipients=list(fields.get("recipients") or []),
         )
 
+    def lease_plan(
+        self, organization_id: str, notification_id: str, now: datetime, until: datetime
+    ) -> Any:
+        reference = self._notification(organization_id, notification_id)
+        snapshot = reference.get(field_paths=["planned_at", "planning_until"], **self._bounded)
+        if not snapshot.exists:
+            return None
+        fields = snapshot.to_dict() or {}
+        if fields.get("planned_at") is not None:
+            return None
+        held = fields.get("planning_until")
+        if held is not None and held > now:
+            return None
+        try:
+            result = reference.update(
+                {"planning_until": until},
+                option=self._client.write_option(last_update_time=snapshot.update_time),
+                **self._bounded,
+            )
+        except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
+            return None
+        return result.update_time
+
     def save_plan(
         self,
         organization_id: str,
@@ -151,6 +186,7 @@ class FirestoreFanoutRepository:
         batches: Sequence[Sequence[str]],
         now: datetime,
         expire_at: datetime,
+        lease: Any,
     ) -> None:
         for start in range(0, len(batches), PLAN_DOCUMENTS_PER_COMMIT):
             write = self._client.batch()
@@ -161,16 +197,21 @@ class FirestoreFanoutRepository:
                 )
             write.commit(**self._bounded)
         devices = sum(len(b) for b in batches)
-        self._notification(organization_id, notification_id).update(
-            {
-                "status": "delivering" if batches else "sent",
-                "planned_at": now,
-                "completed_at": None if batches else now,
-                "counts.devices": devices,
-                "counts.batches": len(batches),
-            },
-            **self._bounded,
-        )
+        try:
+            self._notification(organization_id, notification_id).update(
+                {
+                    "status": "delivering" if batches else "sent",
+                    "planned_at": now,
+                    "planning_until": None,
+                    "completed_at": None if batches else now,
+                    "counts.devices": devices,
+                    "counts.batches": len(batches),
+                },
+                option=self._client.write_option(last_update_time=lease),
+                **self._bounded,
+            )
+        except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
+            raise LeaseLost() from None
 
     def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
         collection = self._notification(organization_id, notification_id).collection(BATCHES)

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 _RETIRE_REASONS = {"unregistered": UnsubscribeReason.UNREGISTERED}
 _AUTH_ERRORS = frozenset({"third_party_auth", "sender_id_mismatch"})
+SUPPRESS_RETIREMENT_FROM = 10
+"""Devices a batch must have tried before "more than half invalid" reads as a configuration error
+(one dead token of a one-device send is just a dead token)."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +103,19 @@ class DeliveryWorker:
         if record.planned:
             batches = self._fanout.open_batches(org, nid)
         else:
+            now = self._clock()
+            lease = self._fanout.lease_plan(org, nid, now, now + self._policy.lease)
+            if lease is None:
+                return Verdict.RETRY  # another worker is planning it: publish after it
             ids = self._subscriptions.active_subscription_ids(org, message.recipients)
             size = self._policy.batch_size
             plan = [ids[start : start + size] for start in range(0, len(ids), size)]
-            self._fanout.save_plan(
-                org, nid, plan, self._clock(), record.created_at + self._policy.retention
-            )
+            try:
+                self._fanout.save_plan(
+                    org, nid, plan, self._clock(), record.created_at + self._policy.retention, lease
+                )
+            except LeaseLost:
+                return Verdict.RETRY
             batches = list(range(len(plan)))
             note_counts({"devices": len(ids), "batches": len(plan)})
         self._publisher.publish(
@@ -161,6 +171,7 @@ class DeliveryWorker:
         auth_failures = 0
         for start in range(0, len(remaining), self._policy.chunk_size):
             chunk: list[Device] = []
+            settled: list[Delivery] = []
             for sid in remaining[start : start + self._policy.chunk_size]:
                 device = active.get(sid)
                 if device is None:
@@ -169,22 +180,35 @@ class DeliveryWorker:
                     state.pending.pop(sid, None)
                     state.counts.skipped += 1
                 elif sid in state.unknown and sid in state.resent:
-                    self._final(state, sid, "failed")  # re-sent once already: not again
+                    # Its re-send's outcome is unknown too: it may have been shown; not a third.
+                    self._final(state, sid, "failed")
                     state.counts.failed += 1
+                    reason = state.pending.pop(sid, None) or "timeout"
+                    failed = SendResult(Outcome.FAILED, reason=reason)
+                    settled.append(_delivery(device, failed, self._clock(), "", resent=True))
                 else:
                     chunk.append(device)
-            if not chunk:
+            if not chunk and not settled:
                 continue
             # Claim before sending, record after.
             state.inflight = [d.subscription_id for d in chunk]
-            self._fanout.checkpoint(state, self._clock() + self._policy.lease)
+            self._fanout.checkpoint(
+                state,
+                self._clock() + self._policy.lease,
+                settled,
+                self._clock() + self._policy.retention,
+            )
+            if not chunk:
+                continue
             messages = [self._message(state, push, d) for d in chunk]
             results = self._send_chunk([m for m, _ in messages])
             sent_at = self._clock()
             final: list[Delivery] = []
             for device, (_, receipt_hash), result in zip(chunk, messages, results, strict=True):
                 sid = device.subscription_id
-                if sid in state.unknown and sid not in state.resent:
+                copied = result.outcome is Outcome.SENT or result.maybe_delivered
+                if sid in state.unknown and sid not in state.resent and copied:
+                    # A second copy may exist (the first attempt's outcome was unknown).
                     state.resent.append(sid)
                     state.counts.resent += 1
                 if result.outcome is Outcome.RETRY:
@@ -218,6 +242,14 @@ class DeliveryWorker:
             self._fanout.release(state)
             return Verdict.RETRY
         self._fanout.finish(state)
+        tried = len(state.devices) - state.counts.skipped
+        if state.counts.failed * 2 > tried and not auth_failures:
+            self._alert(
+                org,
+                "More than half of the devices of a notification could not be reached.",
+                tried,
+                state.counts.failed,
+            )
         return Verdict.ACK
 
     def _send_chunk(self, messages: list[PushMessage]) -> list[SendResult]:
@@ -231,18 +263,21 @@ class DeliveryWorker:
     ) -> None:
         org = state.organization_id
         tried = len(state.devices) - state.counts.skipped
-        candidates = sum(len(ids) for ids in retire.values())
-        if candidates and candidates * 2 > tried:
-            # More than half of a batch "invalid" is a configuration error, not dead tokens:
-            # retire nothing, and tell the administrators.
-            state.counts.retire_suppressed += candidates
+        invalid = retire.get(UnsubscribeReason.INVALID_TOKEN, [])
+        if tried >= SUPPRESS_RETIREMENT_FROM and len(invalid) * 2 > tried:
+            # More than half of a batch "not a valid token" is a configuration error (another
+            # project's tokens, the wrong field), not dead tokens: retire none of them, and tell
+            # the administrators. UNREGISTERED is FCM saying the token is gone: always retired.
+            state.counts.retire_suppressed += len(invalid)
+            retire = {
+                r: ids for r, ids in retire.items() if r is not UnsubscribeReason.INVALID_TOKEN
+            }
             self._alert(
                 org,
-                "FCM rejected more than half of a batch's tokens; none were removed.",
+                "FCM called more than half of a batch's tokens invalid; none were removed.",
                 tried,
-                candidates,
+                len(invalid),
             )
-            return
         now = self._clock()
         purge_by = unsubscribed_purge_by(now, self._policy.unsubscribe_retention_days)
         for reason, ids in retire.items():

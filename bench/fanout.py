@@ -8,12 +8,14 @@ push to ``deliver``, and the local FCM v1 server in its own process.
 Prints, each a ``RESULT`` line:
 
 - ``fanout_answer devices=N answer_p99_s=... answer_median_s=...``: send's answer time over 5 sends
-  at 1,000 and at 100,000 devices (deliver stopped: the answer is measured alone).
+  at 1,000 and at 100,000 devices (20 per recipient; deliver stopped: the answer is measured
+  alone).
 - ``fanout devices=100000 answer_s=... drained_s=... workers=W msg_s=... peak_rss_mb=...`` for
   W = 1 and 2: one send, until every device has been sent to (checked at the FCM server: each
   device once); peak RSS is the largest of any deliver process (and of send).
 - ``deliver_vs_sdk devices=20000 deliver_s=... sdk_s=... ratio=...``: deliver's time for one send
-  to 20,000 devices (W=1, plan to last batch) against bare firebase-admin
+  to 20,000 devices of an organization of their own (W=1, from the send to its last batch, so
+  the plan and every record included) against bare firebase-admin
   ``send_each_for_multicast`` of the same tokens to the same server in the same run, at its best:
   batches of 500, the same number of keep-alive connections as deliver's pool, no proxy scan.
 """
@@ -43,8 +45,9 @@ from tests.conftest import free_port  # noqa: E402
 
 PROJECT = "demo-push365-bench"
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
+COMPARE_ORG = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
 TOPIC = "push365-fanout"
-DEVICES_PER_USER = 100
+DEVICES_PER_USER = 20  # 100,000 devices are 5,000 recipients, the most one send names
 POOL = 16  # deliver's FCM connections (PUSH365_FCM_CONNECTIONS) and the baseline's pool
 BODY = {
     "title": "Case escalated",
@@ -56,7 +59,7 @@ BODY = {
 }
 
 
-def seed(users: int) -> tuple[str, list[str], list[str]]:
+def seed(users: int, org: str = ORG) -> tuple[str, list[str], list[str]]:
     """An organization with ``users`` users of DEVICES_PER_USER subscriptions each."""
     from push365.organizations.model import Registration
     from push365.organizations.repository import FirestoreOrganizationRepository
@@ -66,17 +69,17 @@ def seed(users: int) -> tuple[str, list[str], list[str]]:
 
     client = firestore_client()
     registration = Registration.model_validate(
-        {"organization": {"id": ORG, "unique_name": "bench", "name": "B", "language_code": 1033}}
+        {"organization": {"id": org, "unique_name": "bench", "name": "B", "language_code": 1033}}
     )
     key = OrganizationService(FirestoreOrganizationRepository(client)).register(registration, None)
     assert key.api_key
     user_ids = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(users)]
     tokens: list[str] = []
-    subscriptions = client.collection("organizations", ORG, "subscriptions")
+    subscriptions = client.collection("organizations", org, "subscriptions")
     writer = client.bulk_writer()
     for user_id in user_ids:
         for device in range(DEVICES_PER_USER):
-            token = f"bench-{user_id}-{device}-" + "x" * 120  # about a real token's length
+            token = f"bench-{org[:4]}-{user_id}-{device}-" + "x" * 120  # a real token's length
             tokens.append(token)
             writer.set(
                 subscriptions.document(subscription_id(token)),
@@ -158,7 +161,7 @@ class Bench:
         self.deliver_port = free_port()
         self.send: subprocess.Popen[bytes] | None = None
         self.deliver: subprocess.Popen[bytes] | None = None
-        self.key = ""
+        self.keys: list[str] = []
 
     @property
     def send_url(self) -> str:
@@ -180,19 +183,19 @@ class Bench:
         times = []
         for _ in range(sends):
             started = time.perf_counter()
-            answer = call(self.send_url, BODY | {"recipients": recipients}, self.key, "POST")
+            answer = call(self.send_url, BODY | {"recipients": recipients}, self.keys[0], "POST")
             times.append(time.perf_counter() - started)
             assert answer["status"] == "queued", answer
         return times
 
-    def drain(self, recipients: list[str], devices: int) -> tuple[float, float]:
+    def drain(self, recipients: list[str], devices: int, key: str) -> tuple[float, float]:
         """One send until its last device; (answer seconds, drained seconds)."""
         call(f"{self.fcm.url}/_messages", method="DELETE")
         started = time.perf_counter()
-        answer = call(self.send_url, BODY | {"recipients": recipients}, self.key, "POST")
+        answer = call(self.send_url, BODY | {"recipients": recipients}, key, "POST")
         answered = time.perf_counter() - started
         status_url = f"{self.send_url}status?notification_id={answer['notification_id']}"
-        while (status := call(status_url, key=self.key))["status"] != "sent":
+        while (status := call(status_url, key=key))["status"] != "sent":
             assert time.perf_counter() - started < 1800, status
             time.sleep(0.2)
         drained = time.perf_counter() - started
@@ -208,6 +211,8 @@ class Bench:
 def baseline(fcm_url: str, tokens: list[str]) -> float:
     """firebase-admin at its best: its URL pointed at the local server, a pool of POOL
     keep-alive connections, no proxy-variable scan, batches of 500."""
+    import warnings
+
     import firebase_admin
     import requests.adapters
     from firebase_admin import messaging
@@ -224,7 +229,7 @@ def baseline(fcm_url: str, tokens: list[str]) -> float:
 
     def send_all(batch: list[str]) -> int:
         message = messaging.MulticastMessage(
-            fids=batch,
+            tokens=batch,  # registration tokens go in "token" (the local server checks)
             data={"case": "CAS-1"},
             webpush=messaging.WebpushConfig(
                 headers={"TTL": "3600", "Urgency": "high"},
@@ -236,6 +241,7 @@ def baseline(fcm_url: str, tokens: list[str]) -> float:
         )
         return int(messaging.send_each_for_multicast(message, app=app).success_count)
 
+    warnings.filterwarnings("ignore", message=".*token.*deprecated.*", category=DeprecationWarning)
     send_all(tokens[:10])  # warm: imports, connections
     call(f"{fcm_url}/_messages", method="DELETE")
     started = time.perf_counter()
@@ -275,9 +281,13 @@ def main() -> None:
         }
         started = time.perf_counter()
         key, users, tokens = seed(arguments.devices // DEVICES_PER_USER)
-        print(f"seeded {len(tokens)} devices in {time.perf_counter() - started:.1f}s", flush=True)
+        compare_key, compare_users, compare_tokens = seed(
+            arguments.compare // DEVICES_PER_USER, COMPARE_ORG
+        )
+        seeded = len(tokens) + len(compare_tokens)
+        print(f"seeded {seeded} devices in {time.perf_counter() - started:.1f}s", flush=True)
         bench = Bench(pubsub, fcm, env)
-        bench.key = key
+        bench.keys = [key, compare_key]
         bench.topics()
         bench.send = serve("send", bench.send_port, env)
         bench.answer_times(users[:1], 2)  # warm: imports, the publisher's channel
@@ -294,7 +304,7 @@ def main() -> None:
 
         for workers in [int(w) for w in arguments.workers.split(",")]:
             bench.start_deliver(workers)
-            answered, drained = bench.drain(users, len(tokens))
+            answered, drained = bench.drain(users, len(tokens), key)
             assert bench.deliver is not None
             rss = max(peak_rss_mb(bench.deliver.pid), peak_rss_mb(bench.send.pid))
             print(
@@ -304,11 +314,9 @@ def main() -> None:
                 flush=True,
             )
 
-        compare_users = users[: arguments.compare // DEVICES_PER_USER]
-        compare_tokens = tokens[: arguments.compare]
         bench.start_deliver(1)
-        bench.drain(compare_users[:1], DEVICES_PER_USER)  # warm the new process
-        _, deliver_s = bench.drain(compare_users, len(compare_tokens))
+        bench.drain(compare_users[:1], DEVICES_PER_USER, compare_key)  # warm the new process
+        _, deliver_s = bench.drain(compare_users, len(compare_tokens), compare_key)
         sdk_s = baseline(fcm.url, compare_tokens)
         print(
             f"RESULT deliver_vs_sdk devices={len(compare_tokens)} deliver_s={deliver_s:.2f} "

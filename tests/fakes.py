@@ -365,8 +365,16 @@ class InMemoryFanoutRepository:
             found[delivery.device_id] = delivery
         self._write(stored, state, lease_until)
 
-    def finish(self, state: BatchState) -> None:
+    def finish(
+        self,
+        state: BatchState,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
         stored = self._fenced(state)
+        found = self.deliveries.setdefault(state.notification_id, {})
+        for delivery in deliveries:
+            found[delivery.device_id] = delivery
         state.done = True
         self._write(stored, state, None)
         record = self._notifications.records[state.notification_id]
@@ -378,8 +386,17 @@ class InMemoryFanoutRepository:
             update={"counts": DeliveryCounts(**totals)}
         )
 
-    def release(self, state: BatchState) -> None:
-        self._write(self._fenced(state), state, None)
+    def release(
+        self,
+        state: BatchState,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        stored = self._fenced(state)
+        found = self.deliveries.setdefault(state.notification_id, {})
+        for delivery in deliveries:
+            found[delivery.device_id] = delivery
+        self._write(stored, state, None)
 
     def _fenced(self, state: BatchState) -> dict[str, Any]:
         stored = self.batches[(state.notification_id, state.batch)]

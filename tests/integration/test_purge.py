@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     deliver_pending,
     documents,
     register,
+    send_and_deliver,
 )
 
 ADMIN = {"X-Push365-Admin-Key": TEST_ADMIN_KEY}
@@ -238,7 +239,7 @@ def test_a_subscription_not_seen_for_60_days_is_stale_not_sent_to_and_purged_lat
 
     dry = purge(api, now, dry_run=True)
     result = purge(api, now)
-    sent = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key).json
+    _, sent = send_and_deliver(api, {"recipients": [BOB], "title": "t", "body": "b"}, key)
     stored = subscriptions(store)[subscription_id("old-laptop")]
     gone = purge(api, now + timedelta(days=31))
 

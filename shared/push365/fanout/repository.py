@@ -113,16 +113,28 @@ class FanoutRepository(Protocol):
         """
         ...
 
-    def finish(self, state: BatchState) -> None:
-        """Mark the batch done and add its counts to the notification record, at once, fenced.
+    def finish(
+        self,
+        state: BatchState,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        """Record the last deliveries, mark the batch done and add its counts to the notification
+        record, at once, fenced.
 
         Raises:
             LeaseLost: as for :meth:`checkpoint`.
         """
         ...
 
-    def release(self, state: BatchState) -> None:
-        """Give the batch back before its lease runs out (its backoff stays)."""
+    def release(
+        self,
+        state: BatchState,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        """Record the deliveries and give the batch back before its lease runs out (its backoff
+        stays), fenced."""
         ...
 
 
@@ -280,16 +292,27 @@ class FirestoreFanoutRepository:
         deliveries: Sequence[Delivery] = (),
         expire_at: datetime | None = None,
     ) -> None:
+        write = self._with_deliveries(state, deliveries, expire_at)
+        fields = _progress(state) | {"lease_until": lease_until}
+        self._fenced(write, state, fields)
+
+    def _with_deliveries(
+        self, state: BatchState, deliveries: Sequence[Delivery], expire_at: datetime | None
+    ) -> Any:
         write = self._client.batch()
         deliveries_of = self._notification(state.organization_id, state.notification_id)
         for delivery in deliveries:
             document = delivery_document(delivery, expire_at or delivery.sent_at)
             write.set(deliveries_of.collection(DELIVERIES).document(delivery.device_id), document)
-        fields = _progress(state) | {"lease_until": lease_until}
-        self._fenced(write, state, fields)
+        return write
 
-    def finish(self, state: BatchState) -> None:
-        write = self._client.batch()
+    def finish(
+        self,
+        state: BatchState,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        write = self._with_deliveries(state, deliveries, expire_at)
         totals = {
             f"counts.{name}": firestore.Increment(n) for name, n in state.counts.as_dict().items()
         }
@@ -299,8 +322,13 @@ class FirestoreFanoutRepository:
         )
         self._fenced(write, state, _progress(state) | {"done": True, "lease_until": None})
 
-    def release(self, state: BatchState) -> None:
-        write = self._client.batch()
+    def release(
+        self,
+        state: BatchState,
+        deliveries: Sequence[Delivery] = (),
+        expire_at: datetime | None = None,
+    ) -> None:
+        write = self._with_deliveries(state, deliveries, expire_at)
         self._fenced(write, state, _progress(state) | {"lease_until": None})
 
     def _fenced(self, write: Any, state: BatchState, fields: dict[str, Any]) -> None:

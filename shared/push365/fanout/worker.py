@@ -18,7 +18,7 @@ Exactly once per device under Pub/Sub's at-least-once delivery:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -42,6 +42,15 @@ _AUTH_ERRORS = frozenset({"third_party_auth", "sender_id_mismatch"})
 SUPPRESS_RETIREMENT_FROM = 10
 """Devices a batch must have tried before "more than half invalid" reads as a configuration error
 (one dead token of a one-device send is just a dead token)."""
+
+
+@dataclass
+class _Attempt:
+    """What one attempt at a batch gathered across its chunks."""
+
+    retire: dict[UnsubscribeReason, list[str]] = field(default_factory=dict)
+    retry_after: float = 0.0
+    auth: int = 0
 
 
 @dataclass(frozen=True)
@@ -166,82 +175,31 @@ class DeliveryWorker:
         if expired:
             self._give_up(state, [d for d in state.remaining() if d in state.pending], "", active)
         remaining = state.remaining()
-        retire: dict[UnsubscribeReason, list[str]] = {}
-        retry_after = 0.0
-        auth_failures = 0
-        for start in range(0, len(remaining), self._policy.chunk_size):
-            chunk: list[Device] = []
-            settled: list[Delivery] = []
-            for sid in remaining[start : start + self._policy.chunk_size]:
-                device = active.get(sid)
-                if device is None:
-                    # Unsubscribed or erased after the plan was made: not sent to.
-                    state.outcomes[sid] = "skipped"
-                    state.pending.pop(sid, None)
-                    state.counts.skipped += 1
-                elif sid in state.unknown and sid in state.resent:
-                    # Its re-send's outcome is unknown too: it may have been shown; not a third.
-                    self._final(state, sid, "failed")
-                    state.counts.failed += 1
-                    reason = state.pending.pop(sid, None) or "timeout"
-                    failed = SendResult(Outcome.FAILED, reason=reason)
-                    settled.append(_delivery(device, failed, self._clock(), "", resent=True))
-                else:
-                    chunk.append(device)
-            if not chunk and not settled:
-                continue
-            # Claim before sending, record after.
-            state.inflight = [d.subscription_id for d in chunk]
-            self._fanout.checkpoint(
-                state,
-                self._clock() + self._policy.lease,
-                settled,
-                self._clock() + self._policy.retention,
-            )
-            if not chunk:
-                continue
-            messages = [self._message(state, push, d) for d in chunk]
-            results = self._send_chunk([m for m, _ in messages])
-            sent_at = self._clock()
-            final: list[Delivery] = []
-            for device, (_, receipt_hash), result in zip(chunk, messages, results, strict=True):
-                sid = device.subscription_id
-                copied = result.outcome is Outcome.SENT or result.maybe_delivered
-                if sid in state.unknown and sid not in state.resent and copied:
-                    # A second copy may exist (the first attempt's outcome was unknown).
-                    state.resent.append(sid)
-                    state.counts.resent += 1
-                if result.outcome is Outcome.RETRY:
-                    state.pending[sid] = result.reason or "retry"
-                    retry_after = max(retry_after, result.retry_after_seconds or 0.0)
-                    if result.maybe_delivered and sid not in state.unknown:
-                        state.unknown.append(sid)
-                    continue
-                state.pending.pop(sid, None)
-                self._final(state, sid, "sent" if result.outcome is Outcome.SENT else "failed")
-                if result.outcome is Outcome.SENT:
-                    state.counts.sent += 1
-                else:
-                    state.counts.failed += 1
-                    auth_failures += result.reason in _AUTH_ERRORS
-                if result.outcome is Outcome.RETIRE:
-                    reason = _RETIRE_REASONS.get(
-                        result.reason or "", UnsubscribeReason.INVALID_TOKEN
-                    )
-                    retire.setdefault(reason, []).append(sid)
-                final.append(_delivery(device, result, sent_at, receipt_hash, sid in state.resent))
-            state.inflight = []
-            self._fanout.checkpoint(
-                state, self._clock() + self._policy.lease, final, sent_at + self._policy.retention
-            )
+        size = self._policy.chunk_size
+        chunks = [remaining[start : start + size] for start in range(0, len(remaining), size)]
+        outcome = _Attempt()
+        recorded: list[
+            Delivery
+        ] = []  # outcomes of the chunk just sent, written with the next claim
+        for sids in chunks:
+            devices, settled = self._prepare(state, sids, active)
+            # Claim before sending (with the outcomes of the chunk before: one write).
+            state.inflight = [d.subscription_id for d in devices]
+            if devices or settled or recorded:
+                self._fanout.checkpoint(
+                    state, self._clock() + self._policy.lease, recorded + settled, self._expiry()
+                )
+            recorded = self._send_and_apply(state, push, devices, outcome) if devices else []
+        state.inflight = []
+        retire, retry_after, auth_failures = outcome.retire, outcome.retry_after, outcome.auth
         self._retire(state, retire, auth_failures)
         note_counts({"devices": len(state.devices), **state.counts.as_dict()})
         waiting = [d for d in state.remaining() if d in state.pending]
         if waiting:
             state.not_before = self._clock() + self._backoff(state.attempts, retry_after)
-            self._fanout.release(state)
+            self._fanout.release(state, recorded, self._expiry())
             return Verdict.RETRY
-        self._fanout.finish(state)
+        self._fanout.finish(state, recorded, self._expiry())
         tried = len(state.devices) - state.counts.skipped
         if state.counts.failed * 2 > tried and not auth_failures:
             self._alert(
@@ -251,6 +209,67 @@ class DeliveryWorker:
                 state.counts.failed,
             )
         return Verdict.ACK
+
+    def _prepare(
+        self, state: BatchState, sids: list[str], active: dict[str, Device]
+    ) -> tuple[list[Device], list[Delivery]]:
+        """The chunk's devices to send, and the outcomes settled without sending."""
+        devices: list[Device] = []
+        settled: list[Delivery] = []
+        for sid in sids:
+            device = active.get(sid)
+            if device is None:
+                # Unsubscribed or erased after the plan was made: not sent to.
+                state.outcomes[sid] = "skipped"
+                state.pending.pop(sid, None)
+                state.counts.skipped += 1
+            elif sid in state.unknown and sid in state.resent:
+                # Its re-send's outcome is unknown too: it may have been shown; not a third.
+                self._final(state, sid, "failed")
+                state.counts.failed += 1
+                reason = state.pending.pop(sid, None) or "timeout"
+                failed = SendResult(Outcome.FAILED, reason=reason)
+                settled.append(_delivery(device, failed, self._clock(), "", resent=True))
+            else:
+                devices.append(device)
+        return devices, settled
+
+    def _send_and_apply(
+        self, state: BatchState, push: WebPush, devices: list[Device], attempt: _Attempt
+    ) -> list[Delivery]:
+        """Send one claimed chunk; its final outcomes (the transient ones stay pending)."""
+        messages = [self._message(state, push, d) for d in devices]
+        results = self._send_chunk([m for m, _ in messages])
+        sent_at = self._clock()
+        final: list[Delivery] = []
+        for device, (_, receipt_hash), result in zip(devices, messages, results, strict=True):
+            sid = device.subscription_id
+            copied = result.outcome is Outcome.SENT or result.maybe_delivered
+            if sid in state.unknown and sid not in state.resent and copied:
+                # A second copy may exist (the first attempt's outcome was unknown).
+                state.resent.append(sid)
+                state.counts.resent += 1
+            if result.outcome is Outcome.RETRY:
+                state.pending[sid] = result.reason or "retry"
+                attempt.retry_after = max(attempt.retry_after, result.retry_after_seconds or 0.0)
+                if result.maybe_delivered and sid not in state.unknown:
+                    state.unknown.append(sid)
+                continue
+            state.pending.pop(sid, None)
+            self._final(state, sid, "sent" if result.outcome is Outcome.SENT else "failed")
+            if result.outcome is Outcome.SENT:
+                state.counts.sent += 1
+            else:
+                state.counts.failed += 1
+                attempt.auth += result.reason in _AUTH_ERRORS
+            if result.outcome is Outcome.RETIRE:
+                reason = _RETIRE_REASONS.get(result.reason or "", UnsubscribeReason.INVALID_TOKEN)
+                attempt.retire.setdefault(reason, []).append(sid)
+            final.append(_delivery(device, result, sent_at, receipt_hash, sid in state.resent))
+        return final
+
+    def _expiry(self) -> datetime:
+        return self._clock() + self._policy.retention
 
     def _send_chunk(self, messages: list[PushMessage]) -> list[SendResult]:
         try:

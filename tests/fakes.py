@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from push365.errors import QueueUnavailable
 from push365.fanout.model import BatchState, FanoutMessage
-from push365.fanout.repository import LeaseLost, PlanRecord, Taken
+from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken
 from push365.notifications.model import DeliveryCounts, NotificationRecord
 from push365.notifications.repository import Claim, Delivery
 from push365.organizations.model import Organization
@@ -170,6 +170,12 @@ class InMemorySubscriptionRepository:
             and document["user_id"] in wanted
         )
 
+    def active_subscription_ids_after(
+        self, organization_id: str, user_ids: Sequence[str], after: str | None
+    ) -> Iterator[str]:
+        ids = self.active_subscription_ids(organization_id, user_ids)
+        return iter([sid for sid in ids if after is None or sid > after])
+
     def active_devices_by_id(
         self, organization_id: str, subscription_ids: Sequence[str]
     ) -> dict[str, Device]:
@@ -271,7 +277,7 @@ class InMemoryFanoutRepository:
         self._notifications = notifications
         self.batches: dict[tuple[str, int], dict[str, Any]] = {}
         self.deliveries: dict[str, dict[str, Delivery]] = notifications.deliveries
-        self.plan_leases = 0
+        self.plan_version = 0
 
     def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
         record = self._notifications.records.get(notification_id)
@@ -281,39 +287,68 @@ class InMemoryFanoutRepository:
 
     def lease_plan(
         self, organization_id: str, notification_id: str, now: datetime, until: datetime
-    ) -> Any:
+    ) -> PlanLease | None:
         record = self._notifications.records.get(notification_id)
         if record is None or record.planned_at is not None:
             return None
         if record.planning_until is not None and record.planning_until > now:
             return None
-        self._notifications.records[notification_id] = record.model_copy(
-            update={"planning_until": until}
-        )
-        self.plan_leases += 1
-        return self.plan_leases
+        self._set(notification_id, planning_until=until)
+        return PlanLease(self.plan_version, record.counts.batches, record.plan_cursor)
 
-    def save_plan(
+    def add_batch(
         self,
+        lease: PlanLease,
         organization_id: str,
         notification_id: str,
-        batches: Sequence[Sequence[str]],
+        devices: Sequence[str],
         now: datetime,
         expire_at: datetime,
-        lease: Any,
-    ) -> None:
-        if lease != self.plan_leases:
-            raise LeaseLost()
-        for index, devices in enumerate(batches):
-            state = BatchState(organization_id, notification_id, index, list(devices))
-            self.batches[(notification_id, index)] = {"state": state, "version": 0, "lease": None}
+        until: datetime,
+    ) -> PlanLease:
+        self._check(lease)
+        state = BatchState(organization_id, notification_id, lease.batches, list(devices))
+        self.batches[(notification_id, lease.batches)] = {
+            "state": state,
+            "version": 0,
+            "lease": None,
+        }
         record = self._notifications.records[notification_id]
         counts = record.counts.model_copy(
-            update={"devices": sum(len(b) for b in batches), "batches": len(batches)}
+            update={"devices": record.counts.devices + len(devices), "batches": lease.batches + 1}
         )
-        self._notifications.records[notification_id] = record.model_copy(
-            update={"planned_at": now, "status": "delivering", "counts": counts}
+        self._set(
+            notification_id,
+            status="delivering",
+            plan_cursor=devices[-1],
+            planning_until=until,
+            counts=counts,
         )
+        return PlanLease(self.plan_version, lease.batches + 1, devices[-1])
+
+    def end_plan(
+        self, lease: PlanLease, organization_id: str, notification_id: str, now: datetime
+    ) -> None:
+        self._check(lease)
+        self._set(
+            notification_id,
+            planned_at=now,
+            planning_until=None,
+            status="delivering" if lease.batches else "sent",
+        )
+
+    def release_plan(self, lease: PlanLease, organization_id: str, notification_id: str) -> None:
+        self._check(lease)
+        self._set(notification_id, planning_until=None)
+
+    def _check(self, lease: PlanLease) -> None:
+        if lease.token != self.plan_version:
+            raise LeaseLost()
+
+    def _set(self, notification_id: str, **fields: Any) -> None:
+        record = self._notifications.records[notification_id]
+        self._notifications.records[notification_id] = record.model_copy(update=fields)
+        self.plan_version += 1
 
     def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
         return sorted(

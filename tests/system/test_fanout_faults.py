@@ -224,8 +224,8 @@ def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
     stack.fcm.control(refuse_seconds=120)
     refused_at = time.monotonic()
     nid_b = stack.send(key_b, tokens_b, org=OTHER_ORG)
-    final_a = stack.wait_done(key_a, nid_a, 240)
-    final_b = stack.wait_done(key_b, nid_b, 240)
+    final_a = stack.wait_done(key_a, nid_a, 420)
+    final_b = stack.wait_done(key_b, nid_b, 420)
 
     assert stack.received(tokens_a) == Counter({t: 1 for t in tokens_a})
     assert stack.received(tokens_b) == Counter({t: 1 for t in tokens_b})

@@ -4,6 +4,7 @@ re-sends after an unknown outcome, retries by redelivery, retirement, replays.""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -84,7 +85,11 @@ def by_prefix(token: str, attempt: int) -> SendResult:
 
 
 class World:
-    def __init__(self, answer: Callable[[str, int], SendResult] = by_prefix) -> None:
+    def __init__(
+        self,
+        answer: Callable[[str, int], SendResult] = by_prefix,
+        policy: FanoutPolicy = FANOUT,
+    ) -> None:
         self.now = START
         self.subscription_repo = InMemorySubscriptionRepository()
         self.notification_repo = InMemoryNotificationRepository()
@@ -102,10 +107,11 @@ class World:
             self.subscription_repo,
             self.gateway,
             self.queue,
-            FANOUT,
+            policy,
             clock=self.clock,
         )
         self.verdicts: list[Verdict] = []
+        self.delivered: list[FanoutMessage] = []
 
     def clock(self) -> datetime:
         return self.now
@@ -126,6 +132,7 @@ class World:
             if not self.queue.messages:
                 return
             message = self.queue.messages.pop(0)
+            self.delivered.append(message)
             verdict = self.handle(message)
             if verdict is Verdict.RETRY:
                 self.queue.messages.append(message)
@@ -170,6 +177,39 @@ def test_each_device_is_sent_once_in_batches_of_at_most_500() -> None:
     assert (status.counts.batches, status.counts.batches_done, status.counts.sent) == (3, 3, 1201)
     assert set(world.gateway.calls.values()) == {1}
     assert max(world.gateway.chunks) <= FANOUT.chunk_size
+
+
+def test_a_long_plan_hands_on_to_a_continuation_and_each_device_is_sent_once() -> None:
+    world = World(policy=replace(FANOUT, plan_slice_seconds=0))  # one batch per plan request
+    world.subscribe(*(f"ok-{n}" for n in range(1201)))
+    nid = world.send().notification_id
+
+    world.deliver()
+
+    plans = [m for m in world.delivered if m.kind is Kind.PLAN]
+    assert len(plans) == 3  # the first request and two continuations
+    status = world.status(nid)
+    assert (status.status, status.counts.batches, status.counts.sent) == ("sent", 3, 1201)
+    assert set(world.gateway.calls.values()) == {1}
+
+
+def test_a_planner_that_died_is_resumed_after_its_cursor() -> None:
+    world = World()
+    world.subscribe(*(f"ok-{n}" for n in range(1201)))
+    nid = world.send().notification_id
+    plan = world.queue.messages.pop(0)
+    lease = world.fanout_repo.lease_plan(ORG, nid, START, START + FANOUT.lease)
+    assert lease is not None
+    first = world.subscription_repo.active_subscription_ids(ORG, [BOB])[:500]
+    world.fanout_repo.add_batch(lease, ORG, nid, first, START, START, START + FANOUT.lease)
+    world.now += FANOUT.lease  # it died here, its batch stored but never published
+
+    world.queue.messages.append(plan)
+    world.deliver()
+
+    status = world.status(nid)
+    assert (status.counts.batches, status.counts.devices, status.counts.sent) == (3, 1201, 1201)
+    assert set(world.gateway.calls.values()) == {1}
 
 
 def test_a_redelivered_batch_sends_nothing_again() -> None:

@@ -21,8 +21,6 @@ from push365.notifications.repository import Delivery, delivery_document
 from push365.retention import TTL_FIELD
 from push365.store import BATCHES, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, bounded_retry
 
-PLAN_DOCUMENTS_PER_COMMIT = 100  # a batch document lists up to 500 ids: keep commits small
-
 
 class Taken(Enum):
     """Why a batch could not be taken."""
@@ -36,6 +34,15 @@ class LeaseLost(Exception):
 
     def __init__(self) -> None:
         super().__init__("the batch was taken over by another worker")
+
+
+@dataclass(frozen=True)
+class PlanLease:
+    """A worker's hold on planning a notification, and how far planning got (it resumes)."""
+
+    token: Any  # the record's update time: every plan write is fenced by it
+    batches: int  # batches stored so far
+    cursor: str | None  # the last subscription id planned, in id order
 
 
 @dataclass(frozen=True)
@@ -56,25 +63,40 @@ class FanoutRepository(Protocol):
 
     def lease_plan(
         self, organization_id: str, notification_id: str, now: datetime, until: datetime
-    ) -> Any:
-        """Hold the planning of a notification until ``until``: a fencing token, or None while
-        another worker plans it (or once it is planned)."""
+    ) -> PlanLease | None:
+        """Hold the planning of a notification until ``until``; None while another worker
+        plans it (or once it is planned)."""
         ...
 
-    def save_plan(
+    def add_batch(
         self,
+        lease: PlanLease,
         organization_id: str,
         notification_id: str,
-        batches: Sequence[Sequence[str]],
+        devices: Sequence[str],
         now: datetime,
         expire_at: datetime,
-        lease: Any,
-    ) -> None:
-        """Store every batch, then mark the record planned (so a plan is made once).
+        until: datetime,
+    ) -> PlanLease:
+        """Store the next batch and how far planning got, at once, fenced; the lease renewed.
 
         Raises:
             LeaseLost: another worker took the planning over meanwhile.
         """
+        ...
+
+    def end_plan(
+        self, lease: PlanLease, organization_id: str, notification_id: str, now: datetime
+    ) -> None:
+        """Every batch is stored: mark the record planned (fenced).
+
+        Raises:
+            LeaseLost: as for :meth:`add_batch`.
+        """
+        ...
+
+    def release_plan(self, lease: PlanLease, organization_id: str, notification_id: str) -> None:
+        """Give the planning back (a continuation message resumes it), fenced."""
         ...
 
     def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
@@ -170,9 +192,10 @@ class FirestoreFanoutRepository:
 
     def lease_plan(
         self, organization_id: str, notification_id: str, now: datetime, until: datetime
-    ) -> Any:
+    ) -> PlanLease | None:
         reference = self._notification(organization_id, notification_id)
-        snapshot = reference.get(field_paths=["planned_at", "planning_until"], **self._bounded)
+        fields_read = ["planned_at", "planning_until", "plan_cursor", "counts.batches"]
+        snapshot = reference.get(field_paths=fields_read, **self._bounded)
         if not snapshot.exists:
             return None
         fields = snapshot.to_dict() or {}
@@ -189,41 +212,68 @@ class FirestoreFanoutRepository:
             )
         except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
             return None
-        return result.update_time
+        batches = int((fields.get("counts") or {}).get("batches") or 0)
+        return PlanLease(result.update_time, batches, fields.get("plan_cursor"))
 
-    def save_plan(
+    def add_batch(
         self,
+        lease: PlanLease,
         organization_id: str,
         notification_id: str,
-        batches: Sequence[Sequence[str]],
+        devices: Sequence[str],
         now: datetime,
         expire_at: datetime,
-        lease: Any,
+        until: datetime,
+    ) -> PlanLease:
+        write = self._client.batch()
+        write.set(
+            self._batch(organization_id, notification_id, lease.batches),
+            _new_batch(list(devices), now, expire_at),
+        )
+        progress = {
+            "status": "delivering",
+            "plan_cursor": devices[-1],
+            "planning_until": until,
+            "counts.batches": lease.batches + 1,
+            "counts.devices": firestore.Increment(len(devices)),
+        }
+        token = self._fenced_plan(write, organization_id, notification_id, lease, progress)
+        return PlanLease(token, lease.batches + 1, devices[-1])
+
+    def end_plan(
+        self, lease: PlanLease, organization_id: str, notification_id: str, now: datetime
     ) -> None:
-        for start in range(0, len(batches), PLAN_DOCUMENTS_PER_COMMIT):
-            write = self._client.batch()
-            for index in range(start, min(start + PLAN_DOCUMENTS_PER_COMMIT, len(batches))):
-                write.set(
-                    self._batch(organization_id, notification_id, index),
-                    _new_batch(list(batches[index]), now, expire_at),
-                )
-            write.commit(**self._bounded)
-        devices = sum(len(b) for b in batches)
+        done = {
+            "status": "delivering" if lease.batches else "sent",
+            "planned_at": now,
+            "planning_until": None,
+            "plan_cursor": None,
+            "completed_at": None if lease.batches else now,
+        }
+        self._fenced_plan(self._client.batch(), organization_id, notification_id, lease, done)
+
+    def release_plan(self, lease: PlanLease, organization_id: str, notification_id: str) -> None:
+        write = self._client.batch()
+        self._fenced_plan(write, organization_id, notification_id, lease, {"planning_until": None})
+
+    def _fenced_plan(
+        self,
+        write: Any,
+        organization_id: str,
+        notification_id: str,
+        lease: PlanLease,
+        fields: dict[str, Any],
+    ) -> Any:
+        write.update(
+            self._notification(organization_id, notification_id),
+            fields,
+            option=self._client.write_option(last_update_time=lease.token),
+        )
         try:
-            self._notification(organization_id, notification_id).update(
-                {
-                    "status": "delivering" if batches else "sent",
-                    "planned_at": now,
-                    "planning_until": None,
-                    "completed_at": None if batches else now,
-                    "counts.devices": devices,
-                    "counts.batches": len(batches),
-                },
-                option=self._client.write_option(last_update_time=lease),
-                **self._bounded,
-            )
+            results = write.commit(**self._bounded)
         except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
             raise LeaseLost() from None
+        return results[-1].update_time
 
     def open_batches(self, organization_id: str, notification_id: str) -> list[int]:
         collection = self._notification(organization_id, notification_id).collection(BATCHES)

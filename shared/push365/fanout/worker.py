@@ -17,6 +17,7 @@ Exactly once per device under Pub/Sub's at-least-once delivery:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING
 from push365.audit import note_counts
 from push365.fanout.model import BatchState, FanoutMessage, Kind, Verdict
 from push365.fanout.publisher import FanoutPublisher
-from push365.fanout.repository import FanoutRepository, LeaseLost, Taken
+from push365.fanout.repository import FanoutRepository, LeaseLost, PlanLease, Taken
 from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush
 from push365.model import utc_now
 from push365.notifications.receipts import device_id, new_receipt
@@ -66,6 +67,8 @@ class FanoutPolicy:
     retention: timedelta
     unsubscribe_retention_days: int
     receipt_url: str | None = None
+    # One plan request stores batches this long, then hands on to a continuation message.
+    plan_slice_seconds: float = 30.0
 
 
 class DeliveryWorker:
@@ -80,7 +83,9 @@ class DeliveryWorker:
         policy: FanoutPolicy,
         clock: Callable[[], datetime] = utc_now,
         notices: AdminNotices | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._monotonic = monotonic
         self._fanout = fanout
         self._subscriptions = subscriptions
         self._gateway = gateway
@@ -110,36 +115,74 @@ class DeliveryWorker:
             self._alert(org, "A notification could not be planned and was given up.", 0, 0)
             return Verdict.ACK
         if record.planned:
-            batches = self._fanout.open_batches(org, nid)
-        else:
-            now = self._clock()
-            lease = self._fanout.lease_plan(org, nid, now, now + self._policy.lease)
-            if lease is None:
-                return Verdict.RETRY  # another worker is planning it: publish after it
-            ids = self._subscriptions.active_subscription_ids(org, message.recipients)
-            size = self._policy.batch_size
-            plan = [ids[start : start + size] for start in range(0, len(ids), size)]
-            try:
-                self._fanout.save_plan(
-                    org, nid, plan, self._clock(), record.created_at + self._policy.retention, lease
-                )
-            except LeaseLost:
-                return Verdict.RETRY
-            batches = list(range(len(plan)))
-            note_counts({"devices": len(ids), "batches": len(plan)})
+            self._publish_batches(message, self._fanout.open_batches(org, nid))
+            return Verdict.ACK
+        started = self._monotonic()
+        now = self._clock()
+        lease = self._fanout.lease_plan(org, nid, now, now + self._policy.lease)
+        if lease is None:
+            return Verdict.RETRY  # another worker is planning it: this copy comes back later
+        if lease.batches:
+            # An earlier planner stored these; it may have died before publishing them.
+            self._publish_batches(message, self._fanout.open_batches(org, nid))
+        expire_at = record.created_at + self._policy.retention
+        devices: list[str] = []
+        planned = 0
+        try:
+            ids = self._subscriptions.active_subscription_ids_after(
+                org, message.recipients, lease.cursor
+            )
+            for sid in ids:
+                devices.append(sid)
+                if len(devices) < self._policy.batch_size:
+                    continue
+                # Each batch is stored, then published at once: sending starts while planning
+                # goes on.
+                lease = self._store_batch(message, lease, devices, expire_at)
+                planned += len(devices)
+                devices = []
+                if self._monotonic() - started > self._policy.plan_slice_seconds:
+                    # Long enough for one request: a continuation resumes after the cursor.
+                    self._fanout.release_plan(lease, org, nid)
+                    self._publisher.publish([message])
+                    note_counts({"devices": planned, "batches": lease.batches})
+                    return Verdict.ACK
+            if devices:
+                lease = self._store_batch(message, lease, devices, expire_at)
+                planned += len(devices)
+            self._fanout.end_plan(lease, org, nid, self._clock())
+        except LeaseLost:
+            return Verdict.RETRY
+        note_counts({"devices": planned, "batches": lease.batches})
+        return Verdict.ACK
+
+    def _store_batch(
+        self, message: FanoutMessage, lease: PlanLease, devices: list[str], expire_at: datetime
+    ) -> PlanLease:
+        org, nid = message.organization_id, message.notification_id
+        now = self._clock()
+        index = lease.batches
+        lease = self._fanout.add_batch(
+            lease, org, nid, devices, now, expire_at, now + self._policy.lease
+        )
+        self._publish_batches(message, [index])
+        return lease
+
+    def _publish_batches(self, message: FanoutMessage, batches: list[int]) -> None:
+        if not batches:
+            return
         self._publisher.publish(
             [
                 FanoutMessage(
                     kind=Kind.BATCH,
-                    organization_id=org,
-                    notification_id=nid,
+                    organization_id=message.organization_id,
+                    notification_id=message.notification_id,
                     content=message.content,
                     batch=batch,
                 )
                 for batch in batches
             ]
         )
-        return Verdict.ACK
 
     def _batch(self, message: FanoutMessage, dead_lettered: bool) -> Verdict:
         org, nid, index = message.organization_id, message.notification_id, message.batch or 0

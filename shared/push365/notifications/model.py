@@ -217,6 +217,7 @@ class NotificationRecord(BaseModel):
     created_at: datetime
     published_at: datetime | None = None
     planning_until: datetime | None = None  # a worker holds the planning until then
+    plan_cursor: str | None = None  # the last subscription id planned (planning resumes after it)
     planned_at: datetime | None = None
     completed_at: datetime | None = None
     counts: DeliveryCounts = DeliveryCounts()
@@ -226,6 +227,8 @@ class NotificationRecord(BaseModel):
         if self.status == "failed":
             return "failed"
         if self.planned_at is None:
+            if self.status == "delivering":
+                return "delivering"  # batches are under way while planning goes on
             return "queued" if self.published_at is not None else "accepted"
         if self.counts.batches_done >= self.counts.batches:
             return "sent"

@@ -22,6 +22,8 @@ from push365.subscriptions.model import (
 _IN_LIMIT = 30  # values in one Firestore "in" filter
 ACTIVE_DEVICES_QUERY_FIELDS = ("status", "user_id")
 """The fields ``active_subscription_ids`` filters on together (one composite index)."""
+PLAN_PAGE = 5000  # subscriptions read per query when planning a large send
+PAGE_SECONDS = 30.0  # the most one such page may take
 _SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
 
 
@@ -72,6 +74,13 @@ class SubscriptionRepository(Protocol):
 
     def active_subscription_ids(self, organization_id: str, user_ids: Sequence[str]) -> list[str]:
         """The ids of the users' active subscriptions, sorted (ids only: no token is read)."""
+        ...
+
+    def active_subscription_ids_after(
+        self, organization_id: str, user_ids: Sequence[str], after: str | None
+    ) -> Iterator[str]:
+        """The users' active subscription ids after ``after``, in id order, a page at a time
+        (so that planning can stop and resume anywhere)."""
         ...
 
     def active_devices_by_id(
@@ -228,6 +237,31 @@ class FirestoreSubscriptionRepository:
             )
             found += [m.id for m in query.select([]).stream(**self._bounded)]
         return sorted(found)
+
+    def active_subscription_ids_after(
+        self, organization_id: str, user_ids: Sequence[str], after: str | None
+    ) -> Iterator[str]:
+        wanted = set(user_ids)
+        if len(wanted) <= _SCAN_ABOVE:
+            # A few "in" queries: all at once, then resumed in memory.
+            yield from (
+                s
+                for s in self.active_subscription_ids(organization_id, user_ids)
+                if after is None or s > after
+            )
+            return
+        collection = self._subscriptions(organization_id)
+        active = collection.where(filter=FieldFilter("status", "==", Status.ACTIVE.value))
+        page_call = {"retry": bounded_retry(PAGE_SECONDS), "timeout": PAGE_SECONDS}
+        while True:
+            query = active.order_by("__name__").select(["user_id"]).limit(PLAN_PAGE)
+            if after is not None:
+                query = query.start_after({"__name__": collection.document(after)})
+            page = list(query.stream(**page_call))
+            yield from (m.id for m in page if m.get("user_id") in wanted)
+            if len(page) < PLAN_PAGE:
+                return
+            after = page[-1].id
 
     def active_devices_by_id(
         self, organization_id: str, subscription_ids: Sequence[str]

@@ -22,7 +22,7 @@ from push365.subscriptions.model import (
 _IN_LIMIT = 30  # values in one Firestore "in" filter
 ACTIVE_DEVICES_QUERY_FIELDS = ("status", "user_id")
 """The fields ``active_subscription_ids`` filters on together (one composite index)."""
-PLAN_PAGE = 5000  # subscriptions read per query when planning a large send
+PLAN_PAGE = 10_000  # subscriptions read per query when planning a large send
 PAGE_SECONDS = 30.0  # the most one such page may take
 _SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
 

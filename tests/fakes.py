@@ -278,6 +278,7 @@ class InMemoryFanoutRepository:
         self.batches: dict[tuple[str, int], dict[str, Any]] = {}
         self.deliveries: dict[str, dict[str, Delivery]] = notifications.deliveries
         self.plan_version = 0
+        self.plans: dict[str, dict[str, Any]] = {}
 
     def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
         record = self._notifications.records.get(notification_id)
@@ -286,15 +287,22 @@ class InMemoryFanoutRepository:
         return PlanRecord(record.created_at, record.planned_at is not None, record.recipients)
 
     def lease_plan(
-        self, organization_id: str, notification_id: str, now: datetime, until: datetime
+        self,
+        organization_id: str,
+        notification_id: str,
+        now: datetime,
+        until: datetime,
+        expire_at: datetime,
     ) -> PlanLease | None:
         record = self._notifications.records.get(notification_id)
         if record is None or record.planned_at is not None:
             return None
-        if record.planning_until is not None and record.planning_until > now:
+        plan = self.plans.setdefault(notification_id, {"until": None, "cursor": None})
+        if plan["until"] is not None and plan["until"] > now:
             return None
-        self._set(notification_id, planning_until=until)
-        return PlanLease(self.plan_version, record.counts.batches, record.plan_cursor)
+        plan["until"] = until
+        self.plan_version += 1
+        return PlanLease(self.plan_version, record.counts.batches, plan["cursor"])
 
     def add_batch(
         self,
@@ -317,29 +325,25 @@ class InMemoryFanoutRepository:
         counts = record.counts.model_copy(
             update={"devices": record.counts.devices + len(devices), "batches": lease.batches + 1}
         )
-        self._set(
-            notification_id,
-            status="delivering",
-            plan_cursor=devices[-1],
-            planning_until=until,
-            counts=counts,
-        )
+        self.plans[notification_id] = {"until": until, "cursor": devices[-1]}
+        self._set(notification_id, status="delivering", counts=counts)
         return PlanLease(self.plan_version, lease.batches + 1, devices[-1])
 
     def end_plan(
         self, lease: PlanLease, organization_id: str, notification_id: str, now: datetime
     ) -> None:
         self._check(lease)
+        self.plans[notification_id] = {"until": None, "cursor": None}
         self._set(
             notification_id,
             planned_at=now,
-            planning_until=None,
             status="delivering" if lease.batches else "sent",
         )
 
     def release_plan(self, lease: PlanLease, organization_id: str, notification_id: str) -> None:
         self._check(lease)
-        self._set(notification_id, planning_until=None)
+        self.plans[notification_id]["until"] = None
+        self.plan_version += 1
 
     def _check(self, lease: PlanLease) -> None:
         if lease.token != self.plan_version:

@@ -68,6 +68,10 @@ _BATCH_FIELDS = frozenset(
         "attempts",
         "counts",
         "created_at",
+        # the plan's own document beside the batches: its holder and how far it got
+        "planning_until",
+        "cursor",
+        "batches",
         TTL_FIELD,
     }
 )

@@ -119,7 +119,7 @@ def test_erasing_the_organization_removes_everything_and_revokes_its_key(
         "subscriptions": 2,
         "notifications": 1,
         "deliveries": 2,
-        "batches": 1,
+        "batches": 2,  # the batch and its plan document
         "dedup_keys": 0,
     }
     assert [p for p, _ in all_documents(store) if ORG in p] == []

@@ -105,7 +105,7 @@ def test_notification_records_go_after_the_retention(api: Functions, store: Any)
         "subscriptions": 0,
         "stale_subscriptions": 0,
         "deliveries": 1,
-        "batches": 1,
+        "batches": 2,  # the batch and its plan document
         "notifications": 1,
         "dedup_keys": 0,
         "organizations": 0,

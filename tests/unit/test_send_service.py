@@ -198,7 +198,7 @@ def test_a_planner_that_died_is_resumed_after_its_cursor() -> None:
     world.subscribe(*(f"ok-{n}" for n in range(1201)))
     nid = world.send().notification_id
     plan = world.queue.messages.pop(0)
-    lease = world.fanout_repo.lease_plan(ORG, nid, START, START + FANOUT.lease)
+    lease = world.fanout_repo.lease_plan(ORG, nid, START, START + FANOUT.lease, START)
     assert lease is not None
     first = world.subscription_repo.active_subscription_ids(ORG, [BOB])[:500]
     world.fanout_repo.add_batch(lease, ORG, nid, first, START, START, START + FANOUT.lease)
@@ -230,7 +230,7 @@ def test_a_plan_another_worker_is_making_is_handed_back_until_its_lease_ends() -
     world.subscribe("ok-1")
     nid = world.send().notification_id
     plan = world.queue.messages.pop(0)
-    assert world.fanout_repo.lease_plan(ORG, nid, START, START + FANOUT.lease) is not None
+    assert world.fanout_repo.lease_plan(ORG, nid, START, START + FANOUT.lease, START) is not None
 
     assert world.handle(plan) is Verdict.RETRY
     assert world.queue.messages == []

@@ -21,6 +21,9 @@ from push365.notifications.repository import Delivery, delivery_document
 from push365.retention import TTL_FIELD
 from push365.store import BATCHES, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, bounded_retry
 
+PLAN_DOCUMENT = "plan"
+"""The document beside the batches that holds who plans a notification and how far it got."""
+
 
 class Taken(Enum):
     """Why a batch could not be taken."""
@@ -62,7 +65,12 @@ class FanoutRepository(Protocol):
         ...
 
     def lease_plan(
-        self, organization_id: str, notification_id: str, now: datetime, until: datetime
+        self,
+        organization_id: str,
+        notification_id: str,
+        now: datetime,
+        until: datetime,
+        expire_at: datetime,
     ) -> PlanLease | None:
         """Hold the planning of a notification until ``until``; None while another worker
         plans it (or once it is planned)."""
@@ -190,30 +198,56 @@ class FirestoreFanoutRepository:
             recipients=list(fields.get("recipients") or []),
         )
 
+    def _plan(self, organization_id: str, nid: str) -> firestore.DocumentReference:
+        # Beside the batches (purged and erased with them), not on the record: batches finishing
+        # write the record all the time, and the plan's fencing must not trip over them.
+        reference: firestore.DocumentReference = (
+            self._notification(organization_id, nid).collection(BATCHES).document(PLAN_DOCUMENT)
+        )
+        return reference
+
     def lease_plan(
-        self, organization_id: str, notification_id: str, now: datetime, until: datetime
+        self,
+        organization_id: str,
+        notification_id: str,
+        now: datetime,
+        until: datetime,
+        expire_at: datetime,
     ) -> PlanLease | None:
-        reference = self._notification(organization_id, notification_id)
-        fields_read = ["planned_at", "planning_until", "plan_cursor", "counts.batches"]
-        snapshot = reference.get(field_paths=fields_read, **self._bounded)
-        if not snapshot.exists:
+        record = self._notification(organization_id, notification_id).get(
+            field_paths=["planned_at"], **self._bounded
+        )
+        if not record.exists or record.get("planned_at") is not None:
             return None
-        fields = snapshot.to_dict() or {}
-        if fields.get("planned_at") is not None:
-            return None
-        held = fields.get("planning_until")
-        if held is not None and held > now:
-            return None
+        reference = self._plan(organization_id, notification_id)
+        snapshot = reference.get(**self._bounded)
         try:
+            if not snapshot.exists:
+                first = {
+                    "planning_until": until,
+                    "cursor": None,
+                    "batches": 0,
+                    "created_at": now,
+                    TTL_FIELD: expire_at,
+                }
+                result = reference.create(first, **self._bounded)
+                return PlanLease(result.update_time, 0, None)
+            fields = snapshot.to_dict() or {}
+            held = fields.get("planning_until")
+            if held is not None and held > now:
+                return None
             result = reference.update(
                 {"planning_until": until},
                 option=self._client.write_option(last_update_time=snapshot.update_time),
                 **self._bounded,
             )
-        except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
-            return None
-        batches = int((fields.get("counts") or {}).get("batches") or 0)
-        return PlanLease(result.update_time, batches, fields.get("plan_cursor"))
+        except (
+            google_exceptions.FailedPrecondition,
+            google_exceptions.NotFound,
+            google_exceptions.Conflict,
+        ):
+            return None  # another worker was quicker
+        return PlanLease(result.update_time, int(fields.get("batches") or 0), fields.get("cursor"))
 
     def add_batch(
         self,
@@ -230,27 +264,32 @@ class FirestoreFanoutRepository:
             self._batch(organization_id, notification_id, lease.batches),
             _new_batch(list(devices), now, expire_at),
         )
-        progress = {
-            "status": "delivering",
-            "plan_cursor": devices[-1],
-            "planning_until": until,
-            "counts.batches": lease.batches + 1,
-            "counts.devices": firestore.Increment(len(devices)),
-        }
+        write.update(
+            self._notification(organization_id, notification_id),
+            {
+                "status": "delivering",
+                "counts.batches": lease.batches + 1,
+                "counts.devices": firestore.Increment(len(devices)),
+            },
+        )
+        progress = {"cursor": devices[-1], "batches": lease.batches + 1, "planning_until": until}
         token = self._fenced_plan(write, organization_id, notification_id, lease, progress)
         return PlanLease(token, lease.batches + 1, devices[-1])
 
     def end_plan(
         self, lease: PlanLease, organization_id: str, notification_id: str, now: datetime
     ) -> None:
-        done = {
-            "status": "delivering" if lease.batches else "sent",
-            "planned_at": now,
-            "planning_until": None,
-            "plan_cursor": None,
-            "completed_at": None if lease.batches else now,
-        }
-        self._fenced_plan(self._client.batch(), organization_id, notification_id, lease, done)
+        write = self._client.batch()
+        write.update(
+            self._notification(organization_id, notification_id),
+            {
+                "status": "delivering" if lease.batches else "sent",
+                "planned_at": now,
+                "completed_at": None if lease.batches else now,
+            },
+        )
+        done = {"planning_until": None, "cursor": None}
+        self._fenced_plan(write, organization_id, notification_id, lease, done)
 
     def release_plan(self, lease: PlanLease, organization_id: str, notification_id: str) -> None:
         write = self._client.batch()
@@ -265,7 +304,7 @@ class FirestoreFanoutRepository:
         fields: dict[str, Any],
     ) -> Any:
         write.update(
-            self._notification(organization_id, notification_id),
+            self._plan(organization_id, notification_id),
             fields,
             option=self._client.write_option(last_update_time=lease.token),
         )

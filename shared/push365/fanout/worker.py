@@ -119,13 +119,13 @@ class DeliveryWorker:
             return Verdict.ACK
         started = self._monotonic()
         now = self._clock()
-        lease = self._fanout.lease_plan(org, nid, now, now + self._policy.lease)
+        expire_at = record.created_at + self._policy.retention
+        lease = self._fanout.lease_plan(org, nid, now, now + self._policy.lease, expire_at)
         if lease is None:
             return Verdict.RETRY  # another worker is planning it: this copy comes back later
         if lease.batches:
             # An earlier planner stored these; it may have died before publishing them.
             self._publish_batches(message, self._fanout.open_batches(org, nid))
-        expire_at = record.created_at + self._policy.retention
         devices: list[str] = []
         planned = 0
         try:

@@ -216,8 +216,6 @@ class NotificationRecord(BaseModel):
     status: Literal["accepted", "delivering", "sent", "failed"]
     created_at: datetime
     published_at: datetime | None = None
-    planning_until: datetime | None = None  # a worker holds the planning until then
-    plan_cursor: str | None = None  # the last subscription id planned (planning resumes after it)
     planned_at: datetime | None = None
     completed_at: datetime | None = None
     counts: DeliveryCounts = DeliveryCounts()

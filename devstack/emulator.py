@@ -26,36 +26,32 @@ class EmulatorMissing(RuntimeError):
 
 
 def find_jar() -> Path:
-    """The emulator jar: ``FIRESTORE_EMULATOR_JAR`` if set, else where the Cloud CLI puts it.
+    """The Firestore emulator jar: ``FIRESTORE_EMULATOR_JAR`` if set, else the Cloud CLI's.
 
     Raises:
         EmulatorMissing: no jar, or no ``java`` to run it.
     """
-    jar = Path(os.environ.get("FIRESTORE_EMULATOR_JAR", DEFAULT_JAR))
-    if not jar.is_file():
-        raise EmulatorMissing(
-            f"Firestore emulator jar not found at {jar} (Debian package "
-            "google-cloud-cli-firestore-emulator; or set FIRESTORE_EMULATOR_JAR)."
-        )
-    if shutil.which("java") is None:
-        raise EmulatorMissing("java is not on PATH; the Firestore emulator needs Java 17+.")
-    return jar
+    return _find("Firestore", "FIRESTORE_EMULATOR_JAR", DEFAULT_JAR, "firestore")
 
 
 def find_pubsub_jar() -> Path:
-    """The Pub/Sub emulator jar: ``PUBSUB_EMULATOR_JAR`` if set, else where the Cloud CLI puts it.
+    """The Pub/Sub emulator jar: ``PUBSUB_EMULATOR_JAR`` if set, else the Cloud CLI's.
 
     Raises:
         EmulatorMissing: no jar, or no ``java`` to run it.
     """
-    jar = Path(os.environ.get("PUBSUB_EMULATOR_JAR", PUBSUB_JAR))
+    return _find("Pub/Sub", "PUBSUB_EMULATOR_JAR", PUBSUB_JAR, "pubsub")
+
+
+def _find(name: str, variable: str, default: Path, package: str) -> Path:
+    jar = Path(os.environ.get(variable, default))
     if not jar.is_file():
         raise EmulatorMissing(
-            f"Pub/Sub emulator jar not found at {jar} (Debian package "
-            "google-cloud-cli-pubsub-emulator; or set PUBSUB_EMULATOR_JAR)."
+            f"{name} emulator jar not found at {jar} (Debian package "
+            f"google-cloud-cli-{package}-emulator; or set {variable})."
         )
     if shutil.which("java") is None:
-        raise EmulatorMissing("java is not on PATH; the Pub/Sub emulator needs Java 17+.")
+        raise EmulatorMissing(f"java is not on PATH; the {name} emulator needs Java 17+.")
     return jar
 
 

@@ -177,11 +177,17 @@ class InMemorySubscriptionRepository:
         return iter([sid for sid in ids if after is None or sid > after])
 
     def active_devices_by_id(
-        self, organization_id: str, subscription_ids: Sequence[str]
+        self,
+        organization_id: str,
+        subscription_ids: Sequence[str],
+        seen_since: datetime | None = None,
     ) -> dict[str, Device]:
         found: dict[str, Device] = {}
         for sid in subscription_ids:
             document = self.documents.get((organization_id, sid))
+            seen = (document or {}).get("last_seen_at")
+            if seen_since is not None and seen is not None and seen < seen_since:
+                continue
             if document is not None and document["status"] == Status.ACTIVE.value:
                 found[sid] = Device(
                     subscription_id=sid,

@@ -122,6 +122,7 @@ def delivery_worker() -> DeliveryWorker:
         retention=timedelta(days=settings.notification_retention_days),
         unsubscribe_retention_days=settings.unsubscribe_retention_days,
         receipt_url=settings.receipt_url,
+        stale_after=timedelta(days=settings.stale_subscription_days),
     )
     gateway = FcmHttpGateway(
         settings.project_id,

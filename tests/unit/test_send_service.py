@@ -386,6 +386,19 @@ def test_a_device_unsubscribed_after_the_plan_is_not_sent_to() -> None:
     assert (counts.sent, counts.skipped) == (1, 1)
 
 
+def test_a_subscription_gone_stale_is_not_sent_to() -> None:
+    world = World(policy=replace(FANOUT, stale_after=timedelta(days=60)))
+    world.subscribe("ok-1", "ok-2")
+    world.now += timedelta(days=61)
+    world.subscribe("ok-2")  # its browser refreshed it; ok-1's did not
+    nid = world.send().notification_id
+
+    world.deliver()
+
+    assert world.gateway.calls == {"ok-2": 1}
+    assert world.status(nid).counts.skipped == 1
+
+
 def test_a_dead_lettered_batch_is_counted_as_failed() -> None:
     world = World()
     world.subscribe("ok-1", "ok-2")

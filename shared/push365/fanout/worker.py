@@ -69,6 +69,8 @@ class FanoutPolicy:
     receipt_url: str | None = None
     # One plan request stores batches this long, then hands on to a continuation message.
     plan_slice_seconds: float = 30.0
+    # A subscription its browser has not refreshed for this long is stale: not sent to.
+    stale_after: timedelta | None = None
 
 
 class DeliveryWorker:
@@ -208,7 +210,9 @@ class DeliveryWorker:
         self, state: BatchState, push: WebPush, expired: bool, dead_lettered: bool
     ) -> Verdict:
         org = state.organization_id
-        active = self._subscriptions.active_devices_by_id(org, state.remaining())
+        stale = self._policy.stale_after
+        seen_since = self._clock() - stale if stale is not None else None
+        active = self._subscriptions.active_devices_by_id(org, state.remaining(), seen_since)
         if dead_lettered:
             # Pub/Sub gave up on this batch: what has no outcome yet failed, counted as such.
             state.counts.dead_lettered = 1

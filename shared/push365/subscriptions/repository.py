@@ -84,9 +84,13 @@ class SubscriptionRepository(Protocol):
         ...
 
     def active_devices_by_id(
-        self, organization_id: str, subscription_ids: Sequence[str]
+        self,
+        organization_id: str,
+        subscription_ids: Sequence[str],
+        seen_since: datetime | None = None,
     ) -> dict[str, Device]:
-        """Of these subscriptions, the ones active right now, by id."""
+        """Of these subscriptions, the ones active right now (and, with ``seen_since``, not
+        stale: refreshed by their browser since then), by id."""
         ...
 
     def retire(
@@ -264,7 +268,10 @@ class FirestoreSubscriptionRepository:
             after = page[-1].id
 
     def active_devices_by_id(
-        self, organization_id: str, subscription_ids: Sequence[str]
+        self,
+        organization_id: str,
+        subscription_ids: Sequence[str],
+        seen_since: datetime | None = None,
     ) -> dict[str, Device]:
         collection = self._subscriptions(organization_id)
         references = [collection.document(sid) for sid in subscription_ids]
@@ -272,12 +279,17 @@ class FirestoreSubscriptionRepository:
         for start in range(0, len(references), BATCH_LIMIT):
             snapshots = self._client.get_all(
                 references[start : start + BATCH_LIMIT],
-                field_paths=[*_DEVICE_FIELDS, "status"],
+                field_paths=[*_DEVICE_FIELDS, "status", "last_seen_at"],
                 **self._bounded,
             )
             for snapshot in snapshots:
-                if snapshot.exists and snapshot.get("status") == Status.ACTIVE.value:
-                    found[snapshot.id] = _device(snapshot)
+                if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:
+                    continue
+                fields = snapshot.to_dict() or {}
+                seen = fields.get("last_seen_at")
+                if seen_since is not None and seen is not None and seen < seen_since:
+                    continue  # stale: purge unsubscribes it; never sent to meanwhile
+                found[snapshot.id] = _device(snapshot)
         return found
 
     def retire(

@@ -87,7 +87,13 @@ def sdk(server: LocalFcmServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fir
     gateway = FirebaseGateway(PROJECT, server.url, http_timeout_seconds=TIMEOUT)
     yield gateway
     if name in firebase_admin._apps:
-        firebase_admin.delete_app(firebase_admin.get_app(name))
+        # delete_app closes its async client with asyncio.run(), which refuses to run in a thread
+        # that has an event loop running (the browser tests' Playwright leaves one): its own thread.
+        closing = threading.Thread(
+            target=firebase_admin.delete_app, args=(firebase_admin.get_app(name),)
+        )
+        closing.start()
+        closing.join(timeout=30)
 
 
 @pytest.fixture

@@ -14,14 +14,15 @@ from pathlib import Path
 
 from dynamics.setup.dataverse import DataverseError, WebApi
 from dynamics.setup.push365 import Push365, Push365Error
-from dynamics.setup.run import Setup, SetupError, State
+from dynamics.setup.run import Setup, SetupError, State, base_url_from_environment
 from dynamics.setup.transport import UrllibTransport
 
 EPILOG = """\
 what it does, in order:
   1. signs you in with your Microsoft account (device code: open the page it names, type the code);
      you need the System Administrator role in the environment
-  2. reads the organization (WhoAmI, RetrieveCurrentOrganization, its language, your name and email)
+  2. reads the Push365 base URL from the p365_BaseUrl environment variable (unless --base-url),
+     and the organization (WhoAmI, RetrieveCurrentOrganization, its language, your name and email)
   3. registers it with Push365 (POST /register); the API key Push365 answers once is kept in
      --state, readable by you only: keep that file, a later run needs it
   4. creates or corrects four webhook endpoints (HttpHeader auth, X-Push365-Key): users, subscribe,
@@ -34,8 +35,7 @@ what it does, in order:
 Run it again after changing rules: it adds their steps and touches nothing else.
 
 example:
-  python -m dynamics.setup --environment https://contoso.crm4.dynamics.com \\
-      --base-url https://europe-west1-my-project.cloudfunctions.net --client-id <app id>
+  python -m dynamics.setup --environment https://contoso.crm4.dynamics.com --client-id <app id>
 """
 
 
@@ -51,9 +51,9 @@ def parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--base-url",
-        required=True,
-        help="where the Push365 functions are (the p365_BaseUrl environment variable's value), "
-        "e.g. https://europe-west1-my-project.cloudfunctions.net",
+        default="",
+        help="where the Push365 functions are, e.g. https://europe-west1-my-project.cloudfunctions"
+        ".net (default: the environment's p365_BaseUrl environment variable)",
     )
     command.add_argument(
         "--function-prefix",
@@ -91,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     transport = UrllibTransport()
     try:
         token = device_code_token(args.environment, args.client_id, args.tenant, sys.stderr)
+        dataverse = WebApi(transport, args.environment, token)
+        base_url = args.base_url or base_url_from_environment(dataverse)
         setup = Setup(
-            WebApi(transport, args.environment, token),
-            Push365(transport, args.base_url, args.function_prefix),
+            dataverse,
+            Push365(transport, base_url, args.function_prefix),
             State.load(args.state),
             args.page_size,
             say=lambda line: print(line, file=sys.stderr),

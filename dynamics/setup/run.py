@@ -91,6 +91,24 @@ class Report:
         ]
 
 
+BASE_URL_VARIABLE = "p365_BaseUrl"
+
+
+def base_url_from_environment(dataverse: WebApi) -> str:
+    """The ``p365_BaseUrl`` environment variable's current value (its value, else its default)."""
+    answer = dataverse.get(
+        "RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)",
+        {"@p1": odata_string(BASE_URL_VARIABLE)},
+    )
+    value = str((answer or {}).get("Value") or "").strip().rstrip("/")
+    if not value.startswith(("https://", "http://")):
+        raise SetupError(
+            "The Push365 base URL environment variable (p365_BaseUrl) is not set: set it in the "
+            "Push365 solution, or give --base-url."
+        )
+    return value
+
+
 def auth_value(key: str) -> str:
     """HttpHeader authentication: the headers as Dataverse stores them."""
     return f"<settings><setting name={quoteattr(KEY_HEADER)} value={quoteattr(key)} /></settings>"

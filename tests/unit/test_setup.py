@@ -23,7 +23,7 @@ from dynamics.setup import __main__ as command
 from dynamics.setup import plan
 from dynamics.setup.dataverse import API_PATH, DataverseError, WebApi
 from dynamics.setup.push365 import KEY_HEADER, Push365, Push365Error
-from dynamics.setup.run import Setup, SetupError, State
+from dynamics.setup.run import Setup, SetupError, State, base_url_from_environment
 from dynamics.setup.transport import HttpRequest, HttpResponse
 from push365.users.dataverse import COLUMNS as USER_COLUMNS
 
@@ -59,6 +59,7 @@ class FakeDataverse:
     }
 
     def __init__(self, users: int = 3) -> None:
+        self.base_url = RECORDED["RetrieveEnvironmentVariableValue"]["response"]["body"]["Value"]
         messages = ("Create", "Update", "Delete")
         self.rows: dict[str, list[dict[str, Any]]] = {
             "sdkmessages": [{"sdkmessageid": _id("message", m), "name": m} for m in messages],
@@ -111,6 +112,11 @@ class FakeDataverse:
     def _get(self, path: str, query: dict[str, str], request: HttpRequest) -> HttpResponse:
         if path == "WhoAmI":
             return _response(200, RECORDED["WhoAmI"]["response"]["body"])
+        if path == "RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)":
+            assert query == {"@p1": "'p365_BaseUrl'"}
+            body = copy.deepcopy(RECORDED["RetrieveEnvironmentVariableValue"]["response"]["body"])
+            body["Value"] = self.base_url
+            return _response(200, body)
         if path == "RetrieveCurrentOrganization(AccessType=@p1)":
             assert query == {"@p1": "Microsoft.Dynamics.CRM.EndpointAccessType'Default'"}
             return _response(200, RECORDED["RetrieveCurrentOrganization"]["response"]["body"])
@@ -465,3 +471,15 @@ def test_help_explains_the_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_the_user_columns_are_the_ones_push365_keeps() -> None:
     assert set(plan.USER_COLUMNS) == set(USER_COLUMNS)
+
+
+def test_the_base_url_comes_from_the_environment_variable(wire: Wire) -> None:
+    dataverse = WebApi(wire, ENVIRONMENT, lambda: TOKEN)
+    assert base_url_from_environment(dataverse) == BASE_URL
+    assert wire.transcript() == [
+        "GET dataverse RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)"
+        "?@p1='p365_BaseUrl'"
+    ]
+    wire.dataverse.base_url = None
+    with pytest.raises(SetupError, match="p365_BaseUrl"):
+        base_url_from_environment(dataverse)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-from dynamics.setup.transport import HttpRequest, Transport
+from dynamics.setup.transport import HttpRequest, Transport, send_with_retries
 
 API_PATH = "/api/data/v9.2/"
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
@@ -38,9 +39,14 @@ def odata_string(value: str) -> str:
 
 class WebApi:
     def __init__(
-        self, transport: Transport, environment_url: str, token: Callable[[], str]
+        self,
+        transport: Transport,
+        environment_url: str,
+        token: Callable[[], str],
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.transport = transport
+        self.sleep = sleep
         self.environment_url = environment_url.rstrip("/")
         self.base = self.environment_url + API_PATH
         self._token = token
@@ -67,7 +73,9 @@ class WebApi:
         if body is not None:
             extra["Content-Type"] = "application/json; charset=utf-8"
             data = json.dumps(body).encode("utf-8")
-        response = self.transport.send(HttpRequest(method, url, self._headers(extra), data))
+        response = send_with_retries(
+            self.transport, HttpRequest(method, url, self._headers(extra), data), self.sleep
+        )
         if not 200 <= response.status < 300:
             raise DataverseError(method, url, response.status, response.error_code())
         return response.status, response.headers, response.json()

@@ -6,10 +6,11 @@ Errors carry the status and Push365's fixed error code, never the key or a body.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dynamics.setup.transport import HttpRequest, Transport
+from dynamics.setup.transport import HttpRequest, Transport, send_with_retries
 
 KEY_HEADER = "X-Push365-Key"
 MAX_USERS_PER_REQUEST = 500
@@ -23,8 +24,15 @@ class Push365Error(Exception):
 
 
 class Push365:
-    def __init__(self, transport: Transport, base_url: str, function_prefix: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        base_url: str,
+        function_prefix: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.transport = transport
+        self.sleep = sleep
         self.base_url = base_url.rstrip("/")
         self.function_prefix = function_prefix
 
@@ -48,8 +56,10 @@ class Push365:
         if body is not None:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body).encode("utf-8")
-        response = self.transport.send(
-            HttpRequest(method, self.url(function, route), headers, data)
+        response = send_with_retries(
+            self.transport,
+            HttpRequest(method, self.url(function, route), headers, data),
+            self.sleep,
         )
         if response.status not in accept:
             raise Push365Error(

@@ -8,9 +8,10 @@ give it a fake that answers in the shapes Microsoft documents
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,3 +71,30 @@ class UrllibTransport:
             return HttpResponse(
                 error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
             )
+
+
+RETRIED = frozenset({429, 502, 503, 504})
+"""Throttled (Dataverse's service protection limits answer 429 with ``Retry-After``) or
+unavailable: worth the same request again after a pause."""
+ATTEMPTS = 4
+LONGEST_PAUSE_SECONDS = 60.0
+
+
+def send_with_retries(
+    transport: Transport,
+    request: HttpRequest,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = ATTEMPTS,
+) -> HttpResponse:
+    """Send, and send again after ``Retry-After`` (else 1, 2, 4 s; at most a minute) while the
+    answer is one of ``RETRIED``; the last answer otherwise."""
+    for attempt in range(attempts):
+        response = transport.send(request)
+        if response.status not in RETRIED or attempt == attempts - 1:
+            return response
+        try:
+            pause = float(response.headers.get("retry-after", ""))
+        except ValueError:
+            pause = float(2**attempt)
+        sleep(min(max(pause, 0.0), LONGEST_PAUSE_SECONDS))
+    raise AssertionError("unreachable")

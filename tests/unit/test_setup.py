@@ -244,10 +244,14 @@ class Wire:
         self.dataverse = dataverse
         self.push365 = push365
         self.requests: list[HttpRequest] = []
+        self.pauses: list[float] = []
         self.fail: Callable[[HttpRequest], bool] = lambda request: False
+        self.answer_first: dict[int, HttpResponse] = {}  # request number -> a canned answer
 
     def send(self, request: HttpRequest) -> HttpResponse:
         self.requests.append(request)
+        if len(self.requests) in self.answer_first:
+            return self.answer_first[len(self.requests)]
         if self.fail(request):
             return _response(503, RECORDED["error"]["response"]["body"])
         if request.url.startswith(ENVIRONMENT):
@@ -281,8 +285,8 @@ def wire() -> Wire:
 
 def _setup(wire: Wire, state: Path, page_size: int = 2) -> Setup:
     return Setup(
-        WebApi(wire, ENVIRONMENT, lambda: TOKEN),
-        Push365(wire, BASE_URL, "push365-"),
+        WebApi(wire, ENVIRONMENT, lambda: TOKEN, sleep=wire.pauses.append),
+        Push365(wire, BASE_URL, "push365-", sleep=wire.pauses.append),
         State.load(state),
         page_size,
     )
@@ -390,16 +394,17 @@ def test_a_failure_halfway_is_resumable(wire: Wire, tmp_path: Path, failing: str
     state = tmp_path / "state.json"
     seen = {"posts": 0}
 
-    def fail(request: HttpRequest) -> bool:
+    def fail(request: HttpRequest) -> bool:  # from the nth on, every attempt, retries included
         if request.method == "POST" and urlsplit(request.url).path == failing:
             seen["posts"] += 1
-            return seen["posts"] == nth
+            return seen["posts"] >= nth
         return False
 
     wire.fail = fail
     with pytest.raises((DataverseError, Push365Error)) as stopped:
         _setup(wire, state).run()
     assert "503" in str(stopped.value)
+    assert len(wire.pauses) == 3  # retried three times, then stopped
     assert wire.push365.key not in str(stopped.value)
     wire.fail = lambda request: False
     report = _setup(wire, state).run()
@@ -474,7 +479,7 @@ def test_the_user_columns_are_the_ones_push365_keeps() -> None:
 
 
 def test_the_base_url_comes_from_the_environment_variable(wire: Wire) -> None:
-    dataverse = WebApi(wire, ENVIRONMENT, lambda: TOKEN)
+    dataverse = WebApi(wire, ENVIRONMENT, lambda: TOKEN, sleep=wire.pauses.append)
     assert base_url_from_environment(dataverse) == BASE_URL
     assert wire.transcript() == [
         "GET dataverse RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)"
@@ -483,3 +488,19 @@ def test_the_base_url_comes_from_the_environment_variable(wire: Wire) -> None:
     wire.dataverse.base_url = None
     with pytest.raises(SetupError, match="p365_BaseUrl"):
         base_url_from_environment(dataverse)
+
+
+def test_a_throttled_request_is_sent_again_after_retry_after(wire: Wire, tmp_path: Path) -> None:
+    throttled = _response(429, RECORDED["error"]["response"]["body"], {"Retry-After": "7"})
+    wire.answer_first = {1: throttled, 3: _response(503, None)}
+    report = _setup(wire, tmp_path / "state.json").run()
+    assert report.registered == "registered"
+    assert wire.pauses == [7.0, 1.0]  # Retry-After, else 1 s doubling
+    assert wire.transcript()[:4] == [
+        "GET dataverse WhoAmI",
+        "GET dataverse WhoAmI",
+        "GET dataverse RetrieveCurrentOrganization(AccessType=@p1)"
+        "?@p1=Microsoft.Dynamics.CRM.EndpointAccessType'Default'",
+        "GET dataverse RetrieveCurrentOrganization(AccessType=@p1)"
+        "?@p1=Microsoft.Dynamics.CRM.EndpointAccessType'Default'",
+    ]

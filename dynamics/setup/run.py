@@ -156,22 +156,26 @@ class Setup:
             {"$select": "fullname,internalemailaddress,mobilephone"},
         )
         self.report.organization_id = organization_id
-        return {
+        registration: dict[str, Any] = {
             "organization": {
                 "id": organization_id,
                 "unique_name": detail["UniqueName"],
                 "name": detail["FriendlyName"],
                 "language_code": int(organization["languagecode"]),
                 "url": self.dataverse.environment_url,
-            },
-            "admins": [
+            }
+        }
+        if not self.state.api_key:
+            # Only when registering: "admins" replaces the list, which the organization may have
+            # corrected since (POST /register with its key).
+            registration["admins"] = [
                 {
                     "full_name": admin.get("fullname"),
                     "email": admin.get("internalemailaddress"),
                     "mobile_phone": admin.get("mobilephone"),
                 }
-            ],
-        }
+            ]
+        return registration
 
     def _register(self, registration: dict[str, Any]) -> None:
         organization_id = registration["organization"]["id"]

@@ -17,7 +17,7 @@ from xml.sax.saxutils import quoteattr
 
 from dynamics.setup import plan
 from dynamics.setup.dataverse import WebApi, odata_string
-from dynamics.setup.push365 import KEY_HEADER, MAX_USERS_PER_REQUEST, Push365
+from dynamics.setup.push365 import KEY_HEADER, MAX_USERS_PER_REQUEST, Push365, Push365Error
 
 CONTRACT_WEBHOOK = 8
 AUTH_HTTP_HEADER = 5
@@ -184,7 +184,16 @@ class Setup:
                 "The state file belongs to another organization: give this environment its own "
                 "--state file."
             )
-        key = self.push365.register(registration, self.state.api_key or None)
+        try:
+            key = self.push365.register(registration, self.state.api_key or None)
+        except Push365Error as error:
+            if error.status != 409:
+                raise
+            raise SetupError(
+                "This organization is registered with Push365 already, and the state file holds "
+                "no key for it: run with the --state file of the first run (or put the "
+                'organization\'s key in it as "api_key").'
+            ) from None
         self.state.organization_id = organization_id
         if key is not None:
             self.state.api_key = key

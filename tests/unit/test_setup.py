@@ -446,8 +446,9 @@ def test_a_registered_organization_without_its_key_stops_with_a_clear_error(
     wire: Wire, tmp_path: Path
 ) -> None:
     _setup(wire, tmp_path / "state.json").run()
-    with pytest.raises(Push365Error, match="409"):
+    with pytest.raises(SetupError, match="registered with Push365 already") as stopped:
         _setup(wire, tmp_path / "lost.json").run()
+    assert wire.push365.key not in str(stopped.value)
     state = tmp_path / "other-org.json"
     State(state, organization_id=str(uuid.uuid4()), api_key="x").save()
     with pytest.raises(SetupError, match="another organization"):

@@ -101,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             say=lambda line: print(line, file=sys.stderr),
         )
         report = setup.run()
-    except (DataverseError, Push365Error, SetupError, SignInError) as error:
+    except (DataverseError, Push365Error) as error:
         print(f"Stopped: {error}. Run the same command again to continue.", file=sys.stderr)
+        return 1
+    except (SetupError, SignInError) as error:
+        print(f"Stopped: {error}", file=sys.stderr)
         return 1
     print("\n".join(report.lines()))
     return 0

@@ -8,7 +8,7 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 
-.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit venv clean
+.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit venv clean solution
 
 ## dev: set up .venv, then run every function, the Firestore and Pub/Sub emulators and the local FCM server
 dev: $(STAMP)
@@ -62,6 +62,10 @@ bundle-check: $(SDK_DIR)/node_modules/.installed
 	cd $(SDK_DIR) && npm run --silent build -- --log-level=warning --outfile=../../.local/firebase-messaging.js
 	@cmp -s .local/firebase-messaging.js $(BUNDLE) || \
 	  { echo "$(BUNDLE) is stale: run 'make bundle' and commit it"; exit 1; }
+
+## solution: the Dynamics 365 solution, unmanaged and managed, into dist/ (push365_<version>*.zip)
+solution:
+	$(PYTHON) -m dynamics.packer --out dist
 
 ## unit: only the fast tests that need no emulator
 unit: $(STAMP)

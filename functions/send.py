@@ -6,9 +6,13 @@ Routes (relative to the function URL):
                   ``Idempotency-Key``), a Dataverse Create of ``p365_notification``, or any
                   Dataverse event an event rule matches -> ``202`` with the notification id.
     GET /status   ``?notification_id=...`` -> the notification's progress and counts.
+    GET /stats    ``?days=N`` (1 to 90, default 7) -> the delivery report: per-day counts from
+                  the stored records (subscriptions, notifications, sent, failed by reason,
+                  delivered by receipt, median time to delivery), never content.
 """
 
 import re
+from datetime import UTC, datetime
 
 import flask
 import functions_framework
@@ -17,6 +21,7 @@ from push365 import bootstrap
 from push365.errors import ValidationFailed
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
 from push365.notifications.model import SendRequest
+from push365.notifications.stats import DEFAULT_DAYS, MAX_DAYS, report
 from push365.web import Api, ApiRequest, Reply
 
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
@@ -58,6 +63,15 @@ def _status(request: ApiRequest) -> Reply:
     return 200, status.model_dump(mode="json")
 
 
+def _stats(request: ApiRequest) -> Reply:
+    organization = request.authenticate(bootstrap.organizations().authenticate)
+    days = request.query("days") or str(DEFAULT_DAYS)
+    if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
+        raise ValidationFailed(f"days must be a whole number from 1 to {MAX_DAYS}.")
+    stats = report(bootstrap.stats_reader(), organization.id, int(days), datetime.now(UTC))
+    return 200, stats.model_dump(mode="json")
+
+
 def _dedup_key(request: ApiRequest) -> str | None:
     if request.context is not None:
         return dedup_key(request.context)
@@ -69,7 +83,7 @@ def _dedup_key(request: ApiRequest) -> str | None:
     return f"idempotency-key:{key}"
 
 
-api = Api("send", {"/": {"POST": _send}, "/status": {"GET": _status}})
+api = Api("send", {"/": {"POST": _send}, "/status": {"GET": _status}, "/stats": {"GET": _stats}})
 
 
 @functions_framework.http

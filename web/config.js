@@ -1,6 +1,8 @@
-// Push365 browser configuration: the one place an administrator edits before uploading.
-// Firebase console > Project settings > Your apps (web app) gives firebase and vapidKey;
-// `terraform output function_urls` gives the receipt URL.
+// Push365 browser configuration. In Dynamics, the Push365 solution's environment variable
+// p365_FirebaseConfig (the Firebase web app config plus vapidKey, as JSON) replaces firebase and
+// vapidKey below when it is set, so this file stays the same in every environment. Without the
+// solution, edit them here: Firebase console > Project settings > Your apps (web app) gives
+// firebase and vapidKey; `terraform output function_urls` gives the receipt URL.
 self.PUSH365_CONFIG = {
   firebase: {
     apiKey: "REPLACE-ME",

@@ -31,6 +31,28 @@ export function userOf(context) {
   return { id: normalizeId(id), name };
 }
 
+// The Push365 solution's environment variable p365_FirebaseConfig (the Firebase web app config
+// and vapidKey, as JSON), read through the Dataverse Web API on the same origin with the user's
+// session: it is what makes config.js the same in every environment. null when the variable is
+// not set, not JSON, or cannot be read (outside Dynamics): config.js's own values then stand.
+export async function environmentFirebaseConfig(config, context, fetchImpl = fetch) {
+  try {
+    const url = `${context.getClientUrl()}/api/data/${config.webApiVersion}/` +
+      "RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)?@p1='p365_FirebaseConfig'";
+    const response = await fetchImpl(url, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0" },
+    });
+    if (!response.ok) return null;
+    const value = JSON.parse((await response.json()).Value || "null");
+    if (!value || typeof value !== "object" || !value.apiKey || !value.projectId) return null;
+    const { vapidKey, ...firebase } = value;
+    return vapidKey ? { firebase, vapidKey } : { firebase };
+  } catch (error) {
+    return null;
+  }
+}
+
 // The rows: through Xrm.WebApi when the page has it, else the Dataverse Web API on the same
 // origin (what a standalone web resource has, signed in by the user's Dynamics session).
 export function subscriptionRows(config, context, win = window) {

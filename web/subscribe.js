@@ -5,7 +5,9 @@
 // unsubscribe functions. It never logs anything it handles.
 import { deleteFcmToken, getFcmToken, messagingSupported } from "./firebase-messaging.js";
 import { footprint } from "./footprint.js";
-import { globalContext, isNotFound, subscriptionRows, userOf } from "./dynamics.js";
+import {
+  environmentFirebaseConfig, globalContext, isNotFound, subscriptionRows, userOf,
+} from "./dynamics.js";
 import {
   clearState, loadState, otherUsers, plan, saveState, tokenMovedAway,
 } from "./lifecycle.js";
@@ -168,6 +170,8 @@ export async function start() {
     supported = false;
   }
   if (!supported) return showState("unsupported");
+  const fromEnvironment = await environmentFirebaseConfig(config(), page.context);
+  if (fromEnvironment) Object.assign(config(), fromEnvironment);
   page.rows = subscriptionRows(config(), page.context);
   document.getElementById("subscribe").addEventListener("click", subscribe);
   document.getElementById("unsubscribe").addEventListener("click", unsubscribe);

@@ -18,6 +18,7 @@ from push365.mail.notices import AdminNotices
 from push365.mail.port import Mailer, NoMailer, OutboxMailer, SesMailer
 from push365.notifications.repository import FirestoreNotificationRepository
 from push365.notifications.service import NotificationService, SendPolicy
+from push365.notifications.stats import FirestoreStatsReader
 from push365.organizations.repository import FirestoreOrganizationRepository
 from push365.organizations.service import OrganizationService
 from push365.privacy.repository import FirestorePrivacyStore
@@ -105,6 +106,12 @@ def notifications() -> NotificationService:
         fanout_publisher(),
         policy,
     )
+
+
+@lru_cache(maxsize=1)
+def stats_reader() -> FirestoreStatsReader:
+    """The delivery report's reads (dates, statuses and error codes only)."""
+    return FirestoreStatsReader(firestore_client(), get_settings().store_timeout_seconds)
 
 
 @lru_cache(maxsize=1)

@@ -57,6 +57,8 @@ export async function getFcmToken(config, registration) {
   }
   if (test.failToken) throw new Error("token refused");
   test.tokenCalls = (test.tokenCalls || 0) + 1;
+  test.firebaseApiKey = config.firebase.apiKey;
+  test.vapidKey = config.vapidKey;
   return test.token;
 }
 export async function deleteFcmToken() { (self.__push365Test || {}).deleted = true; }
@@ -87,12 +89,14 @@ class FakeDataverse:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    firebase_config: dict[str, str] | None = None  # the p365_FirebaseConfig environment variable
 
     def reset(self, organization_id: str = "", functions: tuple[str, str] | None = None) -> None:
         with self.lock:
             self.organization_id, self.functions = organization_id, functions
             self.rows.clear()
             self.calls.clear()
+            self.firebase_config = None
 
     def handle(self, method: str, row_id: str | None, user: str, body: dict[str, Any]) -> int:
         """One Web API request; its HTTP status. Webhook steps run before the answer."""
@@ -183,6 +187,14 @@ class _WebHandler(SimpleHTTPRequestHandler):
             super().do_GET()
         elif path == "/main.aspx":
             self._send(200, b"<title>Dynamics 365</title>", "text/html")
+        elif path == "/api/data/v9.2/RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)":
+            # Dataverse's function for an environment variable's current value ({"Value"}).
+            variable = urllib.parse.unquote(self.path.split("?", 1)[1])
+            if variable == "@p1='p365_FirebaseConfig'" and DATAVERSE.firebase_config:
+                answer = {"Value": json.dumps(DATAVERSE.firebase_config)}
+                self._send(200, json.dumps(answer).encode(), "application/json")
+            else:
+                self._send(404)
         else:
             self._send(404)
 

@@ -166,3 +166,22 @@ def test_without_client_global_context_the_page_uses_xrm(
     assert call["data"]["p365_instanceid"] == TOKEN
     assert dataverse.calls == []  # Xrm.WebApi, not the Web API over HTTP
     assert "push365.subscription.a1111111-2222-4333-8444-555555555501" in stored_state(page)
+
+
+def test_the_firebase_config_comes_from_the_environment_variable_when_it_is_set(
+    context: Any, web_server: str, dataverse: FakeDataverse
+) -> None:
+    page = subscribed_page(context, web_server, TOKEN)
+    assert page.evaluate("self.__push365Test.firebaseApiKey") == "REPLACE-ME"  # config.js
+    dataverse.firebase_config = {
+        "apiKey": "environment-api-key",
+        "authDomain": "contoso-push.firebaseapp.com",
+        "projectId": "contoso-push",
+        "messagingSenderId": "1234",
+        "appId": "1:1234:web:abcd",
+        "vapidKey": "environment-vapid-key",
+    }
+    page = open_page(context, web_server)
+    assert state(page) == "subscribed"
+    assert page.evaluate("self.__push365Test.firebaseApiKey") == "environment-api-key"
+    assert page.evaluate("self.__push365Test.vapidKey") == "environment-vapid-key"

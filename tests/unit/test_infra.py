@@ -339,6 +339,10 @@ def test_the_upload_leaves_out_tests_and_infra_but_keeps_the_library() -> None:
         "devstack/gateway.py",
         "shared/push365/__pycache__/store.cpython-311.pyc",
         "requirements-dev.txt",
+        "requirements-setup.txt",
+        "dynamics/packer.py",
+        "dynamics/setup/run.py",
+        "dist/push365_0_1_0_0.zip",
     ):
         assert rules.match_file(left_out), left_out
 

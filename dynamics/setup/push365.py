@@ -1,0 +1,85 @@
+"""Push365's own API, as the setup uses it: register the organization, read its rules, load users.
+
+Errors carry the status and Push365's fixed error code, never the key or a body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dynamics.setup.transport import HttpRequest, Transport, send_with_retries
+
+KEY_HEADER = "X-Push365-Key"
+MAX_USERS_PER_REQUEST = 500
+
+
+class Push365Error(Exception):
+    def __init__(self, method: str, route: str, status: int, code: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(f"Push365 answered {status} ({code or 'no code'}) to {method} {route}")
+
+
+class Push365:
+    def __init__(
+        self,
+        transport: Transport,
+        base_url: str,
+        function_prefix: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.transport = transport
+        self.sleep = sleep
+        self.base_url = base_url.rstrip("/")
+        self.function_prefix = function_prefix
+
+    def url(self, function: str, route: str = "") -> str:
+        """``<base>/<prefix><function><route>``: Cloud Functions' layout."""
+        return f"{self.base_url}/{self.function_prefix}{function}{route}"
+
+    def _call(
+        self,
+        method: str,
+        function: str,
+        route: str,
+        key: str | None,
+        body: object = None,
+        accept: Sequence[int] = (200,),
+    ) -> tuple[int, Any]:
+        headers = {"Accept": "application/json"}
+        if key:
+            headers[KEY_HEADER] = key
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode("utf-8")
+        response = send_with_retries(
+            self.transport,
+            HttpRequest(method, self.url(function, route), headers, data),
+            self.sleep,
+        )
+        if response.status not in accept:
+            raise Push365Error(
+                method, f"/{function}{route}", response.status, response.error_code()
+            )
+        return response.status, response.json()
+
+    def register(self, registration: Mapping[str, object], key: str | None) -> str | None:
+        """Create the organization (answers its new key) or, with its key, update it (``None``)."""
+        status, answer = self._call("POST", "register", "", key, registration, accept=(200, 201))
+        return str(answer["api_key"]) if status == 201 else None
+
+    def rule_events(self, key: str) -> list[tuple[str, str, int]]:
+        """The (table, message, stage) of every stored rule: only what a step needs."""
+        _, answer = self._call("GET", "register", "/rules", key)
+        return [
+            (str(rule["table"]), str(rule["message"]), int(rule.get("stage", 40)))
+            for rule in answer.get("rules", [])
+        ]
+
+    def upsert_users(self, key: str, users: Sequence[Mapping[str, object]]) -> int:
+        _, answer = self._call("POST", "register", "/users", key, {"users": list(users)})
+        return int(answer.get("upserted", 0))

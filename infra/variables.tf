@@ -90,3 +90,15 @@ variable "aws_secret_access_key_secret" {
   type        = string
   default     = "push365-aws-secret-access-key"
 }
+
+variable "tf_state_bucket" {
+  description = "The bucket holding Terraform's state (created once by hand): the deployer account may write it."
+  type        = string
+  default     = ""
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) every alert policy notifies."
+  type        = list(string)
+  default     = []
+}

@@ -6,13 +6,16 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.0"
     }
+    # google_project_service_identity (the Firestore service agent, firestore.tf) is in the
+    # beta provider only.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.0"
+    }
+    # 2.5.0 is the first release whose archive_file excludes take globs (functions.tf).
     archive = {
       source  = "hashicorp/archive"
-      version = "~> 2.4"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
+      version = "~> 2.5"
     }
   }
 
@@ -21,6 +24,11 @@ terraform {
 }
 
 provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+provider "google-beta" {
   project = var.project_id
   region  = var.region
 }

@@ -68,3 +68,29 @@ resource "google_storage_bucket_iam_member" "deployer_state" {
   member     = "serviceAccount:${google_service_account.deployer.email}"
   depends_on = [google_project_service.apis]
 }
+
+# Optional: a build on every push to main, run as the deployer (github_repository = "owner/name",
+# with the Cloud Build GitHub app installed on that repository). A trigger builds a checkout of the
+# repository, so no ignore file is involved; `gcloud builds submit` (README) needs one.
+resource "google_cloudbuild_trigger" "main" {
+  count           = var.github_repository == "" ? 0 : 1
+  project         = var.project_id
+  location        = "global"
+  name            = "${var.name_prefix}-main"
+  description     = "Lint, test, plan and apply Push365 on every push to main."
+  filename        = "cloudbuild.yaml"
+  service_account = google_service_account.deployer.id
+  substitutions = {
+    _TF_STATE_BUCKET = var.tf_state_bucket
+  }
+
+  github {
+    owner = split("/", var.github_repository)[0]
+    name  = split("/", var.github_repository)[1]
+    push {
+      branch = "^main$"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -14,5 +14,8 @@ ses_region   = "eu-west-1"
 # Terraform's state bucket (README, "Deploying to Google Cloud"): the deployer may write it.
 tf_state_bucket = ""
 
+# A Cloud Build trigger on every push to main, run as the deployer: "owner/name", or "" for none.
+github_repository = ""
+
 # Where alerts go: Cloud Monitoring notification channels, "projects/<project>/notificationChannels/<id>".
 notification_channels = []

@@ -102,3 +102,14 @@ variable "notification_channels" {
   type        = list(string)
   default     = []
 }
+
+variable "github_repository" {
+  description = "owner/name of the GitHub repository a Cloud Build trigger deploys from on every push to main (the Cloud Build GitHub app installed on it); empty: no trigger."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_repository == "" || length(split("/", var.github_repository)) == 2
+    error_message = "github_repository is \"owner/name\" or empty."
+  }
+}

@@ -587,6 +587,11 @@ def test_the_pipeline_runs_as_the_deployer_with_its_own_ignore_file(tf: dict[str
         assert "serviceAccounts/push365-deployer@" in command, command
     state = resource(tf, "google_storage_bucket_iam_member", "deployer_state")
     assert state["bucket"] == "${var.tf_state_bucket}"
+    # A trigger on main, when a repository is named, runs the same file as the same account.
+    trigger = resource(tf, "google_cloudbuild_trigger", "main")
+    assert trigger["service_account"] == "${google_service_account.deployer.id}"
+    assert trigger["filename"] == "cloudbuild.yaml"
+    assert trigger["substitutions"] == {"_TF_STATE_BUCKET": "${var.tf_state_bucket}"}
 
 
 # --- a first apply in an empty project ------------------------------------------------------

@@ -14,7 +14,7 @@ from push365.model import iso_utc, validate
 from push365.retention.caller import authorize_purge, google_verifier
 from push365.retention.request import PurgeRequest
 from push365.settings import get_settings
-from push365.web import Api, ApiRequest, Reply
+from push365.web import Api, ApiRequest, Operation, Reply
 
 ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 
@@ -35,7 +35,18 @@ def _purge(request: ApiRequest) -> Reply:
 
 _verify = google_verifier()
 
-api = Api("purge", {"/": {"POST": _purge}})
+api = Api(
+    "purge",
+    {"/": {"POST": _purge}},
+    operations={
+        ("/", "POST"): Operation(
+            "Delete what the retention rules say is due (Cloud Scheduler, daily).",
+            body=PurgeRequest,
+            auth="purge",
+            answers={200: "What was (or, dry run, would be) deleted, per kind."},
+        )
+    },
+)
 
 
 @functions_framework.http

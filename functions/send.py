@@ -12,12 +12,14 @@ import re
 
 import flask
 import functions_framework
+from pydantic import Field
 
 from push365 import bootstrap
 from push365.errors import ValidationFailed
+from push365.model import InputModel
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
-from push365.notifications.model import SendRequest
-from push365.web import Api, ApiRequest, Reply
+from push365.notifications.model import Accepted, NotificationStatus, SendRequest
+from push365.web import Api, ApiRequest, Operation, Reply
 
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -69,7 +71,31 @@ def _dedup_key(request: ApiRequest) -> str | None:
     return f"idempotency-key:{key}"
 
 
-api = Api("send", {"/": {"POST": _send}, "/status": {"GET": _status}})
+class StatusQuery(InputModel):
+    """``GET /send/status``."""
+
+    notification_id: str = Field(pattern=f"^{_NOTIFICATION_ID.pattern}$")
+
+
+api = Api(
+    "send",
+    {"/": {"POST": _send}, "/status": {"GET": _status}},
+    operations={
+        ("/", "POST"): Operation(
+            "Accept one notification for every active browser of the recipients (fanned out).",
+            body=SendRequest,
+            dataverse=True,
+            answers={
+                202: "Stored and queued: it will not be lost.",
+                200: "A Dataverse event no rule sends for.",
+            },
+            answer=Accepted,
+        ),
+        ("/status", "GET"): Operation(
+            "A notification's progress and counts.", query=StatusQuery, answer=NotificationStatus
+        ),
+    },
+)
 
 
 @functions_framework.http

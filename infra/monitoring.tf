@@ -4,7 +4,18 @@
 # the functions really write: every field a filter, value extractor or label names is there, with
 # the type the metric expects.
 locals {
-  metrics = jsondecode(file("${path.module}/metrics.json"))
+  # Every metric with every attribute ("value", "unit", "buckets", "labels" are optional in
+  # metrics.json): a metric with a value is a distribution of that field, the others count records.
+  metrics = {
+    for key, metric in jsondecode(file("${path.module}/metrics.json")) : key => {
+      description = metric.description
+      filter      = metric.filter
+      value       = lookup(metric, "value", null)
+      unit        = lookup(metric, "unit", "1")
+      buckets     = [for b in [lookup(metric, "buckets", null)] : b if b != null]
+      labels      = lookup(metric, "labels", {})
+    }
+  }
   # Metric names without "/" or "-", so PromQL names them plainly:
   # logging.googleapis.com/user/push365_requests is logging_googleapis_com:user_push365_requests.
   metric_prefix = replace(var.name_prefix, "-", "_")
@@ -22,18 +33,17 @@ resource "google_logging_metric" "audit" {
   description = each.value.description
   filter      = "${local.on_functions} AND ${each.value.filter}"
 
-  # A metric with a "value" is a distribution of that field; the others count records.
-  value_extractor  = lookup(each.value, "value", null) == null ? null : "EXTRACT(${each.value.value})"
-  label_extractors = { for key, label in lookup(each.value, "labels", {}) : key => "EXTRACT(${label.field})" }
+  value_extractor  = each.value.value == null ? null : "EXTRACT(${coalesce(each.value.value, "-")})"
+  label_extractors = { for key, label in each.value.labels : key => "EXTRACT(${label.field})" }
 
   metric_descriptor {
     metric_kind  = "DELTA"
-    value_type   = lookup(each.value, "value", null) == null ? "INT64" : "DISTRIBUTION"
-    unit         = lookup(each.value, "unit", "1")
+    value_type   = each.value.value == null ? "INT64" : "DISTRIBUTION"
+    unit         = each.value.unit
     display_name = "Push365 ${replace(each.key, "_", " ")}"
 
     dynamic "labels" {
-      for_each = lookup(each.value, "labels", {})
+      for_each = each.value.labels
       content {
         key         = labels.key
         value_type  = labels.value.type
@@ -42,8 +52,9 @@ resource "google_logging_metric" "audit" {
     }
   }
 
+  # Distributions only: their exponential buckets (a list of none or one).
   dynamic "bucket_options" {
-    for_each = lookup(each.value, "value", null) == null ? [] : [each.value.buckets]
+    for_each = each.value.buckets
     content {
       exponential_buckets {
         num_finite_buckets = bucket_options.value.num_finite_buckets

@@ -652,6 +652,8 @@ def test_provider_versions_and_the_platforms_own_variable(tf: dict[str, Any]) ->
 
     # 2.5.0 is the first archive provider with glob excludes (functions.tf's source zip).
     assert providers["archive"]["version"] == "~> 2.5"
+    # 6.13: the first google provider with disable_metric_validation (the purge alert).
+    assert providers["google"]["version"] == providers["google-beta"]["version"] == "~> 6.13"
     # Cloud Functions sets LOG_EXECUTION_ID itself: declared, or every plan redeploys everything.
     assert 'LOG_EXECUTION_ID = "true"' in environment or "LOG_EXECUTION_ID" in environment
 
@@ -666,6 +668,11 @@ def test_log_based_metrics_come_from_metrics_json(tf: dict[str, Any]) -> None:
 
     assert metric["for_each"] == "${local.metrics}"
     assert 'file("${path.module}/metrics.json")' in tf["locals"]["metrics"]
+    assert metric["value_extractor"].startswith("${each.value.value == null ? null")
+    (buckets,) = [d["bucket_options"] for d in metric["dynamic"] if "bucket_options" in d]
+    assert buckets["for_each"] == "${each.value.buckets}"  # none for counters, one otherwise
+    (labels,) = metric["metric_descriptor"][0]["dynamic"]
+    assert labels["labels"]["content"][0]["value_type"] == "${labels.value.type}"
     assert "resource.type" in tf["locals"]["on_functions"]
     for name, definition in METRICS.items():
         assert definition["filter"].startswith('jsonPayload.event="api_call"'), name

@@ -163,7 +163,7 @@ def test_a_401_is_classified_as_firebase_admin_classifies_it(
     from firebase_admin import _utils, messaging
 
     # firebase-admin's own error handling of the same answer, fetched with requests.
-    body = json.dumps({"message": {"fid": "thirdparty-2"}})
+    body = json.dumps({"message": {"token": "thirdparty-2"}})
     answer = requests.post(f"{fcm.url}/v1/projects/{PROJECT}/messages:send", data=body, timeout=5)
     error = _utils.handle_platform_error_from_requests(
         requests.exceptions.HTTPError(response=answer),
@@ -303,7 +303,7 @@ def test_results_are_in_order_from_many_threads(
 def test_keep_alive_answers_do_not_wait_for_a_delayed_ack(fcm: LocalFcmServer) -> None:
     # Headers and body in two writes with Nagle on cost 40+ ms per request on one connection.
     connection = http.client.HTTPConnection("127.0.0.1", fcm.server_address[1], timeout=5)
-    body = json.dumps({"message": {"fid": "ok-1"}})
+    body = json.dumps({"message": {"token": "ok-1"}})
     started = time.monotonic()
     for _ in range(50):
         connection.request("POST", f"/v1/projects/{PROJECT}/messages:send", body=body)

@@ -12,16 +12,18 @@ import functions_framework
 from push365 import bootstrap
 from push365.model import Guid, InputModel, validate
 from push365.privacy.service import EraseRequest
-from push365.web import Api, ApiRequest, Reply
+from push365.web import Api, ApiRequest, Operation, Reply
 
 
-class _UserQuery(InputModel):
+class ExportQuery(InputModel):
+    """``GET /privacy/export``: the organization, or one user."""
+
     user_id: Guid | None = None
 
 
 def _export(request: ApiRequest) -> Reply:
     organization = request.authenticate(bootstrap.organizations().authenticate)
-    user_id = validate(_UserQuery, {"user_id": request.query("user_id")}).user_id
+    user_id = validate(ExportQuery, {"user_id": request.query("user_id")}).user_id
     if user_id is not None:
         request.audit.add_users([user_id])
     return 200, bootstrap.privacy().export(organization.id, user_id)
@@ -35,7 +37,18 @@ def _erase(request: ApiRequest) -> Reply:
     return 200, {"erased": bootstrap.privacy().erase(organization, erase)}
 
 
-api = Api("privacy", {"/export": {"GET": _export}, "/erase": {"POST": _erase}})
+api = Api(
+    "privacy",
+    {"/export": {"GET": _export}, "/erase": {"POST": _erase}},
+    operations={
+        ("/export", "GET"): Operation(
+            "Everything held about the organization, or one user.", query=ExportQuery
+        ),
+        ("/erase", "POST"): Operation(
+            "Erase a user, or the whole organization, now.", body=EraseRequest
+        ),
+    },
+)
 
 
 @functions_framework.http

@@ -1,8 +1,9 @@
 """Cloud Function ``purge``: deletes what the retention rules say is due (Cloud Scheduler, daily).
 
 Routes (relative to the function URL):
-    POST /  header ``X-Push365-Admin-Key``; ``{"as_of"?: ISO-8601, "dry_run"?: bool}`` -> counts
-            per kind. In production the function is private too (OIDC from the scheduler).
+    POST /  ``{"as_of"?: ISO-8601, "dry_run"?: bool}`` -> counts per kind. In production only the
+            Cloud Scheduler account's OIDC token gets in (``Authorization: Bearer``; the function
+            is private too); locally header ``X-Push365-Admin-Key`` (push365.retention.caller).
 """
 
 import flask
@@ -10,14 +11,21 @@ import functions_framework
 
 from push365 import bootstrap
 from push365.model import iso_utc, validate
-from push365.retention.request import PurgeRequest, check_admin_key
-from push365.web import Api, ApiRequest, Reply
+from push365.retention.caller import authorize_purge, google_verifier
+from push365.retention.request import PurgeRequest
+from push365.settings import get_settings
+from push365.web import Api, ApiRequest, Operation, Reply
 
 ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 
 
 def _purge(request: ApiRequest) -> Reply:
-    check_admin_key(request.header(ADMIN_KEY_HEADER))
+    authorize_purge(
+        authorization=request.header("Authorization"),
+        admin_key=request.header(ADMIN_KEY_HEADER),
+        audience=get_settings().purge_audience or f"https://{request.header('Host')}",
+        verify=_verify,
+    )
     body = request.json_object() if request.has_body else {}
     purge = validate(PurgeRequest, body)
     as_of = purge.effective_as_of()
@@ -25,7 +33,20 @@ def _purge(request: ApiRequest) -> Reply:
     return 200, {"as_of": iso_utc(as_of), "dry_run": purge.dry_run, "deleted": counts}
 
 
-api = Api("purge", {"/": {"POST": _purge}})
+_verify = google_verifier()
+
+api = Api(
+    "purge",
+    {"/": {"POST": _purge}},
+    operations={
+        ("/", "POST"): Operation(
+            "Delete what the retention rules say is due (Cloud Scheduler, daily).",
+            body=PurgeRequest,
+            auth="purge",
+            answers={200: "What was (or, dry run, would be) deleted, per kind."},
+        )
+    },
+)
 
 
 @functions_framework.http

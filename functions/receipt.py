@@ -11,7 +11,7 @@ import functions_framework
 from push365 import bootstrap
 from push365.model import validate
 from push365.notifications.model import ReceiptRequest
-from push365.web import Api, ApiRequest, Reply
+from push365.web import Api, ApiRequest, Operation, Reply
 
 
 def _receipt(request: ApiRequest) -> Reply:
@@ -20,7 +20,19 @@ def _receipt(request: ApiRequest) -> Reply:
     return 204, {}
 
 
-api = Api("receipt", {"/": {"POST": _receipt}}, cors=True)
+api = Api(
+    "receipt",
+    {"/": {"POST": _receipt}},
+    cors=True,
+    operations={
+        ("/", "POST"): Operation(
+            "A service worker confirms it showed a notification.",
+            body=ReceiptRequest,
+            auth="none",
+            answers={204: "Recorded (once)."},
+        )
+    },
+)
 
 
 @functions_framework.http

@@ -30,7 +30,7 @@ from push365.notifications.rules import Surroundings
 from push365.organizations.model import Registration
 from push365.users.dataverse import user_change_from_context
 from push365.users.model import UserBatch, UserRemoval
-from push365.web import Api, ApiRequest, Reply, ignored
+from push365.web import Api, ApiRequest, Operation, Reply, ignored
 
 
 def _register(request: ApiRequest) -> Reply:
@@ -118,6 +118,26 @@ api = Api(
         "/rotate-key": {"POST": _rotate_key},
         "/rules": {"POST": _set_rules, "GET": _get_rules},
         "/rules/preview": {"POST": _preview_rules},
+    },
+    operations={
+        ("/", "POST"): Operation(
+            "Create an organization (no key: answers its key, once) or update it (with its key).",
+            body=Registration,
+            answers={201: "Created; the API key, once.", 200: "Updated."},
+        ),
+        ("/users", "POST"): Operation(
+            "Create or correct system users; a Dataverse systemuser event keeps them in step.",
+            body=UserBatch,
+            dataverse=True,
+        ),
+        ("/rotate-key", "POST"): Operation("A new API key; the old one stops working at once."),
+        ("/rules", "POST"): Operation("Replace the organization's event rules.", body=RuleSet),
+        ("/rules", "GET"): Operation("The organization's event rules."),
+        ("/rules/preview", "POST"): Operation(
+            "What every rule would send for an event; nothing is sent or stored.",
+            body=RulePreviewEvent,
+            dataverse=True,
+        ),
     },
 )
 

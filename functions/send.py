@@ -16,13 +16,15 @@ from datetime import UTC, datetime
 
 import flask
 import functions_framework
+from pydantic import Field
 
 from push365 import bootstrap
 from push365.errors import ValidationFailed
+from push365.model import InputModel
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
-from push365.notifications.model import SendRequest
-from push365.notifications.stats import DEFAULT_DAYS, MAX_DAYS, report
-from push365.web import Api, ApiRequest, Reply
+from push365.notifications.model import Accepted, NotificationStatus, SendRequest
+from push365.notifications.stats import DEFAULT_DAYS, MAX_DAYS, Stats, report
+from push365.web import Api, ApiRequest, Operation, Reply
 
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -83,7 +85,42 @@ def _dedup_key(request: ApiRequest) -> str | None:
     return f"idempotency-key:{key}"
 
 
-api = Api("send", {"/": {"POST": _send}, "/status": {"GET": _status}, "/stats": {"GET": _stats}})
+class StatusQuery(InputModel):
+    """``GET /send/status``."""
+
+    notification_id: str = Field(pattern=f"^{_NOTIFICATION_ID.pattern}$")
+
+
+class StatsQuery(InputModel):
+    """``GET /send/stats``."""
+
+    days: int = Field(default=DEFAULT_DAYS, ge=1, le=MAX_DAYS)
+
+
+api = Api(
+    "send",
+    {"/": {"POST": _send}, "/status": {"GET": _status}, "/stats": {"GET": _stats}},
+    operations={
+        ("/", "POST"): Operation(
+            "Accept one notification for every active browser of the recipients (fanned out).",
+            body=SendRequest,
+            dataverse=True,
+            answers={
+                202: "Stored and queued: it will not be lost.",
+                200: "A Dataverse event no rule sends for.",
+            },
+            answer=Accepted,
+        ),
+        ("/status", "GET"): Operation(
+            "A notification's progress and counts.", query=StatusQuery, answer=NotificationStatus
+        ),
+        ("/stats", "GET"): Operation(
+            "The delivery report: per-day counts from the stored records, never content.",
+            query=StatsQuery,
+            answer=Stats,
+        ),
+    },
+)
 
 
 @functions_framework.http

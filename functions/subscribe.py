@@ -13,7 +13,7 @@ from push365 import bootstrap
 from push365.dataverse import NotHandled
 from push365.subscriptions.dataverse import subscribe_from_context
 from push365.subscriptions.model import Subscribe
-from push365.web import Api, ApiRequest, Reply, ignored
+from push365.web import Api, ApiRequest, Operation, Reply, ignored
 
 
 def _subscribe(request: ApiRequest) -> Reply:
@@ -26,7 +26,18 @@ def _subscribe(request: ApiRequest) -> Reply:
     return (201 if outcome.created else 200), {"subscription_id": outcome.subscription_id}
 
 
-api = Api("subscribe", {"/": {"POST": _subscribe}})
+api = Api(
+    "subscribe",
+    {"/": {"POST": _subscribe}},
+    operations={
+        ("/", "POST"): Operation(
+            "Activate a browser's FCM token for a user.",
+            body=Subscribe,
+            dataverse=True,
+            answers={201: "A new subscription.", 200: "Already subscribed (refreshed)."},
+        )
+    },
+)
 
 
 @functions_framework.http

@@ -13,7 +13,7 @@ from push365.dataverse import NotHandled
 from push365.model import iso_utc
 from push365.subscriptions.dataverse import unsubscribe_from_context
 from push365.subscriptions.model import Unsubscribe
-from push365.web import Api, ApiRequest, Reply, ignored
+from push365.web import Api, ApiRequest, Operation, Reply, ignored
 
 
 def _unsubscribe(request: ApiRequest) -> Reply:
@@ -27,7 +27,18 @@ def _unsubscribe(request: ApiRequest) -> Reply:
     return 200, {"unsubscribed": outcome.count, "purge_by": iso_utc(outcome.purge_by)}
 
 
-api = Api("unsubscribe", {"/": {"POST": _unsubscribe}})
+api = Api(
+    "unsubscribe",
+    {"/": {"POST": _unsubscribe}},
+    operations={
+        ("/", "POST"): Operation(
+            "Unsubscribe one browser, or every browser of a user.",
+            body=Unsubscribe,
+            dataverse=True,
+            answers={200: "Unsubscribed; what is left is purged by purge_by."},
+        )
+    },
+)
 
 
 @functions_framework.http

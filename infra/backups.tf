@@ -35,19 +35,31 @@ resource "google_service_account" "backup" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-backup"
   display_name = "Push365 Firestore export"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_project_iam_member" "backup_export" {
   project = var.project_id
   role    = "roles/datastore.importExportAdmin"
   member  = "serviceAccount:${google_service_account.backup.email}"
+
+  depends_on = [google_project_service.apis]
 }
 
-# The export itself is written by Firestore's service agent.
+# The export itself is written by Firestore's service agent. In a new project that agent may not
+# exist yet when the binding is made (it is created lazily): it is created here explicitly first.
+resource "google_project_service_identity" "firestore" {
+  provider   = google-beta
+  project    = var.project_id
+  service    = "firestore.googleapis.com"
+  depends_on = [google_project_service.apis]
+}
+
 resource "google_storage_bucket_iam_member" "backup_writer" {
-  bucket = google_storage_bucket.backups.name
-  role   = "roles/storage.objectAdmin"
-  member = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-firestore.iam.gserviceaccount.com"
+  bucket     = google_storage_bucket.backups.name
+  role       = "roles/storage.objectAdmin"
+  member     = "serviceAccount:${google_project_service_identity.firestore.email}"
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_cloud_scheduler_job" "backup" {

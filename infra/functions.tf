@@ -45,14 +45,36 @@ resource "google_service_account" "function" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-${each.key}"
   display_name = "Push365 ${each.key} function"
+  depends_on   = [google_project_service.apis]
 }
 
 # Least privilege: each function's account has only the roles functions.json gives it.
 resource "google_project_iam_member" "function" {
-  for_each = local.function_roles
-  project  = var.project_id
-  role     = each.value.role
-  member   = "serviceAccount:${google_service_account.function[each.value.function].email}"
+  for_each   = local.function_roles
+  project    = var.project_id
+  role       = each.value.role
+  member     = "serviceAccount:${google_service_account.function[each.value.function].email}"
+  depends_on = [google_project_service.apis]
+}
+
+# The account Cloud Build builds every function's container as (build_config.service_account).
+# Projects created since mid-2024 may have no default build account with the roles a function
+# build needs; naming one makes a first apply independent of the project's age. Its roles are the
+# ones Google documents for a function's build service account (Cloud Run, "Build service
+# account"): build logs, the image in Artifact Registry, the source from Cloud Storage.
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-build"
+  display_name = "Push365 function builds"
+  depends_on   = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "build" {
+  for_each   = toset(local.build_roles)
+  project    = var.project_id
+  role       = each.value
+  member     = "serviceAccount:${google_service_account.build.email}"
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_cloudfunctions2_function" "function" {
@@ -63,8 +85,9 @@ resource "google_cloudfunctions2_function" "function" {
   description = each.value.description
 
   build_config {
-    runtime     = "python311"
-    entry_point = each.key
+    runtime         = "python311"
+    entry_point     = each.key
+    service_account = google_service_account.build.id
     environment_variables = {
       # The Python buildpack loads the function from this file instead of main.py.
       GOOGLE_FUNCTION_SOURCE = "functions/${each.key}.py"
@@ -86,7 +109,10 @@ resource "google_cloudfunctions2_function" "function" {
     all_traffic_on_latest_revision = true
     # Every function's settings, plus the ids of the topics it publishes to (functions.json
     # "publishes", main.tf).
+    # LOG_EXECUTION_ID is set by Cloud Functions itself: declared here, or every plan would show
+    # it as a change and redeploy every function.
     environment_variables = merge({
+      LOG_EXECUTION_ID                    = "true"
       GOOGLE_CLOUD_PROJECT                = var.project_id
       PUSH365_NOTIFICATION_RETENTION_DAYS = tostring(var.notification_retention_days)
       PUSH365_RECEIPT_URL                 = "${local.base_url}/${var.name_prefix}-receipt"
@@ -94,17 +120,7 @@ resource "google_cloudfunctions2_function" "function" {
       PUSH365_MAIL_BACKEND                = var.mail_backend
       PUSH365_SES_SENDER                  = var.ses_sender
       PUSH365_SES_REGION                  = var.ses_region
-    }, local.function_topics[each.key])
-
-    dynamic "secret_environment_variables" {
-      for_each = lookup(each.value, "secrets", {})
-      content {
-        key        = secret_environment_variables.key
-        project_id = var.project_id
-        secret     = google_secret_manager_secret.admin_key.secret_id
-        version    = "latest"
-      }
-    }
+    }, local.function_topics[each.key], local.function_callers[each.key])
 
     # Amazon SES credentials, from secrets the operator stored (README, "Mail to administrators").
     dynamic "secret_environment_variables" {
@@ -120,7 +136,7 @@ resource "google_cloudfunctions2_function" "function" {
 
   depends_on = [
     google_project_service.apis,
-    google_secret_manager_secret_iam_member.purge,
+    google_project_iam_member.build,
     google_secret_manager_secret_iam_member.aws,
   ]
   # checkov:skip=CKV_GCP_124:Dataverse webhooks, Cloud Scheduler and Pub/Sub push reach the functions from outside any VPC; callers are authenticated by organization key, receipt token, or IAM (purge, deliver).
@@ -136,5 +152,8 @@ resource "google_cloud_run_service_iam_member" "public" {
   service  = google_cloudfunctions2_function.function[each.key].service_config[0].service
   role     = "roles/run.invoker"
   member   = "allUsers"
+  # An organization policy restricting domains (iam.allowedPolicyMemberDomains) refuses allUsers:
+  # README, "Deploying to Google Cloud", names the exception to ask for.
+  depends_on = [google_project_service.apis]
   # checkov:skip=CKV_GCP_102:Dataverse webhooks cannot send Google credentials; the functions check an organization key in constant time.
 }

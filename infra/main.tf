@@ -17,6 +17,25 @@ locals {
     }
   ]...)
 
+  # The documented roles of a function's build service account (functions.tf).
+  build_roles = [
+    "roles/logging.logWriter",
+    "roles/artifactregistry.writer",
+    "roles/storage.objectAdmin",
+  ]
+
+  # The service accounts a function checks its callers against, from its "callers" in
+  # functions.json: {"ENV_VARIABLE": "account key"}. purge accepts only the Cloud Scheduler
+  # account's OIDC token (scheduler.tf).
+  caller_accounts = {
+    purge_scheduler = google_service_account.purge_scheduler.email
+  }
+  function_callers = {
+    for name, function in local.functions : name => {
+      for variable, account in lookup(function, "callers", {}) : variable => local.caller_accounts[account]
+    }
+  }
+
   # The Pub/Sub topics a function may publish to, from its "publishes" in functions.json:
   # {"ENV_VARIABLE": "topic key"}. The function gets the topic's id in that environment variable
   # and roles/pubsub.publisher on that topic alone (pubsub.tf).
@@ -37,19 +56,29 @@ locals {
     }
   ]...)
 
+  # Every API the stack uses, enabled before anything that needs it: every service account and
+  # IAM binding depends_on these (a first apply in an empty project must not race them).
   apis = [
+    "cloudresourcemanager.googleapis.com", # project IAM bindings and data.google_project
+    "serviceusage.googleapis.com",
     "cloudbuild.googleapis.com",
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
     "artifactregistry.googleapis.com",
     "firestore.googleapis.com",
     "fcm.googleapis.com",
+    "fcmregistrations.googleapis.com",      # the browser's getToken() (Firebase JS SDK)
+    "firebaseinstallations.googleapis.com", # the installation ids behind web tokens
+    "firebase.googleapis.com",
     "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "clouderrorreporting.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com", # OIDC tokens signed for Cloud Scheduler and Pub/Sub push
   ]
 }
 

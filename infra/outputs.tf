@@ -3,11 +3,6 @@ output "function_urls" {
   value       = { for name, function in google_cloudfunctions2_function.function : name => function.service_config[0].uri }
 }
 
-output "admin_key_secret" {
-  description = "The Secret Manager secret holding purge's admin key."
-  value       = google_secret_manager_secret.admin_key.id
-}
-
 output "backup_bucket" {
   description = "Where the daily Firestore exports go (deleted at 180 days)."
   value       = google_storage_bucket.backups.name

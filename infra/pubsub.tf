@@ -50,14 +50,16 @@ resource "google_service_account" "pubsub_push" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-pubsub-push"
   display_name = "Push365 Pub/Sub push to deliver"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_cloud_run_service_iam_member" "deliver_invoker" {
-  project  = var.project_id
-  location = var.region
-  service  = google_cloudfunctions2_function.function["deliver"].service_config[0].service
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.pubsub_push.email}"
+  project    = var.project_id
+  location   = var.region
+  service    = google_cloudfunctions2_function.function["deliver"].service_config[0].service
+  role       = "roles/run.invoker"
+  member     = "serviceAccount:${google_service_account.pubsub_push.email}"
+  depends_on = [google_project_service.apis]
 }
 
 locals {
@@ -149,20 +151,22 @@ resource "google_pubsub_subscription" "deliver_dead_letter" {
 # Functions that publish (functions.json "publishes": send its plans, deliver their batches, to
 # fanout): publisher on that topic only, not on the project.
 resource "google_pubsub_topic_iam_member" "function_publisher" {
-  for_each = local.function_publishers
-  project  = var.project_id
-  topic    = local.topic_ids[each.value.topic]
-  role     = "roles/pubsub.publisher"
-  member   = "serviceAccount:${google_service_account.function[each.value.function].email}"
+  for_each   = local.function_publishers
+  project    = var.project_id
+  topic      = local.topic_ids[each.value.topic]
+  role       = "roles/pubsub.publisher"
+  member     = "serviceAccount:${google_service_account.function[each.value.function].email}"
+  depends_on = [google_project_service.apis]
 }
 
 # Dead-lettering: the service agent publishes to the dead-letter topic and acknowledges the
 # forwarded message on the source subscription (google_pubsub_subscription docs, dead_letter_policy).
 resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
-  project = var.project_id
-  topic   = google_pubsub_topic.fanout_dead_letter.name
-  role    = "roles/pubsub.publisher"
-  member  = local.pubsub_service_agent
+  project    = var.project_id
+  topic      = google_pubsub_topic.fanout_dead_letter.name
+  role       = "roles/pubsub.publisher"
+  member     = local.pubsub_service_agent
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
@@ -170,6 +174,7 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   subscription = google_pubsub_subscription.deliver.name
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
+  depends_on   = [google_project_service.apis]
 }
 
 # Pub/Sub's docs: a project whose Pub/Sub service agent was enabled on or before 8 April 2021 must
@@ -179,4 +184,5 @@ resource "google_service_account_iam_member" "pubsub_push_token_creator" {
   service_account_id = google_service_account.pubsub_push.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
+  depends_on         = [google_project_service.apis]
 }

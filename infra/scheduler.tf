@@ -3,6 +3,7 @@ resource "google_service_account" "purge_scheduler" {
   project      = var.project_id
   account_id   = "${var.name_prefix}-purge-scheduler"
   display_name = "Push365 purge scheduler"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_cloud_run_service_iam_member" "purge_invoker" {
@@ -11,6 +12,8 @@ resource "google_cloud_run_service_iam_member" "purge_invoker" {
   service  = google_cloudfunctions2_function.function["purge"].service_config[0].service
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.purge_scheduler.email}"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_cloud_scheduler_job" "purge" {
@@ -30,9 +33,11 @@ resource "google_cloud_scheduler_job" "purge" {
     http_method = "POST"
     uri         = google_cloudfunctions2_function.function["purge"].service_config[0].uri
     body        = base64encode("{}")
+    # No secret here: anyone who can view the job sees its headers. purge verifies this OIDC
+    # token itself (signature, audience = its URL, email = this account), besides Cloud Run's
+    # own invoker check.
     headers = {
-      "Content-Type"        = "application/json"
-      "X-Push365-Admin-Key" = google_secret_manager_secret_version.admin_key.secret_data
+      "Content-Type" = "application/json"
     }
 
     oidc_token {

@@ -1,30 +1,7 @@
-# The key purge's caller must present, generated here: nothing to create or paste by hand.
-resource "random_password" "admin_key" {
-  length  = 48
-  special = false
-}
-
-resource "google_secret_manager_secret" "admin_key" {
-  project   = var.project_id
-  secret_id = "${var.name_prefix}-admin-key"
-
-  replication {
-    auto {}
-  }
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_secret_manager_secret_version" "admin_key" {
-  secret      = google_secret_manager_secret.admin_key.id
-  secret_data = random_password.admin_key.result
-}
-
-resource "google_secret_manager_secret_iam_member" "purge" {
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.admin_key.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.function["purge"].email}"
-}
+# Purge has no key in production: it checks the OIDC identity of its one caller, the Cloud
+# Scheduler account (scheduler.tf, push365.retention.caller). The admin key is for local use only
+# (`make dev`), so no secret of Push365's own is kept here; only the SES credentials below, which the
+# operator stores.
 
 # With mail_backend = "ses", every function may read the AWS key pair it sends mail with.
 locals {
@@ -48,4 +25,6 @@ resource "google_secret_manager_secret_iam_member" "aws" {
   secret_id = each.value.secret
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${google_service_account.function[each.value.function].email}"
+
+  depends_on = [google_project_service.apis]
 }

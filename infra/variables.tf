@@ -90,3 +90,26 @@ variable "aws_secret_access_key_secret" {
   type        = string
   default     = "push365-aws-secret-access-key"
 }
+
+variable "tf_state_bucket" {
+  description = "The bucket holding Terraform's state (created once by hand): the deployer account may write it."
+  type        = string
+  default     = ""
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channels (projects/P/notificationChannels/ID) every alert policy notifies."
+  type        = list(string)
+  default     = []
+}
+
+variable "github_repository" {
+  description = "owner/name of the GitHub repository a Cloud Build trigger deploys from on every push to main (the Cloud Build GitHub app installed on it); empty: no trigger."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.github_repository == "" || length(split("/", var.github_repository)) == 2
+    error_message = "github_repository is \"owner/name\" or empty."
+  }
+}

@@ -2,17 +2,21 @@ terraform {
   required_version = ">= 1.5"
 
   required_providers {
+    # 6.13 is the first with an alert condition's disable_metric_validation (monitoring.tf).
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.0"
+      version = "~> 6.13"
     }
+    # google_project_service_identity (the Firestore service agent, firestore.tf) is in the
+    # beta provider only.
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.13"
+    }
+    # 2.5.0 is the first release whose archive_file excludes take globs (functions.tf).
     archive = {
       source  = "hashicorp/archive"
-      version = "~> 2.4"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = "~> 3.6"
+      version = "~> 2.5"
     }
   }
 
@@ -21,6 +25,11 @@ terraform {
 }
 
 provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+provider "google-beta" {
   project = var.project_id
   region  = var.region
 }

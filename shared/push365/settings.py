@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # What purge's caller must send in X-Push365-Admin-Key (Secret Manager in production).
     # Unset: purge refuses every caller.
     admin_key: SecretStr | None = None
+    # Production: the one service account whose OIDC token purge accepts (Cloud Scheduler's,
+    # set by infra/). When set, the admin key is not accepted (push365.retention.caller).
+    purge_invoker: str | None = None
+    # The audience purge expects in that token; unset: the URL the request was sent to
+    # (https://<Host>), which is what the scheduler job names (infra/scheduler.tf).
+    purge_audience: str | None = None
 
     # Where each function is reached, for the webhook URLs mail gives administrators.
     function_url_template: str = "https://{region}-{project}.cloudfunctions.net/{function}"

@@ -172,23 +172,58 @@ def emit(record: AuditRecord) -> None:
     _logger().log(severity, message, extra=_extra(record.fields(), record))
 
 
-def log_unhandled(function: str, error: BaseException) -> None:
-    """A crash, for debugging: the exception's type and code locations, never its message
-    (an exception's text can carry request values)."""
+# Error Reporting reads a log entry as an error event when its payload carries this type.
+ERROR_EVENT_TYPE = (
+    "type.googleapis.com/google.devtools.clouderrorreporting.v1beta1.ReportedErrorEvent"
+)
+
+
+def crash_fields(function: str, error: BaseException) -> dict[str, Any]:
+    """A crash record in Error Reporting's format, built from code locations only: never the
+    exception's message or the source lines (an exception's text can carry request values)."""
     frames = traceback.extract_tb(error.__traceback__)
     where = [f"{frame.filename}:{frame.lineno} in {frame.name}" for frame in frames]
-    fields = {
+    # Python's own traceback layout, which Error Reporting parses, minus the source lines and
+    # the message: "Traceback ...", one "File" line per frame, then the exception's type alone.
+    stack = "\n".join(
+        [
+            "Traceback (most recent call last):",
+            *(f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames),
+            _qualified_name(type(error)),
+        ]
+    )
+    fields: dict[str, Any] = {
+        "@type": ERROR_EVENT_TYPE,
         "event": "unhandled_exception",
         "function": function,
         "exception": type(error).__name__,
         "frames": where,
+        "stack_trace": stack,
+        "serviceContext": {"service": function},
     }
+    if frames:
+        last = frames[-1]
+        fields["context"] = {
+            "reportLocation": {
+                "filePath": last.filename,
+                "lineNumber": last.lineno,
+                "functionName": last.name,
+            }
+        }
+    return fields
+
+
+def log_unhandled(function: str, error: BaseException) -> None:
+    """A crash, for debugging and Error Reporting: the exception's type and code locations."""
+    fields = crash_fields(function, error)
     _logger().error(
-        "unhandled %s in %s",
-        type(error).__name__,
-        function,
-        extra={"json_fields": fields, "http_request": None},
+        "%s", fields["stack_trace"], extra={"json_fields": fields, "http_request": None}
     )
+
+
+def _qualified_name(kind: type[BaseException]) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
 def _extra(fields: dict[str, Any], record: AuditRecord) -> dict[str, Any]:

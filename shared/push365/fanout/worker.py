@@ -217,6 +217,8 @@ class DeliveryWorker:
             # Pub/Sub gave up on this batch: what has no outcome yet failed, counted as such.
             state.counts.dead_lettered = 1
             self._give_up(state, state.remaining(), "dead_letter", active)
+            # On the audit record too: operators alert on dead_lettered (monitoring.tf).
+            note_counts({"devices": len(state.devices), **state.counts.as_dict()})
             self._fanout.finish(state)
             return Verdict.ACK
         if expired:
@@ -240,7 +242,14 @@ class DeliveryWorker:
         state.inflight = []
         retire, retry_after, auth_failures = outcome.retire, outcome.retry_after, outcome.auth
         self._retire(state, retire, auth_failures)
-        note_counts({"devices": len(state.devices), **state.counts.as_dict()})
+        # auth_failures: FCM rejected the project's credentials (operators' alert, monitoring.tf).
+        note_counts(
+            {
+                "devices": len(state.devices),
+                **state.counts.as_dict(),
+                "auth_failures": auth_failures,
+            }
+        )
         waiting = [d for d in state.remaining() if d in state.pending]
         if waiting:
             state.not_before = self._clock() + self._backoff(state.attempts, retry_after)

@@ -1,5 +1,15 @@
 """HTTP translation shared by the Cloud Functions' entry points."""
 
 from push365.web.api import API_KEY_HEADER, API_KEY_QUERY, Api, ApiRequest, Handler, Reply, ignored
+from push365.web.openapi import Operation
 
-__all__ = ["API_KEY_HEADER", "API_KEY_QUERY", "Api", "ApiRequest", "Handler", "Reply", "ignored"]
+__all__ = [
+    "API_KEY_HEADER",
+    "API_KEY_QUERY",
+    "Api",
+    "ApiRequest",
+    "Handler",
+    "Operation",
+    "Reply",
+    "ignored",
+]

@@ -37,6 +37,7 @@ from push365.errors import (
 from push365.model import InputModel, validate
 from push365.organizations.model import Organization
 from push365.settings import get_settings
+from push365.web.openapi import DOCUMENT_ROUTE, Operation, describe
 
 API_KEY_HEADER = "X-Push365-Key"
 API_KEY_QUERY = "code"
@@ -132,17 +133,37 @@ class Api:
     """The routes of one Cloud Function, and the translation of its errors."""
 
     def __init__(
-        self, function: str, routes: Mapping[str, Mapping[str, Handler]], *, cors: bool = False
+        self,
+        function: str,
+        routes: Mapping[str, Mapping[str, Handler]],
+        *,
+        cors: bool = False,
+        operations: Mapping[tuple[str, str], Operation] | None = None,
     ) -> None:
         """
         Args:
             function: the function's name, for logs.
             routes: path (relative to the function's URL, ``/`` for its root) -> method -> handler.
             cors: answer browsers from any origin (for the service worker's receipts).
+            operations: (path, method) -> what the route reads and answers; with them the
+                function also answers ``GET /openapi.json``, its OpenAPI 3.1 description.
         """
         self.function = function
         self._routes = routes
         self._cors = cors
+        self._operations = operations
+        if operations is not None:
+            self._routes = {**routes, DOCUMENT_ROUTE: {"GET": self._describe}}
+
+    def openapi(self) -> dict[str, Any]:
+        """This function's OpenAPI 3.1 description, from its routes and their models."""
+        if self._operations is None:
+            raise ValueError(f"{self.function} declares no operations")
+        routes = {path: m for path, m in self._routes.items() if path != DOCUMENT_ROUTE}
+        return describe(self.function, routes, self._operations)
+
+    def _describe(self, _request: ApiRequest) -> Reply:
+        return 200, self.openapi()
 
     def handle(self, request: flask.Request) -> flask.Response:
         """Answer one request, and write its one audit record."""

@@ -390,7 +390,17 @@ class LocalFcmServer:
         self._resume = None
         self._control.refuse_seconds = 0.0
         assert self._loop is not None
-        self._loop.create_task(self._open())
+        self._loop.create_task(self._reopen())
+
+    async def _reopen(self) -> None:
+        # The port may be held for a moment: a client that kept dialling a port nobody listened
+        # on can end up connected to itself (TCP self-connect). Try until it is free again.
+        while True:
+            try:
+                await self._open()
+                return
+            except OSError:
+                await asyncio.sleep(0.2)
 
     # HTTP.
 

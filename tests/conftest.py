@@ -28,7 +28,19 @@ _emulator_missing: list[str] = []
 
 
 def free_port() -> int:
-    """A port nothing listens on right now."""
+    """A port nothing listens on right now, below Linux's ephemeral range (32768 and up): a
+    client dialling a port nobody listens on (a fault test's refused window) can otherwise be
+    given that very port as its own and connect to itself, holding it."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

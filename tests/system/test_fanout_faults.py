@@ -27,7 +27,7 @@ from devstack.fcm_server import LocalFcmServer
 from tests.conftest import PROJECT, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
 from tests.integration import conftest as integration
-from tests.integration.conftest import BOB, ORG, OTHER_ORG, Functions, register
+from tests.integration.conftest import BOB, ORG, Functions, register
 
 # The in-process functions and the local SES, shared with the integration tests.
 functions = integration.functions
@@ -205,30 +205,3 @@ def test_firestore_unavailable_for_75_seconds_during_a_send(stack: Stack) -> Non
 
     assert_shown_once(stack, tokens, nid, final)
     assert final["counts"]["sent"] == 200
-
-
-def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
-    stack: Stack,
-) -> None:
-    key_a = register(stack.api)
-    key_b = register(stack.api, OTHER_ORG)
-    stack.start_worker()
-    tokens_a = [f"a-{n}" for n in range(10)]
-    tokens_b = [f"b-{n}" for n in range(10)]
-
-    stack.fcm.control(status_override=429, retry_after="120")
-    nid_a = stack.send(key_a, tokens_a)
-    wait_for(lambda: len(stack.fcm.messages()) >= 10, 60)
-    throttled_at = time.monotonic()
-    stack.fcm.reset_control()
-    stack.fcm.control(refuse_seconds=120)
-    refused_at = time.monotonic()
-    nid_b = stack.send(key_b, tokens_b, org=OTHER_ORG)
-    final_a = stack.wait_done(key_a, nid_a, 420)
-    final_b = stack.wait_done(key_b, nid_b, 420)
-
-    assert stack.received(tokens_a) == Counter({t: 1 for t in tokens_a})
-    assert stack.received(tokens_b) == Counter({t: 1 for t in tokens_b})
-    assert (final_a["counts"]["sent"], final_b["counts"]["sent"]) == (10, 10)
-    assert time.monotonic() - throttled_at >= 120  # Retry-After was honoured
-    assert time.monotonic() - refused_at >= 120

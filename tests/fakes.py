@@ -405,9 +405,7 @@ class InMemoryFanoutRepository:
         expire_at: datetime | None = None,
     ) -> None:
         stored = self._fenced(state)
-        found = self.deliveries.setdefault(state.notification_id, {})
-        for delivery in deliveries:
-            found[delivery.device_id] = delivery
+        self._record(state, deliveries)
         self._write(stored, state, lease_until)
 
     def finish(
@@ -417,9 +415,7 @@ class InMemoryFanoutRepository:
         expire_at: datetime | None = None,
     ) -> None:
         stored = self._fenced(state)
-        found = self.deliveries.setdefault(state.notification_id, {})
-        for delivery in deliveries:
-            found[delivery.device_id] = delivery
+        self._record(state, deliveries)
         state.done = True
         self._write(stored, state, None)
         record = self._notifications.records[state.notification_id]
@@ -438,10 +434,13 @@ class InMemoryFanoutRepository:
         expire_at: datetime | None = None,
     ) -> None:
         stored = self._fenced(state)
+        self._record(state, deliveries)
+        self._write(stored, state, None)
+
+    def _record(self, state: BatchState, deliveries: Sequence[Delivery]) -> None:
         found = self.deliveries.setdefault(state.notification_id, {})
         for delivery in deliveries:
             found[delivery.device_id] = delivery
-        self._write(stored, state, None)
 
     def _fenced(self, state: BatchState) -> dict[str, Any]:
         stored = self.batches[(state.notification_id, state.batch)]

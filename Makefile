@@ -52,22 +52,26 @@ browser:
 	  fi; \
 	fi
 
-## bundle: build web/firebase-messaging.js (the Firebase JS SDK pinned in web/sdk/package-lock.json)
+## bundle: build web/firebase-messaging.js (the Firebase JS SDK) and web/charts.js (Chart.js, for
+## the delivery report), both pinned in web/sdk/package-lock.json
 SDK_DIR := web/sdk
-BUNDLE := web/firebase-messaging.js
 $(SDK_DIR)/node_modules/.installed: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
 	cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 bundle: $(SDK_DIR)/node_modules/.installed
 	cd $(SDK_DIR) && npm run --silent build -- --log-level=warning --outfile=../firebase-messaging.js
+	cd $(SDK_DIR) && npm run --silent build:charts -- --log-level=warning --outfile=../charts.js
 
-## bundle-check: the committed bundle is exactly what its sources and lockfile build
+## bundle-check: the committed bundles are exactly what their sources and lockfile build
 bundle-check: $(SDK_DIR)/node_modules/.installed
 	@mkdir -p .local
 	cd $(SDK_DIR) && npm run --silent build -- --log-level=warning --outfile=../../.local/firebase-messaging.js
-	@cmp -s .local/firebase-messaging.js $(BUNDLE) || \
-	  { echo "$(BUNDLE) is stale: run 'make bundle' and commit it"; exit 1; }
+	cd $(SDK_DIR) && npm run --silent build:charts -- --log-level=warning --outfile=../../.local/charts.js
+	@for bundle in firebase-messaging.js charts.js; do \
+	  cmp -s .local/$$bundle web/$$bundle || \
+	    { echo "web/$$bundle is stale: run 'make bundle' and commit it"; exit 1; }; \
+	done
 
 ## solution: the Dynamics 365 solution, unmanaged and managed, into dist/ (push365_<version>*.zip)
 solution:

@@ -1,6 +1,15 @@
 """HTTP translation shared by the Cloud Functions' entry points."""
 
-from push365.web.api import API_KEY_HEADER, API_KEY_QUERY, Api, ApiRequest, Handler, Reply, ignored
+from push365.web.api import (
+    API_KEY_HEADER,
+    API_KEY_QUERY,
+    Api,
+    ApiRequest,
+    Cors,
+    Handler,
+    Reply,
+    ignored,
+)
 from push365.web.openapi import Operation
 
 __all__ = [
@@ -8,6 +17,7 @@ __all__ = [
     "API_KEY_QUERY",
     "Api",
     "ApiRequest",
+    "Cors",
     "Handler",
     "Operation",
     "Reply",

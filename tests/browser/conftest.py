@@ -390,10 +390,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line("!" * 78, red=True, bold=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """``python -m devstack`` (every function, its own emulator, the local FCM server), once per
-    module; each test registers an organization of its own."""
+    """``python -m devstack`` (every function, its own emulator, the local FCM server), once for
+    all the browser tests (it takes seconds to start); each test registers an organization of its
+    own, reads only the FCM messages and output lines that came after it started, and leaves the
+    FCM server's faults as it found them."""
     from tests.stack import running_stack
 
     with running_stack(tmp_path_factory.mktemp("stack")) as running:

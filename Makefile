@@ -77,9 +77,10 @@ solution:
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-## audit: check the store (by default the one `make dev` runs) against the privacy policy
+## audit: check the store (by default the one `make dev` runs: PUSH365_FIRESTORE_PORT, 8080)
+## against the privacy policy's field lists (shared/push365/privacy/policy_fields.json)
 audit: $(STAMP)
-	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:8080} \
+	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:$${PUSH365_FIRESTORE_PORT-8080}} \
 	GOOGLE_CLOUD_PROJECT=$${GOOGLE_CLOUD_PROJECT-demo-push365} $(PY) -m push365.compliance
 
 ## bench: the benchmarks in bench/, each printing a RESULT line against its baseline

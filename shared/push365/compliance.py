@@ -129,6 +129,7 @@ def check_document(
     path: str, collection: str, fields: Mapping[str, Any], limits: Limits
 ) -> list[Finding]:
     """Every finding in one document."""
+    path = shown_path(path, collection)
     allowed = allowed_fields(collection)
     if allowed is None:
         return [
@@ -156,6 +157,15 @@ def check_document(
     return found
 
 
+def shown_path(path: str, collection: str) -> str:
+    """A document's path as a report shows it: a dedup document's id must be a hash; when it is
+    not (a caller's key in clear), it is withheld."""
+    parent, _, document_id = path.rpartition("/")
+    if collection == DEDUP and not re.fullmatch(policy_fields()["values"]["dedup_id"], document_id):
+        return f"{parent}/<id withheld: not a hash>"
+    return path
+
+
 def _codes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[Finding]:
     """Statuses and reasons from the policy's lists; a token under no status but active."""
     for key, known in policy_fields()["codes"].items():
@@ -172,7 +182,7 @@ def _codes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[Fi
 def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[Finding]:
     """Values content could hide in: each must be a code, an id or a hash of its shape."""
     shapes = policy_fields()["values"]
-    if collection == DEDUP and not re.fullmatch(shapes["dedup_id"], path.rsplit("/", 1)[-1]):
+    if collection == DEDUP and path.endswith("<id withheld: not a hash>"):
         yield Finding("value_not_a_hash", path, "document id")
     checks = {
         (NOTIFICATIONS, "dedup_key"): shapes["notifications.dedup_key"],

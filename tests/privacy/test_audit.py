@@ -91,7 +91,7 @@ PLANTS: dict[str, tuple[str, Plant]] = {
     ),
     "a body nested in an allowed map": (
         "notification_content",
-        lambda r: r["notification"].update({"counts.data": {"body": SECRET}}),
+        lambda r: r["notification"].update({"counts.extra": {"body": SECRET}}),
     ),
     "a link on a delivery record": (
         "notification_content",

@@ -21,8 +21,10 @@ The named tests must all pass on the unmutated copy first. It prints one line pe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ TEST_TIMEOUT_SECONDS = 180
 # pytest's exit codes: 1 tests failed, 2 interrupted (a collection error), 4 usage error (no such
 # node id), 5 no tests collected.
 CAUGHT_CODES = (1, 2)
+PYTEST_OPTIONS = ("-x", "-q", "-p", "no:cacheprovider", "--no-header")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ def load(path: Path = MUTATIONS) -> list[Mutation]:
                 tests=tuple(entry["tests"]),
             )
         )
+    untested = [m.id for m in mutations if not m.tests]
+    if untested:
+        raise SystemExit(f"mutations that name no test: {untested}")
     ids = [m.id for m in mutations]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
@@ -125,6 +131,7 @@ class Worker:
         if firestore is not None:
             self.env["PUSH365_SHARED_FIRESTORE"] = firestore
             self.env["PUSH365_SHARED_PROJECT"] = f"demo-mutate-{index}"
+        self._runner: subprocess.Popen[str] | None = None
 
     def check_imports_the_copy(self) -> None:
         found = subprocess.run(
@@ -138,19 +145,43 @@ class Worker:
         if not found.startswith(str(self.root)):
             raise SystemExit(f"the copy's push365 is not the one imported: {found}")
 
+    def quick(self, tests: Sequence[str]) -> int:
+        """pytest's exit code for ``tests``, forked from this copy's runner (libraries already
+        imported: a run costs its tests, not Python's start-up); a plain subprocess without
+        ``os.fork``."""
+        if not tests:
+            raise ValueError("no tests named: pytest would run the whole suite")
+        arguments = [*PYTEST_OPTIONS, *tests]
+        if not hasattr(os, "fork"):
+            return self.pytest(tests).returncode
+        if self._runner is None:
+            self._runner = subprocess.Popen(
+                [sys.executable, "-m", "devstack.mutate_zygote"],
+                cwd=self.root,
+                env=self.env | {"PUSH365_MUTATE_TIMEOUT": str(TEST_TIMEOUT_SECONDS)},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        assert self._runner.stdin is not None
+        assert self._runner.stdout is not None
+        self._runner.stdin.write(json.dumps(arguments) + "\n")
+        self._runner.stdin.flush()
+        answer = self._runner.stdout.readline()
+        if not answer:
+            raise RuntimeError("the test runner stopped")
+        return int(answer)
+
+    def close(self) -> None:
+        if self._runner is not None:
+            self._runner.communicate(timeout=30)
+            self._runner = None
+
     def pytest(self, tests: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if not tests:
+            raise ValueError("no tests named: pytest would run the whole suite")
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-x",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                "--no-header",
-                *tests,
-            ],
+            [sys.executable, "-m", "pytest", *PYTEST_OPTIONS, *tests],
             cwd=self.root,
             env=self.env,
             capture_output=True,
@@ -187,17 +218,14 @@ class Worker:
         with self.applied(mutation) as problem:
             if problem is not None:
                 return Outcome(mutation, "ERROR", time.monotonic() - started, problem)
-            try:
-                answer = self.pytest(mutation.tests)
-            except subprocess.TimeoutExpired:
-                return Outcome(mutation, "ERROR", time.monotonic() - started, "timed out")
+            code = self.quick(mutation.tests)
         seconds = time.monotonic() - started
-        if answer.returncode == 0:
+        if code == 0:
             return Outcome(mutation, "SURVIVED", seconds)
-        if answer.returncode in CAUGHT_CODES:
+        if code in CAUGHT_CODES:
             return Outcome(mutation, "caught", seconds)
-        last = (answer.stdout.strip().splitlines() or [""])[-1]
-        return Outcome(mutation, "ERROR", seconds, f"pytest exit {answer.returncode}: {last}")
+        why = "timed out" if code == -signal.SIGALRM else f"pytest exit {code}"
+        return Outcome(mutation, "ERROR", seconds, why)
 
 
 @contextmanager
@@ -223,9 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Break each privacy promise; expect failures.")
     parser.add_argument("--only", default=None, help="a promise (P1..P11) or a mutation id")
     parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument("--list", type=Path, default=MUTATIONS, help="another list of mutations")
     arguments = parser.parse_args(argv)
     started = time.monotonic()
-    mutations = load()
+    mutations = load(arguments.list)
     if arguments.only:
         mutations = [m for m in mutations if arguments.only in (m.promise, m.id)]
     with tempfile.TemporaryDirectory(prefix="push365-mutate-") as scratch:
@@ -241,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
                 workers.append(Worker(root, index, firestore))
             workers[0].check_imports_the_copy()
             named = sorted({t for m in mutations for t in m.tests})
-            baseline = workers[0].pytest(named)
-            if baseline.returncode != 0:
+            baseline = unmutated(workers, named)
+            if baseline is not None:
                 print(baseline.stdout[-3000:])
                 print("The named tests do not all pass on the unmutated code: nothing to prove.")
                 print(f"RESULT privacy_mutations caught=0 total={len(mutations)}")
@@ -252,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"({time.monotonic() - started:.0f} s); {len(mutations)} mutations, "
                 f"{len(workers)} workers"
             )
-            outcomes = run_all(workers, mutations)
+            try:
+                outcomes = run_all(workers, mutations)
+            finally:
+                for worker in workers:
+                    worker.close()
     caught = sum(o.verdict == "caught" for o in outcomes)
     for outcome in outcomes:
         if outcome.verdict != "caught":
@@ -263,6 +296,24 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mutate took {time.monotonic() - started:.0f} s")
     print(f"RESULT privacy_mutations caught={caught} total={len(mutations)}")
     return 0 if caught == len(mutations) else 1
+
+
+def unmutated(
+    workers: Sequence[Worker], named: Sequence[str]
+) -> subprocess.CompletedProcess[str] | None:
+    """Run the named tests on the unmutated copies, shared out among the workers, the way the
+    mutations' tests run (so a runner that cannot fork cleanly counts nothing as caught); the
+    output of a failing share run again plainly, or None when they all pass."""
+    shares = [list(named[index :: len(workers)]) for index in range(len(workers))]
+    busy = [(worker, share) for worker, share in zip(workers, shares, strict=True) if share]
+    with ThreadPoolExecutor(max_workers=len(workers)) as pool:
+        codes = list(pool.map(lambda pair: pair[0].quick(pair[1]), busy))
+    for (worker, share), code in zip(busy, codes, strict=True):
+        if code != 0:
+            again = worker.pytest(share)
+            again.stdout += f"\n(exit {code} in the forked runner, {again.returncode} plainly)"
+            return again
+    return None
 
 
 def run_all(workers: Sequence[Worker], mutations: Sequence[Mutation]) -> list[Outcome]:

@@ -212,6 +212,9 @@ def _ages(
             yield Finding("missing_date", path, "no date to tell its age by")
         return
     assert keep is not None
+    if collection == DEDUP and born > now:
+        # It expires later than a window from now: it was written to live longer than that.
+        yield Finding("retention_too_long", path, f"expires_at past {_days(keep)}")
     active = collection == SUBSCRIPTIONS and fields.get("status") == "active"
     if born + keep <= now:
         kind = "stale_subscription" if active else "past_retention"
@@ -249,10 +252,6 @@ def _lifetime(
         return _date(fields.get("created_at")), limits.notifications, collection == NOTIFICATIONS
     if collection == DEDUP:
         expires = _date(fields.get("expires_at"))
-        # A dedup key lives its window from the send: one expiring later than a window from
-        # now was written to live longer than that.
-        if expires is not None and expires > limits.now + limits.dedup:
-            return limits.now, timedelta(0), True
         return (expires - limits.dedup if expires else None), limits.dedup, True
     return None, None, False
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from push365.compliance import POLICY_FIELDS
+from push365.model import utc_now
 from push365.notifications.receipts import device_id, new_receipt
 from push365.notifications.repository import (
     Delivery,
@@ -151,14 +152,15 @@ class Services:
         """A device's delivery record, as deliver writes it; the receipt its message carried."""
         device = device_id(subscription_id(token))
         receipt, receipt_hash = new_receipt(org, notification_id, device)
-        delivery = Delivery(device, user, "sent", "projects/p/messages/1", None, NOW, receipt_hash)
+        now = utc_now()
+        delivery = Delivery(device, user, "sent", "projects/p/messages/1", None, now, receipt_hash)
         reference = (
             self.client.collection("organizations", org, "notifications")
             .document(notification_id)
             .collection("deliveries")
             .document(device)
         )
-        reference.set(delivery_document(delivery, NOW + timedelta(days=90)))
+        reference.set(delivery_document(delivery, now + timedelta(days=90)))
         return receipt
 
     def purger(self) -> Purger:

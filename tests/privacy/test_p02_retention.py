@@ -15,7 +15,7 @@ from push365.model import utc_now
 from push365.retention import TTL_FIELD
 from push365.settings import Settings
 from tests.privacy import infra
-from tests.privacy.conftest import BOB, NOW, ORG, Services, policy, under
+from tests.privacy.conftest import BOB, ORG, Services, policy, under
 
 NOTIFICATION_DAYS = 90
 AUDIT_LOG_DAYS = 90
@@ -81,8 +81,8 @@ def test_purge_deletes_notifications_deliveries_and_dedup_keys_when_due(
     purger = services.purger()
 
     day_later = purger.purge(created + timedelta(hours=24, seconds=1))
-    kept = purger.purge(NOW + timedelta(days=NOTIFICATION_DAYS - 1))
-    gone = purger.purge(max(created, NOW) + timedelta(days=NOTIFICATION_DAYS, seconds=1))
+    kept = purger.purge(created + timedelta(days=NOTIFICATION_DAYS - 1))
+    gone = purger.purge(created + timedelta(days=NOTIFICATION_DAYS, seconds=60))
 
     assert day_later["dedup_keys"] == 1
     assert (kept["notifications"], kept["deliveries"]) == (0, 0)

@@ -8,7 +8,7 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 
-.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit venv clean solution provider-schema
+.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit mutate venv clean solution provider-schema
 
 ## dev: set up .venv, then run every function, the Firestore and Pub/Sub emulators and the local FCM server
 dev: $(STAMP)
@@ -81,10 +81,16 @@ solution:
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-## audit: check the store (by default the one `make dev` runs) against the privacy policy
+## audit: check the store (by default the one `make dev` runs: PUSH365_FIRESTORE_PORT, 8080)
+## against the privacy policy's field lists (shared/push365/privacy/policy_fields.json)
 audit: $(STAMP)
-	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:8080} \
+	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:$${PUSH365_FIRESTORE_PORT-8080}} \
 	GOOGLE_CLOUD_PROJECT=$${GOOGLE_CLOUD_PROJECT-demo-push365} $(PY) -m push365.compliance
+
+## mutate: break each privacy promise on purpose (tests/privacy/mutations.yaml) and expect the
+## tests named for it to fail; prints RESULT privacy_mutations caught=N total=M (.ci/run runs it)
+mutate: $(STAMP)
+	$(PY) -m devstack.mutate
 
 ## bench: the benchmarks in bench/, each printing a RESULT line against its baseline
 bench: $(STAMP)

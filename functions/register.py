@@ -38,7 +38,9 @@ def _register(request: ApiRequest) -> Reply:
         return _users(request)  # a systemuser step registered at the function's root URL
     registration = validate(Registration, request.json_object())
     request.audit.organization_id = registration.organization.id
-    outcome = bootstrap.organizations().register(registration, request.api_key)
+    outcome = bootstrap.organizations().register(
+        registration, request.api_key, request.key_in_query
+    )
     if outcome.created:
         return 201, {"organization_id": outcome.organization_id, "api_key": outcome.api_key}
     return 200, {"organization_id": outcome.organization_id}

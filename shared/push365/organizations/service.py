@@ -40,12 +40,15 @@ class OrganizationService:
         self._clock = clock
         self._notices = notices
 
-    def register(self, registration: Registration, presented_key: str | None) -> Registered:
+    def register(
+        self, registration: Registration, presented_key: str | None, key_in_query: bool = False
+    ) -> Registered:
         """Create an organization (no key needed) or update it (its key needed).
 
         Raises:
             Conflict: the organization exists and no key was presented.
             Unauthorized: a key was presented and is not valid.
+            QueryKeyRefused: it came in ``?code=`` and the organization accepts only the header.
             Forbidden: the key belongs to another organization.
         """
         organization_id = registration.organization.id
@@ -58,6 +61,7 @@ class OrganizationService:
                 self._notices.registration_confirmed(organization)
             return Registered(organization_id, created=True, api_key=issued.plaintext)
         caller = self.authenticate(presented_key)
+        caller.check_key_source(key_in_query)
         if caller.id != organization_id:
             raise Forbidden("The API key belongs to another organization.")
         self._repository.update_profile(

@@ -71,6 +71,7 @@ class ApiRequest:
         """The organization whose key the request carries (noted on the audit record)."""
         organization = authenticator(self.api_key)
         self.audit.organization_id = organization.id
+        organization.check_key_source(self.key_in_query)
         return organization
 
     def query(self, name: str) -> str | None:
@@ -81,6 +82,14 @@ class ApiRequest:
     def api_key(self) -> str | None:
         """The organization key: header ``X-Push365-Key``, else query parameter ``code``."""
         return self._request.headers.get(API_KEY_HEADER) or self._request.args.get(API_KEY_QUERY)
+
+    @property
+    def key_in_query(self) -> bool:
+        """Whether the key came in query parameter ``code`` (no header): the platform's request
+        logs keep it, with the rest of the URL."""
+        return not self._request.headers.get(API_KEY_HEADER) and bool(
+            self._request.args.get(API_KEY_QUERY)
+        )
 
     @property
     def has_body(self) -> bool:

@@ -54,8 +54,11 @@ def main() -> int:
         pubsub.start()
         fcm.start()
         topic = os.environ.setdefault("PUSH365_FANOUT_TOPIC", "push365-fanout")
-        # Pub/Sub pushes each fan-out message to the local deliver function, as in production.
-        fanout.create(pubsub.address, fanout.FanoutTopology(PROJECT, topic, f"{base}/deliver"))
+        # Each fan-out message goes to the local deliver function as Pub/Sub's push sends it in
+        # production; pulled and pushed by fanout.Pump (the emulator's push loses messages that
+        # back off: see devstack/fanout.py).
+        topology = fanout.FanoutTopology(PROJECT, topic, None, retry_policy=False)
+        fanout.create(pubsub.address, topology)
         # The functions read these when they are loaded, exactly as deployed ones read theirs.
         os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.address
         os.environ["PUBSUB_EMULATOR_HOST"] = pubsub.address
@@ -70,6 +73,7 @@ def main() -> int:
 
         server = serve(build_gateway(), HOST, http_port)
         threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
+        pump = fanout.Pump(pubsub.address, topology, f"{base}/deliver").start()
         print(f"Push365 is running (project {PROJECT}). Ctrl-C stops everything.")
         for name in function_names():
             print(f"  {name:<12} {base}/{name}")
@@ -78,6 +82,7 @@ def main() -> int:
         print(f"  local FCM v1 server {fcm.url}  (GET {fcm.url}/_messages)", flush=True)
         stop.wait()
         print("Stopping...", flush=True)
+        pump.stop()
         server.shutdown()
         server.server_close()
     except EmulatorMissing as error:

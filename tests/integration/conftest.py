@@ -103,17 +103,9 @@ class Fanout:
     pulls each message and pushes it to the ``deliver`` function exactly as Pub/Sub's push does
     (the same body), then acknowledges it on a 2xx or hands it back for redelivery."""
 
-    def __init__(
-        self,
-        functions: Functions,
-        emulator: str,
-        push: Callable[[Any], int] | None = None,
-        backoff_seconds: int = 0,
-    ) -> None:
+    def __init__(self, functions: Functions, emulator: str) -> None:
         self._functions = functions
         self._emulator = emulator
-        self._push = push or (lambda body: functions.push("deliver", body))
-        self._backoff_seconds = backoff_seconds  # how long a handed-back message waits
         self.topology = fanout_topology()
         self.pushed: list[int] = []  # the status of every push, in order
 
@@ -151,7 +143,7 @@ class Fanout:
             for item in received:
                 path = f"projects/{self.topology.project}/subscriptions/{subscription}"
                 body = {"message": item["message"], "subscription": path}
-                status = self._push(body)
+                status = self._functions.push("deliver", body)
                 self.pushed.append(status)
                 (acks if 200 <= status < 300 else nacks).append(item["ackId"])
             if acks:
@@ -160,7 +152,7 @@ class Fanout:
                 self._call(
                     f"subscriptions/{subscription}:modifyAckDeadline",
                     ackIds=nacks,
-                    ackDeadlineSeconds=self._backoff_seconds,
+                    ackDeadlineSeconds=0,
                 )
             moved += len(received)
         return moved

@@ -12,11 +12,7 @@ re-send is counted in the notification's ``resent``. Nothing else is ever sent t
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -32,7 +28,7 @@ from devstack.fcm_server import LocalFcmServer
 from tests.conftest import PROJECT, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
 from tests.integration import conftest as integration
-from tests.integration.conftest import BOB, ORG, OTHER_ORG, Fanout, Functions, register
+from tests.integration.conftest import BOB, ORG, OTHER_ORG, Functions, register
 
 # The in-process functions and the local SES, shared with the integration tests.
 functions = integration.functions
@@ -216,47 +212,23 @@ def test_firestore_unavailable_for_75_seconds_during_a_send(stack: Stack) -> Non
     assert final["counts"]["sent"] == 200
 
 
-def post(url: str, body: Any) -> int:
-    """What Pub/Sub's push does: the message's JSON to the endpoint; the status."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-    request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except OSError:
-        return 503
-
-
 @pytest.fixture
-def pulled(stack: Stack, pubsub: PubSubEmulator) -> Iterator[Fanout]:
-    """Pull subscriptions, each message pushed to the deliver process by a thread of the test
-    and handed back for 5 s when deliver does not take it. The emulator's own push (0.8.20)
-    stops redelivering once two messages have been handed back a few times (reproduced with a
-    bare endpoint that answers 503: one message is pushed again every 5 s for minutes, two
-    are pushed 6 times and never again, though neither is acknowledged nor dead-lettered),
-    which a test of minutes of retries meets; production's push retries them until the
-    dead-letter policy."""
-    queue = Fanout(stack.api, pubsub.address, lambda body: post(stack.url, body), 5)
-    queue.topology = dataclasses.replace(queue.topology, max_delivery_attempts=100)
-    queue.reset()
-    stopped = threading.Event()
-
-    def pump() -> None:
-        while not stopped.is_set():
-            if not queue.step():
-                time.sleep(0.2)
-
-    pumping = threading.Thread(target=pump, daemon=True)
-    pumping.start()
-    yield queue
-    stopped.set()
-    pumping.join(timeout=40)
+def pulled(stack: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
+    """Pull subscriptions, each message pushed to the deliver process by ``fanout.Pump`` (with
+    the retry policy's backoff), as ``make dev`` does: the emulator's own push loses messages
+    that back off for minutes (devstack/fanout.py says how)."""
+    topology = dataclasses.replace(fanout_topology(), max_delivery_attempts=100)
+    topology = dataclasses.replace(
+        topology, minimum_backoff="1s", maximum_backoff="5s", retry_policy=False
+    )
+    fanout.create(pubsub.address, topology)
+    pump = fanout.Pump(pubsub.address, topology, stack.url).start()
+    yield pump
+    pump.stop()
 
 
 def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
-    stack: Stack, pulled: Fanout
+    stack: Stack, pulled: fanout.Pump
 ) -> None:
     key_a = register(stack.api)
     key_b = register(stack.api, OTHER_ORG)

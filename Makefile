@@ -14,9 +14,13 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 dev: $(STAMP)
 	$(PY) -m devstack
 
+## TEST_WORKERS: pytest processes (pytest-xdist; a file each at a time): the fault tests mostly
+## wait, so a second process runs the rest meanwhile
+TEST_WORKERS ?= 2
+
 ## test: lint, type-check, checkov, the bundle check and the whole suite (starts and stops its own emulators)
 test: $(STAMP) lint checkov browser bundle-check provider-schema
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 ## lint: ruff and mypy
 lint: $(STAMP)

@@ -382,10 +382,17 @@ def screenshot(page: Any, name: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _missing:
+    # From the reports too: under pytest-xdist the workers skip, not this process.
+    skipped = [
+        str(report.longrepr)
+        for report in terminalreporter.stats.get("skipped", [])
+        if "CHROMIUM MISSING" in str(report.longrepr)
+    ]
+    if _missing or skipped:
+        reason = _missing[0] if _missing else skipped[0]
         terminalreporter.write_line("!" * 78, red=True, bold=True)
         terminalreporter.write_line(
-            f"CHROMIUM MISSING: the browser tests did NOT run. {_missing[0]}", red=True, bold=True
+            f"CHROMIUM MISSING: the browser tests did NOT run. {reason}", red=True, bold=True
         )
         terminalreporter.write_line("!" * 78, red=True, bold=True)
 

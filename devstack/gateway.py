@@ -74,3 +74,18 @@ class _QuietRequestHandler(WSGIRequestHandler):
 def serve(app: WSGIApplication, host: str, port: int) -> BaseWSGIServer:
     """A threaded server for the gateway (call ``serve_forever`` / ``shutdown`` on it)."""
     return make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+
+
+def main() -> None:
+    """Every function behind one port (``python -m devstack.gateway PORT``), over whatever
+    store and queue the environment names: what a test runs against a store it can cut off."""
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = serve(build_gateway(), "127.0.0.1", int(sys.argv[1]))
+    print("gateway ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

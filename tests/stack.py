@@ -89,18 +89,24 @@ def running_stack(folder: Path, **env: str) -> Iterator[RunningStack]:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    stack = RunningStack(process, ports, log)
+    with _ready(RunningStack(process, ports, log), READY, signal.SIGINT) as stack:
+        yield stack
+
+
+@contextmanager
+def _ready(stack: RunningStack, marker: str, stop: int) -> Iterator[RunningStack]:
+    """Wait until ``stack`` prints ``marker``; send it ``stop`` at the end."""
     try:
         deadline = time.monotonic() + 60
-        while READY not in stack.output():
-            assert process.poll() is None, stack.output()
+        while marker not in stack.output():
+            assert stack.process.poll() is None, stack.output()
             assert time.monotonic() < deadline, stack.output()
             time.sleep(0.1)
         yield stack
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+        if stack.process.poll() is None:
+            stack.process.send_signal(stop)
+            stack.process.wait(timeout=30)
 
 
 def call(
@@ -127,3 +133,21 @@ def call(
         return status, json.loads(text) if text else None
     except ValueError:
         return status, text
+
+
+@contextmanager
+def running_gateway(folder: Path, **env: str) -> Iterator[RunningStack]:
+    """Every function behind one port in a process of its own (``python -m devstack.gateway``),
+    over the store and queue ``env`` names; no emulator of its own."""
+    ports = {"http": free_port()}
+    log = folder / "gateway-output.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.gateway", str(ports["http"])],
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    with _ready(RunningStack(process, ports, log), "gateway ready", signal.SIGTERM) as gateway:
+        yield gateway

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     fanout_topic: str = "push365-fanout"
     # How long one publish (send's answer waits for it) or one store call may take.
     queue_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
-    store_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # 8 s: a request that meets a store out of reach answers its 503 within 10 s.
+    store_timeout_seconds: float = Field(default=8.0, gt=0, le=30)
     # Devices claimed, sent and recorded together inside a batch of at most 500.
     deliver_chunk_size: int = Field(default=250, ge=1, le=498)
     # A worker holds a batch this long after each checkpoint; then another may take it over.

@@ -47,12 +47,10 @@ Handler = Callable[["ApiRequest"], Reply]
 M = TypeVar("M", bound=InputModel)
 C = TypeVar("C")
 
-# A store that does not answer is worth one retry by Dataverse (it retries 502/503/504 once).
-_UNAVAILABLE = (
-    google_exceptions.ServiceUnavailable,
-    google_exceptions.DeadlineExceeded,
-    google_exceptions.RetryError,
-)
+# A store that does not answer, or answers with an error no use case expected (contention that
+# outlasted its retries, an internal error), is worth one retry by Dataverse (it retries
+# 502/503/504 once): 503, never 500.
+_UNAVAILABLE = (google_exceptions.GoogleAPICallError, google_exceptions.RetryError)
 
 
 class ApiRequest:

@@ -100,6 +100,7 @@ def notifications() -> NotificationService:
         retention=timedelta(days=settings.notification_retention_days),
         dedup_window=timedelta(hours=settings.idempotency_window_hours),
         receipt_url=settings.receipt_url,
+        in_flight=timedelta(seconds=settings.queue_timeout_seconds),
     )
     return NotificationService(
         FirestoreNotificationRepository(firestore_client(), settings.store_timeout_seconds),

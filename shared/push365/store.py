@@ -32,6 +32,10 @@ DEDUP = "dedup"
 BATCH_LIMIT = 500
 """Firestore's limit on writes in one batch or transaction."""
 
+CONTENDED_ATTEMPTS = 30
+"""Attempts of a transaction that identical concurrent requests contend for (the client's
+default, 5, fails the sixth of them); each attempt is still bounded by the store timeout."""
+
 
 def bounded_retry(seconds: float) -> Any:
     """A retry policy that gives up after ``seconds`` in all (the client library's defaults

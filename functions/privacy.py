@@ -22,7 +22,7 @@ class ExportQuery(InputModel):
 
 
 def _export(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     user_id = validate(ExportQuery, {"user_id": request.query("user_id")}).user_id
     if user_id is not None:
         request.audit.add_users([user_id])
@@ -30,7 +30,7 @@ def _export(request: ApiRequest) -> Reply:
 
 
 def _erase(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     erase = validate(EraseRequest, request.json_object())
     if erase.user_id is not None:
         request.audit.add_users([erase.user_id])

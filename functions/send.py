@@ -32,7 +32,7 @@ _NOTIFICATION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _send(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     host = request.header(DYNAMICS_HOST_HEADER)
     command = request.command(
         SendRequest,
@@ -57,7 +57,7 @@ def _send(request: ApiRequest) -> Reply:
 
 
 def _status(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     notification_id = request.query("notification_id") or ""
     if not _NOTIFICATION_ID.fullmatch(notification_id):
         raise ValidationFailed("notification_id must be the 32 hex characters a send answered.")
@@ -66,7 +66,7 @@ def _status(request: ApiRequest) -> Reply:
 
 
 def _stats(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     days = request.query("days") or str(DEFAULT_DAYS)
     if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
         raise ValidationFailed(f"days must be a whole number from 1 to {MAX_DAYS}.")

@@ -17,7 +17,7 @@ from push365.web import Api, ApiRequest, Operation, Reply, ignored
 
 
 def _subscribe(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     command = request.command(Subscribe, organization, subscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)

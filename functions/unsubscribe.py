@@ -17,7 +17,7 @@ from push365.web import Api, ApiRequest, Operation, Reply, ignored
 
 
 def _unsubscribe(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     command = request.command(Unsubscribe, organization, unsubscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)

@@ -18,6 +18,7 @@ from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken
 from push365.notifications.model import DeliveryCounts, NotificationRecord
 from push365.notifications.repository import Claim, Delivery
 from push365.organizations.model import Organization
+from push365.organizations.repository import Credentials
 from push365.subscriptions.model import (
     Device,
     Status,
@@ -51,8 +52,35 @@ class InMemoryOrganizationRepository:
                 target = target.setdefault(parent, {})
             target[leaf] = copy.deepcopy(value)
 
-    def set_key_hash(self, organization_id: str, key_hash: str, now: datetime) -> None:
-        self.documents[organization_id].update(api_key_hash=key_hash, updated_at=now)
+    def credentials(self, organization_id: str) -> Credentials | None:
+        document = self.documents.get(organization_id)
+        if document is None:
+            return None
+        return Credentials(
+            document.get("api_key_hash"),
+            document.get("previous_key_hash"),
+            document.get("previous_key_until"),
+        )
+
+    def rotate_key(self, organization_id: str, keys: Credentials, now: datetime) -> None:
+        self.documents[organization_id].update(
+            api_key_hash=keys.key_hash,
+            previous_key_hash=keys.previous_hash,
+            previous_key_until=keys.previous_until,
+            updated_at=now,
+        )
+
+    def revoke_previous(self, organization_id: str, now: datetime) -> None:
+        self.documents[organization_id].update(
+            previous_key_hash=None, previous_key_until=None, updated_at=now
+        )
+
+    def confirm_email(self, organization_id: str, token_hash: str, now: datetime) -> str | None:
+        document = self.documents.get(organization_id)
+        email = document.get("pending_emails", {}).pop(token_hash, None) if document else None
+        if document is not None and email is not None:
+            document["confirmed_emails"] = [*document.get("confirmed_emails", []), email]
+        return email
 
     def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
         self.documents[organization_id].update(rules=copy.deepcopy(rules), updated_at=now)

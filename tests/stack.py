@@ -24,6 +24,7 @@ from tests.conftest import (
 )
 
 READY = "local FCM v1 server"  # the last line make dev prints once everything answers
+ADMIN_KEY = "local-admin-key"  # make dev's
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RunningStack:
     process: subprocess.Popen[bytes]
     ports: dict[str, int]
     log: Path
+    admin_key: str = ADMIN_KEY
 
     @property
     def base(self) -> str:
@@ -69,6 +71,7 @@ def running_stack(folder: Path, **env: str) -> Iterator[RunningStack]:
         "PUSH365_RETRY_MAX_BACKOFF_SECONDS": "1",
         "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": str(TEST_FCM_HTTP_TIMEOUT_SECONDS),
         "PUSH365_MAIL_BACKEND": "none",
+        "PUSH365_ADMIN_KEY": ADMIN_KEY,
         **env,
     }
     for inherited in (
@@ -89,7 +92,8 @@ def running_stack(folder: Path, **env: str) -> Iterator[RunningStack]:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    with _ready(RunningStack(process, ports, log), READY, signal.SIGINT) as stack:
+    running = RunningStack(process, ports, log, environment["PUSH365_ADMIN_KEY"])
+    with _ready(running, READY, signal.SIGINT) as stack:
         yield stack
 
 
@@ -107,6 +111,17 @@ def _ready(stack: RunningStack, marker: str, stop: int) -> Iterator[RunningStack
         if stack.process.poll() is None:
             stack.process.send_signal(stop)
             stack.process.wait(timeout=30)
+
+
+def signup(base: str, organization_id: str, admin_key: str = ADMIN_KEY) -> dict[str, str]:
+    """The header that lets ``organization_id`` be registered: a code the operator issued."""
+    status, issued = call(
+        f"{base}/register/signup-codes",
+        {"organization_id": organization_id},
+        headers={"X-Push365-Admin-Key": admin_key},
+    )
+    assert status == 201, issued
+    return {"X-Push365-Signup-Code": issued["signup_code"]}
 
 
 def call(

@@ -30,7 +30,9 @@ from push365.store import (
     DELIVERIES,
     NOTIFICATIONS,
     ORGANIZATIONS,
+    SIGNUP_CODES,
     SUBSCRIPTIONS,
+    THROTTLES,
     USERS,
 )
 from push365.subscriptions.model import Status, Subscription
@@ -90,6 +92,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     DELIVERIES: _DELIVERY_FIELDS,
     BATCHES: _BATCH_FIELDS,
     DEDUP: frozenset({"notification_id", "expires_at", TTL_FIELD}),
+    SIGNUP_CODES: frozenset({"organization_id", "created_at", "expires_at", "used_at", TTL_FIELD}),
+    THROTTLES: frozenset({"count", TTL_FIELD}),
 }
 NESTED: dict[tuple[str, str], frozenset[str]] = {
     (ORGANIZATIONS, "business"): _fields(Business),

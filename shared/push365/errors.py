@@ -102,3 +102,35 @@ class PurgeDisabled(Push365Error):
 
     status, code = 403, "purge_disabled"
     default_message = "Purge is disabled: PUSH365_ADMIN_KEY is not set."
+
+
+class SignupCodeRequired(Push365Error):
+    """Creating an organization needs an operator-issued signup code."""
+
+    status, code = 401, "signup_code_required"
+    default_message = "Registering an organization needs a signup code in X-Push365-Signup-Code."
+
+
+class SignupCodeInvalid(Push365Error):
+    """Unknown, used, expired, or issued for another organization: one answer for all."""
+
+    status, code = 403, "signup_code_invalid"
+    default_message = "The signup code is not valid for this organization."
+
+
+class TooManyRequests(Push365Error):
+    """A throttle said no; ``Retry-After`` says when to try again."""
+
+    status, code = 429, "too_many_requests"
+    default_message = "Too many attempts; try again after Retry-After seconds."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class UnknownConfirmation(Push365Error):
+    """A confirmation link Push365 did not issue, or one already used."""
+
+    status, code = 404, "unknown_confirmation"
+    default_message = "No address waits for this confirmation."

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     # (https://<Host>), which is what the scheduler job names (infra/scheduler.tf).
     purge_audience: str | None = None
 
+    # Creating an organization needs an operator-issued signup code (POST /register/signup-codes
+    # with the admin key, or python -m push365.signup). Off only for a closed test setup.
+    signup_code_required: bool = True
+    signup_code_hours: int = Field(default=168, ge=1, le=720)
+    # Attempts to create one organization, or to use one code, per window (then 429).
+    signup_attempts: int = Field(default=10, ge=1, le=1000)
+    signup_window_seconds: int = Field(default=600, ge=1, le=86400)
+    # After rotate-key the previous key keeps working this long, unless revoked (0: at once).
+    key_overlap_hours: float = Field(default=24.0, ge=0, le=168)
+
     # Where each function is reached, for the webhook URLs mail gives administrators.
     function_url_template: str = "https://{region}-{project}.cloudfunctions.net/{function}"
     region: str = "europe-west1"

@@ -9,6 +9,8 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/notifications/{notification_id}/deliveries/{device_id}
     organizations/{organization_id}/notifications/{notification_id}/batches/{batch}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
+    signup_codes/{sha256(code)}
+    throttles/{sha256(scope)}-{window}
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ NOTIFICATIONS = "notifications"
 DELIVERIES = "deliveries"
 BATCHES = "batches"
 DEDUP = "dedup"
+SIGNUP_CODES = "signup_codes"
+THROTTLES = "throttles"
 
 BATCH_LIMIT = 500
 """Firestore's limit on writes in one batch or transaction."""

@@ -16,7 +16,7 @@ import pytest
 
 from devstack.emulator import FirestoreEmulator
 from tests.conftest import REPO, example, free_port
-from tests.stack import RunningStack, call, running_stack
+from tests.stack import RunningStack, call, running_stack, signup
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 BOB = "b1111111-2222-4333-8444-555555555502"
@@ -61,6 +61,7 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
                 "language_code": 1033,
             }
         },
+        headers=signup(base, ORG, dev_stack.admin_key),
     )
     key = {"X-Push365-Key": created["api_key"]}
     subscribed = call(f"{base}/subscribe", example("subscription-create.json"), headers=key)

@@ -20,7 +20,7 @@ from devstack.emulator import FirestoreEmulator
 from tests.conftest import PROJECT, TEST_ADMIN_KEY, free_port
 from tests.faults import TcpProxy
 from tests.integration.conftest import BOB, ORG, registration
-from tests.stack import RunningStack, call, running_gateway
+from tests.stack import RunningStack, call, running_gateway, signup
 
 BUDGET_SECONDS = 10.0
 STORE_TIMEOUT_SECONDS = 2
@@ -46,19 +46,13 @@ def outage(
     }
     try:
         with running_gateway(folder, **env) as gateway:
-            status, answer = call(
-                f"{gateway.base}/register", registration(), headers=signup(gateway, ORG)
-            )
+            code = signup(gateway.base, ORG, TEST_ADMIN_KEY)
+            status, answer = call(f"{gateway.base}/register", registration(), headers=code)
             assert status == 201, answer
             yield gateway, proxy, answer["api_key"]
     finally:
         proxy.stop()
         emulator.reset(PROJECT)
-
-
-def signup(gateway: RunningStack, org: str) -> dict[str, str]:
-    """The headers that let ``org`` be registered."""
-    return {}
 
 
 def requests(key: str) -> dict[str, tuple[str, str, Any, dict[str, str]]]:
@@ -70,6 +64,13 @@ def requests(key: str) -> dict[str, tuple[str, str, Any, dict[str, str]]]:
     preview = {"table": "opportunity", "message": "Update", "target": {"name": "x"}}
     return {
         "register create": ("POST", "/register", registration(NEW_ORG), {}),
+        "register signup code": (
+            "POST",
+            "/register/signup-codes",
+            {"organization_id": NEW_ORG},
+            {"X-Push365-Admin-Key": TEST_ADMIN_KEY},
+        ),
+        "register revoke previous key": ("POST", "/register/revoke-previous-key", None, auth),
         "register update": ("POST", "/register", registration(), auth),
         "register users": ("POST", "/register/users", {"users": [{"id": BOB}]}, auth),
         "register rotate-key": ("POST", "/register/rotate-key", None, auth),

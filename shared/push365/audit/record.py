@@ -57,6 +57,7 @@ class AuditRecord:
     route: str
     method: str
     organization_id: str | None = None
+    api_key: str | None = None  # which key authenticated: "current" or "previous", never the key
     user_ids: list[str] = field(default_factory=list)
     dataverse_message: str | None = None
     dataverse_table: str | None = None
@@ -110,6 +111,7 @@ class AuditRecord:
         }
         optional = {
             "organization_id": self.organization_id,
+            "api_key": self.api_key,
             "user_ids": self.user_ids or None,
             "dataverse_message": self.dataverse_message,
             "dataverse_table": self.dataverse_table,

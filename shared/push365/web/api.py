@@ -32,10 +32,11 @@ from push365.errors import (
     PayloadTooLarge,
     Push365Error,
     StoreUnavailable,
+    TooManyRequests,
     UnsupportedMediaType,
 )
 from push365.model import InputModel, validate
-from push365.organizations.model import Organization
+from push365.organizations.model import Authenticated, Organization
 from push365.settings import get_settings
 from push365.web.openapi import DOCUMENT_ROUTE, Operation, describe
 
@@ -64,11 +65,13 @@ class ApiRequest:
         self.context: ExecutionContext | None = None
         """The Dataverse context, once :meth:`command` has read one."""
 
-    def authenticate(self, authenticator: Callable[[str | None], Organization]) -> Organization:
-        """The organization whose key the request carries (noted on the audit record)."""
-        organization = authenticator(self.api_key)
-        self.audit.organization_id = organization.id
-        return organization
+    def authenticate(self, authenticator: Callable[[str | None], Authenticated]) -> Organization:
+        """The organization whose key the request carries (noted on the audit record, with
+        which of its keys it was)."""
+        authenticated = authenticator(self.api_key)
+        self.audit.organization_id = authenticated.organization.id
+        self.audit.api_key = authenticated.key
+        return authenticated.organization
 
     def query(self, name: str) -> str | None:
         """A query parameter, or None."""
@@ -249,6 +252,8 @@ def _error_response(error: Push365Error) -> flask.Response:
     response = _json_response(error.status, {"error": payload})
     if isinstance(error, MethodNotAllowed):
         response.headers["Allow"] = ", ".join(error.allowed)
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

@@ -3,6 +3,7 @@ administrators' mail addresses."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
 # same small document and compares the same two hashes.
 _NOBODY = "00000000-0000-0000-0000-000000000000"
 DEFAULT_KEY_OVERLAP = timedelta(hours=24)
+# ... and every failure answers no sooner than this after it started: a store read of an
+# existing document (a wrong key) takes longer than one of a missing document (an unknown
+# organization), and that difference must not tell a caller which ids exist.
+FAILURE_FLOOR_SECONDS = 0.025
 
 
 @dataclass(frozen=True)
@@ -52,12 +57,14 @@ class OrganizationService:
         notices: AdminNotices | None = None,
         signup: SignupService | None = None,
         key_overlap: timedelta = DEFAULT_KEY_OVERLAP,
+        failure_floor: float = FAILURE_FLOOR_SECONDS,
     ) -> None:
         self._repository = repository
         self._clock = clock
         self._notices = notices
         self._signup = signup
         self._key_overlap = key_overlap
+        self._failure_floor = failure_floor
 
     def register(
         self, registration: Registration, presented_key: str | None, signup_code: str | None = None
@@ -143,11 +150,20 @@ class OrganizationService:
         """The organization a key belongs to, and whether it is its current or previous key.
 
         No key, a malformed key, an unknown organization, an erased one and a wrong key take
-        the same path: one small read, two hash comparisons.
+        the same path (one small read, two hash comparisons) and the same time (the failure
+        floor).
 
         Raises:
             Unauthorized: any of those (one answer for all).
         """
+        started = time.monotonic()
+        try:
+            return self._identify(presented_key)
+        except Unauthorized:
+            time.sleep(max(0.0, started + self._failure_floor - time.monotonic()))
+            raise
+
+    def _identify(self, presented_key: str | None) -> Authenticated:
         organization_id = keys.organization_of(presented_key) if presented_key else None
         credentials = self._repository.credentials(organization_id or _NOBODY)
         presented_hash = keys.hash_key(presented_key or "")

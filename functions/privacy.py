@@ -12,7 +12,7 @@ import functions_framework
 from push365 import bootstrap
 from push365.model import Guid, InputModel, validate
 from push365.privacy.service import EraseRequest
-from push365.web import Api, ApiRequest, Operation, Reply
+from push365.web import Api, ApiRequest, Operation, Reply, json_errors
 
 
 class ExportQuery(InputModel):
@@ -49,6 +49,9 @@ api = Api(
         ),
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

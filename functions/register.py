@@ -39,7 +39,7 @@ from push365.organizations.model import Registration
 from push365.signup.model import SignupCodeRequest
 from push365.users.dataverse import user_change_from_context
 from push365.users.model import UserBatch, UserRemoval
-from push365.web import Api, ApiRequest, Operation, Reply, ignored
+from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
 
 SIGNUP_CODE_HEADER = "X-Push365-Signup-Code"
 ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
@@ -212,6 +212,9 @@ api = Api(
         ),
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

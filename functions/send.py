@@ -24,7 +24,7 @@ from push365.model import InputModel
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
 from push365.notifications.model import Accepted, NotificationStatus, SendRequest
 from push365.notifications.stats import DEFAULT_DAYS, MAX_DAYS, Stats, report
-from push365.web import Api, ApiRequest, Operation, Reply
+from push365.web import Api, ApiRequest, Operation, Reply, json_errors
 
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -121,6 +121,9 @@ api = Api(
         ),
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

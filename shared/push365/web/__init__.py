@@ -1,6 +1,15 @@
 """HTTP translation shared by the Cloud Functions' entry points."""
 
-from push365.web.api import API_KEY_HEADER, API_KEY_QUERY, Api, ApiRequest, Handler, Reply, ignored
+from push365.web.api import (
+    API_KEY_HEADER,
+    API_KEY_QUERY,
+    Api,
+    ApiRequest,
+    Handler,
+    Reply,
+    ignored,
+    json_errors,
+)
 from push365.web.openapi import Operation
 
 __all__ = [
@@ -12,4 +21,5 @@ __all__ = [
     "Operation",
     "Reply",
     "ignored",
+    "json_errors",
 ]

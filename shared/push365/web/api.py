@@ -322,4 +322,3 @@ def _json_response(status: int, body: Mapping[str, Any]) -> flask.Response:
         response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
-

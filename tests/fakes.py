@@ -495,3 +495,27 @@ class RecordingPublisher:
         if self.fail:
             raise QueueUnavailable()
         self.messages.extend(messages)
+
+
+class InMemorySignupRepository:
+    def __init__(self) -> None:
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.counters: dict[tuple[str, int], int] = {}
+
+    def add(
+        self, code_hash: str, organization_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        self.codes[code_hash] = {"organization_id": organization_id, "expires_at": expires_at}
+
+    def redeem(self, code_hash: str, organization_id: str, now: datetime) -> bool:
+        code = self.codes.get(code_hash)
+        if code is None or code.get("used_at") or code["organization_id"] != organization_id:
+            return False
+        if code["expires_at"] <= now:
+            return False
+        code["used_at"] = now
+        return True
+
+    def hit(self, scope_hash: str, window: int, expires_at: datetime) -> int:
+        self.counters[scope_hash, window] = self.counters.get((scope_hash, window), 0) + 1
+        return self.counters[scope_hash, window]

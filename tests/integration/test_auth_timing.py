@@ -15,7 +15,7 @@ from push365 import bootstrap
 from push365.errors import Unauthorized
 from tests.integration.conftest import OTHER_ORG, Functions, register
 
-SAMPLES = 100
+SAMPLES = 60
 UNKNOWN = "7c7c7c7c-1111-4222-8333-444444444444"
 # Two medians may differ by this share of the smaller one: the unfixed code (a full organization
 # read and parse for a known id, none for no key) differed by 25% to 60% here.

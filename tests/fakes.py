@@ -26,7 +26,7 @@ from push365.subscriptions.model import (
     UnsubscribeReason,
     subscription_id,
 )
-from push365.subscriptions.repository import tombstone_fields
+from push365.subscriptions.repository import new_subscription, tombstone_fields
 
 
 class InMemoryOrganizationRepository:
@@ -134,16 +134,9 @@ class InMemorySubscriptionRepository:
             if footprint is not None:
                 stored["browser_footprint"] = footprint
             return False
-        self.documents[key] = {
-            "id": key[1],
-            "instance_id": instance_id,
-            "token_kind": token_kind.value,
-            "user_id": user_id,
-            "browser_footprint": footprint,
-            "status": Status.ACTIVE.value,
-            "created_at": now,
-            "last_seen_at": now,
-        }
+        self.documents[key] = new_subscription(
+            key[1], instance_id, token_kind, user_id, footprint, now
+        )
         return True
 
     def deactivate_token(

@@ -3,6 +3,7 @@ one answers the same 2xx with the same notification id, and one plan goes out.""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,3 +45,24 @@ def test_twenty_identical_concurrent_sends_answer_the_same_and_plan_once(
     assert len(api.queue.pushed) == 2
     assert len(it.documents(store, ORG, "notifications")) == 1
     assert [m["token"] for m in fcm.messages()] == ["bob-laptop"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/subscribe", {"user_id": BOB, "instance_id": "bob-laptop"}),
+        ("/register/users", {"users": [{"id": BOB, "full_name": "Bob Stone"}]}),
+    ],
+)
+def test_twenty_identical_concurrent_writes_all_succeed_alike(
+    api: Functions, path: str, body: dict[str, Any]
+) -> None:
+    key = it.register(api)
+
+    with ThreadPoolExecutor(CONCURRENT) as pool:
+        answers = list(pool.map(lambda _: api.post(path, body, key=key), range(CONCURRENT)))
+
+    assert {a.status_code for a in answers} <= {200, 201}, [
+        (a.status_code, a.json) for a in answers
+    ]
+    assert len({json.dumps(a.json, sort_keys=True) for a in answers}) == 1

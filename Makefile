@@ -8,7 +8,7 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 
-.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit venv clean solution provider-schema
+.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit mutate venv clean solution provider-schema
 
 ## dev: set up .venv, then run every function, the Firestore and Pub/Sub emulators and the local FCM server
 dev: $(STAMP)
@@ -52,22 +52,26 @@ browser:
 	  fi; \
 	fi
 
-## bundle: build web/firebase-messaging.js (the Firebase JS SDK pinned in web/sdk/package-lock.json)
+## bundle: build web/firebase-messaging.js (the Firebase JS SDK) and web/charts.js (Chart.js, for
+## the delivery report), both pinned in web/sdk/package-lock.json
 SDK_DIR := web/sdk
-BUNDLE := web/firebase-messaging.js
 $(SDK_DIR)/node_modules/.installed: $(SDK_DIR)/package.json $(SDK_DIR)/package-lock.json
 	cd $(SDK_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 bundle: $(SDK_DIR)/node_modules/.installed
 	cd $(SDK_DIR) && npm run --silent build -- --log-level=warning --outfile=../firebase-messaging.js
+	cd $(SDK_DIR) && npm run --silent build:charts -- --log-level=warning --outfile=../charts.js
 
-## bundle-check: the committed bundle is exactly what its sources and lockfile build
+## bundle-check: the committed bundles are exactly what their sources and lockfile build
 bundle-check: $(SDK_DIR)/node_modules/.installed
 	@mkdir -p .local
 	cd $(SDK_DIR) && npm run --silent build -- --log-level=warning --outfile=../../.local/firebase-messaging.js
-	@cmp -s .local/firebase-messaging.js $(BUNDLE) || \
-	  { echo "$(BUNDLE) is stale: run 'make bundle' and commit it"; exit 1; }
+	cd $(SDK_DIR) && npm run --silent build:charts -- --log-level=warning --outfile=../../.local/charts.js
+	@for bundle in firebase-messaging.js charts.js; do \
+	  cmp -s .local/$$bundle web/$$bundle || \
+	    { echo "web/$$bundle is stale: run 'make bundle' and commit it"; exit 1; }; \
+	done
 
 ## solution: the Dynamics 365 solution, unmanaged and managed, into dist/ (push365_<version>*.zip)
 solution:
@@ -77,10 +81,16 @@ solution:
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-## audit: check the store (by default the one `make dev` runs) against the privacy policy
+## audit: check the store (by default the one `make dev` runs: PUSH365_FIRESTORE_PORT, 8080)
+## against the privacy policy's field lists (shared/push365/privacy/policy_fields.json)
 audit: $(STAMP)
-	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:8080} \
+	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:$${PUSH365_FIRESTORE_PORT-8080}} \
 	GOOGLE_CLOUD_PROJECT=$${GOOGLE_CLOUD_PROJECT-demo-push365} $(PY) -m push365.compliance
+
+## mutate: break each privacy promise on purpose (tests/privacy/mutations.yaml) and expect the
+## tests named for it to fail; prints RESULT privacy_mutations caught=N total=M (.ci/run runs it)
+mutate: $(STAMP)
+	$(PY) -m devstack.mutate
 
 ## bench: the benchmarks in bench/, each printing a RESULT line against its baseline
 bench: $(STAMP)

@@ -11,7 +11,7 @@ import functions_framework
 from push365 import bootstrap
 from push365.model import validate
 from push365.notifications.model import ReceiptRequest
-from push365.web import Api, ApiRequest, Operation, Reply, json_errors
+from push365.web import Api, ApiRequest, Cors, Operation, Reply, json_errors
 
 
 def _receipt(request: ApiRequest) -> Reply:
@@ -23,7 +23,7 @@ def _receipt(request: ApiRequest) -> Reply:
 api = Api(
     "receipt",
     {"/": {"POST": _receipt}},
-    cors=True,
+    cors={"/": Cors(methods="POST", headers="Content-Type")},
     operations={
         ("/", "POST"): Operation(
             "A service worker confirms it showed a notification.",

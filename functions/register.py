@@ -64,7 +64,10 @@ def _register(request: ApiRequest) -> Reply:
     registration = validate(Registration, request.json_object())
     request.audit.organization_id = registration.organization.id
     outcome = bootstrap.organizations().register(
-        registration, request.api_key, request.header(SIGNUP_CODE_HEADER)
+        registration,
+        request.api_key,
+        request.key_in_query,
+        request.header(SIGNUP_CODE_HEADER),
     )
     if outcome.created:
         return 201, {"organization_id": outcome.organization_id, "api_key": outcome.api_key}

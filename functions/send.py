@@ -8,7 +8,8 @@ Routes (relative to the function URL):
     GET /status   ``?notification_id=...`` -> the notification's progress and counts.
     GET /stats    ``?days=N`` (1 to 90, default 7) -> the delivery report: per-day counts from
                   the stored records (subscriptions, notifications, sent, failed by reason,
-                  delivered by receipt, median time to delivery), never content.
+                  delivered by receipt, median time to delivery), never content. Browsers on
+                  any origin may call it (CORS): the report page in Dynamics sends the key.
 """
 
 import re
@@ -24,7 +25,7 @@ from push365.model import InputModel
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
 from push365.notifications.model import Accepted, NotificationStatus, SendRequest
 from push365.notifications.stats import DEFAULT_DAYS, MAX_DAYS, Stats, report
-from push365.web import Api, ApiRequest, Operation, Reply, json_errors
+from push365.web import API_KEY_HEADER, Api, ApiRequest, Cors, Operation, Reply, json_errors
 
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -100,6 +101,8 @@ class StatsQuery(InputModel):
 api = Api(
     "send",
     {"/": {"POST": _send}, "/status": {"GET": _status}, "/stats": {"GET": _stats}},
+    # The delivery report page (web/report.html) reads the stats from Dynamics' origin.
+    cors={"/stats": Cors(methods="GET", headers=API_KEY_HEADER)},
     operations={
         ("/", "POST"): Operation(
             "Accept one notification for every active browser of the recipients (fanned out).",

@@ -1,5 +1,8 @@
-# Daily Firestore exports to a bucket whose lifecycle deletes each object at 180 days: the
-# privacy policy's promise for backups.
+# Daily Firestore exports to a bucket whose lifecycle makes sure no object or version outlives
+# the privacy policy's 180 days for backups: a current object is deleted once it is
+# backup_retention_days old (179; Cloud Storage acts within about a day of the condition being
+# met), which in this versioned bucket makes it noncurrent, and a noncurrent version is deleted
+# at once (0 days since it became noncurrent). Exports are never archived or moved elsewhere.
 resource "google_storage_bucket" "backups" {
   name                        = "${var.project_id}-${var.name_prefix}-backups"
   location                    = var.region
@@ -19,10 +22,12 @@ resource "google_storage_bucket" "backups" {
     }
   }
 
-  # A noncurrent version must not outlive the promise either.
+  # A noncurrent version must not outlive the promise either: deleted as soon as it is one.
   lifecycle_rule {
     condition {
-      days_since_noncurrent_time = 1
+      days_since_noncurrent_time              = 0
+      send_days_since_noncurrent_time_if_zero = true
+      with_state                              = "ARCHIVED"
     }
     action {
       type = "Delete"

@@ -34,13 +34,13 @@ variable "backup_schedule" {
 }
 
 variable "backup_retention_days" {
-  description = "Days a backup object lives. The privacy policy promises removal from backups within 180 days."
+  description = "Days after which a backup object is deleted (Cloud Storage acts within about a day). The privacy policy promises removal from backups within 180 days."
   type        = number
-  default     = 180
+  default     = 179
 
   validation {
-    condition     = var.backup_retention_days <= 180
-    error_message = "The privacy policy promises removal from backups within 180 days."
+    condition     = var.backup_retention_days >= 1 && var.backup_retention_days <= 179
+    error_message = "The privacy policy promises removal from backups within 180 days: at most 179 (lifecycle actions run up to a day late)."
   }
 }
 

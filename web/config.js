@@ -24,6 +24,9 @@ self.PUSH365_CONFIG = {
   // when it opens the page (a script may only control paths at or below its own folder).
   serviceWorker: "/WebResources/p365_/push365-sw.js",
   serviceWorkerScope: "/WebResources/p365_/",
+  // The delivery report (report.html) calls `${p365_BaseUrl}/${functionPrefix}send/stats`: the
+  // prefix is Terraform's name_prefix and a dash, as the setup command's --function-prefix.
+  functionPrefix: "push365-",
   // Where Dynamics' client API lives when the page is not inside a Dynamics form or app.
   webApiVersion: "v9.2",
 };

@@ -31,20 +31,33 @@ export function userOf(context) {
   return { id: normalizeId(id), name };
 }
 
-// The Push365 solution's environment variable p365_FirebaseConfig (the Firebase web app config
-// and vapidKey, as JSON), read through the Dataverse Web API on the same origin with the user's
-// session: it is what makes config.js the same in every environment. null when the variable is
-// not set, not JSON, or cannot be read (outside Dynamics): config.js's own values then stand.
-export async function environmentFirebaseConfig(config, context, fetchImpl = fetch) {
+// An environment variable's current value (its value, else its default) through the Dataverse
+// Web API on the same origin with the user's session; null when it is not set or cannot be read
+// (outside Dynamics).
+export async function environmentVariable(config, context, name, fetchImpl = fetch) {
   try {
     const url = `${context.getClientUrl()}/api/data/${config.webApiVersion}/` +
-      "RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)?@p1='p365_FirebaseConfig'";
+      `RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)?@p1='${name}'`;
     const response = await fetchImpl(url, {
       credentials: "same-origin",
       headers: { Accept: "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0" },
     });
     if (!response.ok) return null;
-    const value = JSON.parse((await response.json()).Value || "null");
+    const value = (await response.json()).Value;
+    return typeof value === "string" && value ? value : null;
+  } catch (error) {
+    return null;
+  }
+}
+
+// The Push365 solution's environment variable p365_FirebaseConfig (the Firebase web app config
+// and vapidKey, as JSON): it is what makes config.js the same in every environment. null when the
+// variable is not set, not JSON, or cannot be read (outside Dynamics): config.js's own values
+// then stand.
+export async function environmentFirebaseConfig(config, context, fetchImpl = fetch) {
+  try {
+    const raw = await environmentVariable(config, context, "p365_FirebaseConfig", fetchImpl);
+    const value = JSON.parse(raw || "null");
     if (!value || typeof value !== "object" || !value.apiKey || !value.projectId) return null;
     const { vapidKey, ...firebase } = value;
     return vapidKey ? { firebase, vapidKey } : { firebase };

@@ -25,7 +25,7 @@ from push365.privacy.repository import FirestorePrivacyStore
 from push365.privacy.service import PrivacyService
 from push365.retention.purge import FirestoreRetentionStore, Purger
 from push365.retention.rules import retention_rules
-from push365.settings import get_settings
+from push365.settings import Settings, get_settings
 from push365.signup.repository import FirestoreSignupRepository
 from push365.signup.service import SignupPolicy, SignupService
 from push365.store import firestore_client
@@ -111,20 +111,24 @@ def fanout_publisher() -> PubSubPublisher:
     )
 
 
-@lru_cache(maxsize=1)
-def notifications() -> NotificationService:
-    """Send (store and queue), status and receipts."""
-    settings = get_settings()
-    policy = SendPolicy(
+def send_policy(settings: Settings) -> SendPolicy:
+    """How long a send's record and its dedup key live, from the settings."""
+    return SendPolicy(
         retention=timedelta(days=settings.notification_retention_days),
         dedup_window=timedelta(hours=settings.idempotency_window_hours),
         receipt_url=settings.receipt_url,
         in_flight=timedelta(seconds=settings.queue_timeout_seconds),
     )
+
+
+@lru_cache(maxsize=1)
+def notifications() -> NotificationService:
+    """Send (store and queue), status and receipts."""
+    settings = get_settings()
     return NotificationService(
         FirestoreNotificationRepository(firestore_client(), settings.store_timeout_seconds),
         fanout_publisher(),
-        policy,
+        send_policy(settings),
     )
 
 

@@ -32,6 +32,17 @@ class Unauthorized(Push365Error):
     default_message = "A valid API key is required in header X-Push365-Key or query parameter code."
 
 
+class QueryKeyRefused(Push365Error):
+    """The key came in query parameter ``code`` to an organization that accepts it only in the
+    header: a URL's query string is kept in the platform's own request logs."""
+
+    status, code = 401, "query_key_refused"
+    default_message = (
+        "This organization accepts its API key only in header X-Push365-Key "
+        "(a query string is kept in request logs)."
+    )
+
+
 class Forbidden(Push365Error):
     status, code = 403, "forbidden"
     default_message = "The body belongs to another organization than the API key."

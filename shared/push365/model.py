@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +22,17 @@ def utc_now() -> datetime:
 def iso_utc(moment: datetime) -> str:
     """A moment as ISO-8601 in UTC with a ``Z``, to the second (how answers show times)."""
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+DATAVERSE_DEDUP_PREFIX = "dataverse:"
+
+
+def recorded_dedup_key(key: str) -> str:
+    """A dedup key as records and logs keep it: a Dataverse operation key (ids and codes only)
+    as is, anything else (a caller's ``Idempotency-Key``, its own text) only as a hash."""
+    if key.startswith(DATAVERSE_DEDUP_PREFIX):
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def normalize_guid(value: str) -> str:

@@ -15,7 +15,9 @@ Layout (every tenant's data lives under its organization document)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import calendar
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -48,6 +50,48 @@ def bounded_retry(seconds: float) -> Any:
     from google.api_core import retry
 
     return retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=seconds)
+
+
+def add_sets(batch: Any, documents: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+    """``batch.set(reference, fields)`` for many flat documents at once, at a fifth of the
+    client's CPU per document (its encoder builds a proto-plus object per field; this builds
+    the same ``Write`` from the raw protobuf types; ``tests/unit/test_store_encoding.py`` checks
+    they are equal). Values: ``None``, ``bool``, ``int``, ``str`` and aware ``datetime``; any
+    other value goes through the client's own ``set``."""
+    from google.cloud.firestore_v1.types import document as document_types
+    from google.cloud.firestore_v1.types import write as write_types
+
+    raw_write, raw_document = write_types.Write.pb(), document_types.Document.pb()
+    writes: list[Any] = []
+    for reference, fields in documents:
+        try:
+            encoded = {name: _value(value) for name, value in fields.items()}
+        except TypeError:
+            batch._add_write_pbs(writes)  # in order
+            writes = []
+            batch.set(reference, fields)
+            continue
+        raw = raw_write(update=raw_document(name=reference._document_path, fields=encoded))
+        writes.append(write_types.Write.wrap(raw))
+    batch._add_write_pbs(writes)
+
+
+def _value(value: Any) -> Any:
+    from google.cloud.firestore_v1.types import document as document_types
+
+    raw_value = document_types.Value.pb()
+    if value is None:
+        return raw_value(null_value=0)
+    if isinstance(value, bool):
+        return raw_value(boolean_value=value)
+    if isinstance(value, int):
+        return raw_value(integer_value=value)
+    if isinstance(value, str):
+        return raw_value(string_value=value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        seconds = calendar.timegm(value.utctimetuple())
+        return raw_value(timestamp_value={"seconds": seconds, "nanos": value.microsecond * 1000})
+    raise TypeError("not a flat value")
 
 
 @lru_cache(maxsize=1)

@@ -90,6 +90,7 @@ class FakeDataverse:
     calls: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     firebase_config: dict[str, str] | None = None  # the p365_FirebaseConfig environment variable
+    base_url: str | None = None  # the p365_BaseUrl environment variable
 
     def reset(self, organization_id: str = "", functions: tuple[str, str] | None = None) -> None:
         with self.lock:
@@ -97,6 +98,7 @@ class FakeDataverse:
             self.rows.clear()
             self.calls.clear()
             self.firebase_config = None
+            self.base_url = None
 
     def handle(self, method: str, row_id: str | None, user: str, body: dict[str, Any]) -> int:
         """One Web API request; its HTTP status. Webhook steps run before the answer."""
@@ -162,6 +164,7 @@ _ROW = re.compile(r"^/api/data/v9\.2/p365_subscriptions(?:\(([0-9a-f-]{36})\))?$
 
 class _WebHandler(SimpleHTTPRequestHandler):
     global_context = True  # False: ClientGlobalContext.js.aspx is missing (the Xrm fallback)
+    config: dict[str, Any] = {}  # values config.js is edited to have  # noqa: RUF012
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, directory=str(WEB), **kwargs)
@@ -182,6 +185,10 @@ class _WebHandler(SimpleHTTPRequestHandler):
                 self._send(404)
         elif path == f"{FOLDER}/firebase-messaging.js":
             self._send(200, FIREBASE_STAND_IN.encode())
+        elif path == f"{FOLDER}/config.js" and _WebHandler.config:
+            # config.js as an administrator edits it for their environment.
+            edited = f"Object.assign(self.PUSH365_CONFIG, {json.dumps(_WebHandler.config)});"
+            self._send(200, (WEB / "config.js").read_bytes() + edited.encode())
         elif path.startswith(f"{FOLDER}/"):
             self.path = self.path[len(FOLDER) :]
             super().do_GET()
@@ -190,8 +197,13 @@ class _WebHandler(SimpleHTTPRequestHandler):
         elif path == "/api/data/v9.2/RetrieveEnvironmentVariableValue(DefinitionSchemaName=@p1)":
             # Dataverse's function for an environment variable's current value ({"Value"}).
             variable = urllib.parse.unquote(self.path.split("?", 1)[1])
-            if variable == "@p1='p365_FirebaseConfig'" and DATAVERSE.firebase_config:
-                answer = {"Value": json.dumps(DATAVERSE.firebase_config)}
+            values = {
+                "@p1='p365_FirebaseConfig'": DATAVERSE.firebase_config
+                and json.dumps(DATAVERSE.firebase_config),
+                "@p1='p365_BaseUrl'": DATAVERSE.base_url,
+            }
+            if values.get(variable):
+                answer = {"Value": values[variable]}
                 self._send(200, json.dumps(answer).encode(), "application/json")
             else:
                 self._send(404)
@@ -256,10 +268,10 @@ def web_server(web_origin: str) -> str:
 def dataverse() -> Iterator[FakeDataverse]:
     """The Web API stand-in, empty; not connected to any function until a test says so."""
     DATAVERSE.reset()
-    _WebHandler.global_context = True
+    _WebHandler.global_context, _WebHandler.config = True, {}
     yield DATAVERSE
     DATAVERSE.reset()
-    _WebHandler.global_context = True
+    _WebHandler.global_context, _WebHandler.config = True, {}
 
 
 @pytest.fixture(scope="session")
@@ -301,6 +313,11 @@ def sign_in(context: Any, origin: str, user_id: str) -> None:
             },
         ]
     )
+
+
+def edit_config(**values: Any) -> None:
+    """config.js as an administrator edits it, until the test ends (``dataverse`` resets it)."""
+    _WebHandler.config = values
 
 
 def set_test(context: Any, **test: Any) -> None:
@@ -373,10 +390,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line("!" * 78, red=True, bold=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stack(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """``python -m devstack`` (every function, its own emulator, the local FCM server), once per
-    module; each test registers an organization of its own."""
+    """``python -m devstack`` (every function, its own emulator, the local FCM server), once for
+    all the browser tests (it takes seconds to start); each test registers an organization of its
+    own, reads only the FCM messages and output lines that came after it started, and leaves the
+    FCM server's faults as it found them."""
     from tests.stack import running_stack
 
     with running_stack(tmp_path_factory.mktemp("stack")) as running:

@@ -92,6 +92,20 @@ def registration_id(page: Any, cdp: Any, scope: str) -> str:
     raise AssertionError(f"no service worker registration at {scope}: {found}")
 
 
+def send(tenant: Tenant, notification: dict[str, Any]) -> dict[str, Any]:
+    """Send ``notification`` through the real send function and wait until every batch is done;
+    its final status (``notification_id``, ``sent`` and the other counts at the top level)."""
+    stack = tenant.stack
+    status, accepted = call(f"{stack.base}/send", notification, headers=tenant.auth)
+    assert status == 202, accepted
+    url = f"{stack.base}/send/status?notification_id={accepted['notification_id']}"
+    deadline = time.monotonic() + 30
+    while (progress := call(url, headers=tenant.auth)[1])["status"] != "sent":
+        assert time.monotonic() < deadline, progress
+        time.sleep(0.2)
+    return {**progress, **progress["counts"]}
+
+
 def send_and_deliver(
     tenant: Tenant, page: Any, origin: str, notification: dict[str, Any], times: int = 1
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -101,14 +115,7 @@ def send_and_deliver(
     the top level) and the messages FCM received."""
     stack = tenant.stack
     before = len(call(f"{stack.fcm}/_messages")[1])
-    status, accepted = call(f"{stack.base}/send", notification, headers=tenant.auth)
-    assert status == 202, accepted
-    url = f"{stack.base}/send/status?notification_id={accepted['notification_id']}"
-    deadline = time.monotonic() + 30
-    while (progress := call(url, headers=tenant.auth)[1])["status"] != "sent":
-        assert time.monotonic() < deadline, progress
-        time.sleep(0.2)
-    summary = {**progress, **progress["counts"]}
+    summary = send(tenant, notification)
     received = call(f"{stack.fcm}/_messages")[1][before:]
     cdp = page.context.new_cdp_session(page)
     registration = registration_id(page, cdp, f"{origin}{FOLDER}/")

@@ -103,9 +103,17 @@ class Fanout:
     pulls each message and pushes it to the ``deliver`` function exactly as Pub/Sub's push does
     (the same body), then acknowledges it on a 2xx or hands it back for redelivery."""
 
-    def __init__(self, functions: Functions, emulator: str) -> None:
+    def __init__(
+        self,
+        functions: Functions,
+        emulator: str,
+        push: Callable[[Any], int] | None = None,
+        backoff_seconds: int = 0,
+    ) -> None:
         self._functions = functions
         self._emulator = emulator
+        self._push = push or (lambda body: functions.push("deliver", body))
+        self._backoff_seconds = backoff_seconds  # how long a handed-back message waits
         self.topology = fanout_topology()
         self.pushed: list[int] = []  # the status of every push, in order
 
@@ -143,7 +151,7 @@ class Fanout:
             for item in received:
                 path = f"projects/{self.topology.project}/subscriptions/{subscription}"
                 body = {"message": item["message"], "subscription": path}
-                status = self._functions.push("deliver", body)
+                status = self._push(body)
                 self.pushed.append(status)
                 (acks if 200 <= status < 300 else nacks).append(item["ackId"])
             if acks:
@@ -152,7 +160,7 @@ class Fanout:
                 self._call(
                     f"subscriptions/{subscription}:modifyAckDeadline",
                     ackIds=nacks,
-                    ackDeadlineSeconds=0,
+                    ackDeadlineSeconds=self._backoff_seconds,
                 )
             moved += len(received)
         return moved

@@ -91,7 +91,13 @@ def test_erasing_a_user_removes_them_everywhere_now(api: Functions, store: Any) 
 
     assert response.status_code == 200
     assert response.json == {
-        "erased": {"users": 1, "subscriptions": 1, "notifications": 1, "deliveries": 1}
+        "erased": {
+            "users": 1,
+            "subscriptions": 1,
+            "notifications": 1,
+            "deliveries": 1,
+            "dedup_keys": 0,
+        }
     }
     assert set(documents(store, ORG, "users")) == {ALICE}
     assert [s["user_id"] for s in documents(store, ORG, "subscriptions").values()] == [ALICE]

@@ -52,7 +52,7 @@ def test_purge_needs_the_admin_key(api: Functions) -> None:
     assert TEST_ADMIN_KEY not in wrong.text
 
 
-@pytest.mark.parametrize(("days", "purged"), [(29, False), (30, True), (31, True)])
+@pytest.mark.parametrize(("days", "purged"), [(28, False), (29, True), (30, True)])
 def test_an_unsubscribed_subscription_goes_at_30_days(
     api: Functions, store: Any, days: int, purged: bool
 ) -> None:
@@ -61,8 +61,9 @@ def test_an_unsubscribed_subscription_goes_at_30_days(
     api.post("/subscribe", {"user_id": BOB, "instance_id": "kept"}, key=key)
     answer = api.post("/unsubscribe", {"instance_id": "gone"}, key=key).json
     purge_by = datetime.fromisoformat(answer["purge_by"])
-    # A day boundary counts from purge_by: +30 days is exactly purge_by (rounded up to the second).
-    as_of = purge_by + timedelta(days=days - 30, seconds=1)
+    # purge_by is 29 days after the unsubscribe (rounded to the second): the daily purge that
+    # runs in the 24 hours after it deletes the tombstone, so it is gone by day 30.
+    as_of = purge_by + timedelta(days=days - 29, seconds=1)
 
     result = purge(api, as_of)
 
@@ -254,7 +255,7 @@ def test_a_subscription_not_seen_for_60_days_is_stale_not_sent_to_and_purged_lat
         assert stored["unsubscribe_reason"] == "stale"
         assert "instance_id" not in stored
         assert "token_kind" not in stored
-        assert stored["purge_by"] == now + timedelta(days=30)
+        assert stored["purge_by"] == now + timedelta(days=29)  # gone by day 30 (daily purge)
         assert gone["deleted"]["subscriptions"] == 1
     else:
         assert stored["status"] == "active"

@@ -38,6 +38,7 @@ ORGANIZATION_FIELDS = {
     "pending_emails",
     "previous_key_hash",
     "previous_key_until",
+    "query_key_allowed",
 }
 BUSINESS_FIELDS = {"name", "phone", "email", "country", "address"}
 ADMIN_FIELDS = {"full_name", "email", "mobile_phone"}
@@ -136,8 +137,40 @@ def test_unknown_organization_and_wrong_key_get_the_same_401(api: Functions) -> 
     assert answers[0].text == answers[1].text == answers[2].text
 
 
-def test_key_in_query_parameter_code_works(api: Functions) -> None:
+def test_key_in_query_parameter_code_works_when_the_organization_accepts_it(
+    api: Functions,
+) -> None:
+    key = api.post("/register", registration(accept_query_key=True), headers=signup(api)).json[
+        "api_key"
+    ]
+
+    response = api.post("/register/users", {"users": [{"id": BOB}]}, query={"code": key})
+
+    assert response.status_code == 200
+
+
+def test_a_new_organization_refuses_its_key_in_query_parameter_code(api: Functions) -> None:
     key = register(api)
+
+    refused = api.post("/register/users", {"users": [{"id": BOB}]}, query={"code": key})
+    update = api.post("/register", registration(), query={"code": key})
+    header = api.post("/register/users", {"users": [{"id": BOB}]}, key=key)
+
+    assert (refused.status_code, update.status_code) == (401, 401)
+    assert refused.json["error"]["code"] == "query_key_refused"
+    assert key not in refused.text
+    assert header.status_code == 200
+
+
+def test_an_organization_registered_before_the_setting_keeps_accepting_code(
+    api: Functions, store: Any
+) -> None:
+    from google.cloud import firestore
+
+    key = register(api)
+    store.collection("organizations").document(ORG).update(
+        {"query_key_allowed": firestore.DELETE_FIELD}
+    )
 
     response = api.post("/register/users", {"users": [{"id": BOB}]}, query={"code": key})
 

@@ -114,3 +114,19 @@ def test_days_outside_1_to_90_are_422(api: Functions, days: str) -> None:
 def test_the_report_needs_the_organizations_key(api: Functions) -> None:
     register(api)
     assert api.get("/send/stats", query={"days": "7"}).status_code == 401
+
+
+def test_browsers_on_dynamics_origin_may_read_the_report_with_the_key(api: Functions) -> None:
+    key = register(api)
+    preflight = api.request("OPTIONS", "/send/stats", content_type=None)
+    answer = api.get("/send/stats", key=key, query={"days": "1"})
+    refused = api.get("/send/stats", query={"days": "1"})
+    send_preflight = api.request("OPTIONS", "/send", content_type=None)
+
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET"
+    assert preflight.headers["Access-Control-Allow-Headers"] == "X-Push365-Key"
+    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+    assert refused.status_code == 401
+    assert refused.headers["Access-Control-Allow-Origin"] == "*"  # the page can say why
+    assert "Access-Control-Allow-Origin" not in send_preflight.headers  # only the report

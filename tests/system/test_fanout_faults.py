@@ -11,7 +11,12 @@ re-send is counted in the notification's ``resent``. Nothing else is ever sent t
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -27,7 +32,7 @@ from devstack.fcm_server import LocalFcmServer
 from tests.conftest import PROJECT, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
 from tests.integration import conftest as integration
-from tests.integration.conftest import BOB, ORG, Functions, register
+from tests.integration.conftest import BOB, ORG, OTHER_ORG, Fanout, Functions, register
 
 # The in-process functions and the local SES, shared with the integration tests.
 functions = integration.functions
@@ -47,6 +52,10 @@ class Stack:
     env: dict[str, str]
     log: Path
     workers: list[DeliverProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
 
     def start_worker(self) -> DeliverProcess:
         worker = DeliverProcess(self.port, self.env, self.log)
@@ -205,3 +214,70 @@ def test_firestore_unavailable_for_75_seconds_during_a_send(stack: Stack) -> Non
 
     assert_shown_once(stack, tokens, nid, final)
     assert final["counts"]["sent"] == 200
+
+
+def post(url: str, body: Any) -> int:
+    """What Pub/Sub's push does: the message's JSON to the endpoint; the status."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 503
+
+
+@pytest.fixture
+def pulled(stack: Stack, pubsub: PubSubEmulator) -> Iterator[Fanout]:
+    """Pull subscriptions, each message pushed to the deliver process by a thread of the test
+    and handed back for 5 s when deliver does not take it. The emulator's own push (0.8.20)
+    stops redelivering once two messages have been handed back a few times (reproduced with a
+    bare endpoint that answers 503: one message is pushed again every 5 s for minutes, two
+    are pushed 6 times and never again, though neither is acknowledged nor dead-lettered),
+    which a test of minutes of retries meets; production's push retries them until the
+    dead-letter policy."""
+    queue = Fanout(stack.api, pubsub.address, lambda body: post(stack.url, body), 5)
+    queue.topology = dataclasses.replace(queue.topology, max_delivery_attempts=100)
+    queue.reset()
+    stopped = threading.Event()
+
+    def pump() -> None:
+        while not stopped.is_set():
+            if not queue.step():
+                time.sleep(0.2)
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    yield queue
+    stopped.set()
+    pumping.join(timeout=40)
+
+
+def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
+    stack: Stack, pulled: Fanout
+) -> None:
+    key_a = register(stack.api)
+    key_b = register(stack.api, OTHER_ORG)
+    stack.start_worker()
+    tokens_a = [f"a-{n}" for n in range(10)]
+    tokens_b = [f"b-{n}" for n in range(10)]
+
+    stack.fcm.control(status_override=429, retry_after="120")
+    nid_a = stack.send(key_a, tokens_a)
+    wait_for(lambda: len(stack.fcm.messages()) >= 10, 60)
+    throttled_at = time.monotonic()
+    stack.fcm.reset_control()
+    stack.fcm.control(refuse_seconds=120)
+    refused_at = time.monotonic()
+    nid_b = stack.send(key_b, tokens_b, org=OTHER_ORG)
+    final_a = stack.wait_done(key_a, nid_a, 420)
+    final_b = stack.wait_done(key_b, nid_b, 420)
+
+    assert stack.received(tokens_a) == Counter({t: 1 for t in tokens_a})
+    assert stack.received(tokens_b) == Counter({t: 1 for t in tokens_b})
+    assert (final_a["counts"]["sent"], final_b["counts"]["sent"]) == (10, 10)
+    assert time.monotonic() - throttled_at >= 120  # Retry-After was honoured
+    assert time.monotonic() - refused_at >= 120
+    assert 503 in pulled.pushed  # deliver handed the batches back while FCM was unavailable

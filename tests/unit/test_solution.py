@@ -110,6 +110,7 @@ def test_every_referenced_web_resource_and_table_exists(built: packer.Built) -> 
     resources = {resource.findtext("Name") for resource in customizations.iter("WebResource")}
     urls = [sub.get("Url", "") for sub in customizations.iter("SubArea") if sub.get("Url")]
     assert "$webresource:p365_/subscribe.html" in urls
+    assert "$webresource:p365_/report.html" in urls  # the delivery report
     assert all(url.removeprefix("$webresource:") in resources for url in urls)
     for view in customizations.iter("savedquery"):
         fetched = view.find("fetchxml/fetch/entity")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import logging
 import re
 import sys
@@ -13,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from push365.model import recorded_dedup_key
 from push365.settings import get_settings
 
 AUDIT_LOGGER = "push365.audit"
@@ -80,10 +80,7 @@ class AuditRecord:
 
     def note_dedup_key(self, key: str) -> None:
         """A Dataverse operation key (ids only) as is; a caller's Idempotency-Key as a hash."""
-        if key.startswith("dataverse:"):
-            self.dedup_key = key
-        else:
-            self.dedup_key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        self.dedup_key = recorded_dedup_key(key)
 
     def note_response(self, body: Mapping[str, Any]) -> None:
         """Keep the summary of an answer: allow-listed counts and ids, nothing else."""

@@ -19,7 +19,14 @@ from google.cloud import firestore
 from push365.fanout.model import BatchCounts, BatchState
 from push365.notifications.repository import Delivery, delivery_document
 from push365.retention import TTL_FIELD
-from push365.store import BATCHES, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, bounded_retry
+from push365.store import (
+    BATCHES,
+    DELIVERIES,
+    NOTIFICATIONS,
+    ORGANIZATIONS,
+    add_sets,
+    bounded_retry,
+)
 
 PLAN_DOCUMENT = "plan"
 """The document beside the batches that holds who plans a notification and how far it got."""
@@ -390,9 +397,14 @@ class FirestoreFanoutRepository:
     ) -> Any:
         write = self._client.batch()
         deliveries_of = self._notification(state.organization_id, state.notification_id)
-        for delivery in deliveries:
-            document = delivery_document(delivery, expire_at or delivery.sent_at)
-            write.set(deliveries_of.collection(DELIVERIES).document(delivery.device_id), document)
+        records = deliveries_of.collection(DELIVERIES)
+        add_sets(
+            write,
+            [
+                (records.document(d.device_id), delivery_document(d, expire_at or d.sent_at))
+                for d in deliveries
+            ],
+        )
         return write
 
     def finish(

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from google.api_core.exceptions import Conflict
 from google.cloud import firestore
 
+from push365.model import recorded_dedup_key
 from push365.notifications.model import NotificationRecord
 from push365.retention import TTL_FIELD
 from push365.store import (
@@ -115,7 +116,7 @@ class FirestoreNotificationRepository:
             id=notification_id,
             organization_id=organization_id,
             recipients=list(recipients),
-            dedup_key=dedup_key,
+            dedup_key=None if dedup_key is None else recorded_dedup_key(dedup_key),
             status="accepted",
             created_at=now,
         ).model_dump() | {TTL_FIELD: expire_at}

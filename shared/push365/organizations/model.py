@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from push365.errors import QueryKeyRefused
 from push365.model import EmailAddress, Guid, InputModel, LongText, SingleLine
 from push365.notifications.model import Rule
 
@@ -60,6 +61,12 @@ class Registration(InputModel):
     organization: OrganizationInfo
     business: Business = Business()
     admins: list[Administrator] = Field(default_factory=list, max_length=50)
+    accept_query_key: bool = Field(
+        default=False,
+        description="Whether the API key is accepted in query parameter code (Dataverse auth "
+        "WebhookKey) besides header X-Push365-Key. The platform's request logs keep a URL's "
+        "query string, key included: new organizations refuse it unless this is true.",
+    )
 
     def profile_updates(self) -> dict[str, Any]:
         """Firestore field paths to update: the organization always, business and admins as sent.
@@ -78,6 +85,8 @@ class Registration(InputModel):
             updates[f"business.{name}"] = value
         if "admins" in self.model_fields_set:
             updates["admins"] = [admin.model_dump() for admin in self.admins]
+        if "accept_query_key" in self.model_fields_set:
+            updates["query_key_allowed"] = self.accept_query_key
         return updates
 
 
@@ -113,6 +122,19 @@ class Organization(BaseModel):
         asked = set(self.confirmed_emails) | set(self.pending_emails.values())
         return [email for email in self.admin_emails() if email not in asked]
 
+    # An organization registered before this setting existed has no such field and keeps the
+    # behaviour it had (the key accepted in ?code=); a new one refuses it unless it asks.
+    query_key_allowed: bool = True
+
+    def check_key_source(self, key_in_query: bool) -> None:
+        """Refuse a key sent in ``?code=`` when the organization accepts only the header.
+
+        Raises:
+            QueryKeyRefused: the key came in the query string and the organization refuses that.
+        """
+        if key_in_query and not self.query_key_allowed:
+            raise QueryKeyRefused()
+
     @classmethod
     def register(cls, registration: Registration, api_key_hash: str, now: datetime) -> Organization:
         """A new organization from its registration."""
@@ -126,6 +148,7 @@ class Organization(BaseModel):
             business=registration.business,
             admins=registration.admins,
             api_key_hash=api_key_hash,
+            query_key_allowed=registration.accept_query_key,
             created_at=now,
             updated_at=now,
         )

@@ -67,7 +67,11 @@ class OrganizationService:
         self._failure_floor = failure_floor
 
     def register(
-        self, registration: Registration, presented_key: str | None, signup_code: str | None = None
+        self,
+        registration: Registration,
+        presented_key: str | None,
+        key_in_query: bool = False,
+        signup_code: str | None = None,
     ) -> Registered:
         """Create an organization (a signup code for its id needed) or update it (its key).
 
@@ -75,12 +79,14 @@ class OrganizationService:
             Conflict: the organization exists and no key was presented.
             TooManyRequests, SignupCodeRequired, SignupCodeInvalid: see ``SignupService.admit``.
             Unauthorized: a key was presented and is not valid.
+            QueryKeyRefused: it came in ``?code=`` and the organization accepts only the header.
             Forbidden: the key belongs to another organization.
         """
         organization_id = registration.organization.id
         if presented_key is None:
             return self._create(registration, signup_code)
         caller = self.authenticate(presented_key)
+        caller.check_key_source(key_in_query)
         if caller.id != organization_id:
             raise Forbidden("The API key belongs to another organization.")
         updates = registration.profile_updates()

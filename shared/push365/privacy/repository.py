@@ -37,7 +37,8 @@ class PrivacyStore(Protocol):
         ...
 
     def erase_user(self, organization_id: str, user_id: str) -> dict[str, int]:
-        """Remove the user, their subscriptions and their id from notification records."""
+        """Remove the user, their subscriptions, deliveries and dedup keys, and their id from
+        notification records."""
         ...
 
     def erase_organization(self, organization_id: str, now: datetime) -> dict[str, int]:
@@ -91,15 +92,26 @@ class FirestorePrivacyStore:
         }
 
     def erase_user(self, organization_id: str, user_id: str) -> dict[str, int]:
-        counts = {"users": 0, "subscriptions": 0, "notifications": 0, "deliveries": 0}
+        counts = {
+            "users": 0,
+            "subscriptions": 0,
+            "notifications": 0,
+            "deliveries": 0,
+            "dedup_keys": 0,
+        }
         for page in _pages(self._subscriptions_of(organization_id, user_id, ids_only=True)):
             counts["subscriptions"] += self._write(page, lambda b, r: b.delete(r))
-        remove = {"recipients": firestore.ArrayRemove([user_id])}
+        # The user's id leaves every notification record, and so does the dedup key (a caller's
+        # Idempotency-Key is its own text, kept only as a hash, but about this user's sends).
+        remove = {"recipients": firestore.ArrayRemove([user_id]), "dedup_key": None}
         for page in _pages(self._notifications_of(organization_id, user_id, ids_only=True)):
             for notification in page:
                 deliveries = self._deliveries_of(notification, user_id, ids_only=True)
                 for deliveries_page in _pages(deliveries):
                     counts["deliveries"] += self._write(deliveries_page, lambda b, r: b.delete(r))
+                dedup = self._dedup_of(organization_id, notification.id)
+                for dedup_page in _pages(dedup):
+                    counts["dedup_keys"] += self._write(dedup_page, lambda b, r: b.delete(r))
             counts["notifications"] += self._write(page, lambda b, r: b.update(r, remove))
         user = self._organization(organization_id).collection(USERS).document(user_id)
         if user.get(field_paths=["id"]).exists:
@@ -133,6 +145,15 @@ class FirestorePrivacyStore:
             .where(filter=FieldFilter("recipients", "array_contains", user_id))
         )
         stream: Iterator[Any] = (query.select([]) if ids_only else query).stream()
+        return stream
+
+    def _dedup_of(self, organization_id: str, notification_id: str) -> Iterator[Any]:
+        query = (
+            self._organization(organization_id)
+            .collection(DEDUP)
+            .where(filter=FieldFilter("notification_id", "==", notification_id))
+        )
+        stream: Iterator[Any] = query.select([]).stream()
         return stream
 
     @staticmethod

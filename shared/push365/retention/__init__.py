@@ -22,8 +22,15 @@ DEFAULT_STALE_SUBSCRIPTION_DAYS = 60
 MAX_STALE_SUBSCRIPTION_DAYS = 269  # under FCM's own expiry of tokens inactive for 270 days
 
 
+PURGE_INTERVAL = timedelta(days=1)
+"""How often purge runs (Cloud Scheduler, daily: ``infra/scheduler.tf``): a record is deleted
+by the first run after its ``purge_by``, so up to this long after it."""
+
+
 def unsubscribed_purge_by(unsubscribed_at: datetime, retention_days: int) -> datetime:
-    """When an unsubscribed subscription's tombstone must be gone from the live database."""
+    """When an unsubscribed subscription's tombstone becomes due: a purge interval before the
+    ``retention_days`` are up, so that the daily purge has deleted it by then (30 days after
+    unsubscribe at the most, the policy's promise)."""
     if not 0 <= retention_days <= MAX_UNSUBSCRIBE_RETENTION_DAYS:
         raise ValueError("unsubscribe retention must be between 0 and 30 days")
-    return unsubscribed_at + timedelta(days=retention_days)
+    return unsubscribed_at + max(timedelta(days=retention_days) - PURGE_INTERVAL, timedelta(0))

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import flask
@@ -80,6 +81,7 @@ class ApiRequest:
         authenticated = authenticator(self.api_key)
         self.audit.organization_id = authenticated.organization.id
         self.audit.api_key = authenticated.key
+        authenticated.organization.check_key_source(self.key_in_query)
         return authenticated.organization
 
     def query(self, name: str) -> str | None:
@@ -90,6 +92,14 @@ class ApiRequest:
     def api_key(self) -> str | None:
         """The organization key: header ``X-Push365-Key``, else query parameter ``code``."""
         return self._request.headers.get(API_KEY_HEADER) or self._request.args.get(API_KEY_QUERY)
+
+    @property
+    def key_in_query(self) -> bool:
+        """Whether the key came in query parameter ``code`` (no header): the platform's request
+        logs keep it, with the rest of the URL."""
+        return not self._request.headers.get(API_KEY_HEADER) and bool(
+            self._request.args.get(API_KEY_QUERY)
+        )
 
     @property
     def has_body(self) -> bool:
@@ -139,6 +149,16 @@ class ApiRequest:
         return from_context(context)
 
 
+@dataclass(frozen=True)
+class Cors:
+    """A route browsers on any origin may call: the methods and request headers a preflight
+    allows. Any origin, because nothing rides on the browser's cookies: a receipt is its own
+    proof, and the stats route needs the organization key in a header the page sets."""
+
+    methods: str
+    headers: str
+
+
 class Api:
     """The routes of one Cloud Function, and the translation of its errors."""
 
@@ -147,20 +167,21 @@ class Api:
         function: str,
         routes: Mapping[str, Mapping[str, Handler]],
         *,
-        cors: bool = False,
+        cors: Mapping[str, Cors] | None = None,
         operations: Mapping[tuple[str, str], Operation] | None = None,
     ) -> None:
         """
         Args:
             function: the function's name, for logs.
             routes: path (relative to the function's URL, ``/`` for its root) -> method -> handler.
-            cors: answer browsers from any origin (for the service worker's receipts).
+            cors: path -> what browsers from any origin may call there (the service worker's
+                receipts, the delivery report page).
             operations: (path, method) -> what the route reads and answers; with them the
                 function also answers ``GET /openapi.json``, its OpenAPI 3.1 description.
         """
         self.function = function
         self._routes = routes
-        self._cors = cors
+        self._cors = dict(cors or {})
         self._operations = operations
         if operations is not None:
             self._routes = {**routes, DOCUMENT_ROUTE: {"GET": self._describe}}
@@ -187,7 +208,7 @@ class Api:
             response = self._answer(request, path, audit)
         finally:
             end(token)
-        if self._cors:
+        if path in self._cors:
             response.headers["Access-Control-Allow-Origin"] = "*"
         audit.status = response.status_code
         audit.duration_ms = (time.perf_counter() - started) * 1000
@@ -195,10 +216,11 @@ class Api:
         return response
 
     def _answer(self, request: flask.Request, path: str, audit: AuditRecord) -> flask.Response:
-        if self._cors and request.method == "OPTIONS":
+        cors = self._cors.get(path)
+        if cors is not None and request.method == "OPTIONS":
             preflight = flask.Response(status=204)
-            preflight.headers["Access-Control-Allow-Methods"] = "POST"
-            preflight.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            preflight.headers["Access-Control-Allow-Methods"] = cors.methods
+            preflight.headers["Access-Control-Allow-Headers"] = cors.headers
             preflight.headers["Access-Control-Max-Age"] = "86400"
             return preflight
         try:

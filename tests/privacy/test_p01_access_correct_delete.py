@@ -1,0 +1,131 @@
+"""P1 (Getting Started): customers can access, correct and delete the information held.
+
+Export and erasure reach everything about an organization or one of its users, and nothing of
+another organization, even one with the same user id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from push365.subscriptions.model import subscription_id
+from tests.privacy.conftest import ALICE, BOB, ORG, OTHER_ORG, Services, every_document, under
+
+
+def two_organizations(services: Services) -> dict[str, str]:
+    """BOB in both organizations (one token each), ALICE in ORG; a delivered send in each.
+    The notification ids by organization."""
+    services.register(ORG)
+    services.register(OTHER_ORG)
+    services.subscribe(ORG, BOB, "bob-at-org")
+    services.subscribe(ORG, ALICE, "alice-at-org")
+    services.subscribe(OTHER_ORG, BOB, "bob-at-other")
+    sent = {}
+    for org, token in ((ORG, "bob-at-org"), (OTHER_ORG, "bob-at-other")):
+        sent[org] = services.send(org, [BOB, ALICE], dedup_key=f"idempotency-key:{org}-monday")
+        services.deliver(org, sent[org], BOB, token)
+    return sent
+
+
+def test_an_export_lists_only_its_own_organizations_tokens(services: Services) -> None:
+    two_organizations(services)
+
+    exported = repr(services.privacy.export(ORG))
+
+    assert "bob-at-org" in exported
+    assert "bob-at-other" not in exported
+    assert OTHER_ORG not in exported
+
+
+def test_a_users_export_lists_only_that_organizations_data_of_a_shared_user_id(
+    services: Services,
+) -> None:
+    sent = two_organizations(services)
+
+    exported = services.privacy.export(ORG, BOB)
+
+    tokens = [s.get("instance_id") for s in exported["subscriptions"]]
+    assert tokens == ["bob-at-org"]
+    assert [n["id"] for n in exported["notifications"]] == [sent[ORG]]
+    assert "bob-at-other" not in repr(exported)
+
+
+def test_an_export_never_holds_the_keys_or_receipts_hashes(services: Services) -> None:
+    two_organizations(services)
+
+    exported = repr(services.privacy.export(ORG))
+
+    assert "api_key_hash" not in exported
+    assert "receipt_hash" not in exported
+
+
+def test_erasing_a_user_removes_them_everywhere_in_their_organization_only(
+    services: Services,
+) -> None:
+    sent = two_organizations(services)
+    other_before = under(services.client, OTHER_ORG)
+
+    services.privacy.erase(organization_of(services), erase_user(BOB))
+
+    mine = under(services.client, ORG)
+    assert [p for p, f in mine if BOB in p or BOB in repr(f)] == []
+    assert not any("bob-at-org" in repr(f) for _, f in mine)
+    notification = dict(mine)[f"organizations/{ORG}/notifications/{sent[ORG]}"]
+    assert notification["recipients"] == [ALICE]
+    assert under(services.client, OTHER_ORG) == other_before
+
+
+def test_erasing_a_user_reaches_the_dedup_key_of_their_sends(services: Services) -> None:
+    sent = two_organizations(services)
+
+    counts = services.privacy.erase(organization_of(services), erase_user(BOB))
+
+    mine = dict(under(services.client, ORG))
+    assert counts["dedup_keys"] == 1
+    assert [p for p in mine if "/dedup/" in p] == []
+    assert mine[f"organizations/{ORG}/notifications/{sent[ORG]}"]["dedup_key"] is None
+    assert [p for p, _ in under(services.client, OTHER_ORG) if "/dedup/" in p] != []
+
+
+def test_erasing_a_user_removes_their_subscriptions_and_deliveries(services: Services) -> None:
+    sent = two_organizations(services)
+
+    counts = services.privacy.erase(organization_of(services), erase_user(BOB))
+
+    paths = [p for p, _ in under(services.client, ORG)]
+    assert (counts["subscriptions"], counts["deliveries"], counts["users"]) == (1, 1, 1)
+    assert f"organizations/{ORG}/subscriptions/{subscription_id('bob-at-org')}" not in paths
+    assert not [p for p in paths if f"{sent[ORG]}/deliveries/" in p]
+    assert f"organizations/{ORG}/users/{BOB}" not in paths
+
+
+def test_erasing_an_organization_removes_everything_of_it_and_nothing_else(
+    services: Services,
+) -> None:
+    two_organizations(services)
+    other_before = under(services.client, OTHER_ORG)
+
+    counts = services.privacy.erase(organization_of(services), erase_organization())
+
+    assert counts["dedup_keys"] == 1
+    assert under(services.client, ORG) == []
+    assert under(services.client, OTHER_ORG) == other_before
+    assert every_document(services.client) == other_before
+
+
+def organization_of(services: Services, org: str = ORG) -> Any:
+    from push365.organizations.repository import FirestoreOrganizationRepository
+
+    return FirestoreOrganizationRepository(services.client).get(org)
+
+
+def erase_user(user: str) -> Any:
+    from push365.privacy.service import EraseRequest
+
+    return EraseRequest(user_id=user)
+
+
+def erase_organization() -> Any:
+    from push365.privacy.service import EraseRequest
+
+    return EraseRequest(organization=True)

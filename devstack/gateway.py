@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import functions_framework
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from push365.errors import for_status
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -47,7 +50,7 @@ def build_gateway(functions_dir: Path = FUNCTIONS_DIR) -> WSGIApplication:
         environ["PATH_INFO"] = f"/{rest}"
         return app(environ, start_response)
 
-    return gateway
+    return _crash_in_json(gateway)
 
 
 def _not_found(names: list[str]) -> WSGIApplication:
@@ -64,13 +67,73 @@ def _not_found(names: list[str]) -> WSGIApplication:
 
 class _QuietRequestHandler(WSGIRequestHandler):
     """Logs method, function and status only: the query string can carry an API key (``?code=``)
-    and the rest of a path is the caller's text. The function's audit record says the rest."""
+    and the rest of a path is the caller's text. The function's audit record says the rest.
+
+    What the server refuses by itself (a request line or headers too long, a malformed request)
+    is answered in JSON from the error table, as the functions answer, and logged without the
+    request's text."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        function = self.path.split("?", 1)[0].lstrip("/").split("/", 1)[0]
-        _log.info("%s /%s %s", self.command, function, code)
+        function = getattr(self, "path", "").split("?", 1)[0].lstrip("/").split("/", 1)[0]
+        if not function.isidentifier():
+            function = "(other)"
+        _log.info("%s /%s %s", _method(getattr(self, "command", None)), function, code)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+        _log.warning("a request was refused before reaching a function")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        error = for_status(code)
+        body = json.dumps({"error": {"code": error.code, "message": error.message}}).encode()
+        self.log_error("")
+        self.request_version = self.protocol_version  # a status line even for garbage
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if getattr(self, "command", None) != "HEAD":
+            self.wfile.write(body)
+
+
+def _method(method: str | None) -> str:
+    return method if method and method.isalpha() and len(method) <= 10 else "(other)"
+
+
+def _crash_in_json(app: WSGIApplication) -> WSGIApplication:
+    """A function's app that raised (it should not: each answers every error itself) still
+    answers JSON, and nothing of the request is logged."""
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return app(environ, start_response)
+        except Exception:  # noqa: BLE001 - the gateway's last line of defence
+            _log.error("a function raised; answered 500")
+            body = json.dumps({"error": {"code": "internal", "message": "Internal error."}})
+            start_response(
+                "500 Internal Server Error",
+                [("Content-Type", "application/json")],
+                sys.exc_info(),
+            )
+            return [body.encode()]
+
+    return guarded
 
 
 def serve(app: WSGIApplication, host: str, port: int) -> BaseWSGIServer:
     """A threaded server for the gateway (call ``serve_forever`` / ``shutdown`` on it)."""
     return make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+
+
+def main() -> None:
+    """Every function behind one port (``python -m devstack.gateway PORT``), over whatever
+    store and queue the environment names: what a test runs against a store it can cut off."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    server = serve(build_gateway(), "127.0.0.1", int(sys.argv[1]))
+    print("gateway ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

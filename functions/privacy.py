@@ -12,7 +12,7 @@ import functions_framework
 from push365 import bootstrap
 from push365.model import Guid, InputModel, validate
 from push365.privacy.service import EraseRequest
-from push365.web import Api, ApiRequest, Operation, Reply
+from push365.web import Api, ApiRequest, Operation, Reply, json_errors
 
 
 class ExportQuery(InputModel):
@@ -22,7 +22,7 @@ class ExportQuery(InputModel):
 
 
 def _export(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     user_id = validate(ExportQuery, {"user_id": request.query("user_id")}).user_id
     if user_id is not None:
         request.audit.add_users([user_id])
@@ -30,7 +30,7 @@ def _export(request: ApiRequest) -> Reply:
 
 
 def _erase(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     erase = validate(EraseRequest, request.json_object())
     if erase.user_id is not None:
         request.audit.add_users([erase.user_id])
@@ -49,6 +49,9 @@ api = Api(
         ),
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

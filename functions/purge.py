@@ -14,7 +14,7 @@ from push365.model import iso_utc, validate
 from push365.retention.caller import authorize_purge, google_verifier
 from push365.retention.request import PurgeRequest
 from push365.settings import get_settings
-from push365.web import Api, ApiRequest, Operation, Reply
+from push365.web import Api, ApiRequest, Operation, Reply, json_errors
 
 ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 
@@ -47,6 +47,9 @@ api = Api(
         )
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

@@ -11,7 +11,7 @@ import functions_framework
 from push365 import bootstrap
 from push365.model import validate
 from push365.notifications.model import ReceiptRequest
-from push365.web import Api, ApiRequest, Cors, Operation, Reply
+from push365.web import Api, ApiRequest, Cors, Operation, Reply, json_errors
 
 
 def _receipt(request: ApiRequest) -> Reply:
@@ -33,6 +33,9 @@ api = Api(
         )
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

@@ -4,7 +4,12 @@ Routes (relative to the function URL):
     POST /            create an organization (no key; answers the key once) or update it (key);
                       a Dataverse body is handled as at /users
     POST /users       upsert users; or a Dataverse systemuser Create/Update/Delete body
-    POST /rotate-key  issue a new key; the old one stops working at once
+    POST /rotate-key  issue a new key; the previous one keeps working for the overlap window
+                      (24 h; ``{"overlap_hours": 0}`` ends it at once)
+    POST /revoke-previous-key  the previous key stops working now
+    POST /signup-codes  (operator, header X-Push365-Admin-Key) ``{"organization_id"}`` -> a
+                      single-use signup code that lets that organization id be registered
+    GET  /confirm-email  ``?token=`` an administrator confirms their address (double opt-in)
     POST /rules       replace the event rules that turn Dataverse events into notifications
                       (with warnings for rules that run before the change is committed)
     GET  /rules       the event rules
@@ -13,12 +18,15 @@ Routes (relative to the function URL):
                       and device counts; nothing is sent, stored or logged of it
 """
 
+from datetime import timedelta
+
 import flask
 import functions_framework
+from pydantic import Field
 
 from push365 import bootstrap
 from push365.dataverse import NotHandled, is_execution_context
-from push365.model import validate
+from push365.model import InputModel, iso_utc, validate
 from push365.notifications.dataverse import (
     DYNAMICS_HOST_HEADER,
     context_from_event,
@@ -28,9 +36,26 @@ from push365.notifications.dataverse import (
 from push365.notifications.model import RulePreviewEvent, RuleSet
 from push365.notifications.rules import Surroundings
 from push365.organizations.model import Registration
+from push365.signup.model import SignupCodeRequest
 from push365.users.dataverse import user_change_from_context
 from push365.users.model import UserBatch, UserRemoval
-from push365.web import Api, ApiRequest, Operation, Reply, ignored
+from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
+
+SIGNUP_CODE_HEADER = "X-Push365-Signup-Code"
+ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
+TOKEN_LIMIT = 200
+
+
+class RotateKey(InputModel):
+    """``POST /register/rotate-key``: how long the previous key keeps working."""
+
+    overlap_hours: float | None = Field(default=None, ge=0, le=168)
+
+
+class ConfirmEmailQuery(InputModel):
+    """``GET /register/confirm-email``."""
+
+    token: str = Field(max_length=TOKEN_LIMIT)
 
 
 def _register(request: ApiRequest) -> Reply:
@@ -39,7 +64,10 @@ def _register(request: ApiRequest) -> Reply:
     registration = validate(Registration, request.json_object())
     request.audit.organization_id = registration.organization.id
     outcome = bootstrap.organizations().register(
-        registration, request.api_key, request.key_in_query
+        registration,
+        request.api_key,
+        request.key_in_query,
+        request.header(SIGNUP_CODE_HEADER),
     )
     if outcome.created:
         return 201, {"organization_id": outcome.organization_id, "api_key": outcome.api_key}
@@ -47,7 +75,7 @@ def _register(request: ApiRequest) -> Reply:
 
 
 def _users(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     change = request.command(UserBatch, organization, user_change_from_context)
     if isinstance(change, NotHandled):
         return ignored(change)
@@ -65,16 +93,43 @@ def _users(request: ApiRequest) -> Reply:
 
 def _rotate_key(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
-    organization = request.authenticate(organizations.authenticate)
+    organization = request.authenticate(organizations.identify)
+    body = validate(RotateKey, request.json_object()) if request.has_body else RotateKey()
+    overlap = None if body.overlap_hours is None else timedelta(hours=body.overlap_hours)
+    rotated = organizations.rotate_key(organization, overlap)
+    until = rotated.previous_key_valid_until
     return 200, {
         "organization_id": organization.id,
-        "api_key": organizations.rotate_key(organization),
+        "api_key": rotated.api_key,
+        "previous_key_valid_until": iso_utc(until) if until else None,
     }
+
+
+def _revoke_previous_key(request: ApiRequest) -> Reply:
+    organizations = bootstrap.organizations()
+    organization = request.authenticate(organizations.identify)
+    organizations.revoke_previous_key(organization)
+    return 200, {"organization_id": organization.id, "previous_key_revoked": True}
+
+
+def _signup_code(request: ApiRequest) -> Reply:
+    signup = bootstrap.signup()
+    signup.check_operator(request.header(ADMIN_KEY_HEADER))
+    wanted = validate(SignupCodeRequest, request.json_object())
+    request.audit.organization_id = wanted.organization_id
+    issued = signup.issue(wanted.organization_id)
+    return 201, {"signup_code": issued.signup_code, "expires_at": iso_utc(issued.expires_at)}
+
+
+def _confirm_email(request: ApiRequest) -> Reply:
+    token = request.query("token") or ""
+    bootstrap.organizations().confirm_email(token[:TOKEN_LIMIT])
+    return 200, {"confirmed": True}
 
 
 def _set_rules(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
-    organization = request.authenticate(organizations.authenticate)
+    organization = request.authenticate(organizations.identify)
     rule_set = validate(RuleSet, request.json_object())
     answer: dict[str, object] = {"rules": organizations.set_rules(organization, rule_set)}
     warnings = rule_set.warnings()
@@ -84,7 +139,7 @@ def _set_rules(request: ApiRequest) -> Reply:
 
 
 def _preview_rules(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     event = request.command(RulePreviewEvent, organization, lambda context: context)
     context = (
         context_from_event(event, organization.id) if isinstance(event, RulePreviewEvent) else event
@@ -108,7 +163,7 @@ def _preview_rules(request: ApiRequest) -> Reply:
 
 
 def _get_rules(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     return 200, {"rules": [rule.model_dump() for rule in organization.rules]}
 
 
@@ -118,6 +173,9 @@ api = Api(
         "/": {"POST": _register},
         "/users": {"POST": _users},
         "/rotate-key": {"POST": _rotate_key},
+        "/revoke-previous-key": {"POST": _revoke_previous_key},
+        "/signup-codes": {"POST": _signup_code},
+        "/confirm-email": {"GET": _confirm_email},
         "/rules": {"POST": _set_rules, "GET": _get_rules},
         "/rules/preview": {"POST": _preview_rules},
     },
@@ -132,7 +190,22 @@ api = Api(
             body=UserBatch,
             dataverse=True,
         ),
-        ("/rotate-key", "POST"): Operation("A new API key; the old one stops working at once."),
+        ("/rotate-key", "POST"): Operation(
+            "A new API key; the previous one keeps working for the overlap window.",
+            body=RotateKey,
+        ),
+        ("/revoke-previous-key", "POST"): Operation("The previous API key stops working now."),
+        ("/signup-codes", "POST"): Operation(
+            "Issue a single-use signup code for one organization id (operator only).",
+            body=SignupCodeRequest,
+            auth="admin",
+            answers={201: "The code, once, and when it expires."},
+        ),
+        ("/confirm-email", "GET"): Operation(
+            "An administrator confirms their address (the link Push365 mailed).",
+            query=ConfirmEmailQuery,
+            auth="none",
+        ),
         ("/rules", "POST"): Operation("Replace the organization's event rules.", body=RuleSet),
         ("/rules", "GET"): Operation("The organization's event rules."),
         ("/rules/preview", "POST"): Operation(
@@ -142,6 +215,9 @@ api = Api(
         ),
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

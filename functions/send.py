@@ -25,7 +25,7 @@ from push365.model import InputModel
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
 from push365.notifications.model import Accepted, NotificationStatus, SendRequest
 from push365.notifications.stats import DEFAULT_DAYS, MAX_DAYS, Stats, report
-from push365.web import API_KEY_HEADER, Api, ApiRequest, Cors, Operation, Reply
+from push365.web import API_KEY_HEADER, Api, ApiRequest, Cors, Operation, Reply, json_errors
 
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -33,7 +33,7 @@ _NOTIFICATION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def _send(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     host = request.header(DYNAMICS_HOST_HEADER)
     command = request.command(
         SendRequest,
@@ -58,7 +58,7 @@ def _send(request: ApiRequest) -> Reply:
 
 
 def _status(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     notification_id = request.query("notification_id") or ""
     if not _NOTIFICATION_ID.fullmatch(notification_id):
         raise ValidationFailed("notification_id must be the 32 hex characters a send answered.")
@@ -67,7 +67,7 @@ def _status(request: ApiRequest) -> Reply:
 
 
 def _stats(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     days = request.query("days") or str(DEFAULT_DAYS)
     if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
         raise ValidationFailed(f"days must be a whole number from 1 to {MAX_DAYS}.")
@@ -124,6 +124,9 @@ api = Api(
         ),
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

@@ -13,11 +13,11 @@ from push365 import bootstrap
 from push365.dataverse import NotHandled
 from push365.subscriptions.dataverse import subscribe_from_context
 from push365.subscriptions.model import Subscribe
-from push365.web import Api, ApiRequest, Operation, Reply, ignored
+from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
 
 
 def _subscribe(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     command = request.command(Subscribe, organization, subscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)
@@ -38,6 +38,9 @@ api = Api(
         )
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

@@ -13,11 +13,11 @@ from push365.dataverse import NotHandled
 from push365.model import iso_utc
 from push365.subscriptions.dataverse import unsubscribe_from_context
 from push365.subscriptions.model import Unsubscribe
-from push365.web import Api, ApiRequest, Operation, Reply, ignored
+from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
 
 
 def _unsubscribe(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().authenticate)
+    organization = request.authenticate(bootstrap.organizations().identify)
     command = request.command(Unsubscribe, organization, unsubscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)
@@ -39,6 +39,9 @@ api = Api(
         )
     },
 )
+
+
+json_errors(functions_framework.errorhandler)
 
 
 @functions_framework.http

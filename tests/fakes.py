@@ -18,6 +18,7 @@ from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken
 from push365.notifications.model import DeliveryCounts, NotificationRecord
 from push365.notifications.repository import Claim, Delivery
 from push365.organizations.model import Organization
+from push365.organizations.repository import Credentials
 from push365.subscriptions.model import (
     Device,
     Status,
@@ -25,7 +26,7 @@ from push365.subscriptions.model import (
     UnsubscribeReason,
     subscription_id,
 )
-from push365.subscriptions.repository import tombstone_fields
+from push365.subscriptions.repository import new_subscription, tombstone_fields
 
 
 class InMemoryOrganizationRepository:
@@ -51,8 +52,35 @@ class InMemoryOrganizationRepository:
                 target = target.setdefault(parent, {})
             target[leaf] = copy.deepcopy(value)
 
-    def set_key_hash(self, organization_id: str, key_hash: str, now: datetime) -> None:
-        self.documents[organization_id].update(api_key_hash=key_hash, updated_at=now)
+    def credentials(self, organization_id: str) -> Credentials | None:
+        document = self.documents.get(organization_id)
+        if document is None:
+            return None
+        return Credentials(
+            document.get("api_key_hash"),
+            document.get("previous_key_hash"),
+            document.get("previous_key_until"),
+        )
+
+    def rotate_key(self, organization_id: str, keys: Credentials, now: datetime) -> None:
+        self.documents[organization_id].update(
+            api_key_hash=keys.key_hash,
+            previous_key_hash=keys.previous_hash,
+            previous_key_until=keys.previous_until,
+            updated_at=now,
+        )
+
+    def revoke_previous(self, organization_id: str, now: datetime) -> None:
+        self.documents[organization_id].update(
+            previous_key_hash=None, previous_key_until=None, updated_at=now
+        )
+
+    def confirm_email(self, organization_id: str, token_hash: str, now: datetime) -> str | None:
+        document = self.documents.get(organization_id)
+        email = document.get("pending_emails", {}).pop(token_hash, None) if document else None
+        if document is not None and email is not None:
+            document["confirmed_emails"] = [*document.get("confirmed_emails", []), email]
+        return email
 
     def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
         self.documents[organization_id].update(rules=copy.deepcopy(rules), updated_at=now)
@@ -106,16 +134,9 @@ class InMemorySubscriptionRepository:
             if footprint is not None:
                 stored["browser_footprint"] = footprint
             return False
-        self.documents[key] = {
-            "id": key[1],
-            "instance_id": instance_id,
-            "token_kind": token_kind.value,
-            "user_id": user_id,
-            "browser_footprint": footprint,
-            "status": Status.ACTIVE.value,
-            "created_at": now,
-            "last_seen_at": now,
-        }
+        self.documents[key] = new_subscription(
+            key[1], instance_id, token_kind, user_id, footprint, now
+        )
         return True
 
     def deactivate_token(
@@ -467,3 +488,27 @@ class RecordingPublisher:
         if self.fail:
             raise QueueUnavailable()
         self.messages.extend(messages)
+
+
+class InMemorySignupRepository:
+    def __init__(self) -> None:
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.counters: dict[tuple[str, int], int] = {}
+
+    def add(
+        self, code_hash: str, organization_id: str, expires_at: datetime, now: datetime
+    ) -> None:
+        self.codes[code_hash] = {"organization_id": organization_id, "expires_at": expires_at}
+
+    def redeem(self, code_hash: str, organization_id: str, now: datetime) -> bool:
+        code = self.codes.get(code_hash)
+        if code is None or code.get("used_at") or code["organization_id"] != organization_id:
+            return False
+        if code["expires_at"] <= now:
+            return False
+        code["used_at"] = now
+        return True
+
+    def hit(self, scope_hash: str, window: int, expires_at: datetime) -> int:
+        self.counters[scope_hash, window] = self.counters.get((scope_hash, window), 0) + 1
+        return self.counters[scope_hash, window]

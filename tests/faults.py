@@ -22,7 +22,8 @@ from tests.conftest import REPO, free_port
 
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to ``target``; ``cut()`` refuses and drops every connection
-    until ``restore()``."""
+    until ``restore()``; ``black_hole()`` keeps accepting and holding connections but passes
+    nothing on either way (a store that never answers) until ``restore()``."""
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
@@ -31,6 +32,7 @@ class TcpProxy:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._silent = False
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.restore()
@@ -44,9 +46,17 @@ class TcpProxy:
 
     def restore(self) -> None:
         async def listen() -> None:
-            self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
+            self._silent = False
+            if self._server is None:
+                self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
 
         self._run(listen())
+
+    def black_hole(self) -> None:
+        async def silence() -> None:
+            self._silent = True
+
+        self._run(silence())
 
     def cut(self) -> None:
         async def close() -> None:
@@ -65,6 +75,12 @@ class TcpProxy:
         self._thread.join(timeout=5)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._silent:
+            self._writers.add(writer)
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while await reader.read(65536):
+                    pass
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
         except OSError:
@@ -75,6 +91,8 @@ class TcpProxy:
         async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await source.read(65536):
+                    if self._silent:
+                        continue
                     sink.write(data)
                     await sink.drain()
             sink.transport.abort()

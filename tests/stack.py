@@ -24,6 +24,7 @@ from tests.conftest import (
 )
 
 READY = "local FCM v1 server"  # the last line make dev prints once everything answers
+ADMIN_KEY = "local-admin-key"  # make dev's
 
 
 @dataclass
@@ -33,6 +34,7 @@ class RunningStack:
     process: subprocess.Popen[bytes]
     ports: dict[str, int]
     log: Path
+    admin_key: str = ADMIN_KEY
 
     @property
     def base(self) -> str:
@@ -69,6 +71,7 @@ def running_stack(folder: Path, **env: str) -> Iterator[RunningStack]:
         "PUSH365_RETRY_MAX_BACKOFF_SECONDS": "1",
         "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": str(TEST_FCM_HTTP_TIMEOUT_SECONDS),
         "PUSH365_MAIL_BACKEND": "none",
+        "PUSH365_ADMIN_KEY": ADMIN_KEY,
         **env,
     }
     for inherited in (
@@ -89,18 +92,36 @@ def running_stack(folder: Path, **env: str) -> Iterator[RunningStack]:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    stack = RunningStack(process, ports, log)
+    running = RunningStack(process, ports, log, environment["PUSH365_ADMIN_KEY"])
+    with _ready(running, READY, signal.SIGINT) as stack:
+        yield stack
+
+
+@contextmanager
+def _ready(stack: RunningStack, marker: str, stop: int) -> Iterator[RunningStack]:
+    """Wait until ``stack`` prints ``marker``; send it ``stop`` at the end."""
     try:
         deadline = time.monotonic() + 60
-        while READY not in stack.output():
-            assert process.poll() is None, stack.output()
+        while marker not in stack.output():
+            assert stack.process.poll() is None, stack.output()
             assert time.monotonic() < deadline, stack.output()
             time.sleep(0.1)
         yield stack
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+        if stack.process.poll() is None:
+            stack.process.send_signal(stop)
+            stack.process.wait(timeout=30)
+
+
+def signup(base: str, organization_id: str, admin_key: str = ADMIN_KEY) -> dict[str, str]:
+    """The header that lets ``organization_id`` be registered: a code the operator issued."""
+    status, issued = call(
+        f"{base}/register/signup-codes",
+        {"organization_id": organization_id},
+        headers={"X-Push365-Admin-Key": admin_key},
+    )
+    assert status == 201, issued
+    return {"X-Push365-Signup-Code": issued["signup_code"]}
 
 
 def call(
@@ -127,3 +148,21 @@ def call(
         return status, json.loads(text) if text else None
     except ValueError:
         return status, text
+
+
+@contextmanager
+def running_gateway(folder: Path, **env: str) -> Iterator[RunningStack]:
+    """Every function behind one port in a process of its own (``python -m devstack.gateway``),
+    over the store and queue ``env`` names; no emulator of its own."""
+    ports = {"http": free_port()}
+    log = folder / "gateway-output.log"
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.gateway", str(ports["http"])],
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    with _ready(RunningStack(process, ports, log), "gateway ready", signal.SIGTERM) as gateway:
+        yield gateway

@@ -76,6 +76,12 @@ def parser() -> argparse.ArgumentParser:
         help="where the organization's API key and progress are kept (push365-setup.json)",
     )
     command.add_argument(
+        "--signup-code",
+        default=os.environ.get("PUSH365_SIGNUP_CODE", ""),
+        help="the signup code the Push365 operator issued for this organization's id (first run "
+        "only; or PUSH365_SIGNUP_CODE)",
+    )
+    command.add_argument(
         "--page-size", type=int, default=500, help="system users per request (at most 500)"
     )
     return command
@@ -95,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         base_url = args.base_url or base_url_from_environment(dataverse)
         setup = Setup(
             dataverse,
-            Push365(transport, base_url, args.function_prefix),
+            Push365(transport, base_url, args.function_prefix, signup_code=args.signup_code),
             State.load(args.state),
             args.page_size,
             say=lambda line: print(line, file=sys.stderr),

@@ -12,6 +12,7 @@ from typing import Any
 
 from dynamics.setup.transport import HttpRequest, Transport, send_with_retries
 
+SIGNUP_CODE_HEADER = "X-Push365-Signup-Code"
 KEY_HEADER = "X-Push365-Key"
 MAX_USERS_PER_REQUEST = 500
 
@@ -30,8 +31,10 @@ class Push365:
         base_url: str,
         function_prefix: str,
         sleep: Callable[[float], None] = time.sleep,
+        signup_code: str = "",
     ) -> None:
         self.transport = transport
+        self.signup_code = signup_code
         self.sleep = sleep
         self.base_url = base_url.rstrip("/")
         self.function_prefix = function_prefix
@@ -48,8 +51,9 @@ class Push365:
         key: str | None,
         body: object = None,
         accept: Sequence[int] = (200,),
+        extra: Mapping[str, str] | None = None,
     ) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(extra or {})}
         if key:
             headers[KEY_HEADER] = key
         data = None
@@ -69,7 +73,10 @@ class Push365:
 
     def register(self, registration: Mapping[str, object], key: str | None) -> str | None:
         """Create the organization (answers its new key) or, with its key, update it (``None``)."""
-        status, answer = self._call("POST", "register", "", key, registration, accept=(200, 201))
+        code = {SIGNUP_CODE_HEADER: self.signup_code} if self.signup_code and not key else None
+        status, answer = self._call(
+            "POST", "register", "", key, registration, accept=(200, 201), extra=code
+        )
         return str(answer["api_key"]) if status == 201 else None
 
     def rule_events(self, key: str) -> list[tuple[str, str, int]]:

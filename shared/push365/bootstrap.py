@@ -26,6 +26,8 @@ from push365.privacy.service import PrivacyService
 from push365.retention.purge import FirestoreRetentionStore, Purger
 from push365.retention.rules import retention_rules
 from push365.settings import Settings, get_settings
+from push365.signup.repository import FirestoreSignupRepository
+from push365.signup.service import SignupPolicy, SignupService
 from push365.store import firestore_client
 from push365.subscriptions.repository import FirestoreSubscriptionRepository
 from push365.subscriptions.service import SubscriptionService
@@ -61,8 +63,25 @@ def receipt_url() -> str | None:
 def organizations() -> OrganizationService:
     """Registration and authentication."""
     return OrganizationService(
-        FirestoreOrganizationRepository(firestore_client()), notices=notices()
+        FirestoreOrganizationRepository(firestore_client()),
+        notices=notices(),
+        signup=signup(),
+        key_overlap=timedelta(hours=get_settings().key_overlap_hours),
     )
+
+
+@lru_cache(maxsize=1)
+def signup() -> SignupService:
+    """Signup codes and the throttles on registering."""
+    settings = get_settings()
+    policy = SignupPolicy(
+        required=settings.signup_code_required,
+        code_lifetime=timedelta(hours=settings.signup_code_hours),
+        attempts=settings.signup_attempts,
+        window=timedelta(seconds=settings.signup_window_seconds),
+        admin_key=settings.admin_key.get_secret_value() if settings.admin_key else None,
+    )
+    return SignupService(FirestoreSignupRepository(firestore_client()), policy)
 
 
 @lru_cache(maxsize=1)
@@ -98,6 +117,7 @@ def send_policy(settings: Settings) -> SendPolicy:
         retention=timedelta(days=settings.notification_retention_days),
         dedup_window=timedelta(hours=settings.idempotency_window_hours),
         receipt_url=settings.receipt_url,
+        in_flight=timedelta(seconds=settings.queue_timeout_seconds),
     )
 
 

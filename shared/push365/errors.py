@@ -113,3 +113,74 @@ class PurgeDisabled(Push365Error):
 
     status, code = 403, "purge_disabled"
     default_message = "Purge is disabled: PUSH365_ADMIN_KEY is not set."
+
+
+class SignupCodeRequired(Push365Error):
+    """Creating an organization needs an operator-issued signup code."""
+
+    status, code = 401, "signup_code_required"
+    default_message = "Registering an organization needs a signup code in X-Push365-Signup-Code."
+
+
+class SignupCodeInvalid(Push365Error):
+    """Unknown, used, expired, or issued for another organization: one answer for all."""
+
+    status, code = 403, "signup_code_invalid"
+    default_message = "The signup code is not valid for this organization."
+
+
+class TooManyRequests(Push365Error):
+    """A throttle said no; ``Retry-After`` says when to try again."""
+
+    status, code = 429, "too_many_requests"
+    default_message = "Too many attempts; try again after Retry-After seconds."
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+
+
+class UnknownConfirmation(Push365Error):
+    """A confirmation link Push365 did not issue, or one already used."""
+
+    status, code = 404, "unknown_confirmation"
+    default_message = "No address waits for this confirmation."
+
+
+class BadRequest(Push365Error):
+    """A request the HTTP layer could not read (a malformed request line, headers or body)."""
+
+    status, code, default_message = 400, "bad_request", "The request could not be read."
+
+
+class HeadersTooLarge(Push365Error):
+    """The request's headers are larger than the server reads."""
+
+    status, code = 431, "headers_too_large"
+    default_message = "The request's headers are too large."
+
+
+class InternalError(Push365Error):
+    """Nothing a caller did: a 500 that says nothing else."""
+
+    status, code, default_message = 500, "internal", "Internal error."
+
+
+HTTP_ERRORS: dict[int, type[Push365Error]] = {
+    400: BadRequest,
+    404: NotFound,
+    413: PayloadTooLarge,
+    431: HeadersTooLarge,
+    500: InternalError,
+}
+"""The error-table entry for a status the HTTP layer answers by itself."""
+
+
+def for_status(status: int) -> Push365Error:
+    """The error-table answer for a status a server or framework produced on its own."""
+    if status == 405:
+        return MethodNotAllowed([])
+    error = HTTP_ERRORS.get(status)
+    if error is not None:
+        return error()
+    return InternalError() if status >= 500 else BadRequest()

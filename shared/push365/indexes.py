@@ -11,10 +11,26 @@ from typing import Any
 
 from push365.retention import TTL_FIELD
 from push365.retention.rules import retention_rules
-from push365.store import BATCHES, DEDUP, DELIVERIES, NOTIFICATIONS, SUBSCRIPTIONS
+from push365.store import (
+    BATCHES,
+    DEDUP,
+    DELIVERIES,
+    NOTIFICATIONS,
+    SIGNUP_CODES,
+    SUBSCRIPTIONS,
+    THROTTLES,
+)
 from push365.subscriptions.repository import ACTIVE_DEVICES_QUERY_FIELDS
 
-TTL_COLLECTIONS = (SUBSCRIPTIONS, NOTIFICATIONS, DELIVERIES, BATCHES, DEDUP)
+TTL_COLLECTIONS = (
+    SUBSCRIPTIONS,
+    NOTIFICATIONS,
+    DELIVERIES,
+    BATCHES,
+    DEDUP,
+    SIGNUP_CODES,
+    THROTTLES,
+)
 """Collections whose purgeable documents carry ``TTL_FIELD``. Not organizations: TTL deletes a
 document without its subcollections, and an erased organization's marker must stay until purge
 has deleted everything under it."""

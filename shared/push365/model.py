@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from datetime import UTC, datetime
 from functools import cache
@@ -50,6 +51,35 @@ Guid = Annotated[str, StringConstraints(max_length=40), AfterValidator(normalize
 """A Dataverse id (organization, system user)."""
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)]
+
+
+def single_line(value: str) -> str:
+    """Refuse line breaks and other control characters (text that can reach a mail header).
+
+    Raises:
+        ValueError: the value holds one (the message names no value).
+    """
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in value):
+        raise ValueError("must be one line without control characters")
+    return value
+
+
+SingleLine = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(single_line)
+]
+"""Caller text that can reach a mail's subject or recipients: one line, at most 256."""
+
+
+def _email_address(value: str) -> str:
+    if not re.fullmatch(r"[^@\s<>,;:\"()\[\]]{1,64}@[A-Za-z0-9.-]{1,189}", value):
+        raise ValueError("must be an email address")
+    return value
+
+
+EmailAddress = Annotated[
+    SingleLine, StringConstraints(max_length=254), AfterValidator(_email_address)
+]
+"""An address mail may be sent to: one line, local part and domain, nothing else."""
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1024)]
 
 

@@ -56,7 +56,8 @@ class Settings(BaseSettings):
     fanout_topic: str = "push365-fanout"
     # How long one publish (send's answer waits for it) or one store call may take.
     queue_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
-    store_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
+    # 8 s: a request that meets a store out of reach answers its 503 within 10 s.
+    store_timeout_seconds: float = Field(default=8.0, gt=0, le=30)
     # Devices claimed, sent and recorded together inside a batch of at most 500.
     deliver_chunk_size: int = Field(default=250, ge=1, le=498)
     # A worker holds a batch this long after each checkpoint; then another may take it over.
@@ -77,6 +78,16 @@ class Settings(BaseSettings):
     # The audience purge expects in that token; unset: the URL the request was sent to
     # (https://<Host>), which is what the scheduler job names (infra/scheduler.tf).
     purge_audience: str | None = None
+
+    # Creating an organization needs an operator-issued signup code (POST /register/signup-codes
+    # with the admin key, or python -m push365.signup). Off only for a closed test setup.
+    signup_code_required: bool = True
+    signup_code_hours: int = Field(default=168, ge=1, le=720)
+    # Attempts to create one organization, or to use one code, per window (then 429).
+    signup_attempts: int = Field(default=10, ge=1, le=1000)
+    signup_window_seconds: int = Field(default=600, ge=1, le=86400)
+    # After rotate-key the previous key keeps working this long, unless revoked (0: at once).
+    key_overlap_hours: float = Field(default=24.0, ge=0, le=168)
 
     # Where each function is reached, for the webhook URLs mail gives administrators.
     function_url_template: str = "https://{region}-{project}.cloudfunctions.net/{function}"

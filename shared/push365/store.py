@@ -9,6 +9,8 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/notifications/{notification_id}/deliveries/{device_id}
     organizations/{organization_id}/notifications/{notification_id}/batches/{batch}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
+    signup_codes/{sha256(code)}
+    throttles/{sha256(scope)}-{window}
 """
 
 from __future__ import annotations
@@ -30,9 +32,15 @@ NOTIFICATIONS = "notifications"
 DELIVERIES = "deliveries"
 BATCHES = "batches"
 DEDUP = "dedup"
+SIGNUP_CODES = "signup_codes"
+THROTTLES = "throttles"
 
 BATCH_LIMIT = 500
 """Firestore's limit on writes in one batch or transaction."""
+
+CONTENDED_ATTEMPTS = 30
+"""Attempts of a transaction that identical concurrent requests contend for (the client's
+default, 5, fails the sixth of them); each attempt is still bounded by the store timeout."""
 
 
 def bounded_retry(seconds: float) -> Any:
@@ -88,8 +96,34 @@ def _value(value: Any) -> Any:
 
 @lru_cache(maxsize=1)
 def firestore_client() -> firestore.Client:
-    """The process-wide client, created on first use (``FIRESTORE_EMULATOR_HOST`` is honoured)."""
-    return firestore.Client(project=get_settings().project_id)
+    """The process-wide client, created on first use (``FIRESTORE_EMULATOR_HOST`` is honoured).
+
+    Every call it makes without a retry and timeout of its own is bounded by
+    ``PUSH365_STORE_TIMEOUT_SECONDS`` (see :func:`bound_every_call`)."""
+    client = firestore.Client(project=get_settings().project_id)
+    bound_every_call(client, get_settings().store_timeout_seconds)
+    return client
+
+
+def bound_every_call(client: firestore.Client, seconds: float) -> None:
+    """Give every RPC of ``client`` a deadline of ``seconds`` and a retry that gives up after
+    ``seconds`` in all, as its defaults.
+
+    The client library's own defaults (per method, in the generated transport) retry for 60 to
+    300 s and wait on a silent connection as long: a request that met a stopped or black-holed
+    store answered its 503 after four minutes. A call that passes its own ``retry``/``timeout``
+    (send's and deliver's repositories) keeps them.
+    """
+    from google.api_core import gapic_v1
+
+    # The generated transport is the one place the per-method defaults live.
+    transport = client._firestore_api._transport
+    transport._wrapped_methods = {
+        method: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
+            method, default_retry=bounded_retry(seconds), default_timeout=seconds
+        )
+        for method in transport._wrapped_methods
+    }
 
 
 def organization_ref(client: firestore.Client, organization_id: str) -> firestore.DocumentReference:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.browser.conftest import FOLDER
-from tests.stack import RunningStack, call
+from tests.stack import RunningStack, call, signup
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ def register_tenant(stack: RunningStack) -> Tenant:
             "language_code": 1033,
         }
     }
-    status, created = call(f"{stack.base}/register", body)
+    status, created = call(
+        f"{stack.base}/register", body, headers=signup(stack.base, organization_id, stack.admin_key)
+    )
     assert status == 201, created
     return Tenant(stack, organization_id, created["api_key"])
 

@@ -18,7 +18,7 @@ from devstack.emulator import FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
 from devstack.gateway import FUNCTIONS_DIR
 from push365.web import API_KEY_HEADER
-from tests.conftest import SES_SENDER, example, fanout_topology
+from tests.conftest import SES_SENDER, TEST_ADMIN_KEY, example, fanout_topology
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 OTHER_ORG = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
@@ -276,9 +276,20 @@ def registration(org: str = ORG, **changes: Any) -> dict[str, Any]:
     return body | changes
 
 
+def signup(api: Functions, org: str = ORG) -> dict[str, str]:
+    """The header that lets ``org`` be registered: a code the operator issued for it."""
+    issued = api.post(
+        "/register/signup-codes",
+        {"organization_id": org},
+        headers={"X-Push365-Admin-Key": TEST_ADMIN_KEY},
+    )
+    assert issued.status_code == 201, issued.json
+    return {"X-Push365-Signup-Code": issued.json["signup_code"]}
+
+
 def register(api: Functions, org: str = ORG) -> str:
     """Register an organization; its API key."""
-    response = api.post("/register", registration(org))
+    response = api.post("/register", registration(org), headers=signup(api, org))
     assert response.status_code == 201, response.json
     return str(response.json["api_key"])
 

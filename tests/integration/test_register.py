@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from push365.organizations.keys import hash_key
@@ -15,6 +16,7 @@ from tests.integration.conftest import (
     documents,
     register,
     registration,
+    signup,
 )
 
 # Exactly the privacy policy's "Organization Information", plus what running the service needs
@@ -32,6 +34,10 @@ ORGANIZATION_FIELDS = {
     "updated_at",
     "rules",
     "last_delivery_alert_at",
+    "confirmed_emails",
+    "pending_emails",
+    "previous_key_hash",
+    "previous_key_until",
     "query_key_allowed",
 }
 BUSINESS_FIELDS = {"name", "phone", "email", "country", "address"}
@@ -53,7 +59,7 @@ def organization_document(store: Any, org: str = ORG) -> dict[str, Any]:
 
 
 def test_create_answers_the_key_once_and_stores_only_its_hash(api: Functions, store: Any) -> None:
-    response = api.post("/register", registration())
+    response = api.post("/register", registration(), headers=signup(api))
 
     assert response.status_code == 201
     key = response.json["api_key"]
@@ -70,7 +76,7 @@ def test_only_policy_fields_are_stored(api: Functions, store: Any) -> None:
     body["admins"][0]["password"] = "DROP-3"
     body["billing"] = {"card": "DROP-4"}
 
-    assert api.post("/register", body).status_code == 201
+    assert api.post("/register", body, headers=signup(api)).status_code == 201
 
     stored = organization_document(store)
     assert set(stored) == ORGANIZATION_FIELDS
@@ -134,7 +140,9 @@ def test_unknown_organization_and_wrong_key_get_the_same_401(api: Functions) -> 
 def test_key_in_query_parameter_code_works_when_the_organization_accepts_it(
     api: Functions,
 ) -> None:
-    key = api.post("/register", registration(accept_query_key=True)).json["api_key"]
+    key = api.post("/register", registration(accept_query_key=True), headers=signup(api)).json[
+        "api_key"
+    ]
 
     response = api.post("/register/users", {"users": [{"id": BOB}]}, query={"code": key})
 
@@ -169,15 +177,44 @@ def test_an_organization_registered_before_the_setting_keeps_accepting_code(
     assert response.status_code == 200
 
 
-def test_rotate_key_answers_a_new_key_and_the_old_one_stops_at_once(api: Functions) -> None:
+def test_after_rotate_key_both_keys_work_until_the_previous_one_is_revoked(
+    api: Functions, store: Any, capsys: Any
+) -> None:
     old = register(api)
+    users = {"users": [{"id": BOB}]}
 
     rotated = api.post("/register/rotate-key", key=old, content_type=None)
+    new = rotated.json["api_key"]
+    with_old = api.post("/register/users", users, key=old)
+    with_new = api.post("/register/users", users, key=new)
+    revoked = api.post("/register/revoke-previous-key", key=new, content_type=None)
+    after = api.post("/register/users", users, key=old)
 
     assert rotated.status_code == 200
-    new = rotated.json["api_key"]
     assert new != old
+    until = datetime.fromisoformat(rotated.json["previous_key_valid_until"])
+    assert timedelta(hours=23) < until - datetime.now(UTC) <= timedelta(hours=24)
+    assert (with_old.status_code, with_new.status_code) == (200, 200)
+    assert revoked.status_code == 200
+    assert after.status_code == 401
+    stored = organization_document(store)
+    assert stored["api_key_hash"] == hash_key(new)
+    assert (stored["previous_key_hash"], stored["previous_key_until"]) == (None, None)
+    records = [line for line in capsys.readouterr().out.splitlines() if '"/users"' in line]
+    assert ['"api_key": "previous"' in r for r in records[:2]] == [True, False]
+    assert '"api_key": "current"' in records[1]
+    assert old not in "".join(records)
+    assert new not in "".join(records)
+
+
+def test_rotate_key_without_overlap_stops_the_old_key_at_once(api: Functions) -> None:
+    old = register(api)
+
+    rotated = api.post("/register/rotate-key", {"overlap_hours": 0}, key=old)
+
+    assert rotated.json["previous_key_valid_until"] is None
     assert api.post("/register/users", {"users": [{"id": BOB}]}, key=old).status_code == 401
+    new = rotated.json["api_key"]
     assert api.post("/register/users", {"users": [{"id": BOB}]}, key=new).status_code == 200
 
 

@@ -6,6 +6,7 @@ and the notification, no user id: ``tests/integration/test_privacy_promises.py``
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from push365.mail.notices import AdminNotices
@@ -26,13 +27,17 @@ def test_mail_goes_only_to_administrators_and_never_carries_the_key(
     services.organizations = OrganizationService(repository, notices=notices)
 
     key = services.register()
+    (request,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    token = re.search(r"token=(p365c\.[A-Za-z0-9._-]+)", request["text"])
+    assert token is not None
+    services.organizations.confirm_email(token.group(1))  # double opt-in: then mail follows
     organization = repository.get(key.split(".")[1])
     assert organization is not None
-    notices.key_rotated(organization)
+    notices.key_rotated(organization, None)
     notices.data_erased(organization, "user", {"users": 1})
 
     mails = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*.json"))]
-    assert len(mails) == 3
+    assert len(mails) == 4
     for mail in mails:
         assert list(mail["to"]) == ["ada@contoso.example"]
         assert key.rsplit(".", 1)[-1] not in json.dumps(mail)

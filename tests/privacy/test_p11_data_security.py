@@ -85,10 +85,10 @@ def test_a_new_organization_refuses_its_key_in_the_query_string(services: Servic
     key = services.register()
 
     with pytest.raises(QueryKeyRefused):
-        request_with(f"?code={key}").authenticate(services.organizations.authenticate)
+        request_with(f"?code={key}").authenticate(services.organizations.identify)
     with pytest.raises(QueryKeyRefused):
         services.organizations.register(registration(), key, key_in_query=True)
-    assert request_with(header=key).authenticate(services.organizations.authenticate).id == ORG
+    assert request_with(header=key).authenticate(services.organizations.identify).id == ORG
 
 
 def test_an_organization_may_ask_for_the_query_string_and_one_from_before_keeps_it(
@@ -102,8 +102,8 @@ def test_an_organization_may_ask_for_the_query_string_and_one_from_before_keeps_
         {"query_key_allowed": firestore.DELETE_FIELD}  # registered before the setting existed
     )
 
-    mine = request_with(f"?code={key}").authenticate(services.organizations.authenticate)
-    theirs = request_with(f"?code={other_key}").authenticate(services.organizations.authenticate)
+    mine = request_with(f"?code={key}").authenticate(services.organizations.identify)
+    theirs = request_with(f"?code={other_key}").authenticate(services.organizations.identify)
 
     assert (mine.id, theirs.id) == (ORG, OTHER_ORG)
 

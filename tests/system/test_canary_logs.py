@@ -8,6 +8,7 @@ ride in every content-bearing field through every function, valid and invalid.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from devstack.emulator import FirestoreEmulator
 from tests.conftest import TEST_ADMIN_KEY, example
-from tests.stack import RunningStack, call, running_stack
+from tests.stack import RunningStack, call, running_stack, signup
 
 CANARY = "CANARY-9d2c"
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
@@ -33,6 +34,10 @@ class Stack:
         self.running = running
         self.outbox = outbox
         self.calls = 0
+
+    def signup(self, organization_id: str) -> dict[str, str]:
+        self.calls += 1
+        return signup(self.running.base, organization_id, self.running.admin_key)
 
     def call(self, path: str, body: Any = None, **options: Any) -> tuple[int, Any]:
         self.calls += 1
@@ -87,10 +92,16 @@ def test_no_canary_reaches_the_process_output_and_each_call_is_one_record(stack:
             ],
             "extra": CANARY,
         },
+        headers=stack.signup(ORG),
     )
     assert status == 201
     key = created["api_key"]
     auth = {"X-Push365-Key": key}
+    # The administrator confirms their address (double opt-in): mail follows from then on.
+    (request,) = [json.loads(path.read_text()) for path in stack.outbox.glob("*.json")]
+    token = re.search(r"token=(p365c\.[A-Za-z0-9._-]+)", request["text"])
+    assert token is not None
+    assert stack.call(f"/register/confirm-email?token={token.group(1)}")[0] == 200
     user = {
         "id": BOB,
         "domain_name": CANARY,

@@ -16,7 +16,7 @@ import pytest
 
 from devstack.emulator import FirestoreEmulator
 from tests.conftest import REPO, example, free_port
-from tests.stack import RunningStack, call, running_stack
+from tests.stack import RunningStack, call, running_stack, signup
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 BOB = "b1111111-2222-4333-8444-555555555502"
@@ -61,6 +61,7 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
                 "language_code": 1033,
             }
         },
+        headers=signup(base, ORG, dev_stack.admin_key),
     )
     key = {"X-Push365-Key": created["api_key"]}
     subscribed = call(f"{base}/subscribe", example("subscription-create.json"), headers=key)
@@ -95,7 +96,7 @@ def test_make_dev_serves_every_function_and_ctrl_c_leaves_nothing_behind(
 
 def test_a_function_runs_alone_under_functions_framework(emulator: FirestoreEmulator) -> None:
     port = free_port()
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator.address}
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emulator.address, "PUSH365_ADMIN_KEY": "a"}
     process = subprocess.Popen(
         [
             str(BIN / "functions-framework"),
@@ -118,16 +119,23 @@ def test_a_function_runs_alone_under_functions_framework(emulator: FirestoreEmul
         while not listening(port) and time.monotonic() < deadline:
             time.sleep(0.1)
 
+        organization_id = "11111111-2222-4333-8444-555555555555"
+        _, issued = call(
+            f"http://127.0.0.1:{port}/signup-codes",
+            {"organization_id": organization_id},
+            headers={"X-Push365-Admin-Key": "a"},
+        )
         status, body = call(
             f"http://127.0.0.1:{port}/",
             {
                 "organization": {
-                    "id": "11111111-2222-4333-8444-555555555555",
+                    "id": organization_id,
                     "unique_name": "alone",
                     "name": "Alone",
                     "language_code": 1033,
                 }
             },
+            headers={"X-Push365-Signup-Code": issued["signup_code"]},
         )
 
         assert status == 201

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from push365.errors import ValidationFailed
 from push365.mail import messages
 from push365.mail.notices import AdminNotices
 from push365.mail.port import Mail, OutboxMailer
+from push365.model import validate
 from push365.organizations.model import Organization, Registration
 from tests.fakes import InMemoryOrganizationRepository
 
@@ -29,7 +31,9 @@ class RecordingMailer:
         self.sent.append(mail)
 
 
-def organization(language_code: int = 1033, name: str = "Contoso") -> Organization:
+def organization(
+    language_code: int = 1033, name: str = "Contoso", confirmed: bool = True
+) -> Organization:
     registration = Registration.model_validate(
         {
             "organization": {
@@ -41,7 +45,9 @@ def organization(language_code: int = 1033, name: str = "Contoso") -> Organizati
             "admins": [{"full_name": "Ada", "email": "ada@contoso.com"}, {"full_name": "No mail"}],
         }
     )
-    return Organization.register(registration, "hash", NOW)
+    registered = Organization.register(registration, "hash", NOW)
+    emails = ["ada@contoso.com"] if confirmed else []
+    return registered.model_copy(update={"confirmed_emails": emails})
 
 
 @pytest.fixture
@@ -98,7 +104,7 @@ def test_alerts_go_at_most_once_a_day(
 def test_a_mail_failure_does_not_raise() -> None:
     notices = AdminNotices(RecordingMailer(fail=True), InMemoryOrganizationRepository(), str)
 
-    notices.key_rotated(organization())  # no exception
+    notices.key_rotated(organization(), None)  # no exception
 
 
 def test_the_outbox_writes_one_file_per_message(tmp_path: Path) -> None:
@@ -113,3 +119,47 @@ def test_the_outbox_writes_one_file_per_message(tmp_path: Path) -> None:
         "text": "text",
         "html": "<p>html</p>",
     }
+
+
+def test_no_mail_reaches_an_address_before_it_is_confirmed(
+    world: tuple[AdminNotices, RecordingMailer, object],
+) -> None:
+    notices, mailer, _ = world
+    unconfirmed = organization(confirmed=False)
+
+    notices.registration_confirmed(unconfirmed)
+    notices.key_rotated(unconfirmed, None)
+    notices.data_erased(unconfirmed, "user", {"users": 1})
+
+    assert mailer.sent == []
+
+
+def test_a_confirmation_request_goes_to_its_address_alone_with_its_link(
+    world: tuple[AdminNotices, RecordingMailer, object],
+) -> None:
+    notices, mailer, _ = world
+
+    notices.confirmation_requests(organization(confirmed=False), {"ada@contoso.com": "p365c.t"})
+
+    (mail,) = mailer.sent
+    assert mail.to == ("ada@contoso.com",)
+    assert "https://x/register/confirm-email?token=p365c.t" in mail.text
+
+
+@pytest.mark.parametrize("bad", ["Contoso\r\nBcc: x@evil.test", "Contoso\nX", "Contoso\x00"])
+def test_caller_text_that_reaches_a_mail_header_is_one_line(bad: str) -> None:
+    with pytest.raises(ValidationFailed):
+        validate(
+            Registration,
+            {"organization": {"id": ORG, "unique_name": "u", "name": bad, "language_code": 1033}},
+        )
+    with pytest.raises(ValidationFailed):
+        validate(
+            Registration,
+            {
+                "organization": {"id": ORG, "unique_name": "u", "name": "C", "language_code": 1033},
+                "admins": [{"email": "a@b.test\r\nBcc: x@evil.test"}],
+            },
+        )
+    with pytest.raises(ValueError, match="control character"):
+        Mail(("a@b.test",), bad, "text", "html")

@@ -109,15 +109,55 @@ class TestOrganizations:
             organizations.authenticate(presented)
         assert raised.value.message == Unauthorized.default_message
 
-    def test_rotation_retires_the_old_key_at_once(self, organizations: OrganizationService) -> None:
+    def test_after_rotation_the_previous_key_works_for_the_overlap_window_only(self) -> None:
+        clock = Clock()
+        organizations = OrganizationService(
+            InMemoryOrganizationRepository(), clock=clock, key_overlap=timedelta(hours=24)
+        )
         old = organizations.register(registration(), None).api_key
         assert old
 
-        new = organizations.rotate_key(organizations.authenticate(old))
+        rotated = organizations.rotate_key(organizations.authenticate(old))
 
-        assert organizations.authenticate(new).id == ORG
+        assert rotated.previous_key_valid_until == NOW + timedelta(hours=24)
+        assert organizations.identify(rotated.api_key).key == "current"
+        assert organizations.identify(old).key == "previous"
+        clock.now = NOW + timedelta(hours=24)
+        assert organizations.identify(rotated.api_key).key == "current"
         with pytest.raises(Unauthorized):
             organizations.authenticate(old)
+
+    def test_a_revoked_previous_key_stops_at_once(self) -> None:
+        organizations = OrganizationService(InMemoryOrganizationRepository(), clock=Clock())
+        old = organizations.register(registration(), None).api_key
+        assert old
+        rotated = organizations.rotate_key(organizations.authenticate(old))
+
+        organizations.revoke_previous_key(organizations.authenticate(rotated.api_key))
+
+        assert organizations.identify(rotated.api_key).key == "current"
+        with pytest.raises(Unauthorized):
+            organizations.authenticate(old)
+
+    def test_a_rotation_without_overlap_retires_the_old_key_at_once(
+        self, organizations: OrganizationService
+    ) -> None:
+        old = organizations.register(registration(), None).api_key
+        assert old
+
+        rotated = organizations.rotate_key(organizations.authenticate(old), timedelta(0))
+
+        assert rotated.previous_key_valid_until is None
+        with pytest.raises(Unauthorized):
+            organizations.authenticate(old)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 class TestUsersAndSubscriptions:

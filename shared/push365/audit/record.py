@@ -57,6 +57,7 @@ class AuditRecord:
     route: str
     method: str
     organization_id: str | None = None
+    api_key: str | None = None  # which key authenticated: "current" or "previous", never the key
     user_ids: list[str] = field(default_factory=list)
     dataverse_message: str | None = None
     dataverse_table: str | None = None
@@ -107,6 +108,7 @@ class AuditRecord:
         }
         optional = {
             "organization_id": self.organization_id,
+            "api_key": self.api_key,
             "user_ids": self.user_ids or None,
             "dataverse_message": self.dataverse_message,
             "dataverse_table": self.dataverse_table,
@@ -232,7 +234,28 @@ def _extra(fields: dict[str, Any], record: AuditRecord) -> dict[str, Any]:
         "status": record.status,
         "latency": f"{record.duration_ms / 1000:.3f}s",
     }
-    return {"json_fields": fields, "http_request": http_request}
+    return {"json_fields": fields, "http_request": http_request, **_trace()}
+
+
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_SPAN_ID = re.compile(r"[0-9a-f]{1,20}")
+
+
+def _trace() -> dict[str, Any]:
+    """Cloud Logging's trace fields from the request's trace header, only when it has the
+    documented shape (32 hex digits, a span id of at most 20): the header is the caller's text,
+    and the library would otherwise copy it into every line at any length."""
+    from google.cloud.logging_v2.handlers._helpers import get_request_data
+
+    _, trace, span, sampled = get_request_data()
+    if not (trace and _TRACE_ID.fullmatch(trace) and (not span or _SPAN_ID.fullmatch(span))):
+        return {"trace": "", "span_id": "", "trace_sampled": False}
+    project = get_settings().project_id
+    return {
+        "trace": f"projects/{project}/traces/{trace}",
+        "span_id": span or "",
+        "trace_sampled": bool(sampled),
+    }
 
 
 class _Stdout:

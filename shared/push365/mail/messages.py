@@ -79,24 +79,58 @@ def registration_confirmed(
     )
 
 
-def key_rotated(language: str, organization: str, when: datetime) -> Rendered:
-    """The key was replaced, and the old one stopped working."""
-    moment = when.strftime("%Y-%m-%d %H:%M UTC")
+def confirm_address(language: str, organization: str, link: str) -> Rendered:
+    """Asks an administrator's address to confirm it wants Push365's mail (double opt-in)."""
     if language == "de":
+        return _render(
+            f"Push365: Adresse für {organization} bestätigen",
+            [
+                f"Diese Adresse wurde als Administrator von {organization} bei Push365 angegeben.",
+                "Öffnen Sie den Link, um Nachrichten von Push365 zu erhalten. Ohne Bestätigung "
+                "sendet Push365 keine weitere E-Mail an diese Adresse.",
+            ],
+            {"Link": link},
+        )
+    return _render(
+        f"Push365: confirm your address for {organization}",
+        [
+            f"This address was given as an administrator of {organization} at Push365.",
+            "Open the link to receive Push365's messages. Without confirmation Push365 sends no "
+            "other mail to this address.",
+        ],
+        {"Link": link},
+    )
+
+
+def key_rotated(
+    language: str, organization: str, when: datetime, previous_until: datetime | None
+) -> Rendered:
+    """The key was replaced; until when the previous one keeps working."""
+    moment = when.strftime("%Y-%m-%d %H:%M UTC")
+    until = previous_until.strftime("%Y-%m-%d %H:%M UTC") if previous_until else None
+    if language == "de":
+        old = (
+            f"Der vorige Schlüssel funktioniert noch bis {until}, sofern er nicht widerrufen wird."
+            if until
+            else "Der alte Schlüssel funktioniert seitdem nicht mehr."
+        )
         return _render(
             f"Push365: neuer Schlüssel für {organization}",
             [
                 f"Am {moment} wurde ein neuer API-Schlüssel für {organization} ausgegeben.",
-                "Der alte Schlüssel funktioniert seitdem nicht mehr. Aktualisieren Sie die "
-                "Webhook-Registrierungen in Dynamics.",
+                old + " Aktualisieren Sie die Webhook-Registrierungen in Dynamics.",
             ],
         )
+    old = (
+        f"The previous key keeps working until {until}, unless it is revoked."
+        if until
+        else "The old key stopped working at that moment."
+    )
     return _render(
         f"Push365: new key for {organization}",
         [
             f"A new API key was issued for {organization} at {moment}.",
-            "The old key stopped working at that moment. Update the webhook registrations in "
-            "Dynamics.",
+            old + " Update the webhook registrations in Dynamics.",
         ],
     )
 

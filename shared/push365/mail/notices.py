@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Protocol
 
 from push365.audit import note_fault
@@ -49,8 +50,21 @@ class AdminNotices:
         self._function_url = function_url
         self._clock = clock
 
-    def registration_confirmed(self, organization: Organization) -> None:
-        """What was registered and how to register the webhooks (never the key)."""
+    def confirmation_requests(self, organization: Organization, tokens: Mapping[str, str]) -> None:
+        """Ask each new address (address -> token) to confirm it wants Push365's mail: the one
+        message an unconfirmed address ever gets, sent to it alone, with its link."""
+        page = self._function_url("register") + "/confirm-email?token="
+        for email, token in tokens.items():
+            link = page + token
+            self._send(
+                organization,
+                partial(messages.confirm_address, organization=organization.name, link=link),
+                to=(email,),
+            )
+
+    def registration_confirmed(self, organization: Organization, only: str | None = None) -> None:
+        """What was registered and how to register the webhooks (never the key); to one newly
+        confirmed address when ``only`` names it."""
         urls = {
             step: self._function_url(function) + suffix
             for step, (function, suffix) in WEBHOOKS.items()
@@ -60,13 +74,15 @@ class AdminNotices:
             lambda language: messages.registration_confirmed(
                 language, organization.name, organization.unique_name, organization.id, urls
             ),
+            to=(only,) if only else None,
         )
 
-    def key_rotated(self, organization: Organization) -> None:
-        """When the key changed, and that the old one stopped working."""
+    def key_rotated(self, organization: Organization, previous_until: datetime | None) -> None:
+        """When the key changed, and until when the previous one keeps working."""
         now = self._clock()
         self._send(
-            organization, lambda language: messages.key_rotated(language, organization.name, now)
+            organization,
+            lambda language: messages.key_rotated(language, organization.name, now, previous_until),
         )
 
     def delivery_problem(
@@ -97,8 +113,15 @@ class AdminNotices:
             lambda language: messages.data_erased(language, organization.name, scope, counts),
         )
 
-    def _send(self, organization: Organization, render: Callable[[str], messages.Rendered]) -> None:
-        recipients = tuple(a.email for a in organization.admins if a.email)
+    def _send(
+        self,
+        organization: Organization,
+        render: Callable[[str], messages.Rendered],
+        to: tuple[str, ...] | None = None,
+    ) -> None:
+        """To ``to``, or else to every confirmed administrator address (double opt-in)."""
+        confirmed = set(organization.confirmed_emails)
+        recipients = to or tuple(e for e in organization.admin_emails() if e in confirmed)
         if not recipients:
             return
         rendered = render(messages.language_of(organization.language_code))

@@ -20,6 +20,12 @@ class Mail:
     text: str
     html: str
 
+    def __post_init__(self) -> None:
+        # Header values never carry a line break or control character (no header injection).
+        for value in (self.subject, *self.to):
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+                raise ValueError("a mail header value holds a control character")
+
 
 class Mailer(Protocol):
     """Sends one message, or raises."""

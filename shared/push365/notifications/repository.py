@@ -9,12 +9,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from google.api_core.exceptions import Conflict
 from google.cloud import firestore
 
 from push365.model import recorded_dedup_key
 from push365.notifications.model import NotificationRecord
 from push365.retention import TTL_FIELD
-from push365.store import DEDUP, DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, bounded_retry
+from push365.store import (
+    CONTENDED_ATTEMPTS,
+    DEDUP,
+    DELIVERIES,
+    NOTIFICATIONS,
+    ORGANIZATIONS,
+    bounded_retry,
+)
 
 
 @dataclass(frozen=True)
@@ -118,25 +126,35 @@ class FirestoreNotificationRepository:
             return Claim(notification_id, new=True)
         dedup = self._organization(organization_id).collection(DEDUP)
         dedup_ref = dedup.document(dedup_document_id(dedup_key))
+        expires_at = now + dedup_window
+        dedup_entry = {"notification_id": notification_id, "expires_at": expires_at}
+        dedup_entry[TTL_FIELD] = expires_at
+        # The common case needs no transaction: the first of any number of identical requests
+        # creates the dedup entry and the record together; every other one finds the entry
+        # (a transaction per request made 20 at once abort each other past their retries).
+        first = self._client.batch()
+        first.create(dedup_ref, dedup_entry)
+        first.create(reference, record)
+        try:
+            first.commit(**self._bounded)
+            return Claim(notification_id, new=True)
+        except Conflict:  # AlreadyExists: another request was first
+            pass
+        snapshot = dedup_ref.get(**self._bounded)
+        if snapshot.exists and snapshot.get("expires_at") > now:
+            return Claim(snapshot.get("notification_id"), new=False)
 
         @firestore.transactional
-        def claim_in(transaction: firestore.Transaction) -> Claim:
+        def replace_expired(transaction: firestore.Transaction) -> Claim:
             snapshot = dedup_ref.get(transaction=transaction)
             if snapshot.exists and snapshot.get("expires_at") > now:
                 return Claim(snapshot.get("notification_id"), new=False)
-            expires_at = now + dedup_window
-            transaction.set(
-                dedup_ref,
-                {
-                    "notification_id": notification_id,
-                    "expires_at": expires_at,
-                    TTL_FIELD: expires_at,
-                },
-            )
+            transaction.set(dedup_ref, dedup_entry)
             transaction.set(reference, record)
             return Claim(notification_id, new=True)
 
-        return claim_in(self._client.transaction())  # type: ignore[no-any-return]
+        transaction = self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)
+        return replace_expired(transaction)  # type: ignore[no-any-return]
 
     def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
         snapshot = self._notification(organization_id, notification_id).get(**self._bounded)

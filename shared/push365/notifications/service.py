@@ -7,6 +7,7 @@ not grow with its audience.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,11 +20,14 @@ from push365.model import utc_now
 from push365.notifications.model import (
     FCM_PAYLOAD_LIMIT,
     Accepted,
+    NotificationRecord,
     NotificationStatus,
     SendRequest,
 )
 from push365.notifications.receipts import RECEIPT_LENGTH, parse_receipt
 from push365.notifications.repository import NotificationRepository
+
+_REPLAY_POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ class SendPolicy:
     retention: timedelta
     dedup_window: timedelta
     receipt_url: str | None = None
+    # A replay arriving while the first request may still be queueing waits for it this long
+    # after the first was accepted (then it queues the notification itself).
+    in_flight: timedelta = timedelta(0)
 
 
 class NotificationService:
@@ -76,9 +83,7 @@ class NotificationService:
         )
         nid = claim.notification_id
         if not claim.new:
-            record = self._notifications.get(organization_id, nid)
-            if record is None:
-                raise StoreUnavailable()  # the claim wrote it in the same transaction
+            record = self._first_attempt(organization_id, nid)
             if record.published_at is not None or record.status != "accepted":
                 return record.accepted()
             recipients = record.recipients
@@ -92,6 +97,21 @@ class NotificationService:
         self._publisher.publish([plan])
         self._notifications.mark_published(organization_id, nid, self._clock())
         return Accepted(notification_id=nid, status="queued", recipients=len(recipients))
+
+    def _first_attempt(self, organization_id: str, nid: str) -> NotificationRecord:
+        """The record a replay found, once its first request has queued it or given up (any
+        number of identical requests at once answer the same and make one plan)."""
+        give_up = time.monotonic() + self._policy.in_flight.total_seconds()
+        while True:
+            record = self._notifications.get(organization_id, nid)
+            if record is None:
+                raise StoreUnavailable()  # the claim wrote it with the dedup entry
+            in_flight = self._clock() - record.created_at < self._policy.in_flight
+            if record.published_at is not None or record.status != "accepted" or not in_flight:
+                return record
+            if time.monotonic() >= give_up:
+                return record
+            time.sleep(_REPLAY_POLL_SECONDS)
 
     def status(self, organization_id: str, notification_id: str) -> NotificationStatus:
         """A notification's progress.

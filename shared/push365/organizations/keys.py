@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from push365.model import normalize_guid
 
 _PREFIX = "p365"
+CONFIRMATION_PREFIX = "p365c"
 _SECRET_BYTES = 32
 # Compared against when the organization is unknown, so that case takes the same path.
 _UNKNOWN_HASH = hashlib.sha256(b"no organization").hexdigest()
@@ -27,9 +28,10 @@ class IssuedKey:
     hash: str
 
 
-def issue_key(organization_id: str) -> IssuedKey:
-    """A new random key for an organization."""
-    plaintext = f"{_PREFIX}.{organization_id}.{secrets.token_urlsafe(_SECRET_BYTES)}"
+def issue_key(organization_id: str, prefix: str = _PREFIX) -> IssuedKey:
+    """A new random key for an organization (or, with ``CONFIRMATION_PREFIX``, the token of a
+    mail address's confirmation link)."""
+    plaintext = f"{prefix}.{organization_id}.{secrets.token_urlsafe(_SECRET_BYTES)}"
     return IssuedKey(plaintext=plaintext, hash=hash_key(plaintext))
 
 
@@ -38,10 +40,10 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
-def organization_of(presented: str) -> str | None:
+def organization_of(presented: str, prefix: str = _PREFIX) -> str | None:
     """The organization id a presented key names, or None when it is not a key's shape."""
     parts = presented.split(".")
-    if len(parts) != 3 or parts[0] != _PREFIX or not parts[2]:
+    if len(parts) != 3 or parts[0] != prefix or not parts[2]:
         return None
     try:
         return normalize_guid(parts[1])
@@ -51,5 +53,11 @@ def organization_of(presented: str) -> str | None:
 
 def key_matches(presented: str, stored_hash: str | None) -> bool:
     """Constant-time comparison of a presented key with a stored hash (None never matches)."""
-    matches = hmac.compare_digest(hash_key(presented), stored_hash or _UNKNOWN_HASH)
+    return hash_matches(hash_key(presented), stored_hash)
+
+
+def hash_matches(presented_hash: str, stored_hash: str | None) -> bool:
+    """Constant-time comparison of two hashes; a missing one is compared too, and never
+    matches (the same work whatever is stored)."""
+    matches = hmac.compare_digest(presented_hash, stored_hash or _UNKNOWN_HASH)
     return matches and stored_hash is not None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from push365.errors import QueryKeyRefused
-from push365.model import Guid, InputModel, LongText, ShortText
+from push365.model import EmailAddress, Guid, InputModel, LongText, SingleLine
 from push365.notifications.model import Rule
 
 
@@ -30,8 +31,8 @@ class OrganizationInfo(InputModel):
     """About the Dynamics 365 instance."""
 
     id: Guid
-    unique_name: ShortText = Field(min_length=1)
-    name: ShortText = Field(min_length=1)
+    unique_name: SingleLine = Field(min_length=1)
+    name: SingleLine = Field(min_length=1)
     language_code: int = Field(ge=1, le=0x7FFF, description="An LCID, e.g. 1033.")
     url: OrganizationUrl | None = None
 
@@ -39,19 +40,19 @@ class OrganizationInfo(InputModel):
 class Business(InputModel):
     """About the customer's business."""
 
-    name: ShortText | None = None
-    phone: ShortText | None = None
-    email: ShortText | None = None
-    country: ShortText | None = None
+    name: SingleLine | None = None
+    phone: SingleLine | None = None
+    email: SingleLine | None = None
+    country: SingleLine | None = None
     address: LongText | None = None
 
 
 class Administrator(InputModel):
     """A system administrator Push365 may send transactional messages to."""
 
-    full_name: ShortText | None = None
-    email: ShortText | None = None
-    mobile_phone: ShortText | None = None
+    full_name: SingleLine | None = None
+    email: EmailAddress | None = None
+    mobile_phone: SingleLine | None = None
 
 
 class Registration(InputModel):
@@ -104,6 +105,23 @@ class Organization(BaseModel):
     url: str | None = None
     rules: list[Rule] = []
     last_delivery_alert_at: datetime | None = None
+    # Double opt-in: mail goes only to addresses confirmed through their link.
+    confirmed_emails: list[str] = []
+    pending_emails: dict[str, str] = {}
+    """Confirmation token hash -> the address it confirms."""
+    # Key rotation's overlap: the previous key works until then, unless revoked.
+    previous_key_hash: str | None = None
+    previous_key_until: datetime | None = None
+
+    def admin_emails(self) -> list[str]:
+        """Every administrator's address, once each."""
+        return list(dict.fromkeys(a.email for a in self.admins if a.email))
+
+    def unasked_emails(self) -> list[str]:
+        """Addresses neither confirmed nor waiting for their confirmation."""
+        asked = set(self.confirmed_emails) | set(self.pending_emails.values())
+        return [email for email in self.admin_emails() if email not in asked]
+
     # An organization registered before this setting existed has no such field and keeps the
     # behaviour it had (the key accepted in ?code=); a new one refuses it unless it asks.
     query_key_allowed: bool = True
@@ -134,3 +152,11 @@ class Organization(BaseModel):
             created_at=now,
             updated_at=now,
         )
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """The organization a key belongs to, and which of its keys it was (never the key)."""
+
+    organization: Organization
+    key: Literal["current", "previous"]

@@ -1,21 +1,33 @@
-"""Organization use cases: register, update, authenticate, rotate the key."""
+"""Organization use cases: register, update, authenticate, rotate and revoke keys, confirm the
+administrators' mail addresses."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from push365.errors import Conflict, Forbidden, Unauthorized
+from push365.errors import Conflict, Forbidden, Unauthorized, UnknownConfirmation
 from push365.model import utc_now
 from push365.notifications.model import RuleSet
 from push365.organizations import keys
-from push365.organizations.model import Organization, Registration
-from push365.organizations.repository import OrganizationRepository
+from push365.organizations.model import Authenticated, Organization, Registration
+from push365.organizations.repository import Credentials, OrganizationRepository
 
 if TYPE_CHECKING:
     from push365.mail.notices import AdminNotices
+    from push365.signup.service import SignupService
+
+# Compared against when a key names no organization (or none at all): every failure reads the
+# same small document and compares the same two hashes.
+_NOBODY = "00000000-0000-0000-0000-000000000000"
+DEFAULT_KEY_OVERLAP = timedelta(hours=24)
+# ... and every failure answers no sooner than this after it started: a store read of an
+# existing document (a wrong key) takes longer than one of a missing document (an unknown
+# organization), and that difference must not tell a caller which ids exist.
+FAILURE_FLOOR_SECONDS = 0.025
 
 
 @dataclass(frozen=True)
@@ -27,6 +39,14 @@ class Registered:
     api_key: str | None = None
 
 
+@dataclass(frozen=True)
+class Rotated:
+    """A new key, and until when the previous one keeps working (None: it stopped now)."""
+
+    api_key: str
+    previous_key_valid_until: datetime | None
+
+
 class OrganizationService:
     """Registration and authentication of organizations."""
 
@@ -35,61 +55,153 @@ class OrganizationService:
         repository: OrganizationRepository,
         clock: Callable[[], datetime] = utc_now,
         notices: AdminNotices | None = None,
+        signup: SignupService | None = None,
+        key_overlap: timedelta = DEFAULT_KEY_OVERLAP,
+        failure_floor: float = FAILURE_FLOOR_SECONDS,
     ) -> None:
         self._repository = repository
         self._clock = clock
         self._notices = notices
+        self._signup = signup
+        self._key_overlap = key_overlap
+        self._failure_floor = failure_floor
 
     def register(
-        self, registration: Registration, presented_key: str | None, key_in_query: bool = False
+        self,
+        registration: Registration,
+        presented_key: str | None,
+        key_in_query: bool = False,
+        signup_code: str | None = None,
     ) -> Registered:
-        """Create an organization (no key needed) or update it (its key needed).
+        """Create an organization (a signup code for its id needed) or update it (its key).
 
         Raises:
             Conflict: the organization exists and no key was presented.
+            TooManyRequests, SignupCodeRequired, SignupCodeInvalid: see ``SignupService.admit``.
             Unauthorized: a key was presented and is not valid.
             QueryKeyRefused: it came in ``?code=`` and the organization accepts only the header.
             Forbidden: the key belongs to another organization.
         """
         organization_id = registration.organization.id
         if presented_key is None:
-            issued = keys.issue_key(organization_id)
-            organization = Organization.register(registration, issued.hash, self._clock())
-            if not self._repository.add(organization):
-                raise Conflict()
-            if self._notices is not None:
-                self._notices.registration_confirmed(organization)
-            return Registered(organization_id, created=True, api_key=issued.plaintext)
+            return self._create(registration, signup_code)
         caller = self.authenticate(presented_key)
         caller.check_key_source(key_in_query)
         if caller.id != organization_id:
             raise Forbidden("The API key belongs to another organization.")
-        self._repository.update_profile(
-            organization_id, registration.profile_updates(), self._clock()
-        )
+        updates = registration.profile_updates()
+        tokens: dict[str, str] = {}
+        if "admins" in registration.model_fields_set:
+            updated = caller.model_copy(update={"admins": registration.admins})
+            tokens, pending = self._confirmations(updated)
+            if pending:
+                updates["pending_emails"] = {**caller.pending_emails, **pending}
+        self._repository.update_profile(organization_id, updates, self._clock())
+        if self._notices is not None and tokens:
+            self._notices.confirmation_requests(caller, tokens)
         return Registered(organization_id, created=False)
 
-    def authenticate(self, presented_key: str | None) -> Organization:
-        """The organization a key belongs to.
+    def _create(self, registration: Registration, signup_code: str | None) -> Registered:
+        organization_id = registration.organization.id
+        if self._repository.credentials(organization_id) is not None:
+            raise Conflict()  # before the code is used: a code is not spent on a taken id
+        if self._signup is not None:
+            self._signup.admit(signup_code, organization_id)
+        issued = keys.issue_key(organization_id)
+        organization = Organization.register(registration, issued.hash, self._clock())
+        tokens, pending = self._confirmations(organization)
+        organization = organization.model_copy(update={"pending_emails": pending})
+        if not self._repository.add(organization):
+            raise Conflict()
+        if self._notices is not None:
+            self._notices.confirmation_requests(organization, tokens)
+        return Registered(organization_id, created=True, api_key=issued.plaintext)
+
+    @staticmethod
+    def _confirmations(organization: Organization) -> tuple[dict[str, str], dict[str, str]]:
+        """A confirmation token for each address not asked yet: (address -> token to mail,
+        token hash -> address to store)."""
+        tokens: dict[str, str] = {}
+        pending: dict[str, str] = {}
+        for email in organization.unasked_emails():
+            issued = keys.issue_key(organization.id, keys.CONFIRMATION_PREFIX)
+            tokens[email] = issued.plaintext
+            pending[issued.hash] = email
+        return tokens, pending
+
+    def confirm_email(self, token: str) -> None:
+        """An administrator opened the link: their address now gets Push365's mail, starting
+        with what was registered.
 
         Raises:
-            Unauthorized: no key, a malformed key, an unknown organization or a wrong key
-                (one answer for all four).
+            UnknownConfirmation: not a link Push365 sent, or one already used.
         """
-        organization_id = keys.organization_of(presented_key) if presented_key else None
-        organization = self._repository.get(organization_id) if organization_id else None
-        stored_hash = organization.api_key_hash if organization else None
-        if not keys.key_matches(presented_key or "", stored_hash) or organization is None:
-            raise Unauthorized()
-        return organization
+        organization_id = keys.organization_of(token, keys.CONFIRMATION_PREFIX)
+        email = (
+            self._repository.confirm_email(organization_id, keys.hash_key(token), self._clock())
+            if organization_id
+            else None
+        )
+        if organization_id is None or email is None:
+            raise UnknownConfirmation()
+        organization = self._repository.get(organization_id)
+        if self._notices is not None and organization is not None:
+            self._notices.registration_confirmed(organization, only=email)
 
-    def rotate_key(self, organization: Organization) -> str:
-        """Issue a new key for an authenticated organization; the old one stops working at once."""
+    def authenticate(self, presented_key: str | None) -> Organization:
+        """The organization a key belongs to (see :meth:`identify`)."""
+        return self.identify(presented_key).organization
+
+    def identify(self, presented_key: str | None) -> Authenticated:
+        """The organization a key belongs to, and whether it is its current or previous key.
+
+        No key, a malformed key, an unknown organization, an erased one and a wrong key take
+        the same path (one small read, two hash comparisons) and the same time (the failure
+        floor).
+
+        Raises:
+            Unauthorized: any of those (one answer for all).
+        """
+        started = time.monotonic()
+        try:
+            return self._identify(presented_key)
+        except Unauthorized:
+            time.sleep(max(0.0, started + self._failure_floor - time.monotonic()))
+            raise
+
+    def _identify(self, presented_key: str | None) -> Authenticated:
+        organization_id = keys.organization_of(presented_key) if presented_key else None
+        credentials = self._repository.credentials(organization_id or _NOBODY)
+        presented_hash = keys.hash_key(presented_key or "")
+        stored = credentials or Credentials(None)
+        current = keys.hash_matches(presented_hash, stored.key_hash)
+        previous = keys.hash_matches(presented_hash, stored.previous_hash)
+        until = stored.previous_until
+        previous = previous and until is not None and self._clock() < until
+        if organization_id is None or not (current or previous):
+            raise Unauthorized()
+        organization = self._repository.get(organization_id)
+        if organization is None:
+            raise Unauthorized()
+        return Authenticated(organization, "current" if current else "previous")
+
+    def rotate_key(self, organization: Organization, overlap: timedelta | None = None) -> Rotated:
+        """Issue a new key; the current one keeps working for ``overlap`` (default: the
+        configured window, 24 h; zero: it stops at once). A previous key still in its window
+        is replaced by the current one."""
+        overlap = self._key_overlap if overlap is None else overlap
+        now = self._clock()
         issued = keys.issue_key(organization.id)
-        self._repository.set_key_hash(organization.id, issued.hash, self._clock())
+        until = now + overlap if overlap > timedelta(0) else None
+        previous = organization.api_key_hash if until is not None else None
+        self._repository.rotate_key(organization.id, Credentials(issued.hash, previous, until), now)
         if self._notices is not None:
-            self._notices.key_rotated(organization)
-        return issued.plaintext
+            self._notices.key_rotated(organization, until)
+        return Rotated(issued.plaintext, until)
+
+    def revoke_previous_key(self, organization: Organization) -> None:
+        """The previous key stops working now (after rotating because a key leaked)."""
+        self._repository.revoke_previous(organization.id, self._clock())
 
     def set_rules(self, organization: Organization, rule_set: RuleSet) -> int:
         """Replace the organization's event rules; how many there are now."""

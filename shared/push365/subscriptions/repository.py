@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from google.api_core.exceptions import Conflict, FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.retention import TTL_FIELD
-from push365.store import BATCH_LIMIT, ORGANIZATIONS, SUBSCRIPTIONS, bounded_retry
+from push365.store import (
+    BATCH_LIMIT,
+    CONTENDED_ATTEMPTS,
+    ORGANIZATIONS,
+    SUBSCRIPTIONS,
+    bounded_retry,
+)
 from push365.subscriptions.model import (
     Device,
     Status,
@@ -130,6 +138,27 @@ def firestore_tombstone(
     }
 
 
+def new_subscription(
+    document_id: str,
+    instance_id: str,
+    token_kind: TokenKind,
+    user_id: str,
+    footprint: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """A subscription as first stored: active, seen now."""
+    return {
+        "id": document_id,
+        "instance_id": instance_id,
+        "token_kind": token_kind.value,
+        "user_id": user_id,
+        "browser_footprint": footprint,
+        "status": Status.ACTIVE.value,
+        "created_at": now,
+        "last_seen_at": now,
+    }
+
+
 class FirestoreSubscriptionRepository:
     """Subscriptions in ``organizations/{org}/subscriptions/{sha256(token)}``."""
 
@@ -151,37 +180,44 @@ class FirestoreSubscriptionRepository:
         token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN,
     ) -> bool:
         reference = self._subscriptions(organization_id).document(subscription_id(instance_id))
+        fresh = new_subscription(reference.id, instance_id, token_kind, user_id, footprint, now)
+        refresh: dict[str, Any] = {
+            "user_id": user_id,
+            "token_kind": token_kind.value,
+            "last_seen_at": now,
+        }
+        if footprint is not None:
+            refresh["browser_footprint"] = footprint
+        # Identical subscribes at once (a page opened twice, Dataverse retrying) need no
+        # transaction, which they would abort for one another: the first creates; the others
+        # refresh it only if nothing wrote it since they read it (else another one just did).
+        try:
+            reference.create(fresh)
+            return True
+        except Conflict:
+            pass
+        snapshot = reference.get()
+        stored = snapshot.to_dict() or {}
+        if stored.get("status") == Status.ACTIVE.value and (
+            stored.get("user_id"),
+            stored.get("token_kind"),
+        ) == (user_id, token_kind.value):
+            unchanged = self._client.write_option(last_update_time=snapshot.update_time)
+            with contextlib.suppress(FailedPrecondition):
+                reference.update(refresh, option=unchanged)
+            return False
 
         @firestore.transactional
         def activate_in(transaction: firestore.Transaction) -> bool:
             snapshot = reference.get(transaction=transaction)
             stored = snapshot.to_dict() if snapshot.exists else None
             if stored is not None and stored.get("status") == Status.ACTIVE.value:
-                refresh: dict[str, Any] = {
-                    "user_id": user_id,
-                    "token_kind": token_kind.value,
-                    "last_seen_at": now,
-                }
-                if footprint is not None:
-                    refresh["browser_footprint"] = footprint
                 transaction.update(reference, refresh)
                 return False
-            transaction.set(
-                reference,
-                {
-                    "id": reference.id,
-                    "instance_id": instance_id,
-                    "token_kind": token_kind.value,
-                    "user_id": user_id,
-                    "browser_footprint": footprint,
-                    "status": Status.ACTIVE.value,
-                    "created_at": now,
-                    "last_seen_at": now,
-                },
-            )
+            transaction.set(reference, fresh)
             return True
 
-        return bool(activate_in(self._client.transaction()))
+        return bool(activate_in(self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)))
 
     def deactivate_token(
         self,

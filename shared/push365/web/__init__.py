@@ -9,6 +9,7 @@ from push365.web.api import (
     Handler,
     Reply,
     ignored,
+    json_errors,
 )
 from push365.web.openapi import Operation
 
@@ -22,4 +23,5 @@ __all__ = [
     "Operation",
     "Reply",
     "ignored",
+    "json_errors",
 ]

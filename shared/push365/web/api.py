@@ -9,12 +9,14 @@ fixed texts so that no request value is ever echoed.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import flask
+import werkzeug.exceptions
 from google.api_core import exceptions as google_exceptions
 
 from push365.audit import AuditRecord, begin, emit, end, log_unhandled
@@ -27,20 +29,28 @@ from push365.dataverse import (
 )
 from push365.errors import (
     Forbidden,
+    InternalError,
     InvalidJson,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     Push365Error,
     StoreUnavailable,
+    TooManyRequests,
     UnsupportedMediaType,
+    for_status,
 )
 from push365.model import InputModel, validate
-from push365.organizations.model import Organization
+from push365.organizations.model import Authenticated, Organization
 from push365.settings import get_settings
 from push365.web.openapi import DOCUMENT_ROUTE, Operation, describe
 
 API_KEY_HEADER = "X-Push365-Key"
+MAX_JSON_DEPTH = 32
+"""The deepest nesting a body may have (Dataverse's own bodies reach about 8)."""
+_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 API_KEY_QUERY = "code"
 
 Reply = tuple[int, Mapping[str, Any]]
@@ -48,12 +58,10 @@ Handler = Callable[["ApiRequest"], Reply]
 M = TypeVar("M", bound=InputModel)
 C = TypeVar("C")
 
-# A store that does not answer is worth one retry by Dataverse (it retries 502/503/504 once).
-_UNAVAILABLE = (
-    google_exceptions.ServiceUnavailable,
-    google_exceptions.DeadlineExceeded,
-    google_exceptions.RetryError,
-)
+# A store that does not answer, or answers with an error no use case expected (contention that
+# outlasted its retries, an internal error), is worth one retry by Dataverse (it retries
+# 502/503/504 once): 503, never 500.
+_UNAVAILABLE = (google_exceptions.GoogleAPICallError, google_exceptions.RetryError)
 
 
 class ApiRequest:
@@ -67,12 +75,14 @@ class ApiRequest:
         self.context: ExecutionContext | None = None
         """The Dataverse context, once :meth:`command` has read one."""
 
-    def authenticate(self, authenticator: Callable[[str | None], Organization]) -> Organization:
-        """The organization whose key the request carries (noted on the audit record)."""
-        organization = authenticator(self.api_key)
-        self.audit.organization_id = organization.id
-        organization.check_key_source(self.key_in_query)
-        return organization
+    def authenticate(self, authenticator: Callable[[str | None], Authenticated]) -> Organization:
+        """The organization whose key the request carries (noted on the audit record, with
+        which of its keys it was)."""
+        authenticated = authenticator(self.api_key)
+        self.audit.organization_id = authenticated.organization.id
+        self.audit.api_key = authenticated.key
+        authenticated.organization.check_key_source(self.key_in_query)
+        return authenticated.organization
 
     def query(self, name: str) -> str | None:
         """A query parameter, or None."""
@@ -130,8 +140,8 @@ class ApiRequest:
         context = parse_execution_context(
             body, size_exceeded=self.header(SIZE_EXCEEDED_HEADER) is not None
         )
-        self.audit.dataverse_message = context.message_name
-        self.audit.dataverse_table = context.primary_entity_name
+        self.audit.dataverse_message = _logged_name(context.message_name)
+        self.audit.dataverse_table = _logged_name(context.primary_entity_name)
         self.audit.dataverse_entity_id = context.primary_entity_id
         if context.organization_id != organization.id:
             raise Forbidden()
@@ -224,9 +234,7 @@ class Api:
         except Exception as error:  # noqa: BLE001 - the last line of defence: a 500 that says nothing
             audit.fault = {"code": "internal", "message": type(error).__name__}
             log_unhandled(self.function, error)
-            return _json_response(
-                500, {"error": {"code": "internal", "message": "Internal error."}}
-            )
+            return _error_response(InternalError())
         audit.note_response(body)
         return _json_response(status, body)
 
@@ -240,9 +248,44 @@ class Api:
         return handler(ApiRequest(request, audit))
 
 
+def json_errors(errorhandler: Callable[[Any], Callable[[Any], Any]]) -> None:
+    """Make functions-framework's own answers JSON from the error table too: its 404 for
+    ``/robots.txt`` and ``/favicon.ico``, a 400 for a body it cannot read, and any 500.
+
+    Call it at a function module's import with ``functions_framework.errorhandler``.
+    """
+
+    def http_error(error: werkzeug.exceptions.HTTPException) -> flask.Response:
+        return _error_response(for_status(error.code or 500))
+
+    def crash(error: Exception) -> flask.Response:
+        original = getattr(error, "original_exception", None) or error
+        if isinstance(original, OSError | ValueError):
+            # functions-framework reads the rest of the body after the function answered: a
+            # broken chunked body fails there, and that is the caller's doing
+            return _error_response(for_status(400))
+        log_unhandled("functions-framework", original)
+        return _error_response(InternalError())
+
+    errorhandler(werkzeug.exceptions.HTTPException)(http_error)
+    errorhandler(Exception)(crash)
+    errorhandler(500)(crash)  # an error after the function answered (reading the rest of a body)
+    if flask.has_app_context():
+        # Flask's own exception log carries the exception's message, which can quote the
+        # request; crash records (code locations only) are written instead.
+        flask.current_app.logger.disabled = True
+
+
 def ignored(outcome: NotHandled) -> Reply:
     """The answer to a Dataverse body this function has no use for."""
     return 200, outcome.answer()
+
+
+def _logged_name(name: str | None) -> str | None:
+    """A Dataverse message or table name as logged: its documented shape, else ``(other)``."""
+    if name is None or _NAME.fullmatch(name):
+        return name
+    return "(other)"
 
 
 def _read_json_object(request: flask.Request, limit: int) -> dict[str, Any]:
@@ -250,9 +293,15 @@ def _read_json_object(request: flask.Request, limit: int) -> dict[str, Any]:
         raise UnsupportedMediaType()
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge()
-    raw = request.stream.read(limit + 1)
+    try:
+        raw = request.stream.read(limit + 1)
+    except (OSError, ValueError, werkzeug.exceptions.HTTPException):
+        # a broken chunked body, or a client gone mid-body
+        raise InvalidJson("The body could not be read.") from None
     if len(raw) > limit:
         raise PayloadTooLarge()
+    if _nesting(raw) > MAX_JSON_DEPTH:
+        raise InvalidJson("The body is nested too deeply.")
     try:
         body = json.loads(raw.decode("utf-8-sig"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):
@@ -260,6 +309,16 @@ def _read_json_object(request: flask.Request, limit: int) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidJson("The body must be a JSON object.")
     return body
+
+
+def _nesting(raw: bytes) -> int:
+    """How deeply arrays and objects nest, counted before parsing (strings left out): parsing
+    and validating a body nested thousands deep would exhaust Python's recursion."""
+    deepest = depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", raw)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _reject_constant(_name: str) -> None:
@@ -273,6 +332,8 @@ def _error_response(error: Push365Error) -> flask.Response:
     response = _json_response(error.status, {"error": payload})
     if isinstance(error, MethodNotAllowed):
         response.headers["Allow"] = ", ".join(error.allowed)
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
@@ -283,6 +344,3 @@ def _json_response(status: int, body: Mapping[str, Any]) -> flask.Response:
         response = flask.Response(json.dumps(body), status=status, mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-__all__ = ["API_KEY_HEADER", "API_KEY_QUERY", "Api", "ApiRequest", "Handler", "Reply", "ignored"]

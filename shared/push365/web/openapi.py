@@ -23,7 +23,7 @@ API_VERSION = "1"
 DOCUMENT_ROUTE = "/openapi.json"
 _REF = "#/components/schemas/{model}"
 
-Auth = Literal["key", "none", "purge"]
+Auth = Literal["key", "none", "purge", "admin"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "key": [{"headerKey": []}, {"queryKey": []}],
     "none": [],
     "purge": [{"schedulerOidc": []}, {"adminKey": []}],
+    "admin": [{"adminKey": []}],
 }
 _SCHEMES = {
     "headerKey": {"type": "apiKey", "in": "header", "name": "X-Push365-Key"},
@@ -77,7 +78,7 @@ _SCHEMES = {
         "type": "apiKey",
         "in": "header",
         "name": "X-Push365-Admin-Key",
-        "description": "Local use only (make dev).",
+        "description": "The operator's key: purge locally (make dev), signup codes.",
     },
 }
 

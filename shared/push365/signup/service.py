@@ -1,0 +1,99 @@
+"""Signup use cases: issue a code, admit a registration, throttle attempts."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from push365.errors import (
+    Forbidden,
+    SignupCodeInvalid,
+    SignupCodeRequired,
+    TooManyRequests,
+    Unauthorized,
+)
+from push365.model import utc_now
+from push365.signup.model import code_hash, new_code
+from push365.signup.repository import SignupRepository
+
+
+@dataclass(frozen=True)
+class SignupPolicy:
+    """How codes and attempts are limited."""
+
+    required: bool
+    code_lifetime: timedelta
+    attempts: int
+    window: timedelta
+    admin_key: str | None
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    """A fresh code, shown to the operator once."""
+
+    signup_code: str
+    expires_at: datetime
+
+
+class SignupService:
+    """Who may create an organization, and how often anyone may try."""
+
+    def __init__(
+        self,
+        repository: SignupRepository,
+        policy: SignupPolicy,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._repository = repository
+        self._policy = policy
+        self._clock = clock
+
+    def check_operator(self, presented: str | None) -> None:
+        """Let in only the operator (the admin key, compared in constant time).
+
+        Raises:
+            Forbidden: no admin key is configured (issue codes with ``python -m push365.signup``).
+            Unauthorized: no key, or another one.
+        """
+        configured = self._policy.admin_key
+        if configured is None:
+            raise Forbidden("Issuing signup codes over HTTP is disabled: no admin key is set.")
+        if not hmac.compare_digest((presented or "").encode(), configured.encode()):
+            raise Unauthorized("A valid X-Push365-Admin-Key is required.")
+
+    def issue(self, organization_id: str) -> IssuedCode:
+        """A single-use code that admits ``organization_id`` only; stored as its hash."""
+        now = self._clock()
+        code = new_code()
+        expires_at = now + self._policy.code_lifetime
+        self._repository.add(code_hash(code), organization_id, expires_at, now)
+        return IssuedCode(code, expires_at)
+
+    def admit(self, code: str | None, organization_id: str) -> None:
+        """Let a registration create ``organization_id``, using up its code.
+
+        Raises:
+            TooManyRequests: too many attempts for this organization id or this code.
+            SignupCodeRequired: no code, and codes are required.
+            SignupCodeInvalid: unknown, used, expired, or for another organization id.
+        """
+        self._throttle(f"organization:{organization_id}")
+        if code is not None:
+            self._throttle(f"code:{code}")
+        if code is None:
+            if self._policy.required:
+                raise SignupCodeRequired()
+            return
+        if not self._repository.redeem(code_hash(code), organization_id, self._clock()):
+            raise SignupCodeInvalid()
+
+    def _throttle(self, scope: str) -> None:
+        now = self._clock()
+        seconds = int(self._policy.window.total_seconds())
+        window = int(now.timestamp()) // seconds
+        ends = datetime.fromtimestamp((window + 1) * seconds, tz=now.tzinfo)
+        if self._repository.hit(code_hash(scope), window, ends) > self._policy.attempts:
+            raise TooManyRequests(retry_after=max(1, int((ends - now).total_seconds()) + 1))

@@ -1,0 +1,307 @@
+"""Hostile input against the local stack: every function behind the gateway (``python -m
+devstack.gateway``, the functions exactly as ``make dev`` serves them) over the real Firestore
+and Pub/Sub emulators.
+
+A seeded generator makes some hundreds of requests an attacker would: bodies nested thousands
+deep (Dataverse-shaped too), not JSON, not UTF-8, not objects, NaN, oversized, mistyped, wrong
+content types, broken chunked bodies, request lines and headers too long, too many headers,
+unknown paths (``/robots.txt``, ``/favicon.ico``, encoded CR/LF), unknown methods, and Dataverse
+message and table names and trace headers at any length. Each carries a canary.
+
+Every answer must be below 500 and JSON from the error table (a 204 has no body), no answer may
+echo the canary, and after the run neither anything the process wrote nor any document in
+Firestore may hold it. The run prints
+``RESULT hostile requests=N 5xx=0 non_json=0 echoes=0 canary_hits=0`` in the terminal summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from devstack import fanout
+from devstack.emulator import FirestoreEmulator, PubSubEmulator
+from tests.conftest import FANOUT_TOPIC, PROJECT, TEST_ADMIN_KEY, fanout_topology
+from tests.hostile.conftest import RESULTS
+from tests.integration.conftest import BOB, ORG, all_documents, registration
+from tests.stack import RunningStack, call, running_gateway, signup
+
+CANARY = "HOSTILE-CANARY-7f3e"
+SEED = 365
+WRONG_KEY = f"p365.{ORG}.{'A' * 43}"
+
+
+@dataclass
+class Target:
+    gateway: RunningStack
+    key: str
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    server_errors: list[str] = field(default_factory=list)
+    non_json: list[str] = field(default_factory=list)
+    echoes: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def target(
+    emulator: FirestoreEmulator,
+    pubsub: PubSubEmulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Target]:
+    emulator.reset(PROJECT)
+    fanout.create(pubsub.address, fanout_topology())
+    env = {
+        "FIRESTORE_EMULATOR_HOST": emulator.address,
+        "PUBSUB_EMULATOR_HOST": pubsub.address,
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "PUSH365_FANOUT_TOPIC": FANOUT_TOPIC,
+        "PUSH365_ADMIN_KEY": TEST_ADMIN_KEY,
+        "PUSH365_MAIL_BACKEND": "none",
+    }
+    try:
+        with running_gateway(tmp_path_factory.mktemp("hostile"), **env) as gateway:
+            code = signup(gateway.base, ORG, TEST_ADMIN_KEY)
+            status, created = call(f"{gateway.base}/register", registration(), headers=code)
+            assert status == 201, created
+            key = created["api_key"]
+            auth = {"X-Push365-Key": key}
+            device = {"user_id": BOB, "instance_id": "hostile-device-0001"}
+            assert call(f"{gateway.base}/subscribe", device, headers=auth)[0] == 201
+            yield Target(gateway, key)
+    finally:
+        emulator.reset(PROJECT)
+
+
+# (method, path, authenticated with the real key: routes whose valid call changes the key or
+# erases the organization are called with a wrong key)
+ROUTES = [
+    ("POST", "/register", False),
+    ("POST", "/register/users", True),
+    ("POST", "/register/rotate-key", False),
+    ("POST", "/register/revoke-previous-key", False),
+    ("POST", "/register/rules", True),
+    ("GET", "/register/rules", True),
+    ("POST", "/register/rules/preview", True),
+    ("POST", "/register/signup-codes", False),
+    ("GET", "/register/confirm-email", False),
+    ("POST", "/subscribe", True),
+    ("POST", "/unsubscribe", True),
+    ("POST", "/send", True),
+    ("GET", "/send/status", True),
+    ("GET", "/send/stats", True),
+    ("POST", "/receipt", False),
+    ("POST", "/purge", False),
+    ("GET", "/privacy/export", True),
+    ("POST", "/privacy/erase", False),
+]
+CONTENT_TYPES = [
+    "application/json",
+    "application/json; charset=utf-8",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    None,
+]
+
+
+def _deep(depth: int, dataverse: bool) -> bytes:
+    inner = "[" * depth + json.dumps(CANARY) + "]" * depth
+    if not dataverse:
+        return ('{"user_id": ' + inner + "}").encode()
+    return (
+        f'{{"OrganizationId": "{ORG}", "MessageName": "Create", '
+        f'"PrimaryEntityName": "p365_notification", "Depth": 1, '
+        f'"InputParameters": [{{"key": "Target", "value": {inner}}}]}}'
+    ).encode()
+
+
+def _dataverse_names(random_: random.Random) -> bytes:
+    repeat = random_.choice([1, 10, 400])
+    body = {
+        "OrganizationId": ORG,
+        "MessageName": f"{CANARY}\r\n" * repeat,
+        "PrimaryEntityName": CANARY * repeat,
+        "PrimaryEntityId": "0dd00000-0000-4000-8000-000000000042",
+        "Stage": 40,
+        "Depth": 1,
+        "InputParameters": [
+            {"key": "Target", "value": {"LogicalName": CANARY, "Attributes": [], "Id": CANARY}}
+        ],
+        "InitiatingUserId": BOB,
+        "UserId": BOB,
+    }
+    return json.dumps(body).encode()
+
+
+def _bodies(random_: random.Random) -> list[bytes]:
+    return [
+        _deep(random_.choice([33, 200, 1000, 20000]), dataverse=False),
+        _deep(random_.choice([40, 600, 5000]), dataverse=True),
+        _dataverse_names(random_),
+        f"{CANARY} is not JSON {{".encode(),
+        b"\xff\xfe\x00" + CANARY.encode(),
+        json.dumps([CANARY]).encode(),
+        f'{{"a": NaN, "b": "{CANARY}"}}'.encode(),
+        json.dumps({"title": CANARY * 20000}).encode(),  # over 256 KB
+        json.dumps({"recipients": CANARY, "title": {"x": CANARY}, "users": CANARY}).encode(),
+        json.dumps({"user_id": CANARY * 500, "instance_id": 7, "receipt": CANARY}).encode(),
+        json.dumps({"organization_id": CANARY, "rules": [{"table": CANARY}]}).encode(),
+        b"",
+    ]
+
+
+def _request(
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    chunked_broken: bool = False,
+) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if chunked_broken:
+        lines.append("Transfer-Encoding: chunked")
+        payload = f"zz{CANARY}\r\n{CANARY}\r\n0\r\n\r\n".encode()
+    else:
+        payload = body or b""
+        if body is not None:
+            lines.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+
+def _plan(key: str) -> list[tuple[str, bytes]]:
+    """Every hostile request, as (what it is, raw bytes), in a seeded order."""
+    random_ = random.Random(SEED)
+    plan: list[tuple[str, bytes]] = []
+    for method, path, authenticated in ROUTES:
+        auth = {"X-Push365-Key": key if authenticated else WRONG_KEY}
+        for number, body in enumerate(_bodies(random_) + _bodies(random_)):
+            content_type = random_.choice(CONTENT_TYPES[:2] * 3 + CONTENT_TYPES[2:])
+            headers = dict(auth)
+            if content_type:
+                headers["Content-Type"] = content_type
+            if random_.random() < 0.3:
+                headers["X-Cloud-Trace-Context"] = f"{CANARY * random_.choice([1, 50])}/1;o=1"
+            if random_.random() < 0.2:
+                headers["traceparent"] = f"00-{CANARY}-{CANARY}-01"
+            if random_.random() < 0.2:
+                headers["Idempotency-Key"] = CANARY * 20  # over 255: refused, never stored
+            plan.append((f"{method} {path} body {number}", _request("POST", path, headers, body)))
+        query = f"?code={CANARY}&notification_id={CANARY}&days={CANARY}&user_id={CANARY}"
+        plan.append((f"GET {path} query", _request("GET", path + query, auth, None)))
+        plan.append((f"token {path}", _request("GET", f"{path}?token={CANARY * 30}", {}, None)))
+        for other in ("PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"):
+            plan.append((f"{other} {path}", _request(other, path, auth, b"{}")))
+        broken = {**auth, "Content-Type": "application/json"}
+        plan.append((f"chunked {path}", _request("POST", path, broken, None, chunked_broken=True)))
+        function = path.split("/")[1]
+        for odd in ("robots.txt", "favicon.ico", CANARY, f"%0d%0a{CANARY}", f"x/../{CANARY}"):
+            plan.append(
+                (f"path /{function}/{odd}", _request("GET", f"/{function}/{odd}", {}, None))
+            )
+    plan.append(("unknown function", _request("GET", f"/{CANARY}", {}, None)))
+    plan.append(("root", _request("GET", "/", {}, None)))
+    plan.append(("long line", _request("GET", f"/send/{CANARY * 4000}", {}, None)))
+    plan.append(("huge header", _request("GET", "/send/status", {"X-Big": CANARY * 4000}, None)))
+    many = {f"X-{n}": CANARY for n in range(120)}
+    plan.append(("many headers", _request("GET", "/send/status", many, None)))
+    plan.append(("garbage", f"{CANARY}\r\n\r\n".encode()))
+    plan.append(("bad version", f"GET /send HTTP/9.{CANARY}\r\n\r\n".encode()))
+    random_.shuffle(plan)
+    return plan
+
+
+def _exchange(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        with contextlib.suppress(OSError):  # it may answer and close before reading it all
+            connection.sendall(raw)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check(what: str, answer: bytes, tally: Tally) -> None:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    status = int(status_line.split(" ")[1]) if status_line.startswith("HTTP/") else 0
+    headers = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(":") for line in header_lines)
+    }
+    if CANARY.encode() in answer:
+        tally.echoes.append(what)
+    if status >= 500 or status == 0:
+        tally.server_errors.append(f"{what}: {status}")
+    if headers.get("transfer-encoding") == "chunked":
+        body = _dechunk(body)
+    if status == 204 and not body:
+        return
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        decoded = None
+    if not headers.get("content-type", "").startswith("application/json") or (
+        status >= 400 and not (isinstance(decoded, dict) and "error" in decoded)
+    ):
+        tally.non_json.append(f"{what}: {status}")
+
+
+def _dechunk(body: bytes) -> bytes:
+    decoded = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        decoded, body = decoded + body[:size], body[size + 2 :]
+    return decoded
+
+
+def test_hostile_requests_get_json_4xx_and_leave_no_trace(target: Target) -> None:
+    plan = _plan(target.key)
+    tally = Tally(requests=len(plan))
+    port = target.gateway.ports["http"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda item: _exchange(port, item[1]), plan))
+    for (what, _), answer in zip(plan, answers, strict=True):
+        _check(what, answer, tally)
+    time.sleep(0.5)  # let the process finish writing its last records
+    output_hits = target.gateway.output().count(CANARY)
+    store_hits = sum(
+        repr(fields).count(CANARY) + path.count(CANARY) for path, fields in _documents()
+    )
+
+    line = (
+        f"RESULT hostile requests={tally.requests} 5xx={len(tally.server_errors)} "
+        f"non_json={len(tally.non_json)} echoes={len(tally.echoes)} "
+        f"canary_hits={output_hits + store_hits}"
+    )
+    RESULTS.append(line)
+    print(line)
+    assert tally.requests >= 500
+    assert tally.server_errors == []
+    assert tally.non_json == []
+    assert tally.echoes == []
+    output = target.gateway.output()
+    assert output_hits == 0, output[max(0, output.find(CANARY) - 600) :][:1200]
+    assert store_hits == 0, [path for path, fields in _documents() if CANARY in repr(fields)]
+
+
+def _documents() -> list[tuple[str, dict[str, Any]]]:
+    from push365.store import firestore_client
+
+    return all_documents(firestore_client())

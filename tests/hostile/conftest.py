@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-RESULTS: list[str] = []
+RESULT = "hostile_result"  # the user property the test's report carries (to xdist's controller too)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -17,5 +17,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    for line in RESULTS:
-        terminalreporter.write_line(line)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, line in getattr(report, "user_properties", ()):
+                if name == RESULT and getattr(report, "when", "") == "call":
+                    terminalreporter.write_line(line)

@@ -99,6 +99,7 @@ mutate: $(STAMP)
 ## bench: the benchmarks in bench/, each printing a RESULT line against its baseline
 bench: $(STAMP)
 	$(PY) bench/fanout.py
+	$(PY) bench/deliver_cpu.py
 	$(PY) bench/purge.py
 
 venv: $(STAMP)

@@ -67,6 +67,11 @@ class _JavaEmulator:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int | None:
+        """The emulator's process, while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def address(self) -> str:
         """``host:port``, what the client libraries' ``*_EMULATOR_HOST`` is set to."""
         return f"{self.host}:{self.port}"

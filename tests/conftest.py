@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO.parent / "shared" / "reference" / "dataverse-examples"
 PROJECT = "demo-push365-test"
 
-_emulator_missing: list[str] = []
 
 
 def free_port() -> int:
@@ -68,7 +67,6 @@ def _start(instance: FirestoreEmulator | PubSubEmulator) -> None:
     try:
         instance.start()
     except EmulatorMissing as error:
-        _emulator_missing.append(str(error))
         if os.environ.get("PUSH365_REQUIRE_EMULATOR") == "1":
             pytest.fail(f"EMULATOR MISSING: {error}")
         pytest.skip(f"NOT RUN - EMULATOR MISSING: {error}")
@@ -180,21 +178,37 @@ def store(emulator: FirestoreEmulator) -> Iterator[Any]:
     emulator.reset(PROJECT)
 
 
+RESULT_PROPERTY = "result"
+"""A test's ``RESULT ...`` line (``record_property(RESULT_PROPERTY, line)``), for the summary."""
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    # From the reports, not _emulator_missing alone: under pytest-xdist the workers skip.
+    """RESULT lines and NOT RUN banners, from the tests' reports: this file is the conftest the
+    controlling process loads under pytest-xdist (the workers run the tests, and those below
+    tests/ load their own conftest files only in the workers)."""
+    reports = [r for kind in terminalreporter.stats.values() for r in kind if hasattr(r, "when")]
+    for report in reports:
+        for name, line in getattr(report, "user_properties", ()):
+            if name == RESULT_PROPERTY and report.when == "call":
+                terminalreporter.write_line(line)
+    _banner(terminalreporter, "CHROMIUM MISSING", "browser tests")
+    _banner(terminalreporter, "EMULATOR MISSING", "emulator-backed tests")
+
+
+def _banner(terminalreporter: Any, what: str, tests: str) -> None:
     skipped = [
         report
         for report in terminalreporter.stats.get("skipped", [])
-        if "EMULATOR MISSING" in str(report.longrepr)
+        if what in str(report.longrepr)
     ]
-    if not skipped and not _emulator_missing:
+    if not skipped:
         return
-    reason = _emulator_missing[0] if _emulator_missing else str(skipped[0].longrepr)
+    reason = str(skipped[0].longrepr).split(what + ": ", 1)[-1].rstrip("')")
     bar = "!" * 78
     terminalreporter.write_line(bar, red=True, bold=True)
     terminalreporter.write_line(
-        f"EMULATOR MISSING: {len(skipped)} emulator-backed tests did NOT run.",
+        f"{what}: {len(skipped)} {tests} did NOT run.",
         red=True,
         bold=True,
     )

@@ -381,22 +381,6 @@ def screenshot(page: Any, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    # From the reports too: under pytest-xdist the workers skip, not this process.
-    skipped = [
-        str(report.longrepr)
-        for report in terminalreporter.stats.get("skipped", [])
-        if "CHROMIUM MISSING" in str(report.longrepr)
-    ]
-    if _missing or skipped:
-        reason = _missing[0] if _missing else skipped[0]
-        terminalreporter.write_line("!" * 78, red=True, bold=True)
-        terminalreporter.write_line(
-            f"CHROMIUM MISSING: the browser tests did NOT run. {reason}", red=True, bold=True
-        )
-        terminalreporter.write_line("!" * 78, red=True, bold=True)
-
-
 @pytest.fixture(scope="session")
 def stack(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """``python -m devstack`` (every function, its own emulator, the local FCM server), once for

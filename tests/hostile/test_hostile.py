@@ -30,8 +30,7 @@ import pytest
 
 from devstack import fanout
 from devstack.emulator import FirestoreEmulator, PubSubEmulator
-from tests.conftest import FANOUT_TOPIC, PROJECT, TEST_ADMIN_KEY, fanout_topology
-from tests.hostile.conftest import RESULT
+from tests.conftest import FANOUT_TOPIC, PROJECT, RESULT_PROPERTY, TEST_ADMIN_KEY, fanout_topology
 from tests.integration.conftest import BOB, ORG, all_documents, registration
 from tests.stack import RunningStack, call, running_gateway, signup
 
@@ -292,7 +291,7 @@ def test_hostile_requests_get_json_4xx_and_leave_no_trace(
         f"non_json={len(tally.non_json)} echoes={len(tally.echoes)} "
         f"canary_hits={output_hits + store_hits}"
     )
-    record_property(RESULT, line)
+    record_property(RESULT_PROPERTY, line)
     print(line)
     assert tally.requests >= 500
     assert tally.server_errors == []

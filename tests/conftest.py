@@ -25,7 +25,6 @@ EXAMPLES = REPO.parent / "shared" / "reference" / "dataverse-examples"
 PROJECT = "demo-push365-test"
 
 
-
 def free_port() -> int:
     """A port nothing listens on right now, below Linux's ephemeral range (32768 and up): a
     client dialling a port nobody listens on (a fault test's refused window) can otherwise be

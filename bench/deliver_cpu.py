@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,29 +40,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=20_000)
     arguments = parser.parse_args()
-    logs = Path(tempfile.gettempdir())
-    firestore = bench.FirestoreEmulator(bench.free_port(), log_path=logs / "cpu-firestore.log")
-    pubsub = bench.PubSubEmulator(bench.free_port(), log_path=logs / "cpu-pubsub.log")
-    fcm = bench.FcmServerProcess(bench.free_port())
-    run: bench.Bench | None = None
-    firestore.start()
-    pubsub.start()
-    fcm.start()
-    try:
-        os.environ.update(
-            FIRESTORE_EMULATOR_HOST=firestore.address,
-            PUBSUB_EMULATOR_HOST=pubsub.address,
-            GOOGLE_CLOUD_PROJECT=bench.PROJECT,
-        )
-        env = {
-            **os.environ,
-            "PUSH365_FCM_ENDPOINT": fcm.url,
-            "PUSH365_FANOUT_TOPIC": bench.TOPIC,
-            "PUSH365_FCM_CONNECTIONS": str(bench.POOL),
-        }
-        run = bench.Bench(pubsub, fcm, env)
-        run.topics()
-        run.send = bench.serve("send", run.send_port, env)
+    with bench.running("cpu") as (run, firestore):
+        fcm, pubsub = run.fcm, run.pubsub
         key, users, tokens = bench.seed(arguments.devices // bench.DEVICES_PER_USER)
         run.keys = [key]
         run.start_deliver(1)
@@ -93,14 +71,6 @@ def main() -> None:
             + f" sdk_cpu_s={sdk_used['sdk']:.1f} sdk_fcm_cpu_s={sdk_used['fcm']:.1f}",
             flush=True,
         )
-    finally:
-        if run is not None:
-            run.stop_pushers()
-            bench.stop(run.deliver)
-            bench.stop(run.send)
-        fcm.stop()
-        pubsub.stop()
-        firestore.stop()
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ Prints, each a ``RESULT`` line:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -36,6 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -272,17 +274,13 @@ def baseline(fcm_url: str, tokens: list[str]) -> float:
     return elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=100_000)
-    parser.add_argument("--small", type=int, default=1_000)
-    parser.add_argument("--compare", type=int, default=20_000)
-    parser.add_argument("--sends", type=int, default=5)
-    parser.add_argument("--workers", default="1,2")
-    arguments = parser.parse_args()
+@contextlib.contextmanager
+def running(name: str) -> Iterator[tuple[Bench, FirestoreEmulator]]:
+    """The emulators, the local FCM server and ``send`` (``deliver`` once ``start_deliver`` is
+    called), on free ports, stopped on the way out."""
     logs = Path(tempfile.gettempdir())
-    firestore = FirestoreEmulator(free_port(), log_path=logs / "bench-firestore.log")
-    pubsub = PubSubEmulator(free_port(), log_path=logs / "bench-pubsub.log")
+    firestore = FirestoreEmulator(free_port(), log_path=logs / f"{name}-firestore.log")
+    pubsub = PubSubEmulator(free_port(), log_path=logs / f"{name}-pubsub.log")
     fcm = FcmServerProcess(free_port())
     bench: Bench | None = None
     firestore.start()
@@ -303,7 +301,27 @@ def main() -> None:
         bench = Bench(pubsub, fcm, env)
         bench.topics()
         bench.send = serve("send", bench.send_port, env)
+        yield bench, firestore
+    finally:
+        if bench is not None:
+            bench.stop_pushers()
+            stop(bench.deliver)
+            stop(bench.send)
+        fcm.stop()
+        pubsub.stop()
+        firestore.stop()
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--small", type=int, default=1_000)
+    parser.add_argument("--compare", type=int, default=20_000)
+    parser.add_argument("--sends", type=int, default=5)
+    parser.add_argument("--workers", default="1,2")
+    arguments = parser.parse_args()
+    with running("bench") as (bench, _):
+        fcm = bench.fcm
         # deliver against firebase-admin first, with only that organization stored (the
         # emulator scans every document for a query: a larger store slows every plan).
         compare_key, compare_users, compare_tokens = seed(
@@ -347,14 +365,6 @@ def main() -> None:
                 f"peak_rss_mb={rss:.0f}",
                 flush=True,
             )
-    finally:
-        if bench is not None:
-            bench.stop_pushers()
-            stop(bench.deliver)
-            stop(bench.send)
-        fcm.stop()
-        pubsub.stop()
-        firestore.stop()
 
 
 if __name__ == "__main__":

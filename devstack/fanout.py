@@ -21,6 +21,7 @@ import queue
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +121,7 @@ class Pump:
         self._concurrency = concurrency
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.pushed: list[int] = []  # the status of every push, in order
+        self.answers: Counter[int] = Counter()  # how often deliver answered each status
 
     def start(self) -> Pump:
         self._stop.clear()
@@ -175,7 +176,7 @@ class Pump:
                 continue
             try:
                 status = self._post({"message": item["message"], "subscription": subscription})
-                self.pushed.append(status)
+                self.answers[status] += 1
                 if 200 <= status < 300:
                     self._call(f"{name}:acknowledge", {"ackIds": [item["ackId"]]})
                 else:

@@ -252,4 +252,4 @@ def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
     assert (final_a["counts"]["sent"], final_b["counts"]["sent"]) == (10, 10)
     assert time.monotonic() - throttled_at >= 120  # Retry-After was honoured
     assert time.monotonic() - refused_at >= 120
-    assert 503 in pulled.pushed  # deliver handed the batches back while FCM was unavailable
+    assert pulled.answers[503] > 0  # deliver handed the batches back while FCM was unavailable

@@ -18,6 +18,8 @@ from push365.store import (
     ORGANIZATIONS,
     SUBSCRIPTIONS,
     bounded_retry,
+    get_rows,
+    query_rows,
 )
 from push365.subscriptions.model import (
     Device,
@@ -166,6 +168,7 @@ class FirestoreSubscriptionRepository:
         self._client = client
         # The reads and writes of a send give up within the timeout, retries included.
         self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
+        self._timeout = timeout_seconds
 
     def _subscriptions(self, organization_id: str) -> firestore.CollectionReference:
         return self._client.collection(ORGANIZATIONS, organization_id, SUBSCRIPTIONS)
@@ -292,16 +295,15 @@ class FirestoreSubscriptionRepository:
             return
         collection = self._subscriptions(organization_id)
         active = collection.where(filter=FieldFilter("status", "==", Status.ACTIVE.value))
-        page_call = {"retry": bounded_retry(PAGE_SECONDS), "timeout": PAGE_SECONDS}
         while True:
             query = active.order_by("__name__").select(["user_id"]).limit(PLAN_PAGE)
             if after is not None:
                 query = query.start_after({"__name__": collection.document(after)})
-            page = list(query.stream(**page_call))
-            yield from (m.id for m in page if m.get("user_id") in wanted)
+            page = query_rows(query, PAGE_SECONDS)
+            yield from (sid for sid, fields in page if fields.get("user_id") in wanted)
             if len(page) < PLAN_PAGE:
                 return
-            after = page[-1].id
+            after = page[-1][0]
 
     def active_devices_by_id(
         self,
@@ -313,19 +315,19 @@ class FirestoreSubscriptionRepository:
         references = [collection.document(sid) for sid in subscription_ids]
         found: dict[str, Device] = {}
         for start in range(0, len(references), BATCH_LIMIT):
-            snapshots = self._client.get_all(
+            rows = get_rows(
+                self._client,
                 references[start : start + BATCH_LIMIT],
-                field_paths=[*_DEVICE_FIELDS, "status", "last_seen_at"],
-                **self._bounded,
+                [*_DEVICE_FIELDS, "status", "last_seen_at"],
+                self._timeout,
             )
-            for snapshot in snapshots:
-                if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:
+            for sid, fields in rows:
+                if fields.get("status") != Status.ACTIVE.value:
                     continue
-                fields = snapshot.to_dict() or {}
                 seen = fields.get("last_seen_at")
                 if seen_since is not None and seen is not None and seen < seen_since:
                     continue  # stale: purge unsubscribes it; never sent to meanwhile
-                found[snapshot.id] = _device(snapshot)
+                found[sid] = _device(sid, fields)
         return found
 
     def retire(
@@ -361,10 +363,9 @@ class FirestoreSubscriptionRepository:
 _DEVICE_FIELDS = ("user_id", "instance_id", "token_kind")
 
 
-def _device(snapshot: Any) -> Device:
-    fields = snapshot.to_dict()
+def _device(subscription_id: str, fields: dict[str, Any]) -> Device:
     return Device(
-        subscription_id=snapshot.id,
+        subscription_id=subscription_id,
         user_id=fields["user_id"],
         instance_id=fields["instance_id"],
         token_kind=fields.get("token_kind") or TokenKind.REGISTRATION_TOKEN,

@@ -166,14 +166,14 @@ def _raw_stub(client: firestore.Client, method: str, request: Any, response: Any
 
 
 def _bounded_rows(seconds: float, read: Any) -> list[Row]:
-    import grpc
+    import grpc  # type: ignore[import-untyped]
     from google.api_core import exceptions
 
     def attempt() -> list[Row]:
         try:
             rows: list[Row] = read()
         except grpc.RpcError as error:
-            raise exceptions.from_grpc_error(error) from None
+            raise exceptions.from_grpc_error(error) from None  # type: ignore[no-untyped-call]
         return rows
 
     rows: list[Row] = bounded_retry(seconds)(attempt)()

@@ -15,8 +15,9 @@ from typing import Any
 from push365.errors import QueueUnavailable
 from push365.fanout.model import BatchState, FanoutMessage
 from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken
+from push365.notifications.deliveries import Delivery
 from push365.notifications.model import DeliveryCounts, NotificationRecord
-from push365.notifications.repository import Claim, Delivery
+from push365.notifications.repository import Claim
 from push365.organizations.model import Organization
 from push365.organizations.repository import Credentials
 from push365.subscriptions.model import (
@@ -286,6 +287,7 @@ class InMemoryNotificationRepository:
         self,
         organization_id: str,
         notification_id: str,
+        batch: int,
         device_id: str,
         receipt_hash: str,
         now: datetime,
@@ -423,7 +425,6 @@ class InMemoryFanoutRepository:
         state: BatchState,
         lease_until: datetime,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
         stored = self._fenced(state)
         self._record(state, deliveries)
@@ -433,7 +434,6 @@ class InMemoryFanoutRepository:
         self,
         state: BatchState,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
         stored = self._fenced(state)
         self._record(state, deliveries)
@@ -452,7 +452,6 @@ class InMemoryFanoutRepository:
         self,
         state: BatchState,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
         stored = self._fenced(state)
         self._record(state, deliveries)

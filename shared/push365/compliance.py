@@ -33,15 +33,20 @@ from pathlib import Path
 from typing import Any
 
 from push365.model import utc_now
+from push365.notifications.deliveries import RECEIPT_HASHES, RECORDS, decode_records, sent_at
 from push365.retention import DEFAULT_STALE_SUBSCRIPTION_DAYS, TTL_FIELD
 from push365.store import (
     BATCHES,
     DEDUP,
-    DELIVERIES,
     NOTIFICATIONS,
     ORGANIZATIONS,
+    RECEIPTS,
     SUBSCRIPTIONS,
 )
+
+DELIVERIES = "deliveries"
+"""The policy's name for one device's delivery record: each is checked as a document of its own,
+though a batch's records are stored together, on the batch (``notifications.deliveries``)."""
 
 POLICY_FIELDS = Path(__file__).resolve().parent / "privacy" / "policy_fields.json"
 
@@ -121,6 +126,11 @@ def read(client: Any, limits: Limits) -> Report:
     report = Report()
     for path, collection, fields in _documents(client.collections()):
         report.documents += 1
+        if (policy_fields()["collections"].get(collection) or {}).get("stored_on"):
+            # Such records live on another collection's documents, never as documents.
+            where = f"{collection!r} records belong on their batch"
+            report.findings.append(Finding("unknown_collection", path, where))
+            continue
         report.findings += check_document(path, collection, fields, limits)
     return report
 
@@ -154,7 +164,33 @@ def check_document(
     found += _codes(path, collection, fields)
     found += _shapes(path, collection, fields)
     found += _ages(path, collection, fields, limits)
+    if collection == BATCHES:
+        found += _batch_records(path, fields, limits)
     return found
+
+
+def _batch_records(path: str, fields: Mapping[str, Any], limits: Limits) -> Iterator[Finding]:
+    """A batch's delivery records, each checked as a delivery document (it has the batch's TTL
+    and, from the batch's map, its receipt hash); every receipt hash its shape."""
+    try:
+        records = decode_records(fields.get(RECORDS))
+    except ValueError:
+        yield Finding("value_not_a_code_or_hash", path, RECORDS)
+        return
+    hashes = fields.get(RECEIPT_HASHES) or {}
+    shape = policy_fields()["values"]["receipt_hash"]
+    for device, value in hashes.items() if isinstance(hashes, Mapping) else []:
+        if not isinstance(value, str) or not re.fullmatch(shape, value):
+            yield Finding("value_not_a_code_or_hash", path, f"{RECEIPT_HASHES}.{device}")
+    for device, record in records.items():
+        if not isinstance(record, Mapping):
+            yield Finding("value_not_a_code_or_hash", path, f"{RECORDS}.{device}")
+            continue
+        virtual = dict(record) | {TTL_FIELD: fields.get(TTL_FIELD)}
+        virtual["sent_at"] = sent_at(record) or record.get("sent_at")
+        if device in hashes:
+            virtual["receipt_hash"] = hashes[device]
+        yield from check_document(f"{path}#{RECORDS}/{device}", DELIVERIES, virtual, limits)
 
 
 def shown_path(path: str, collection: str) -> str:
@@ -248,6 +284,8 @@ def _lifetime(
         return _date(fields.get("unsubscribed_at")), limits.unsubscribed, True
     if collection == DELIVERIES:
         return _date(fields.get("sent_at")), limits.notifications, True
+    if collection == RECEIPTS:
+        return _date(fields.get("delivered_at")), limits.notifications, True
     if collection in (NOTIFICATIONS, BATCHES):
         return _date(fields.get("created_at")), limits.notifications, collection == NOTIFICATIONS
     if collection == DEDUP:

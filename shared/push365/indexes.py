@@ -14,8 +14,8 @@ from push365.retention.rules import retention_rules
 from push365.store import (
     BATCHES,
     DEDUP,
-    DELIVERIES,
     NOTIFICATIONS,
+    RECEIPTS,
     SIGNUP_CODES,
     SUBSCRIPTIONS,
     THROTTLES,
@@ -25,7 +25,7 @@ from push365.subscriptions.repository import ACTIVE_DEVICES_QUERY_FIELDS
 TTL_COLLECTIONS = (
     SUBSCRIPTIONS,
     NOTIFICATIONS,
-    DELIVERIES,
+    RECEIPTS,
     BATCHES,
     DEDUP,
     SIGNUP_CODES,

@@ -6,8 +6,8 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/users/{systemuser_id}
     organizations/{organization_id}/subscriptions/{sha256(instance_id)}
     organizations/{organization_id}/notifications/{notification_id}
-    organizations/{organization_id}/notifications/{notification_id}/deliveries/{device_id}
     organizations/{organization_id}/notifications/{notification_id}/batches/{batch}
+    organizations/{organization_id}/notifications/{notification_id}/receipts/{device_id}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
     signup_codes/{sha256(code)}
     throttles/{sha256(scope)}-{window}
@@ -15,9 +15,8 @@ Layout (every tenant's data lives under its organization document)::
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import lru_cache
 from typing import Any
 
@@ -29,7 +28,7 @@ ORGANIZATIONS = "organizations"
 USERS = "users"
 SUBSCRIPTIONS = "subscriptions"
 NOTIFICATIONS = "notifications"
-DELIVERIES = "deliveries"
+RECEIPTS = "receipts"
 BATCHES = "batches"
 DEDUP = "dedup"
 SIGNUP_CODES = "signup_codes"
@@ -50,48 +49,6 @@ def bounded_retry(seconds: float) -> Any:
     from google.api_core import retry
 
     return retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=seconds)
-
-
-def add_sets(batch: Any, documents: Sequence[tuple[Any, dict[str, Any]]]) -> None:
-    """``batch.set(reference, fields)`` for many flat documents at once, at a fifth of the
-    client's CPU per document (its encoder builds a proto-plus object per field; this builds
-    the same ``Write`` from the raw protobuf types; ``tests/unit/test_store_encoding.py`` checks
-    they are equal). Values: ``None``, ``bool``, ``int``, ``str`` and aware ``datetime``; any
-    other value goes through the client's own ``set``."""
-    from google.cloud.firestore_v1.types import document as document_types
-    from google.cloud.firestore_v1.types import write as write_types
-
-    raw_write, raw_document = write_types.Write.pb(), document_types.Document.pb()
-    writes: list[Any] = []
-    for reference, fields in documents:
-        try:
-            encoded = {name: _value(value) for name, value in fields.items()}
-        except TypeError:
-            batch._add_write_pbs(writes)  # in order
-            writes = []
-            batch.set(reference, fields)
-            continue
-        raw = raw_write(update=raw_document(name=reference._document_path, fields=encoded))
-        writes.append(write_types.Write.wrap(raw))
-    batch._add_write_pbs(writes)
-
-
-def _value(value: Any) -> Any:
-    from google.cloud.firestore_v1.types import document as document_types
-
-    raw_value = document_types.Value.pb()
-    if value is None:
-        return raw_value(null_value=0)
-    if isinstance(value, bool):
-        return raw_value(boolean_value=value)
-    if isinstance(value, int):
-        return raw_value(integer_value=value)
-    if isinstance(value, str):
-        return raw_value(string_value=value)
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        seconds = calendar.timegm(value.utctimetuple())
-        return raw_value(timestamp_value={"seconds": seconds, "nanos": value.microsecond * 1000})
-    raise TypeError("not a flat value")
 
 
 Row = tuple[str, dict[str, Any]]
@@ -248,10 +205,10 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     run leaves the organization's marker in place for the next one to finish.
     """
     organization = organization_ref(client, organization_id)
-    counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, DELIVERIES: 0, BATCHES: 0, DEDUP: 0}
+    counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, RECEIPTS: 0, BATCHES: 0, DEDUP: 0}
     for notifications in _id_pages(organization.collection(NOTIFICATIONS)):
         for notification in notifications:
-            for kind in (DELIVERIES, BATCHES):
+            for kind in (RECEIPTS, BATCHES):
                 for page in _id_pages(notification.collection(kind)):
                     counts[kind] += _delete_all(client, page)
         counts[NOTIFICATIONS] += _delete_all(client, notifications)

@@ -321,3 +321,27 @@ def all_documents(store: Any) -> list[tuple[str, dict[str, Any]]]:
 
     walk(store.collections())
     return found
+
+
+def delivery_records(store: Any, org: str, notification_id: str) -> dict[str, dict[str, Any]]:
+    """A notification's delivery records by device id, read as stored (on its batches, with
+    each receipt hash from the batch's map and ``delivered_at`` from the device's receipt)."""
+    from push365.notifications.deliveries import RECEIPT_HASHES, RECORDS, decode_records, sent_at
+
+    notification = store.collection("organizations", org, "notifications").document(notification_id)
+    delivered = {
+        r.id: (r.to_dict() or {}).get("delivered_at")
+        for r in notification.collection("receipts").stream()
+    }
+    found: dict[str, dict[str, Any]] = {}
+    for batch in notification.collection("batches").stream():
+        fields = batch.to_dict() or {}
+        hashes = fields.get(RECEIPT_HASHES) or {}
+        for device, record in decode_records(fields.get(RECORDS)).items():
+            found[device] = record | {
+                "device_id": device,
+                "sent_at": sent_at(record),
+                "receipt_hash": hashes.get(device, ""),
+                "delivered_at": delivered.get(device),
+            }
+    return found

@@ -124,8 +124,8 @@ def test_erasing_the_organization_removes_everything_and_revokes_its_key(
         "users": 2,
         "subscriptions": 2,
         "notifications": 1,
-        "deliveries": 2,
-        "batches": 2,  # the batch and its plan document
+        "receipts": 0,  # no browser confirmed
+        "batches": 2,  # the batch (with its 2 delivery records) and its plan document
         "dedup_keys": 0,
     }
     assert [p for p, _ in all_documents(store) if ORG in p] == []

@@ -99,14 +99,14 @@ def test_notification_records_go_after_the_retention(api: Functions, store: Any)
     early = purge(api, now + timedelta(days=89))
     late = purge(api, now + timedelta(days=91))
 
-    assert early["deleted"]["notifications"] == early["deleted"]["deliveries"] == 0
+    assert early["deleted"]["notifications"] == early["deleted"]["batches"] == 0
     assert early["deleted"]["dedup_keys"] == 1  # replay protection lasts 24 hours
     assert early["deleted"]["stale_subscriptions"] == 1  # never refreshed by its browser
     assert late["deleted"] == {
         "subscriptions": 0,
         "stale_subscriptions": 0,
-        "deliveries": 1,
-        "batches": 2,  # the batch and its plan document
+        "receipts": 0,  # no browser confirmed
+        "batches": 2,  # the batch (with its delivery record) and its plan document
         "notifications": 1,
         "dedup_keys": 0,
         "organizations": 0,

@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     Functions,
     dataverse,
     deliver_pending,
+    delivery_records,
     documents,
     register,
     send_and_deliver,
@@ -45,8 +46,7 @@ def post_and_deliver(api: Functions, body: Any, key: str, **options: Any) -> tup
 
 
 def deliveries(store: Any, notification_id: str) -> dict[str, dict[str, Any]]:
-    ref = store.collection("organizations", ORG, "notifications", notification_id, "deliveries")
-    return {snap.id: snap.to_dict() for snap in ref.stream()}
+    return delivery_records(store, ORG, notification_id)
 
 
 def tokens_sent(fcm: LocalFcmServer) -> list[str]:
@@ -421,7 +421,8 @@ def test_receipt_sets_delivered_at_once(api: Functions, store: Any, fcm: LocalFc
     "tamper",
     [
         lambda r: r[:-4] + "AAAA",  # wrong secret
-        lambda r: r.replace(r.split(".")[2], "0" * 32),  # another device
+        lambda r: r.replace(r.split(".")[3], "0" * 32),  # another device
+        lambda r: r.replace(r.split(".")[2], "00001"),  # another batch
         lambda r: "not-a-receipt",
         lambda r: r.split(".")[0],
     ],

@@ -17,6 +17,7 @@ from tests.integration.conftest import (
     BOB,
     ORG,
     Functions,
+    delivery_records,
     documents,
     register,
     send_and_deliver,
@@ -36,11 +37,7 @@ def _counted_from_records(store: Any) -> dict[str, Any]:
     today = datetime.now(UTC).date()
     notifications = documents(store, ORG, "notifications")
     deliveries = [
-        snapshot.to_dict()
-        for nid in notifications
-        for snapshot in store.collection(
-            "organizations", ORG, "notifications", nid, "deliveries"
-        ).stream()
+        record for nid in notifications for record in delivery_records(store, ORG, nid).values()
     ]
     subscriptions = documents(store, ORG, "subscriptions").values()
     delivered = [d for d in deliveries if d["delivered_at"] is not None]

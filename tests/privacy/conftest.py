@@ -21,13 +21,11 @@ from typing import Any
 import pytest
 
 from push365.compliance import POLICY_FIELDS
+from push365.fanout.repository import FirestoreFanoutRepository, Taken
 from push365.model import utc_now
+from push365.notifications.deliveries import Delivery
 from push365.notifications.receipts import device_id, new_receipt
-from push365.notifications.repository import (
-    Delivery,
-    FirestoreNotificationRepository,
-    delivery_document,
-)
+from push365.notifications.repository import FirestoreNotificationRepository
 from push365.notifications.service import NotificationService
 from push365.organizations.model import Registration
 from push365.organizations.repository import FirestoreOrganizationRepository
@@ -149,18 +147,30 @@ class Services:
         return self.notifications.send(org, request, dedup_key).notification_id
 
     def deliver(self, org: str, notification_id: str, user: str, token: str) -> str:
-        """A device's delivery record, as deliver writes it; the receipt its message carried."""
-        device = device_id(subscription_id(token))
-        receipt, receipt_hash = new_receipt(org, notification_id, device)
+        """A device's delivery record, as deliver writes it (a batch of its own, planned and
+        finished through the fan-out's adapter); the receipt its message carried."""
+        fanout = FirestoreFanoutRepository(self.client)
+        sid = subscription_id(token)
+        device = device_id(sid)
         now = utc_now()
-        delivery = Delivery(device, user, "sent", "projects/p/messages/1", None, now, receipt_hash)
-        reference = (
-            self.client.collection("organizations", org, "notifications")
-            .document(notification_id)
-            .collection("deliveries")
-            .document(device)
+        lease = fanout.lease_plan(
+            org, notification_id, now, now + timedelta(minutes=1), now + timedelta(days=90)
         )
-        reference.set(delivery_document(delivery, now + timedelta(days=90)))
+        assert lease is not None
+        batch = lease.batches
+        fanout.release_plan(
+            fanout.add_batch(
+                lease, org, notification_id, [sid], now, now + timedelta(days=90), now
+            ),
+            org,
+            notification_id,
+        )
+        state = fanout.take(org, notification_id, batch, now, now + timedelta(minutes=1))
+        assert not isinstance(state, Taken)
+        receipt, receipt_hash = new_receipt(org, notification_id, batch, device)
+        delivery = Delivery(device, user, "sent", "projects/p/messages/1", None, now, receipt_hash)
+        state.outcomes[sid] = "sent"
+        fanout.finish(state, [delivery])
         return receipt
 
     def purger(self) -> Purger:

@@ -11,13 +11,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from push365.compliance import Limits, audit, check_document, read
 from push365.model import utc_now
+from push365.notifications.deliveries import (
+    RECORDS,
+    decode_records,
+    encode_records,
+    receipt_hash_path,
+)
 from push365.notifications.model import RuleSet
 from push365.subscriptions.model import Unsubscribe, subscription_id
 from tests.conftest import REPO, free_port
@@ -58,9 +64,31 @@ def used_store(services: Services) -> dict[str, Any]:
         "active": org.collection("subscriptions").document(subscription_id("tok")),
         "tombstone": org.collection("subscriptions").document(subscription_id("old")),
         "notification": notification,
-        "delivery": next(iter(notification.collection("deliveries").list_documents())),
+        "delivery": DeliveryRecord(notification.collection("batches").document("00000")),
         "dedup": next(iter(org.collection("dedup").list_documents())),
     }
+
+
+class DeliveryRecord:
+    """The one delivery record of a batch, planted into as the batch stores it: in its records
+    text, its receipt hash in the batch's map, its TTL the batch's."""
+
+    def __init__(self, batch: Any) -> None:
+        self._batch = batch
+
+    def update(self, fields: dict[str, Any]) -> None:
+        stored = self._batch.get().to_dict()
+        records = decode_records(stored[RECORDS])
+        ((device, record),) = records.items()
+        changes: dict[str, Any] = {}
+        for name, value in fields.items():
+            if name == "receipt_hash":
+                changes[receipt_hash_path(device)] = value
+            elif name == "expire_at":
+                changes[name] = value
+            else:
+                record[name] = value.isoformat() if isinstance(value, datetime) else value
+        self._batch.update(changes | {RECORDS: encode_records(records)})
 
 
 def ago(days: float) -> Any:

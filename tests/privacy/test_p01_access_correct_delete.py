@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from push365.notifications.receipts import device_id
 from push365.subscriptions.model import subscription_id
 from tests.privacy.conftest import ALICE, BOB, ORG, OTHER_ORG, Services, every_document, under
 
 
 def two_organizations(services: Services) -> dict[str, str]:
-    """BOB in both organizations (one token each), ALICE in ORG; a delivered send in each.
+    """BOB in both organizations (one token each), ALICE in ORG; a send in each, delivered to
+    BOB and confirmed by his browser (its receipt).
     The notification ids by organization."""
     services.register(ORG)
     services.register(OTHER_ORG)
@@ -23,7 +25,7 @@ def two_organizations(services: Services) -> dict[str, str]:
     sent = {}
     for org, token in ((ORG, "bob-at-org"), (OTHER_ORG, "bob-at-other")):
         sent[org] = services.send(org, [BOB, ALICE], dedup_key=f"idempotency-key:{org}-monday")
-        services.deliver(org, sent[org], BOB, token)
+        services.notifications.confirm_delivery(services.deliver(org, sent[org], BOB, token))
     return sent
 
 
@@ -92,11 +94,16 @@ def test_erasing_a_user_removes_their_subscriptions_and_deliveries(services: Ser
 
     counts = services.privacy.erase(organization_of(services), erase_user(BOB))
 
-    paths = [p for p, _ in under(services.client, ORG)]
+    stored = dict(under(services.client, ORG))
+    device = device_id(subscription_id("bob-at-org"))
     assert (counts["subscriptions"], counts["deliveries"], counts["users"]) == (1, 1, 1)
-    assert f"organizations/{ORG}/subscriptions/{subscription_id('bob-at-org')}" not in paths
-    assert not [p for p in paths if f"{sent[ORG]}/deliveries/" in p]
-    assert f"organizations/{ORG}/users/{BOB}" not in paths
+    assert f"organizations/{ORG}/subscriptions/{subscription_id('bob-at-org')}" not in stored
+    assert not [p for p in stored if f"{sent[ORG]}/receipts/" in p]
+    (batch,) = [f for p, f in stored.items() if p.endswith(f"{sent[ORG]}/batches/00000")]
+    assert device not in batch["deliveries"]  # the batch's records
+    assert device not in batch["receipt_hashes"]
+    assert batch["users"] == []
+    assert f"organizations/{ORG}/users/{BOB}" not in stored
 
 
 def test_erasing_an_organization_removes_everything_of_it_and_nothing_else(

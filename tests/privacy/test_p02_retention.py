@@ -1,6 +1,7 @@
 """P2 (Privacy): information is kept only as long as necessary to provide the service.
 
-Notification records and deliveries go at their retention (90 days), dedup keys after their
+Notification records, their batches (which hold the delivery records) and receipts go at their
+retention (90 days), dedup keys after their
 24 hours, every purgeable record carries the TTL field; purge runs daily and covers every kind;
 the API call records' log bucket keeps them 90 days.
 """
@@ -51,32 +52,36 @@ def test_every_record_purge_deletes_carries_the_ttl_field(services: Services) ->
     services.register()
     services.subscribe(ORG, BOB, "tok")
     nid = services.send(ORG, [BOB], dedup_key="idempotency-key:x")
-    services.deliver(ORG, nid, BOB, "tok")
+    services.notifications.confirm_delivery(services.deliver(ORG, nid, BOB, "tok"))
 
     stored = under(services.client, ORG)
 
-    for kind in ("notifications", "deliveries", "dedup"):
-        (fields,) = [f for p, f in stored if p.split("/")[-2] == kind]
-        assert TTL_FIELD in fields, kind
+    for kind in ("notifications", "batches", "receipts", "dedup"):
+        kept = [f for p, f in stored if p.split("/")[-2] == kind]
+        assert kept, kind
+        assert all(TTL_FIELD in fields for fields in kept), kind
     notification = next(f for p, f in stored if p.split("/")[-2] == "notifications")
     assert notification[TTL_FIELD] - notification["created_at"] <= timedelta(days=90)
 
 
 def test_firestore_ttl_covers_every_collection_with_the_ttl_field() -> None:
+    # A record stored on another collection's documents (a delivery, on its batch) has theirs.
     with_ttl = {
-        name for name, entry in policy()["collections"].items() if TTL_FIELD in entry["fields"]
+        entry.get("stored_on", name)
+        for name, entry in policy()["collections"].items()
+        if TTL_FIELD in entry["fields"]
     }
 
     assert with_ttl <= set(TTL_COLLECTIONS)
 
 
-def test_purge_deletes_notifications_deliveries_and_dedup_keys_when_due(
+def test_purge_deletes_notifications_their_deliveries_and_dedup_keys_when_due(
     services: Services,
 ) -> None:
     services.register()
     services.subscribe(ORG, BOB, "tok")
     nid = services.send(ORG, [BOB], dedup_key="idempotency-key:x")
-    services.deliver(ORG, nid, BOB, "tok")
+    services.notifications.confirm_delivery(services.deliver(ORG, nid, BOB, "tok"))
     created = services.notification_store.get(ORG, nid).created_at  # type: ignore[union-attr]
     purger = services.purger()
 
@@ -85,8 +90,8 @@ def test_purge_deletes_notifications_deliveries_and_dedup_keys_when_due(
     gone = purger.purge(created + timedelta(days=NOTIFICATION_DAYS, seconds=60))
 
     assert day_later["dedup_keys"] == 1
-    assert (kept["notifications"], kept["deliveries"]) == (0, 0)
-    assert (gone["notifications"], gone["deliveries"]) == (1, 1)
+    assert (kept["notifications"], kept["batches"], kept["receipts"]) == (0, 0, 0)
+    assert (gone["notifications"], gone["batches"], gone["receipts"]) == (1, 2, 1)
     assert [p for p, _ in under(services.client, ORG) if "/notifications/" in p] == []
 
 

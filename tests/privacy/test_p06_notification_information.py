@@ -46,7 +46,7 @@ def test_a_dataverse_operation_key_is_kept_as_ids_and_anything_else_as_a_hash() 
 
 
 def test_a_receipt_is_stored_only_as_its_hash() -> None:
-    receipt, stored = new_receipt(ORG, "0" * 32, "1" * 32)
+    receipt, stored = new_receipt(ORG, "0" * 32, 3, "1" * 32)
     secret = receipt.rsplit(".", 1)[1]
 
     parsed = parse_receipt(receipt)

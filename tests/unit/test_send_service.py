@@ -469,6 +469,6 @@ def test_receipts_confirm_only_the_device_they_were_made_for() -> None:
     (delivery,) = world.notification_repo.deliveries[nid].values()
 
     with pytest.raises(UnknownReceipt):
-        world.service.confirm_delivery(f"{ORG}.{nid}.{delivery.device_id}.{'A' * 22}")
+        world.service.confirm_delivery(f"{ORG}.{nid}.00000.{delivery.device_id}.{'A' * 22}")
     with pytest.raises(UnknownReceipt):
         world.service.confirm_delivery("garbage")

@@ -163,6 +163,8 @@ class BatchState:
     not_before: datetime | None = None
     attempts: int = 0
     counts: BatchCounts = field(default_factory=BatchCounts)
+    # device id -> its delivery record (``notifications.deliveries``), as stored so far
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
     version: Any = None  # the adapter's fencing token (Firestore update time)
 
     def remaining(self) -> list[str]:

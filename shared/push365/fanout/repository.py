@@ -17,14 +17,21 @@ from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 
 from push365.fanout.model import BatchCounts, BatchState
-from push365.notifications.repository import Delivery, delivery_document
+from push365.notifications.deliveries import (
+    RECORDS,
+    USERS,
+    Delivery,
+    decode_records,
+    encode_records,
+    receipt_hash_path,
+    record_of,
+    users_of,
+)
 from push365.retention import TTL_FIELD
 from push365.store import (
     BATCHES,
-    DELIVERIES,
     NOTIFICATIONS,
     ORGANIZATIONS,
-    add_sets,
     bounded_retry,
 )
 
@@ -141,9 +148,8 @@ class FanoutRepository(Protocol):
         state: BatchState,
         lease_until: datetime,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
-        """Write the state (and the final deliveries) at once, fenced.
+        """Write the state (and the final deliveries, onto the batch's records) at once, fenced.
 
         Raises:
             LeaseLost: another worker wrote the batch since this one read it.
@@ -154,7 +160,6 @@ class FanoutRepository(Protocol):
         self,
         state: BatchState,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
         """Record the last deliveries, mark the batch done and add its counts to the notification
         record, at once, fenced.
@@ -168,7 +173,6 @@ class FanoutRepository(Protocol):
         self,
         state: BatchState,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
         """Record the deliveries and give the batch back before its lease runs out (its backoff
         stays), fenced."""
@@ -347,7 +351,8 @@ class FirestoreFanoutRepository:
         ignore_backoff: bool = False,
     ) -> BatchState | Taken:
         reference = self._batch(organization_id, notification_id, batch)
-        snapshot = reference.get(**self._bounded)
+        # Not the receipt hashes: they are only ever added to.
+        snapshot = reference.get(field_paths=_STATE_FIELDS, **self._bounded)
         if not snapshot.exists:
             return Taken.GONE
         fields = snapshot.to_dict() or {}
@@ -386,34 +391,16 @@ class FirestoreFanoutRepository:
         state: BatchState,
         lease_until: datetime,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
-        write = self._with_deliveries(state, deliveries, expire_at)
-        fields = _progress(state) | {"lease_until": lease_until}
-        self._fenced(write, state, fields)
-
-    def _with_deliveries(
-        self, state: BatchState, deliveries: Sequence[Delivery], expire_at: datetime | None
-    ) -> Any:
-        write = self._client.batch()
-        deliveries_of = self._notification(state.organization_id, state.notification_id)
-        records = deliveries_of.collection(DELIVERIES)
-        add_sets(
-            write,
-            [
-                (records.document(d.device_id), delivery_document(d, expire_at or d.sent_at))
-                for d in deliveries
-            ],
-        )
-        return write
+        fields = _progress(state) | _records(state, deliveries) | {"lease_until": lease_until}
+        self._fenced(self._client.batch(), state, fields)
 
     def finish(
         self,
         state: BatchState,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
-        write = self._with_deliveries(state, deliveries, expire_at)
+        write = self._client.batch()
         totals = {
             f"counts.{name}": firestore.Increment(n) for name, n in state.counts.as_dict().items()
         }
@@ -421,16 +408,16 @@ class FirestoreFanoutRepository:
             self._notification(state.organization_id, state.notification_id),
             totals | {"counts.batches_done": firestore.Increment(1)},
         )
-        self._fenced(write, state, _progress(state) | {"done": True, "lease_until": None})
+        done = {"done": True, "lease_until": None}
+        self._fenced(write, state, _progress(state) | _records(state, deliveries) | done)
 
     def release(
         self,
         state: BatchState,
         deliveries: Sequence[Delivery] = (),
-        expire_at: datetime | None = None,
     ) -> None:
-        write = self._with_deliveries(state, deliveries, expire_at)
-        self._fenced(write, state, _progress(state) | {"lease_until": None})
+        fields = _progress(state) | _records(state, deliveries) | {"lease_until": None}
+        self._fenced(self._client.batch(), state, fields)
 
     def _fenced(self, write: Any, state: BatchState, fields: dict[str, Any]) -> None:
         reference = self._batch(state.organization_id, state.notification_id, state.batch)
@@ -462,6 +449,23 @@ def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[s
     }
 
 
+def _records(state: BatchState, deliveries: Sequence[Delivery]) -> dict[str, Any]:
+    """The fields that add ``deliveries`` to the batch's records (written with its progress)."""
+    if not deliveries:
+        return {}
+    fields: dict[str, Any] = {}
+    for delivery in deliveries:
+        state.records[delivery.device_id] = record_of(delivery)
+        if delivery.receipt_hash:
+            path = receipt_hash_path(delivery.device_id)
+            fields[path] = delivery.receipt_hash
+    fields[RECORDS] = encode_records(state.records)
+    users = users_of(state.records[d.device_id] for d in deliveries)
+    if users:
+        fields[USERS] = firestore.ArrayUnion(users)
+    return fields
+
+
 def _progress(state: BatchState) -> dict[str, Any]:
     return {
         "outcomes": state.outcomes,
@@ -488,4 +492,21 @@ def _state(organization_id: str, nid: str, batch: int, fields: dict[str, Any]) -
         not_before=fields.get("not_before"),
         attempts=int(fields.get("attempts") or 0),
         counts=BatchCounts(**(fields.get("counts") or {})),
+        records=decode_records(fields.get(RECORDS)),
     )
+
+
+_STATE_FIELDS = [
+    "devices",
+    "done",
+    "outcomes",
+    "inflight",
+    "unknown",
+    "resent",
+    "pending",
+    "not_before",
+    "lease_until",
+    "attempts",
+    "counts",
+    RECORDS,
+]

@@ -29,8 +29,8 @@ from push365.fanout.publisher import FanoutPublisher
 from push365.fanout.repository import FanoutRepository, LeaseLost, PlanLease, Taken
 from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush
 from push365.model import utc_now
+from push365.notifications.deliveries import Delivery
 from push365.notifications.receipts import device_id, new_receipt
-from push365.notifications.repository import Delivery
 from push365.retention import unsubscribed_purge_by
 from push365.subscriptions.model import Device, UnsubscribeReason
 from push365.subscriptions.repository import SubscriptionRepository
@@ -236,7 +236,7 @@ class DeliveryWorker:
             state.inflight = [d.subscription_id for d in devices]
             if devices or settled or recorded:
                 self._fanout.checkpoint(
-                    state, self._clock() + self._policy.lease, recorded + settled, self._expiry()
+                    state, self._clock() + self._policy.lease, recorded + settled
                 )
             recorded = self._send_and_apply(state, push, devices, outcome) if devices else []
         state.inflight = []
@@ -253,9 +253,9 @@ class DeliveryWorker:
         waiting = [d for d in state.remaining() if d in state.pending]
         if waiting:
             state.not_before = self._clock() + self._backoff(state.attempts, retry_after)
-            self._fanout.release(state, recorded, self._expiry())
+            self._fanout.release(state, recorded)
             return Verdict.RETRY
-        self._fanout.finish(state, recorded, self._expiry())
+        self._fanout.finish(state, recorded)
         tried = len(state.devices) - state.counts.skipped
         if state.counts.failed * 2 > tried and not auth_failures:
             self._alert(
@@ -324,9 +324,6 @@ class DeliveryWorker:
             final.append(_delivery(device, result, sent_at, receipt_hash, sid in state.resent))
         return final
 
-    def _expiry(self) -> datetime:
-        return self._clock() + self._policy.retention
-
     def _send_chunk(self, messages: list[PushMessage]) -> list[SendResult]:
         try:
             return self._gateway.send_batch(messages)
@@ -392,9 +389,7 @@ class DeliveryWorker:
                 )
             )
         state.inflight = []
-        self._fanout.checkpoint(
-            state, now + self._policy.lease, final, now + self._policy.retention
-        )
+        self._fanout.checkpoint(state, now + self._policy.lease, final)
         self._alert(
             state.organization_id,
             "Some devices could not be reached; they are recorded as failed.",
@@ -408,7 +403,10 @@ class DeliveryWorker:
 
     def _message(self, state: BatchState, push: WebPush, device: Device) -> tuple[PushMessage, str]:
         receipt, receipt_hash = new_receipt(
-            state.organization_id, state.notification_id, device_id(device.subscription_id)
+            state.organization_id,
+            state.notification_id,
+            state.batch,
+            device_id(device.subscription_id),
         )
         data = {"notification_id": state.notification_id, "receipt": receipt}
         if self._policy.receipt_url:

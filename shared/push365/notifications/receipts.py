@@ -1,7 +1,8 @@
 """Delivery receipts: an unguessable token per device per notification, stored only as a hash.
 
-A receipt reads ``<organization id>.<notification id>.<device id>.<secret>``: the ids say which
-delivery record to look at, the 128-bit secret proves the caller got that device's message.
+A receipt reads ``<organization id>.<notification id>.<batch>.<device id>.<secret>``: the ids
+say which delivery record to look at (it is kept on the fan-out's batch), the 128-bit secret
+proves the caller got that device's message.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from dataclasses import dataclass
 
 from push365.model import normalize_guid
 
-_SHAPE = re.compile(r"^([0-9a-f-]{36})\.([0-9a-f]{32})\.([0-9a-f]{32})\.([A-Za-z0-9_-]{22,64})$")
-RECEIPT_LENGTH = 36 + 1 + 32 + 1 + 32 + 1 + 22
+_SHAPE = re.compile(
+    r"^([0-9a-f-]{36})\.([0-9a-f]{32})\.([0-9]{5})\.([0-9a-f]{32})\.([A-Za-z0-9_-]{22,64})$"
+)
+RECEIPT_LENGTH = 36 + 1 + 32 + 1 + 5 + 1 + 32 + 1 + 22
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class ParsedReceipt:
 
     organization_id: str
     notification_id: str
+    batch: int
     device_id: str
     hash: str
 
@@ -32,9 +36,12 @@ def device_id(subscription_id: str) -> str:
     return subscription_id[:32]
 
 
-def new_receipt(organization_id: str, notification_id: str, device: str) -> tuple[str, str]:
+def new_receipt(
+    organization_id: str, notification_id: str, batch: int, device: str
+) -> tuple[str, str]:
     """A fresh receipt and the hash to store."""
-    receipt = f"{organization_id}.{notification_id}.{device}.{secrets.token_urlsafe(16)}"
+    secret = secrets.token_urlsafe(16)
+    receipt = f"{organization_id}.{notification_id}.{batch:05d}.{device}.{secret}"
     return receipt, receipt_hash(receipt)
 
 
@@ -52,4 +59,10 @@ def parse_receipt(receipt: str) -> ParsedReceipt | None:
         organization_id = normalize_guid(match.group(1))
     except ValueError:
         return None
-    return ParsedReceipt(organization_id, match.group(2), match.group(3), receipt_hash(receipt))
+    return ParsedReceipt(
+        organization_id,
+        match.group(2),
+        int(match.group(3)),
+        match.group(4),
+        receipt_hash(receipt),
+    )

@@ -1,7 +1,8 @@
-"""Where notification records, per-device deliveries and dedup keys are kept: port and adapter."""
+"""Where notification records, receipts and dedup keys are kept: port and adapter."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Sequence
@@ -13,14 +14,16 @@ from google.api_core.exceptions import Conflict
 from google.cloud import firestore
 
 from push365.model import recorded_dedup_key
+from push365.notifications.deliveries import RECEIPT_HASHES, receipt_hash_path
 from push365.notifications.model import NotificationRecord
 from push365.retention import TTL_FIELD
 from push365.store import (
+    BATCHES,
     CONTENDED_ATTEMPTS,
     DEDUP,
-    DELIVERIES,
     NOTIFICATIONS,
     ORGANIZATIONS,
+    RECEIPTS,
     bounded_retry,
 )
 
@@ -31,20 +34,6 @@ class Claim:
 
     notification_id: str
     new: bool
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One device's delivery, as recorded: who, when, FCM's id or why not. No content."""
-
-    device_id: str
-    user_id: str
-    status: str  # "sent" | "failed"
-    message_id: str | None
-    error: str | None
-    sent_at: datetime
-    receipt_hash: str
-    resent: bool = False  # a second attempt after an unknown outcome
 
 
 class NotificationRepository(Protocol):
@@ -75,11 +64,13 @@ class NotificationRepository(Protocol):
         self,
         organization_id: str,
         notification_id: str,
+        batch: int,
         device_id: str,
         receipt_hash: str,
         now: datetime,
     ) -> bool:
-        """Set ``delivered_at`` for the device the receipt belongs to; False when it is unknown."""
+        """Record that the device the receipt belongs to showed the notification (the first
+        time only); False when the receipt is unknown."""
         ...
 
 
@@ -169,37 +160,28 @@ class FirestoreNotificationRepository:
         self,
         organization_id: str,
         notification_id: str,
+        batch: int,
         device_id: str,
         receipt_hash: str,
         now: datetime,
     ) -> bool:
-        reference = (
-            self._notification(organization_id, notification_id)
-            .collection(DELIVERIES)
-            .document(device_id)
+        notification = self._notification(organization_id, notification_id)
+        # Only this device's entry of the batch's receipt hashes is read.
+        hash_path = receipt_hash_path(device_id)
+        snapshot = (
+            notification.collection(BATCHES)
+            .document(f"{batch:05d}")
+            .get(field_paths=[hash_path, TTL_FIELD], **self._bounded)
         )
-        snapshot = reference.get(field_paths=["receipt_hash", "delivered_at"])
-        if not snapshot.exists or not _same(snapshot.get("receipt_hash"), receipt_hash):
+        fields = snapshot.to_dict() or {}
+        stored = (fields.get(RECEIPT_HASHES) or {}).get(device_id)
+        if not snapshot.exists or not _same(stored, receipt_hash):
             return False
-        if snapshot.get("delivered_at") is None:
-            reference.update({"delivered_at": now})
+        receipt = {"device_id": device_id, "delivered_at": now, TTL_FIELD: fields.get(TTL_FIELD)}
+        # A document of its own: the first confirmation counts, a repeated one changes nothing.
+        with contextlib.suppress(Conflict):
+            notification.collection(RECEIPTS).document(device_id).create(receipt, **self._bounded)
         return True
-
-
-def delivery_document(delivery: Delivery, expire_at: datetime) -> dict[str, Any]:
-    """A delivery record as stored: ids, dates and codes only."""
-    return {
-        "device_id": delivery.device_id,
-        "user_id": delivery.user_id,
-        "status": delivery.status,
-        "message_id": delivery.message_id,
-        "error": delivery.error,
-        "sent_at": delivery.sent_at,
-        "delivered_at": None,
-        "receipt_hash": delivery.receipt_hash,
-        "resent": delivery.resent,
-        TTL_FIELD: expire_at,
-    }
 
 
 def _same(stored: Any, presented: str) -> bool:

@@ -134,6 +134,7 @@ class NotificationService:
         if parsed is None or not self._notifications.mark_delivered(
             parsed.organization_id,
             parsed.notification_id,
+            parsed.batch,
             parsed.device_id,
             parsed.hash,
             self._clock(),

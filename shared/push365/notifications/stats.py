@@ -2,8 +2,9 @@
 
 Subscriptions (active at the end of each day, and new that day), notifications, devices sent,
 failures by FCM's reason, devices whose service worker confirmed the notification (its receipt),
-and the median time from send to that receipt. Only dates, statuses and error codes are read
-(Firestore ``select``): no token, footprint or user id leaves the store, and no content exists
+and the median time from send to that receipt. Only dates, statuses and error codes are
+counted: no token or footprint is read (Firestore ``select``), the user ids in a batch's
+delivery records (one text with their statuses) are read but never kept, and no content exists
 to read.
 """
 
@@ -20,7 +21,15 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel
 
-from push365.store import DELIVERIES, NOTIFICATIONS, ORGANIZATIONS, SUBSCRIPTIONS, bounded_retry
+from push365.notifications.deliveries import RECORDS, decode_records, sent_at
+from push365.store import (
+    BATCHES,
+    NOTIFICATIONS,
+    ORGANIZATIONS,
+    RECEIPTS,
+    SUBSCRIPTIONS,
+    bounded_retry,
+)
 
 MAX_DAYS = 90
 """Notification records live 90 days (the retention): a longer report would count nothing."""
@@ -149,10 +158,12 @@ class FirestoreStatsReader:
         recent = notifications.where(filter=FieldFilter("created_at", ">=", since))
         for snapshot in recent.select(["created_at"]).stream(**self._bounded):
             created.append(snapshot.get("created_at"))
-            records = snapshot.reference.collection(DELIVERIES).select(
-                ["status", "error", "sent_at", "delivered_at"]
-            )
-            deliveries.extend(_deliveries(records.stream(**self._bounded)))
+            receipts = snapshot.reference.collection(RECEIPTS).select(["delivered_at"])
+            delivered = {r.id: _get(r, "delivered_at") for r in receipts.stream(**self._bounded)}
+            batches = snapshot.reference.collection(BATCHES).select([RECORDS])
+            for batch in batches.stream(**self._bounded):
+                records = decode_records(_get(batch, RECORDS))
+                deliveries.extend(_deliveries(records, delivered))
         subscriptions = (
             self._client.collection(ORGANIZATIONS, organization_id, SUBSCRIPTIONS)
             .select(["created_at", "unsubscribed_at"])
@@ -173,12 +184,13 @@ def _get(snapshot: Any, field: str) -> Any:
     return data.get(field)
 
 
-def _deliveries(snapshots: Iterable[Any]) -> Iterable[DeliveryFacts]:
-    for snapshot in snapshots:
-        data = snapshot.to_dict() or {}
+def _deliveries(
+    records: dict[str, dict[str, Any]], delivered: dict[str, Any]
+) -> Iterable[DeliveryFacts]:
+    for device, record in records.items():
         yield DeliveryFacts(
-            str(data.get("status") or ""),
-            data.get("error"),
-            data.get("sent_at"),
-            data.get("delivered_at"),
+            str(record.get("status") or ""),
+            record.get("error"),
+            sent_at(record),
+            delivered.get(device),
         )

@@ -6,16 +6,27 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
+from google.api_core.exceptions import FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from push365.errors import StoreUnavailable
+from push365.notifications.deliveries import (
+    RECORDS,
+    decode_records,
+    delivery_view,
+    encode_records,
+    receipt_hash_path,
+)
+from push365.notifications.deliveries import USERS as RECORD_USERS
 from push365.store import (
     BATCH_LIMIT,
     BATCHES,
+    CONTENDED_ATTEMPTS,
     DEDUP,
-    DELIVERIES,
     NOTIFICATIONS,
     ORGANIZATIONS,
+    RECEIPTS,
     SUBSCRIPTIONS,
     USERS,
     delete_organization_tree,
@@ -60,7 +71,7 @@ class FirestorePrivacyStore:
         notifications = [
             {
                 **_plain(n),
-                "deliveries": [_plain(d) for d in n.reference.collection(DELIVERIES).stream()],
+                "deliveries": list(self._deliveries_of(n.reference)),
             }
             for n in organization.collection(NOTIFICATIONS).stream()
         ]
@@ -79,7 +90,7 @@ class FirestorePrivacyStore:
         notifications = [
             {
                 **_plain(n),
-                "deliveries": [_plain(d) for d in self._deliveries_of(n.reference, user_id)],
+                "deliveries": list(self._deliveries_of(n.reference, user_id)),
             }
             for n in self._notifications_of(organization_id, user_id)
         ]
@@ -106,9 +117,7 @@ class FirestorePrivacyStore:
         remove = {"recipients": firestore.ArrayRemove([user_id]), "dedup_key": None}
         for page in _pages(self._notifications_of(organization_id, user_id, ids_only=True)):
             for notification in page:
-                deliveries = self._deliveries_of(notification, user_id, ids_only=True)
-                for deliveries_page in _pages(deliveries):
-                    counts["deliveries"] += self._write(deliveries_page, lambda b, r: b.delete(r))
+                counts["deliveries"] += self._erase_deliveries(notification.reference, user_id)
                 dedup = self._dedup_of(organization_id, notification.id)
                 for dedup_page in _pages(dedup):
                     counts["dedup_keys"] += self._write(dedup_page, lambda b, r: b.delete(r))
@@ -157,11 +166,56 @@ class FirestorePrivacyStore:
         return stream
 
     @staticmethod
-    def _deliveries_of(notification: Any, user_id: str, ids_only: bool = False) -> Iterator[Any]:
-        reference = getattr(notification, "reference", notification)
-        query = reference.collection(DELIVERIES).where(filter=FieldFilter("user_id", "==", user_id))
-        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream()
-        return stream
+    def _deliveries_of(notification: Any, user_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """A notification's delivery records (only ``user_id``'s, when given), export-ready."""
+        batches = notification.collection(BATCHES)
+        if user_id is not None:
+            batches = batches.where(filter=FieldFilter(RECORD_USERS, "array_contains", user_id))
+        receipts = notification.collection(RECEIPTS).select(["delivered_at"]).stream()
+        delivered = {r.id: (r.to_dict() or {}).get("delivered_at") for r in receipts}
+        for batch in batches.select([RECORDS]).stream():
+            for device, record in decode_records((batch.to_dict() or {}).get(RECORDS)).items():
+                if user_id is None or record.get("user_id") == user_id:
+                    view = delivery_view(device, record, delivered.get(device))
+                    yield {"id": device} | {k: _jsonable(v) for k, v in view.items()}
+
+    def _erase_deliveries(self, notification: Any, user_id: str) -> int:
+        """Remove the user's records from the notification's batches, and their receipts."""
+        erased = 0
+        batches = notification.collection(BATCHES).where(
+            filter=FieldFilter(RECORD_USERS, "array_contains", user_id)
+        )
+        for batch in batches.select([]).stream():
+            devices = self._erase_from_batch(batch.reference, user_id)
+            for start in range(0, len(devices), BATCH_LIMIT):
+                write = self._client.batch()
+                for device in devices[start : start + BATCH_LIMIT]:
+                    write.delete(notification.collection(RECEIPTS).document(device))
+                write.commit()
+            erased += len(devices)
+        return erased
+
+    def _erase_from_batch(self, batch: Any, user_id: str) -> list[str]:
+        """Rewrite one batch's records without the user's (fenced: a worker writing the batch
+        meanwhile loses its lease and reads the batch again); the device ids removed."""
+        for _ in range(CONTENDED_ATTEMPTS):
+            snapshot = batch.get(field_paths=[RECORDS])
+            records = decode_records((snapshot.to_dict() or {}).get(RECORDS))
+            removed = [d for d, r in records.items() if r.get("user_id") == user_id]
+            fields: dict[str, Any] = {
+                RECORDS: encode_records({d: r for d, r in records.items() if d not in removed}),
+                RECORD_USERS: firestore.ArrayRemove([user_id]),
+            }
+            for device in removed:
+                fields[receipt_hash_path(device)] = firestore.DELETE_FIELD
+            try:
+                batch.update(
+                    fields, option=self._client.write_option(last_update_time=snapshot.update_time)
+                )
+            except FailedPrecondition:
+                continue  # the worker wrote it meanwhile: read it again
+            return removed
+        raise StoreUnavailable()
 
     def _write(self, page: list[Any], write: Any) -> int:
         batch = self._client.batch()
@@ -175,7 +229,7 @@ _KINDS = {
     USERS: "users",
     SUBSCRIPTIONS: "subscriptions",
     NOTIFICATIONS: "notifications",
-    DELIVERIES: "deliveries",
+    RECEIPTS: "receipts",
     BATCHES: "batches",
     DEDUP: "dedup_keys",
 }

@@ -13,9 +13,9 @@ from push365.retention import DEFAULT_STALE_SUBSCRIPTION_DAYS, MAX_UNSUBSCRIBE_R
 from push365.store import (
     BATCHES,
     DEDUP,
-    DELIVERIES,
     NOTIFICATIONS,
     ORGANIZATIONS,
+    RECEIPTS,
     SUBSCRIPTIONS,
 )
 
@@ -60,8 +60,8 @@ def retention_rules(
             status="active",
             tombstone_days=unsubscribe_retention_days,
         ),
-        # Per-device delivery records and the fan-out's batches, then the notification records.
-        RetentionRule("deliveries", DELIVERIES, "sent_at", keep_days=notification_retention_days),
+        # Receipts, the fan-out's batches (with the delivery records), then the notifications.
+        RetentionRule("receipts", RECEIPTS, "delivered_at", keep_days=notification_retention_days),
         RetentionRule("batches", BATCHES, "created_at", keep_days=notification_retention_days),
         RetentionRule(
             "notifications", NOTIFICATIONS, "created_at", keep_days=notification_retention_days

@@ -15,8 +15,8 @@ Layout (every tenant's data lives under its organization document)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from datetime import UTC
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -49,6 +49,81 @@ def bounded_retry(seconds: float) -> Any:
     from google.api_core import retry
 
     return retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=seconds)
+
+
+def add_update(
+    batch: Any,
+    reference: Any,
+    fields: Mapping[str, Any],
+    last_update_time: Any,
+    merge_into: Mapping[str, Mapping[str, Any]] | None = None,
+    array_union: Mapping[str, Sequence[Any]] | None = None,
+) -> None:
+    """``batch.update(reference, ...)``, fenced by ``last_update_time``, built from the raw
+    protobuf types at a fraction of the client's CPU (its encoder builds a proto-plus object per
+    value and parses every field path; a batch's progress holds maps of 500 entries):
+    ``fields`` replace top-level fields, ``merge_into[name]``'s entries are set inside map
+    ``name`` (its other entries kept), ``array_union[name]``'s values are added to array
+    ``name``. ``tests/integration/test_store_writes.py`` checks the write equals the client's.
+
+    Values: ``None``, ``bool``, ``int``, ``float``, ``str``, aware ``datetime``, and lists and
+    ``str``-keyed dicts of them.
+    """
+    from google.cloud.firestore_v1.field_path import FieldPath
+    from google.cloud.firestore_v1.types import common, document, write
+
+    raw_fields = {name: raw_value(value) for name, value in fields.items()}
+    mask = list(fields)
+    for name, entries in (merge_into or {}).items():
+        if not entries:
+            continue
+        raw_fields[name] = raw_value(dict(entries))
+        mask += [FieldPath(name, key).to_api_repr() for key in entries]
+    raw = write.Write.pb()(
+        update=document.Document.pb()(name=reference._document_path, fields=raw_fields),
+        update_mask=common.DocumentMask.pb()(field_paths=mask),
+        current_document=common.Precondition.pb()(update_time=_timestamp(last_update_time)),
+    )
+    for name, values in (array_union or {}).items():
+        if values:
+            added = raw_value(list(values)).array_value
+            raw.update_transforms.add(field_path=name, append_missing_elements=added)
+    batch._add_write_pbs([write.Write.wrap(raw)])
+
+
+def raw_value(value: Any) -> Any:
+    """A Firestore ``Value`` (raw protobuf) for a Python value (see :func:`add_update`)."""
+    from google.cloud.firestore_v1.types import document
+
+    raw = document.Value.pb()
+    if value is None:
+        return raw(null_value=0)
+    if isinstance(value, bool):
+        return raw(boolean_value=value)
+    if isinstance(value, int):
+        return raw(integer_value=value)
+    if isinstance(value, float):
+        return raw(double_value=value)
+    if isinstance(value, str):
+        return raw(string_value=value)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return raw(timestamp_value=_timestamp(value))
+    if isinstance(value, dict):
+        entries = {str(key): raw_value(inner) for key, inner in value.items()}
+        return raw(map_value=document.MapValue.pb()(fields=entries))
+    if isinstance(value, list | tuple):
+        return raw(array_value=document.ArrayValue.pb()(values=[raw_value(v) for v in value]))
+    raise TypeError("not a value add_update writes")
+
+
+def _timestamp(value: datetime) -> Any:
+    from google.protobuf import timestamp_pb2  # type: ignore[import-untyped]
+
+    if hasattr(value, "timestamp_pb"):  # the store's own times keep their nanoseconds
+        return value.timestamp_pb()
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
 
 
 Row = tuple[str, dict[str, Any]]

@@ -18,12 +18,12 @@ from google.cloud import firestore
 
 from push365.fanout.model import BatchCounts, BatchState
 from push365.notifications.deliveries import (
+    RECEIPT_HASHES,
     RECORDS,
     USERS,
     Delivery,
     decode_records,
     encode_records,
-    receipt_hash_path,
     record_of,
     users_of,
 )
@@ -32,6 +32,7 @@ from push365.store import (
     BATCHES,
     NOTIFICATIONS,
     ORGANIZATIONS,
+    add_update,
     bounded_retry,
 )
 
@@ -392,8 +393,7 @@ class FirestoreFanoutRepository:
         lease_until: datetime,
         deliveries: Sequence[Delivery] = (),
     ) -> None:
-        fields = _progress(state) | _records(state, deliveries) | {"lease_until": lease_until}
-        self._fenced(self._client.batch(), state, fields)
+        self._fenced(self._client.batch(), state, deliveries, {"lease_until": lease_until})
 
     def finish(
         self,
@@ -408,21 +408,37 @@ class FirestoreFanoutRepository:
             self._notification(state.organization_id, state.notification_id),
             totals | {"counts.batches_done": firestore.Increment(1)},
         )
-        done = {"done": True, "lease_until": None}
-        self._fenced(write, state, _progress(state) | _records(state, deliveries) | done)
+        self._fenced(write, state, deliveries, {"done": True, "lease_until": None})
 
     def release(
         self,
         state: BatchState,
         deliveries: Sequence[Delivery] = (),
     ) -> None:
-        fields = _progress(state) | _records(state, deliveries) | {"lease_until": None}
-        self._fenced(self._client.batch(), state, fields)
+        self._fenced(self._client.batch(), state, deliveries, {"lease_until": None})
 
-    def _fenced(self, write: Any, state: BatchState, fields: dict[str, Any]) -> None:
-        reference = self._batch(state.organization_id, state.notification_id, state.batch)
-        write.update(
-            reference, fields, option=self._client.write_option(last_update_time=state.version)
+    def _fenced(
+        self,
+        write: Any,
+        state: BatchState,
+        deliveries: Sequence[Delivery],
+        fields: dict[str, Any],
+    ) -> None:
+        """Write the batch's progress, ``deliveries`` onto its records, and ``fields``, fenced."""
+        hashes: dict[str, str] = {}
+        for delivery in deliveries:
+            state.records[delivery.device_id] = record_of(delivery)
+            if delivery.receipt_hash:
+                hashes[delivery.device_id] = delivery.receipt_hash
+        records = {RECORDS: encode_records(state.records)} if deliveries else {}
+        users = users_of(state.records[d.device_id] for d in deliveries)
+        add_update(
+            write,
+            self._batch(state.organization_id, state.notification_id, state.batch),
+            _progress(state) | records | fields,
+            last_update_time=state.version,
+            merge_into={RECEIPT_HASHES: hashes},
+            array_union={USERS: users},
         )
         try:
             results = write.commit(**self._bounded)
@@ -447,23 +463,6 @@ def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[s
         "created_at": now,
         TTL_FIELD: expire_at,
     }
-
-
-def _records(state: BatchState, deliveries: Sequence[Delivery]) -> dict[str, Any]:
-    """The fields that add ``deliveries`` to the batch's records (written with its progress)."""
-    if not deliveries:
-        return {}
-    fields: dict[str, Any] = {}
-    for delivery in deliveries:
-        state.records[delivery.device_id] = record_of(delivery)
-        if delivery.receipt_hash:
-            path = receipt_hash_path(delivery.device_id)
-            fields[path] = delivery.receipt_hash
-    fields[RECORDS] = encode_records(state.records)
-    users = users_of(state.records[d.device_id] for d in deliveries)
-    if users:
-        fields[USERS] = firestore.ArrayUnion(users)
-    return fields
 
 
 def _progress(state: BatchState) -> dict[str, Any]:

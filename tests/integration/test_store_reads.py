@@ -100,27 +100,3 @@ def test_a_store_that_does_not_answer_is_given_up_on_within_the_bound(
     with pytest.raises(exceptions.GoogleAPIError):
         get_rows(client, [collection.document("s01")], ["status"], 2.0)
     assert time.monotonic() - started < 10.0
-
-
-@pytest.mark.parametrize("chosen", [range(10, 20), range(0, 40, 9), [3]])
-def test_a_batchs_devices_are_read_by_range_or_by_id_alike(store: Any, chosen: Any) -> None:
-    # Arrange: 40 subscriptions; the batch's devices together (a range) or spread (the range
-    # is cut at twice their number and the rest read by id); two of them gone since.
-    from push365.subscriptions.model import UnsubscribeReason, subscription_id
-    from push365.subscriptions.repository import FirestoreSubscriptionRepository
-
-    repository = FirestoreSubscriptionRepository(store)
-    tokens = [f"token-{n:02d}" for n in range(40)]
-    for token in tokens:
-        repository.activate("o", token, "u1", None, SEEN)
-    ordered = sorted(subscription_id(t) for t in tokens)
-    batch = [ordered[n] for n in chosen]
-    repository.retire("o", batch[-1:], UnsubscribeReason.UNREGISTERED, SEEN, SEEN)
-    store.collection("organizations", "o", "subscriptions").document(batch[0]).delete()
-
-    # Act
-    devices = repository.active_devices_by_id("o", batch)
-
-    # Assert
-    assert sorted(devices) == batch[1:-1]
-    assert {d.user_id for d in devices.values()} <= {"u1"}

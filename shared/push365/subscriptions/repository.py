@@ -17,7 +17,6 @@ from push365.store import (
     CONTENDED_ATTEMPTS,
     ORGANIZATIONS,
     SUBSCRIPTIONS,
-    Row,
     bounded_retry,
     get_rows,
     query_rows,
@@ -312,47 +311,24 @@ class FirestoreSubscriptionRepository:
         subscription_ids: Sequence[str],
         seen_since: datetime | None = None,
     ) -> dict[str, Device]:
-        found: dict[str, Device] = {}
-        for sid, fields in self._rows_by_id(organization_id, subscription_ids):
-            if fields.get("status") != Status.ACTIVE.value:
-                continue
-            seen = fields.get("last_seen_at")
-            if seen_since is not None and seen is not None and seen < seen_since:
-                continue  # stale: purge unsubscribes it; never sent to meanwhile
-            found[sid] = _device(sid, fields)
-        return found
-
-    def _rows_by_id(self, organization_id: str, subscription_ids: Sequence[str]) -> list[Row]:
-        """The documents of these subscriptions that exist (the device fields, status, last
-        seen).
-
-        A batch's devices lie close together in id order (the plan takes them in that order), so
-        their id range is read, at a fraction of the store's work of reading each by id. A range
-        much wider than the devices (a few recipients in a large organization) is cut at twice
-        their number; what it did not reach is read by id.
-        """
-        wanted = sorted(set(subscription_ids))
-        if not wanted:
-            return []
         collection = self._subscriptions(organization_id)
-        fields = [*_DEVICE_FIELDS, "status", "last_seen_at"]
-        limit = 2 * len(wanted)
-        ranged = query_rows(
-            collection.order_by("__name__")
-            .start_at({"__name__": collection.document(wanted[0])})
-            .end_at({"__name__": collection.document(wanted[-1])})
-            .select(fields)
-            .limit(limit),
-            self._timeout,
-        )
-        chosen = set(wanted)
-        rows = [row for row in ranged if row[0] in chosen]
-        if len(ranged) == limit:
-            rest = [sid for sid in wanted if sid > ranged[-1][0]]
-            for start in range(0, len(rest), BATCH_LIMIT):
-                references = [collection.document(sid) for sid in rest[start : start + BATCH_LIMIT]]
-                rows += get_rows(self._client, references, fields, self._timeout)
-        return rows
+        references = [collection.document(sid) for sid in subscription_ids]
+        found: dict[str, Device] = {}
+        for start in range(0, len(references), BATCH_LIMIT):
+            rows = get_rows(
+                self._client,
+                references[start : start + BATCH_LIMIT],
+                [*_DEVICE_FIELDS, "status", "last_seen_at"],
+                self._timeout,
+            )
+            for sid, fields in rows:
+                if fields.get("status") != Status.ACTIVE.value:
+                    continue
+                seen = fields.get("last_seen_at")
+                if seen_since is not None and seen is not None and seen < seen_since:
+                    continue  # stale: purge unsubscribes it; never sent to meanwhile
+                found[sid] = _device(sid, fields)
+        return found
 
     def retire(
         self,

@@ -31,7 +31,7 @@ HASHES = {"0a1b": "a" * 64, "beef": "b" * 64}
 USERS = ["u1", "u2"]
 
 
-def _client_update(client: Any, reference: Any, version: Any) -> list[Any]:
+def _client_update(client: Any, reference: Any, version: Any) -> Any:
     batch = client.batch()
     fields = dict(FIELDS)
     for key, value in HASHES.items():

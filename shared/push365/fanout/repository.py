@@ -7,6 +7,7 @@ another (its lease ran out) cannot overwrite what the other recorded: its write 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -375,8 +376,8 @@ class FirestoreFanoutRepository:
             result = reference.update(
                 {
                     "lease_until": lease_until,
-                    "inflight": [],
-                    "unknown": state.unknown,
+                    "inflight": _text([]),
+                    "unknown": _text(state.unknown),
                     "attempts": state.attempts,
                 },
                 option=self._client.write_option(last_update_time=snapshot.update_time),
@@ -449,13 +450,13 @@ class FirestoreFanoutRepository:
 
 def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[str, Any]:
     return {
-        "devices": devices,
+        "devices": _text(devices),
         "done": False,
-        "outcomes": {},
-        "inflight": [],
-        "unknown": [],
-        "resent": [],
-        "pending": {},
+        "outcomes": _text({}),
+        "inflight": _text([]),
+        "unknown": _text([]),
+        "resent": _text([]),
+        "pending": _text({}),
         "not_before": None,
         "lease_until": None,
         "attempts": 0,
@@ -467,11 +468,11 @@ def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[s
 
 def _progress(state: BatchState) -> dict[str, Any]:
     return {
-        "outcomes": state.outcomes,
-        "inflight": state.inflight,
-        "unknown": state.unknown,
-        "resent": state.resent,
-        "pending": state.pending,
+        "outcomes": _text(state.outcomes),
+        "inflight": _text(state.inflight),
+        "unknown": _text(state.unknown),
+        "resent": _text(state.resent),
+        "pending": _text(state.pending),
         "not_before": state.not_before,
         "counts": state.counts.as_dict(),
     }
@@ -482,17 +483,28 @@ def _state(organization_id: str, nid: str, batch: int, fields: dict[str, Any]) -
         organization_id=organization_id,
         notification_id=nid,
         batch=batch,
-        devices=list(fields.get("devices") or []),
-        outcomes=dict(fields.get("outcomes") or {}),
-        inflight=list(fields.get("inflight") or []),
-        unknown=list(fields.get("unknown") or []),
-        resent=list(fields.get("resent") or []),
-        pending=dict(fields.get("pending") or {}),
+        devices=list(_parsed(fields.get("devices"), [])),
+        outcomes=dict(_parsed(fields.get("outcomes"), {})),
+        inflight=list(_parsed(fields.get("inflight"), [])),
+        unknown=list(_parsed(fields.get("unknown"), [])),
+        resent=list(_parsed(fields.get("resent"), [])),
+        pending=dict(_parsed(fields.get("pending"), {})),
         not_before=fields.get("not_before"),
         attempts=int(fields.get("attempts") or 0),
         counts=BatchCounts(**(fields.get("counts") or {})),
         records=decode_records(fields.get(RECORDS)),
     )
+
+
+def _text(value: Any) -> str:
+    """A batch's lists and maps of up to 500 ids are stored as compact JSON text: one opaque
+    value the store neither indexes nor encodes entry by entry (as maps and arrays, they were
+    most of the store's work of each write to a batch)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _parsed(value: Any, empty: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value else empty
 
 
 _STATE_FIELDS = [

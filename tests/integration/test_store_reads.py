@@ -100,3 +100,18 @@ def test_a_store_that_does_not_answer_is_given_up_on_within_the_bound(
     with pytest.raises(exceptions.GoogleAPIError):
         get_rows(client, [collection.document("s01")], ["status"], 2.0)
     assert time.monotonic() - started < 10.0
+
+
+def test_the_stores_streams_are_read_on_the_calling_thread(store: Any) -> None:
+    # gRPC's SingleThreadedUnaryStream: without it a streamed document crosses threads.
+    from google.auth.credentials import AnonymousCredentials
+
+    from push365.store import _Transport
+
+    production = _Transport.create_channel(
+        "firestore.googleapis.com", credentials=AnonymousCredentials()
+    )
+
+    assert store._firestore_api._transport.grpc_channel._single_threaded_unary_stream
+    assert production._single_threaded_unary_stream
+    production.close()

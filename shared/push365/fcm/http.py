@@ -134,6 +134,7 @@ class FcmHttpGateway:
             timeout=aiohttp.ClientTimeout(total=None),  # per request, below
             headers=self._headers,
             trust_env=False,  # FCM is never reached through a proxy from Cloud Functions
+            cookie_jar=aiohttp.DummyCookieJar(),  # FCM sets none; a jar costs every request
         )
 
     async def _send_all(self, bodies: list[bytes], headers: Mapping[str, str]) -> list[SendResult]:

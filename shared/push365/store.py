@@ -15,7 +15,7 @@ Layout (every tenant's data lives under its organization document)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -119,7 +119,7 @@ def raw_value(value: Any) -> Any:
 
 
 def _timestamp(value: datetime) -> Any:
-    from google.protobuf import timestamp_pb2  # type: ignore[import-untyped]
+    from google.protobuf import timestamp_pb2
 
     if hasattr(value, "timestamp_pb"):  # the store's own times keep their nanoseconds
         return value.timestamp_pb()
@@ -138,6 +138,53 @@ def query_rows(query: Any, seconds: float) -> list[Row]:
     reads the raw protobuf types off the client's own channel; ``tests/integration/
     test_store_reads.py`` checks both read the same). Bounded like every store call: retried
     while transient, given up after ``seconds`` in all."""
+    stub, request, metadata = _run_query(query)
+    return _bounded_rows(
+        seconds,
+        lambda: [
+            _row(answer.document)
+            for answer in stub(request, timeout=seconds, metadata=metadata)
+            if answer.HasField("document")
+        ],
+    )
+
+
+def stream_rows(query: Any, seconds: float) -> Generator[Row, None, None]:
+    """:func:`query_rows`, lazily: each document as the store streams it, the whole stream
+    within ``seconds`` (one query over a large collection, not pages of it: the emulator scans
+    from the start for every page). A failure before the first document is retried like any
+    call; one after it is raised (``google.api_core`` exceptions): the caller resumes after the
+    last document it took. Closing the iterator cancels the stream."""
+    import grpc
+    from google.api_core import exceptions
+
+    stub, request, metadata = _run_query(query)
+
+    def start() -> tuple[Any, Row | None]:
+        call = stub(request, timeout=seconds, metadata=metadata)
+        try:
+            for answer in call:
+                if answer.HasField("document"):
+                    return call, _row(answer.document)
+        except grpc.RpcError as error:
+            raise exceptions.from_grpc_error(error) from None  # type: ignore[no-untyped-call]
+        return call, None
+
+    call, first = bounded_retry(seconds)(start)()
+    if first is None:
+        return
+    try:
+        yield first
+        for answer in call:
+            if answer.HasField("document"):
+                yield _row(answer.document)
+    except grpc.RpcError as error:
+        raise exceptions.from_grpc_error(error) from None  # type: ignore[no-untyped-call]
+    finally:
+        call.cancel()
+
+
+def _run_query(query: Any) -> tuple[Any, Any, Any]:
     from google.cloud.firestore_v1.types import firestore as firestore_types
 
     client = query._client
@@ -148,14 +195,7 @@ def query_rows(query: Any, seconds: float) -> list[Row]:
     stub = _raw_stub(
         client, "RunQuery", firestore_types.RunQueryRequest, firestore_types.RunQueryResponse
     )
-    return _bounded_rows(
-        seconds,
-        lambda: [
-            _row(answer.document)
-            for answer in stub(request, timeout=seconds, metadata=client._rpc_metadata)
-            if answer.HasField("document")
-        ],
-    )
+    return stub, request, client._rpc_metadata
 
 
 def get_rows(
@@ -200,7 +240,7 @@ def _raw_stub(client: firestore.Client, method: str, request: Any, response: Any
 
 
 def _bounded_rows(seconds: float, read: Any) -> list[Row]:
-    import grpc  # type: ignore[import-untyped]
+    import grpc
     from google.api_core import exceptions
 
     def attempt() -> list[Row]:

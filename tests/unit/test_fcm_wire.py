@@ -19,7 +19,7 @@ from devstack.fcm_server import LocalFcmServer
 from push365.fcm import firebase
 from push365.fcm.firebase import FirebaseGateway
 from push365.fcm.http import FcmHttpGateway
-from push365.fcm.model import Outcome, PushMessage, SendResult, WebPush
+from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind, WebPush
 from tests.conftest import PROJECT, free_port
 
 TIMEOUT = 1.0
@@ -133,6 +133,28 @@ def test_the_wire_is_firebase_admins(
     assert some["headers"]["x-goog-api-format-version"] == "2"
     assert some["headers"]["x-firebase-client"].startswith("fire-admin-python/")
     assert "authorization" not in some["headers"]  # a local server is reached without credentials
+
+
+def test_a_batch_of_one_push_to_many_devices_is_firebase_admins_on_the_wire(
+    fcm: LocalFcmServer, sdk: FirebaseGateway, gateway: FcmHttpGateway
+) -> None:
+    # A batch as deliver sends it: one push, each device its own token, kind and receipt.
+    messages = [
+        PushMessage(
+            f"token-{name}-{n}",
+            push,
+            {"notification_id": "n-1", "receipt": f"r-{n}"} if n % 3 else {},
+            TokenKind.INSTALLATION_ID if n % 4 == 1 else TokenKind.REGISTRATION_TOKEN,
+        )
+        for name, push in PUSHES.items()
+        for n in range(6)
+    ]
+
+    expected = wire(fcm, sdk.send_batch, messages)
+    actual = wire(fcm, gateway.send_batch, messages)
+
+    assert len(expected) == len(messages)
+    assert actual == expected
 
 
 def test_every_fcm_error_is_classified_as_firebase_admin_does(

@@ -225,6 +225,24 @@ def test_a_redelivered_batch_sends_nothing_again() -> None:
     assert world.gateway.calls == {"ok-1": 1, "ok-2": 1}
 
 
+def test_a_batch_message_carries_when_its_notification_was_accepted() -> None:
+    # Arrange: the plan publishes one batch
+    world = World()
+    world.subscribe("ok-1")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    (batch,) = world.queue.messages
+
+    # Act: a message from before batches carried it reads the record instead
+    older = batch.model_copy(update={"created_at": None})
+    verdict = world.handle(older)
+
+    # Assert
+    assert batch.created_at == world.notification_repo.records[nid].created_at
+    assert verdict is Verdict.ACK
+    assert world.gateway.calls == {"ok-1": 1}
+
+
 def test_a_plan_another_worker_is_making_is_handed_back_until_its_lease_ends() -> None:
     world = World()
     world.subscribe("ok-1")

@@ -87,6 +87,8 @@ class FanoutMessage(BaseModel):
     content: Content
     recipients: list[str] = Field(default_factory=list)  # PLAN only
     batch: int | None = None  # BATCH only
+    # BATCH only: when the notification was accepted (its retry horizon counts from then)
+    created_at: datetime | None = None
 
     def encode(self) -> tuple[bytes, dict[str, str]]:
         """The message's data and attributes (ids only: attributes may be logged by Pub/Sub)."""

@@ -117,7 +117,7 @@ class DeliveryWorker:
             self._alert(org, "A notification could not be planned and was given up.", 0, 0)
             return Verdict.ACK
         if record.planned:
-            self._publish_batches(message, self._fanout.open_batches(org, nid))
+            self._publish_batches(message, self._fanout.open_batches(org, nid), record.created_at)
             return Verdict.ACK
         started = self._monotonic()
         now = self._clock()
@@ -127,7 +127,7 @@ class DeliveryWorker:
             return Verdict.RETRY  # another worker is planning it: this copy comes back later
         if lease.batches:
             # An earlier planner stored these; it may have died before publishing them.
-            self._publish_batches(message, self._fanout.open_batches(org, nid))
+            self._publish_batches(message, self._fanout.open_batches(org, nid), record.created_at)
         devices: list[str] = []
         planned = 0
         try:
@@ -140,7 +140,7 @@ class DeliveryWorker:
                     continue
                 # Each batch is stored, then published at once: sending starts while planning
                 # goes on.
-                lease = self._store_batch(message, lease, devices, expire_at)
+                lease = self._store_batch(message, lease, devices, record.created_at)
                 planned += len(devices)
                 devices = []
                 if self._monotonic() - started > self._policy.plan_slice_seconds:
@@ -150,7 +150,7 @@ class DeliveryWorker:
                     note_counts({"devices": planned, "batches": lease.batches})
                     return Verdict.ACK
             if devices:
-                lease = self._store_batch(message, lease, devices, expire_at)
+                lease = self._store_batch(message, lease, devices, record.created_at)
                 planned += len(devices)
             self._fanout.end_plan(lease, org, nid, self._clock())
         except LeaseLost:
@@ -159,18 +159,21 @@ class DeliveryWorker:
         return Verdict.ACK
 
     def _store_batch(
-        self, message: FanoutMessage, lease: PlanLease, devices: list[str], expire_at: datetime
+        self, message: FanoutMessage, lease: PlanLease, devices: list[str], created_at: datetime
     ) -> PlanLease:
         org, nid = message.organization_id, message.notification_id
         now = self._clock()
         index = lease.batches
+        expire_at = created_at + self._policy.retention
         lease = self._fanout.add_batch(
             lease, org, nid, devices, now, expire_at, now + self._policy.lease
         )
-        self._publish_batches(message, [index])
+        self._publish_batches(message, [index], created_at)
         return lease
 
-    def _publish_batches(self, message: FanoutMessage, batches: list[int]) -> None:
+    def _publish_batches(
+        self, message: FanoutMessage, batches: list[int], created_at: datetime
+    ) -> None:
         if not batches:
             return
         self._publisher.publish(
@@ -181,6 +184,7 @@ class DeliveryWorker:
                     notification_id=message.notification_id,
                     content=message.content,
                     batch=batch,
+                    created_at=created_at,
                 )
                 for batch in batches
             ]
@@ -188,12 +192,16 @@ class DeliveryWorker:
 
     def _batch(self, message: FanoutMessage, dead_lettered: bool) -> Verdict:
         org, nid, index = message.organization_id, message.notification_id, message.batch or 0
-        record = self._fanout.plan_record(org, nid)
-        if record is None:
-            return Verdict.ACK
+        created_at = message.created_at
+        if created_at is None:  # a message published before batches carried it
+            record = self._fanout.plan_record(org, nid)
+            if record is None:
+                return Verdict.ACK
+            created_at = record.created_at
         now = self._clock()
         # Past the horizon, devices that failed transiently are given up, not tried again.
-        expired = now >= record.created_at + self._policy.retry_horizon
+        # (A notification erased or purged meanwhile has no batches: take finds it gone.)
+        expired = now >= created_at + self._policy.retry_horizon
         taken = self._fanout.take(
             org, nid, index, now, now + self._policy.lease, ignore_backoff=expired or dead_lettered
         )

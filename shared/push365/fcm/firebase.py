@@ -96,6 +96,12 @@ def point_messaging_at(service: Any, base_url: str) -> None:
     session.trust_env = False
 
 
+def token_field(message: PushMessage) -> str:
+    """The field of an FCM message that carries this device's identifier (see
+    :func:`_to_message`)."""
+    return "fid" if message.token_kind is TokenKind.INSTALLATION_ID else "token"
+
+
 def _to_message(message: PushMessage) -> Any:
     """The firebase-admin Message for one device: the one place its identifier's field is chosen.
 
@@ -114,7 +120,7 @@ def _to_message(message: PushMessage) -> Any:
         headers["Urgency"] = push.urgency
     if push.collapse_key is not None:
         headers["Topic"] = push.collapse_key
-    field = "fid" if message.token_kind is TokenKind.INSTALLATION_ID else "token"
+    field = token_field(message)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", _TOKEN_DEPRECATION, DeprecationWarning)
         return messaging.Message(

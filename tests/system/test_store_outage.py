@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from devstack.emulator import FirestoreEmulator
+from push365.notifications.receipts import new_receipt
 from tests.conftest import PROJECT, TEST_ADMIN_KEY, free_port
 from tests.faults import TcpProxy
 from tests.integration.conftest import BOB, ORG, registration
@@ -25,7 +26,7 @@ from tests.stack import RunningStack, call, running_gateway, signup
 BUDGET_SECONDS = 10.0
 STORE_TIMEOUT_SECONDS = 2
 NEW_ORG = "7c7c7c7c-1111-4222-8333-444444444444"
-RECEIPT = f"{ORG}.{'a' * 32}.{'b' * 32}.{'c' * 22}"
+RECEIPT, _ = new_receipt(ORG, "a" * 32, 0, "b" * 32)  # well formed: it reaches the store
 
 
 @pytest.fixture(scope="module")

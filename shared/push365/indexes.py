@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from push365.fanout.repository import UNINDEXED_FIELDS
 from push365.retention import TTL_FIELD
 from push365.retention.rules import retention_rules
 from push365.store import (
@@ -66,6 +67,8 @@ def required_indexes() -> dict[str, Any]:
         "ttl_collections": list(TTL_COLLECTIONS),
         "collection_group_field_indexes": field_indexes,
         "composite_indexes": composite,
+        # Large values no query filters on: indexing them would only cost every write.
+        "unindexed_fields": [{"collection": BATCHES, "field": name} for name in UNINDEXED_FIELDS],
     }
 
 

@@ -135,6 +135,18 @@ def test_ttl_policies_and_retention_indexes_read_that_file(tf: dict[str, Any]) -
     assert "local.indexes.collection_group_field_indexes" in retention["for_each"]
 
 
+def test_a_batchs_large_fields_are_deployed_without_indexes(tf: dict[str, Any]) -> None:
+    unindexed = resource(tf, "google_firestore_field", "unindexed")
+    fields = {(f["collection"], f["field"]) for f in required_indexes()["unindexed_fields"]}
+
+    assert "local.indexes.unindexed_fields" in unindexed["for_each"]
+    assert unindexed["index_config"] in ({}, [{}])
+    assert ("batches", "deliveries") in fields
+    assert ("batches", "receipt_hashes") in fields
+    # What a query filters on keeps its index.
+    assert not fields & {("batches", "done"), ("batches", "users"), ("batches", "created_at")}
+
+
 def test_each_function_account_has_only_its_roles(tf: dict[str, Any]) -> None:
     binding = resource(tf, "google_project_iam_member", "function")
 

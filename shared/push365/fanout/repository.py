@@ -37,6 +37,19 @@ from push365.store import (
     bounded_retry,
 )
 
+UNINDEXED_FIELDS = (
+    "devices",
+    "outcomes",
+    "inflight",
+    "unknown",
+    "resent",
+    "pending",
+    RECORDS,
+    RECEIPT_HASHES,
+)
+"""A batch's fields no query filters on: JSON text of up to 500 ids, and the receipt-hash map
+(read by its path). Deployed without single-field indexes (``push365.indexes``)."""
+
 PLAN_DOCUMENT = "plan"
 """The document beside the batches that holds who plans a notification and how far it got."""
 

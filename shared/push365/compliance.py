@@ -178,9 +178,12 @@ def _batch_records(path: str, fields: Mapping[str, Any], limits: Limits) -> Iter
         yield Finding("value_not_a_code_or_hash", path, RECORDS)
         return
     hashes = fields.get(RECEIPT_HASHES) or {}
+    if not isinstance(hashes, Mapping):
+        hashes = {}
+        yield Finding("value_not_a_code_or_hash", path, RECEIPT_HASHES)
     shape = policy_fields()["values"]["receipt_hash"]
-    for device, value in hashes.items() if isinstance(hashes, Mapping) else []:
-        if not isinstance(value, str) or not re.fullmatch(shape, value):
+    for device in sorted(set(hashes) - set(records)):  # (a record's hash is checked with it)
+        if not isinstance(hashes[device], str) or not re.fullmatch(shape, hashes[device]):
             yield Finding("value_not_a_code_or_hash", path, f"{RECEIPT_HASHES}.{device}")
     for device, record in records.items():
         if not isinstance(record, Mapping):

@@ -157,6 +157,18 @@ def test_a_batch_of_one_push_to_many_devices_is_firebase_admins_on_the_wire(
     assert actual == expected
 
 
+def test_a_batch_with_an_empty_token_is_refused_as_firebase_admin_refuses_it(
+    fcm: LocalFcmServer, sdk: FirebaseGateway, gateway: FcmHttpGateway
+) -> None:
+    messages = [PushMessage("token-ok", PUSHES["plain"]), PushMessage("", PUSHES["plain"])]
+
+    with pytest.raises(ValueError, match="non-empty"):
+        sdk.send_batch(messages)
+    with pytest.raises(ValueError, match="non-empty"):
+        gateway.send_batch(messages)
+    assert fcm.messages() == []  # nothing was sent
+
+
 def test_every_fcm_error_is_classified_as_firebase_admin_does(
     fcm: LocalFcmServer, sdk: FirebaseGateway, gateway: FcmHttpGateway
 ) -> None:

@@ -243,7 +243,8 @@ def _bodies(messages: Sequence[PushMessage]) -> list[bytes]:
     """Each message's body, as :func:`_body` makes it, firebase-admin's encoder run once per
     batch: a batch's messages differ only in their token and their devices' data values (each
     device's receipt), which that encoder passes through as they are once it has checked they
-    are strings; here they are checked the same and set into its output for the batch.
+    are strings (the token a non-empty one); here they are checked the same and set into its
+    output for the batch.
     ``tests/unit/test_fcm_wire.py`` compares every body with firebase-admin's own."""
     encoded: dict[tuple[int, TokenKind, tuple[str, ...]], dict[str, Any]] = {}
     bodies = []
@@ -252,7 +253,7 @@ def _bodies(messages: Sequence[PushMessage]) -> list[bytes]:
         template = encoded.get(key)
         if template is None:
             template = encoded[key] = _encoded(message)
-        if not isinstance(message.token, str) or not all(
+        if not (isinstance(message.token, str) and message.token) or not all(
             isinstance(v, str) for v in message.device_data.values()
         ):
             bodies.append(_body(message))  # firebase-admin's encoder says what is wrong

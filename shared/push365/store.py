@@ -132,29 +132,17 @@ Row = tuple[str, dict[str, Any]]
 """One document as the raw readers give it: its id and its fields (flat values decoded)."""
 
 
-def query_rows(query: Any, seconds: float) -> list[Row]:
+def stream_rows(query: Any, seconds: float) -> Generator[Row, None, None]:
     """``query``'s documents, read as ``query.stream()`` reads them, at a fifth of the client's
     CPU per document (it wraps every streamed message in proto-plus objects and a snapshot; this
     reads the raw protobuf types off the client's own channel; ``tests/integration/
-    test_store_reads.py`` checks both read the same). Bounded like every store call: retried
-    while transient, given up after ``seconds`` in all."""
-    stub, request, metadata = _run_query(query)
-    return _bounded_rows(
-        seconds,
-        lambda: [
-            _row(answer.document)
-            for answer in stub(request, timeout=seconds, metadata=metadata)
-            if answer.HasField("document")
-        ],
-    )
+    test_store_reads.py`` checks both read the same).
 
-
-def stream_rows(query: Any, seconds: float) -> Generator[Row, None, None]:
-    """:func:`query_rows`, lazily: each document as the store streams it, the whole stream
-    within ``seconds`` (one query over a large collection, not pages of it: the emulator scans
-    from the start for every page). A failure before the first document is retried like any
-    call; one after it is raised (``google.api_core`` exceptions): the caller resumes after the
-    last document it took. Closing the iterator cancels the stream."""
+    Lazily, as the store streams them, the whole stream within ``seconds`` (one query over a
+    large collection, not pages of it: the emulator scans from the start for every page). A
+    failure before the first document is retried like any call, bounded; one after it is raised
+    (``google.api_core`` exceptions): the caller resumes after the last document it took.
+    Closing the iterator cancels the stream."""
     import grpc
     from google.api_core import exceptions
 
@@ -205,7 +193,8 @@ def get_rows(
     seconds: float,
 ) -> list[Row]:
     """The documents of ``references`` that exist (only ``field_paths``), as
-    ``client.get_all`` reads them, raw like :func:`query_rows`."""
+    ``client.get_all`` reads them, raw like :func:`stream_rows`; retried while transient, given
+    up after ``seconds`` in all."""
     from google.cloud.firestore_v1.types import common
     from google.cloud.firestore_v1.types import firestore as firestore_types
 

@@ -1,4 +1,4 @@
-"""The raw readers (``store.query_rows``, ``store.get_rows``) read what the client reads, on the
+"""The raw readers (``store.stream_rows``, ``store.get_rows``) read what the client reads, on the
 real emulator, and give up in bounded time when the store does not answer."""
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ def test_a_users_export_lists_only_that_organizations_data_of_a_shared_user_id(
     tokens = [s.get("instance_id") for s in exported["subscriptions"]]
     assert tokens == ["bob-at-org"]
     assert [n["id"] for n in exported["notifications"]] == [sent[ORG]]
+    (delivery,) = exported["notifications"][0]["deliveries"]
+    assert delivery["delivered_at"] is not None  # his browser's receipt
     assert "bob-at-other" not in repr(exported)
 
 

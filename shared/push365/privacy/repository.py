@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -166,19 +166,30 @@ class FirestorePrivacyStore:
         stream: Iterator[Any] = query.select([]).stream()
         return stream
 
-    @staticmethod
-    def _deliveries_of(notification: Any, user_id: str | None = None) -> Iterator[dict[str, Any]]:
+    def _deliveries_of(
+        self, notification: Any, user_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """A notification's delivery records (only ``user_id``'s, when given), export-ready."""
         batches = notification.collection(BATCHES)
         if user_id is not None:
             batches = batches.where(filter=FieldFilter(RECORD_USERS, "array_contains", user_id))
-        receipts = notification.collection(RECEIPTS).select(["delivered_at"]).stream()
-        delivered = {r.id: (r.to_dict() or {}).get("delivered_at") for r in receipts}
-        for batch in batches.select([RECORDS]).stream():
-            for device, record in decode_records((batch.to_dict() or {}).get(RECORDS)).items():
-                if user_id is None or record.get("user_id") == user_id:
-                    view = delivery_view(device, record, delivered.get(device))
-                    yield {"id": device} | {k: _jsonable(v) for k, v in view.items()}
+        records = [
+            (device, record)
+            for batch in batches.select([RECORDS]).stream()
+            for device, record in decode_records((batch.to_dict() or {}).get(RECORDS)).items()
+            if user_id is None or record.get("user_id") == user_id
+        ]
+        receipts = notification.collection(RECEIPTS)
+        confirmed: Iterable[Any] = []
+        if user_id is None:
+            confirmed = receipts.select(["delivered_at"]).stream()
+        elif records:  # one user's: their devices' receipts only, by id
+            mine = [receipts.document(device) for device, _ in records]
+            confirmed = self._client.get_all(mine, field_paths=["delivered_at"])
+        delivered = {r.id: (r.to_dict() or {}).get("delivered_at") for r in confirmed if r.exists}
+        for device, record in records:
+            view = delivery_view(device, record, delivered.get(device))
+            yield {"id": device} | {k: _jsonable(v) for k, v in view.items()}
 
     def _erase_deliveries(self, notification: Any, user_id: str) -> int:
         """Remove the user's records from the notification's batches, and their receipts."""

@@ -175,6 +175,8 @@ def _batch_records(path: str, fields: Mapping[str, Any], limits: Limits) -> Iter
     try:
         records = decode_records(fields.get(RECORDS))
     except ValueError:
+        records = None
+    if not isinstance(records, Mapping):  # not JSON, or not an object of records
         yield Finding("value_not_a_code_or_hash", path, RECORDS)
         return
     hashes = fields.get(RECEIPT_HASHES) or {}

@@ -149,6 +149,15 @@ PLANTS: dict[str, tuple[str, Plant]] = {
         "value_not_a_code_or_hash",
         lambda r: r["delivery"].update({"error": f"Bob: {SECRET}"}),
     ),
+    "a batch's records text that is not records": (
+        "value_not_a_code_or_hash",
+        lambda r: (
+            r["notification"]
+            .collection("batches")
+            .document("00000")
+            .update({"deliveries": f'["{SECRET}"]'})
+        ),
+    ),
     "a caller's Idempotency-Key in clear": (
         "value_not_a_code_or_hash",
         lambda r: r["notification"].update({"dedup_key": f"idempotency-key:{SECRET}"}),

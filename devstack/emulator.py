@@ -19,6 +19,18 @@ MAIN_CLASS = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 PUBSUB_JAR = Path(
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-0.8.20-all.jar"
 )
+JVM_OPTIONS_VARIABLE = "PUSH365_EMULATOR_JVM_OPTIONS"
+DEFAULT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+"""The emulators run on the JVM's quick compiler only. With its optimising compiler (C2) as
+well, the Firestore emulator spent 10.9 of the 14 s of CPU it used during one 20,000-device
+send compiling itself (``bench/deliver_cpu.py``, per thread): CPU that a 2-core machine then
+lacks for everything else. A test session or a ``make dev`` is too short for C2 to pay back.
+``PUSH365_EMULATOR_JVM_OPTIONS`` replaces these options (empty: the JVM's defaults)."""
+
+
+def jvm_options() -> list[str]:
+    """The options each emulator's JVM starts with."""
+    return os.environ.get(JVM_OPTIONS_VARIABLE, DEFAULT_JVM_OPTIONS).split()
 
 
 class EmulatorMissing(RuntimeError):
@@ -124,6 +136,7 @@ class FirestoreEmulator(_JavaEmulator):
         jar = find_jar()
         return [
             "java",
+            *jvm_options(),
             "-cp",
             str(jar),
             MAIN_CLASS,
@@ -155,7 +168,14 @@ class PubSubEmulator(_JavaEmulator):
 
     def _command(self) -> list[str]:
         jar = find_pubsub_jar()
-        return ["java", "-jar", str(jar), f"--host={self.host}", f"--port={self.port}"]
+        return [
+            "java",
+            *jvm_options(),
+            "-jar",
+            str(jar),
+            f"--host={self.host}",
+            f"--port={self.port}",
+        ]
 
     def __enter__(self) -> PubSubEmulator:
         self.start()

@@ -20,12 +20,13 @@ PUBSUB_JAR = Path(
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/lib/cloud-pubsub-emulator-0.8.20-all.jar"
 )
 JVM_OPTIONS_VARIABLE = "PUSH365_EMULATOR_JVM_OPTIONS"
-DEFAULT_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-"""The emulators run on the JVM's quick compiler only. With its optimising compiler (C2) as
-well, the Firestore emulator spent 10.9 of the 14 s of CPU it used during one 20,000-device
-send compiling itself (``bench/deliver_cpu.py``, per thread): CPU that a 2-core machine then
-lacks for everything else. A test session or a ``make dev`` is too short for C2 to pay back.
-``PUSH365_EMULATOR_JVM_OPTIONS`` replaces these options (empty: the JVM's defaults)."""
+DEFAULT_JVM_OPTIONS = ""
+"""Extra options for the emulators' JVM; none by default. ``-XX:TieredStopAtLevel=1`` (the quick
+compiler only) suits a short session on a small machine: with the optimising compiler, the
+Firestore emulator used 13-16 s of CPU during one 20,000-device send (in one run, 10.9 of 15.3 s
+compiling itself; ``bench/deliver_cpu.py``), 4.4-5.4 s with the quick compiler only; but a
+100,000-device drain then took 82-86 s instead of 70-73 s (``bench/fanout.py``, one deliver
+process)."""
 
 
 def jvm_options() -> list[str]:

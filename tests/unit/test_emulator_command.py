@@ -1,4 +1,4 @@
-"""The emulators' JVM options: the quick compiler only, unless the developer says otherwise."""
+"""The emulators' JVM options: the JVM's defaults, unless the developer gives some."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from devstack import emulator
 
 
-def test_the_emulators_run_on_the_quick_compiler_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_emulators_run_with_the_jvm_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(emulator.JVM_OPTIONS_VARIABLE, raising=False)
     monkeypatch.setattr(emulator, "find_jar", lambda: emulator.DEFAULT_JAR)
     monkeypatch.setattr(emulator, "find_pubsub_jar", lambda: emulator.PUBSUB_JAR)
@@ -15,17 +15,17 @@ def test_the_emulators_run_on_the_quick_compiler_only(monkeypatch: pytest.Monkey
     firestore = emulator.FirestoreEmulator(1)._command()
     pubsub = emulator.PubSubEmulator(2)._command()
 
-    assert firestore[:2] == ["java", "-XX:TieredStopAtLevel=1"]
-    assert pubsub[:2] == ["java", "-XX:TieredStopAtLevel=1"]
+    assert firestore[:2] == ["java", "-cp"]
+    assert pubsub[:2] == ["java", "-jar"]
 
 
-def test_the_jvm_options_can_be_replaced_or_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_developer_can_give_jvm_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(emulator, "find_jar", lambda: emulator.DEFAULT_JAR)
+    monkeypatch.setattr(emulator, "find_pubsub_jar", lambda: emulator.PUBSUB_JAR)
+    monkeypatch.setenv(emulator.JVM_OPTIONS_VARIABLE, "-XX:TieredStopAtLevel=1 -Xmx512m")
 
-    monkeypatch.setenv(emulator.JVM_OPTIONS_VARIABLE, "-Xmx512m -XX:+UseSerialGC")
-    replaced = emulator.FirestoreEmulator(1)._command()
-    monkeypatch.setenv(emulator.JVM_OPTIONS_VARIABLE, "")
-    dropped = emulator.FirestoreEmulator(1)._command()
+    firestore = emulator.FirestoreEmulator(1)._command()
+    pubsub = emulator.PubSubEmulator(2)._command()
 
-    assert replaced[:4] == ["java", "-Xmx512m", "-XX:+UseSerialGC", "-cp"]
-    assert dropped[:2] == ["java", "-cp"]
+    assert firestore[:4] == ["java", "-XX:TieredStopAtLevel=1", "-Xmx512m", "-cp"]
+    assert pubsub[:4] == ["java", "-XX:TieredStopAtLevel=1", "-Xmx512m", "-jar"]

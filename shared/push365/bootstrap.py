@@ -174,7 +174,8 @@ def delivery_worker() -> DeliveryWorker:
 @lru_cache(maxsize=1)
 def privacy() -> PrivacyService:
     """Export and erasure."""
-    return PrivacyService(FirestorePrivacyStore(firestore_client()), notices=notices())
+    store = FirestorePrivacyStore(firestore_client(), get_settings().store_timeout_seconds)
+    return PrivacyService(store, notices=notices())
 
 
 @lru_cache(maxsize=1)

@@ -29,6 +29,7 @@ from push365.store import (
     RECEIPTS,
     SUBSCRIPTIONS,
     USERS,
+    bounded_retry,
     delete_organization_tree,
 )
 
@@ -61,8 +62,12 @@ class PrivacyStore(Protocol):
 class FirestorePrivacyStore:
     """The privacy port over the document layout in ``store.py``."""
 
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
+        # Every query stream passes its own retry: with the client's default one, a stream that
+        # fails after its first document raises AttributeError (python-firestore#596), not the
+        # store's error, and the caller answers 500 instead of 503.
+        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
 
     def _organization(self, organization_id: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS).document(organization_id)
@@ -74,14 +79,18 @@ class FirestorePrivacyStore:
                 **_plain(n),
                 "deliveries": list(self._deliveries_of(n.reference)),
             }
-            for n in organization.collection(NOTIFICATIONS).stream()
+            for n in organization.collection(NOTIFICATIONS).stream(**self._bounded)
         ]
         return {
             "organization": _plain(organization.get()),
-            "users": [_plain(s) for s in organization.collection(USERS).stream()],
-            "subscriptions": [_plain(s) for s in organization.collection(SUBSCRIPTIONS).stream()],
+            "users": [_plain(s) for s in organization.collection(USERS).stream(**self._bounded)],
+            "subscriptions": [
+                _plain(s) for s in organization.collection(SUBSCRIPTIONS).stream(**self._bounded)
+            ],
             "notifications": notifications,
-            "dedup_keys": [_plain(s) for s in organization.collection(DEDUP).stream()],
+            "dedup_keys": [
+                _plain(s) for s in organization.collection(DEDUP).stream(**self._bounded)
+            ],
         }
 
     def export_user(self, organization_id: str, user_id: str) -> dict[str, Any] | None:
@@ -143,7 +152,7 @@ class FirestorePrivacyStore:
             .collection(SUBSCRIPTIONS)
             .where(filter=FieldFilter("user_id", "==", user_id))
         )
-        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream()
+        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream(**self._bounded)
         return stream
 
     def _notifications_of(
@@ -154,7 +163,7 @@ class FirestorePrivacyStore:
             .collection(NOTIFICATIONS)
             .where(filter=FieldFilter("recipients", "array_contains", user_id))
         )
-        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream()
+        stream: Iterator[Any] = (query.select([]) if ids_only else query).stream(**self._bounded)
         return stream
 
     def _dedup_of(self, organization_id: str, notification_id: str) -> Iterator[Any]:
@@ -163,7 +172,7 @@ class FirestorePrivacyStore:
             .collection(DEDUP)
             .where(filter=FieldFilter("notification_id", "==", notification_id))
         )
-        stream: Iterator[Any] = query.select([]).stream()
+        stream: Iterator[Any] = query.select([]).stream(**self._bounded)
         return stream
 
     def _deliveries_of(
@@ -175,14 +184,14 @@ class FirestorePrivacyStore:
             batches = batches.where(filter=FieldFilter(RECORD_USERS, "array_contains", user_id))
         records = [
             (device, record)
-            for batch in batches.select([RECORDS]).stream()
+            for batch in batches.select([RECORDS]).stream(**self._bounded)
             for device, record in decode_records((batch.to_dict() or {}).get(RECORDS)).items()
             if user_id is None or record.get("user_id") == user_id
         ]
         receipts = notification.collection(RECEIPTS)
         confirmed: Iterable[Any] = []
         if user_id is None:
-            confirmed = receipts.select(["delivered_at"]).stream()
+            confirmed = receipts.select(["delivered_at"]).stream(**self._bounded)
         elif records:  # one user's: their devices' receipts only, by id
             mine = [receipts.document(device) for device, _ in records]
             confirmed = self._client.get_all(mine, field_paths=["delivered_at"])
@@ -197,7 +206,7 @@ class FirestorePrivacyStore:
         batches = notification.collection(BATCHES).where(
             filter=FieldFilter(RECORD_USERS, "array_contains", user_id)
         )
-        for batch in batches.select([]).stream():
+        for batch in batches.select([]).stream(**self._bounded):
             devices = self._erase_from_batch(batch.reference, user_id)
             for start in range(0, len(devices), BATCH_LIMIT):
                 write = self._client.batch()

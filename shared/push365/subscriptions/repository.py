@@ -350,7 +350,7 @@ class FirestoreSubscriptionRepository:
     def _write_each(self, query: firestore.Query, write: Any) -> int:
         """Apply ``write(batch, reference)`` to every match, a batch per BATCH_LIMIT documents."""
         count = 0
-        for page in _pages(query):
+        for page in _pages(query, self._bounded):
             batch = self._client.batch()
             for reference in page:
                 write(batch, reference)
@@ -371,10 +371,12 @@ def _device(subscription_id: str, fields: dict[str, Any]) -> Device:
     )
 
 
-def _pages(query: firestore.Query) -> Iterator[list[firestore.DocumentReference]]:
+def _pages(
+    query: firestore.Query, bounded: dict[str, Any]
+) -> Iterator[list[firestore.DocumentReference]]:
     # Only ids are read (select no fields), a page at a time, so memory stays bounded.
     page: list[firestore.DocumentReference] = []
-    for snapshot in query.select([]).stream():
+    for snapshot in query.select([]).stream(**bounded):
         page.append(snapshot.reference)
         if len(page) == BATCH_LIMIT:
             yield page

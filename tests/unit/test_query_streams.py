@@ -1,0 +1,44 @@
+"""Every query stream in the domain library passes its own retry.
+
+With the client's default retry, ``Query.stream`` looks the retry up on the raw gRPC stub when a
+stream fails after its first document and raises ``AttributeError: '_UnaryStreamMultiCallable'
+object has no attribute '_retry'`` instead of the store's error (googleapis/python-firestore#596,
+still in 2.x): the caller would answer 500, not 503, and the log would hide the cause.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "push365"
+
+
+def streams_without_a_retry(source: str) -> list[int]:
+    """The lines of ``.stream(...)`` calls that pass neither ``retry=`` nor ``**kwargs``."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "stream"
+            and not any(k.arg in {"retry", None} for k in node.keywords)
+        ):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_check_finds_a_stream_without_a_retry() -> None:
+    source = "a = q.stream()\nb = q.stream(**bounded)\nc = q.stream(retry=r, timeout=1)\n"
+
+    assert streams_without_a_retry(source) == [1]
+
+
+def test_every_query_stream_of_the_library_passes_its_own_retry() -> None:
+    found = {
+        f"{path.relative_to(LIBRARY)}:{line}"
+        for path in sorted(LIBRARY.rglob("*.py"))
+        for line in streams_without_a_retry(path.read_text())
+    }
+
+    assert found == set()

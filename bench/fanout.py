@@ -331,6 +331,7 @@ def main() -> None:
         bench.start_deliver(1)
         bench.drain(compare_users[:1], DEVICES_PER_USER, compare_key)  # warm both processes
         _, deliver_s = bench.drain(compare_users, len(compare_tokens), compare_key)
+        bench.stop_pushers()  # firebase-admin runs alone too (the pushers are threads of this one)
         sdk_s = baseline(fcm.url, compare_tokens)
         print(
             f"RESULT deliver_vs_sdk devices={len(compare_tokens)} deliver_s={deliver_s:.2f} "

@@ -187,4 +187,7 @@ def purger() -> Purger:
         settings.stale_subscription_days,
         settings.unsubscribe_retention_days,
     )
-    return Purger(FirestoreRetentionStore(firestore_client()), rules)
+    store = FirestoreRetentionStore(
+        firestore_client(), timeout_seconds=settings.store_timeout_seconds
+    )
+    return Purger(store, rules)

@@ -369,11 +369,14 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
 
 
 def _id_pages(
-    collection: firestore.CollectionReference,
+    collection: firestore.CollectionReference, seconds: float = 10.0
 ) -> Iterator[list[firestore.DocumentReference]]:
     # Re-query after each page is deleted: deleted documents drop out, memory stays bounded.
+    # (Its own retry: with the client's default, a query failing after its first document
+    # raises AttributeError, not the store's error: python-firestore#596.)
+    query = collection.select([]).limit(BATCH_LIMIT)
     while page := [
-        snapshot.reference for snapshot in collection.select([]).limit(BATCH_LIMIT).get()
+        snapshot.reference for snapshot in query.get(retry=bounded_retry(seconds), timeout=seconds)
     ]:
         yield page
 

@@ -18,7 +18,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.retention import unsubscribed_purge_by
 from push365.retention.rules import RetentionRule
-from push365.store import BATCH_LIMIT, ORGANIZATIONS, delete_organization_tree
+from push365.store import BATCH_LIMIT, ORGANIZATIONS, bounded_retry, delete_organization_tree
 from push365.subscriptions.model import Status, UnsubscribeReason
 from push365.subscriptions.repository import firestore_tombstone
 
@@ -68,9 +68,13 @@ class Purger:
 class FirestoreRetentionStore:
     """Due documents found by collection-group range queries on the retention fields."""
 
-    def __init__(self, client: firestore.Client, page_size: int = READ_PAGE) -> None:
+    def __init__(
+        self, client: firestore.Client, page_size: int = READ_PAGE, timeout_seconds: float = 10.0
+    ) -> None:
         self._client = client
         self._page_size = page_size
+        # Its own retry: the client's default breaks a page failing mid-stream (store.py).
+        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
 
     def due_pages(self, rule: RetentionRule, as_of: datetime) -> Iterator[Sequence[Any]]:
         source: Any = (
@@ -88,7 +92,7 @@ class FirestoreRetentionStore:
         )
         cursor = None
         while True:
-            page = list((query.start_after(cursor) if cursor else query).get())
+            page = list((query.start_after(cursor) if cursor else query).get(**self._bounded))
             if not page:
                 return
             yield page

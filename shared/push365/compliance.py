@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from push365.model import utc_now
-from push365.notifications.deliveries import RECEIPT_HASHES, RECORDS, decode_records, sent_at
+from push365.notifications.deliveries import (
+    RECEIPT_HASHES,
+    RECORDS,
+    decode_receipt_hashes,
+    decode_records,
+    sent_at,
+)
 from push365.retention import DEFAULT_STALE_SUBSCRIPTION_DAYS, TTL_FIELD
 from push365.store import (
     BATCHES,
@@ -171,7 +177,7 @@ def check_document(
 
 def _batch_records(path: str, fields: Mapping[str, Any], limits: Limits) -> Iterator[Finding]:
     """A batch's delivery records, each checked as a delivery document (it has the batch's TTL
-    and, from the batch's map, its receipt hash); every receipt hash its shape."""
+    and, from the batch's receipt hashes, its own); every receipt hash its shape."""
     try:
         records = decode_records(fields.get(RECORDS))
     except ValueError:
@@ -179,8 +185,9 @@ def _batch_records(path: str, fields: Mapping[str, Any], limits: Limits) -> Iter
     if not isinstance(records, Mapping):  # not JSON, or not an object of records
         yield Finding("value_not_a_code_or_hash", path, RECORDS)
         return
-    hashes = fields.get(RECEIPT_HASHES) or {}
-    if not isinstance(hashes, Mapping):
+    try:
+        hashes = decode_receipt_hashes(fields.get(RECEIPT_HASHES))
+    except ValueError:  # not JSON, or not an object of hashes
         hashes = {}
         yield Finding("value_not_a_code_or_hash", path, RECEIPT_HASHES)
     shape = policy_fields()["values"]["receipt_hash"]

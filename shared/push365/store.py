@@ -58,29 +58,21 @@ def add_update(
     reference: Any,
     fields: Mapping[str, Any],
     last_update_time: Any,
-    merge_into: Mapping[str, Mapping[str, Any]] | None = None,
     array_union: Mapping[str, Sequence[Any]] | None = None,
 ) -> None:
     """``batch.update(reference, ...)``, fenced by ``last_update_time``, built from the raw
     protobuf types at a fraction of the client's CPU (its encoder builds a proto-plus object per
-    value and parses every field path; a batch's progress holds maps of 500 entries):
-    ``fields`` replace top-level fields, ``merge_into[name]``'s entries are set inside map
-    ``name`` (its other entries kept), ``array_union[name]``'s values are added to array
-    ``name``. ``tests/integration/test_store_writes.py`` checks the write equals the client's.
+    value and parses every field path): ``fields`` replace top-level fields (the others are
+    kept), ``array_union[name]``'s values are added to array ``name``.
+    ``tests/integration/test_store_writes.py`` checks the write equals the client's.
 
     Values: ``None``, ``bool``, ``int``, ``float``, ``str``, aware ``datetime``, and lists and
     ``str``-keyed dicts of them.
     """
-    from google.cloud.firestore_v1.field_path import FieldPath
     from google.cloud.firestore_v1.types import common, document, write
 
     raw_fields = {name: raw_value(value) for name, value in fields.items()}
     mask = list(fields)
-    for name, entries in (merge_into or {}).items():
-        if not entries:
-            continue
-        raw_fields[name] = raw_value(dict(entries))
-        mask += [FieldPath(name, key).to_api_repr() for key in entries]
     raw = write.Write.pb()(
         update=document.Document.pb()(name=reference._document_path, fields=raw_fields),
         update_mask=common.DocumentMask.pb()(field_paths=mask),

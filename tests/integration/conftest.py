@@ -325,8 +325,14 @@ def all_documents(store: Any) -> list[tuple[str, dict[str, Any]]]:
 
 def delivery_records(store: Any, org: str, notification_id: str) -> dict[str, dict[str, Any]]:
     """A notification's delivery records by device id, read as stored (on its batches, with
-    each receipt hash from the batch's map and ``delivered_at`` from the device's receipt)."""
-    from push365.notifications.deliveries import RECEIPT_HASHES, RECORDS, decode_records, sent_at
+    each receipt hash from the batch's hashes and ``delivered_at`` from the device's receipt)."""
+    from push365.notifications.deliveries import (
+        RECEIPT_HASHES,
+        RECORDS,
+        decode_receipt_hashes,
+        decode_records,
+        sent_at,
+    )
 
     notification = store.collection("organizations", org, "notifications").document(notification_id)
     delivered = {
@@ -336,7 +342,7 @@ def delivery_records(store: Any, org: str, notification_id: str) -> dict[str, di
     found: dict[str, dict[str, Any]] = {}
     for batch in notification.collection("batches").stream():
         fields = batch.to_dict() or {}
-        hashes = fields.get(RECEIPT_HASHES) or {}
+        hashes = decode_receipt_hashes(fields.get(RECEIPT_HASHES))
         for device, record in decode_records(fields.get(RECORDS)).items():
             found[device] = record | {
                 "device_id": device,

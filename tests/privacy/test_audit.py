@@ -19,10 +19,12 @@ import pytest
 from push365.compliance import Limits, audit, check_document, read
 from push365.model import utc_now
 from push365.notifications.deliveries import (
+    RECEIPT_HASHES,
     RECORDS,
+    decode_receipt_hashes,
     decode_records,
+    encode_receipt_hashes,
     encode_records,
-    receipt_hash_path,
 )
 from push365.notifications.model import RuleSet
 from push365.subscriptions.model import Unsubscribe, subscription_id
@@ -71,7 +73,7 @@ def used_store(services: Services) -> dict[str, Any]:
 
 class DeliveryRecord:
     """The one delivery record of a batch, planted into as the batch stores it: in its records
-    text, its receipt hash in the batch's map, its TTL the batch's."""
+    text, its receipt hash in the batch's hashes text, its TTL the batch's."""
 
     def __init__(self, batch: Any) -> None:
         self._batch = batch
@@ -79,11 +81,12 @@ class DeliveryRecord:
     def update(self, fields: dict[str, Any]) -> None:
         stored = self._batch.get().to_dict()
         records = decode_records(stored[RECORDS])
+        hashes = decode_receipt_hashes(stored.get(RECEIPT_HASHES))
         ((device, record),) = records.items()
         changes: dict[str, Any] = {}
         for name, value in fields.items():
             if name == "receipt_hash":
-                changes[receipt_hash_path(device)] = value
+                changes[RECEIPT_HASHES] = encode_receipt_hashes(hashes | {device: value})
             elif name == "expire_at":
                 changes[name] = value
             else:

@@ -167,6 +167,8 @@ class BatchState:
     counts: BatchCounts = field(default_factory=BatchCounts)
     # device id -> its delivery record (``notifications.deliveries``), as stored so far
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # device id -> the hash of its receipt, as stored so far
+    receipt_hashes: dict[str, str] = field(default_factory=dict)
     version: Any = None  # the adapter's fencing token (Firestore update time)
 
     def remaining(self) -> list[str]:

@@ -23,7 +23,9 @@ from push365.notifications.deliveries import (
     RECORDS,
     USERS,
     Delivery,
+    decode_receipt_hashes,
     decode_records,
+    encode_receipt_hashes,
     encode_records,
     record_of,
     users_of,
@@ -47,8 +49,8 @@ UNINDEXED_FIELDS = (
     RECORDS,
     RECEIPT_HASHES,
 )
-"""A batch's fields no query filters on: JSON text of up to 500 ids, and the receipt-hash map
-(read by its path). Deployed without single-field indexes (``push365.indexes``)."""
+"""A batch's fields no query filters on: JSON text of up to 500 ids, records and receipt
+hashes. Deployed without single-field indexes (``push365.indexes``)."""
 
 PLAN_DOCUMENT = "plan"
 """The document beside the batches that holds who plans a notification and how far it got."""
@@ -366,7 +368,6 @@ class FirestoreFanoutRepository:
         ignore_backoff: bool = False,
     ) -> BatchState | Taken:
         reference = self._batch(organization_id, notification_id, batch)
-        # Not the receipt hashes: they are only ever added to.
         snapshot = reference.get(field_paths=_STATE_FIELDS, **self._bounded)
         if not snapshot.exists:
             return Taken.GONE
@@ -439,19 +440,21 @@ class FirestoreFanoutRepository:
         fields: dict[str, Any],
     ) -> None:
         """Write the batch's progress, ``deliveries`` onto its records, and ``fields``, fenced."""
-        hashes: dict[str, str] = {}
+        hashed = False
         for delivery in deliveries:
             state.records[delivery.device_id] = record_of(delivery)
             if delivery.receipt_hash:
-                hashes[delivery.device_id] = delivery.receipt_hash
+                state.receipt_hashes[delivery.device_id] = delivery.receipt_hash
+                hashed = True
         records = {RECORDS: encode_records(state.records)} if deliveries else {}
+        if hashed:
+            records[RECEIPT_HASHES] = encode_receipt_hashes(state.receipt_hashes)
         users = users_of(state.records[d.device_id] for d in deliveries)
         add_update(
             write,
             self._batch(state.organization_id, state.notification_id, state.batch),
             _progress(state) | records | fields,
             last_update_time=state.version,
-            merge_into={RECEIPT_HASHES: hashes},
             array_union={USERS: users},
         )
         try:
@@ -506,6 +509,7 @@ def _state(organization_id: str, nid: str, batch: int, fields: dict[str, Any]) -
         attempts=int(fields.get("attempts") or 0),
         counts=BatchCounts(**(fields.get("counts") or {})),
         records=decode_records(fields.get(RECORDS)),
+        receipt_hashes=decode_receipt_hashes(fields.get(RECEIPT_HASHES)),
     )
 
 
@@ -533,4 +537,5 @@ _STATE_FIELDS = [
     "attempts",
     "counts",
     RECORDS,
+    RECEIPT_HASHES,
 ]

@@ -6,8 +6,9 @@ that batch's document (``organizations/{org}/notifications/{nid}/batches/{batch:
 
 - ``deliveries``: device id -> its record, as compact JSON text. One opaque string: never
   indexed, written whole with the batch's progress (the same fenced write).
-- ``receipt_hashes``: device id -> the hash of the device's receipt. A map, so a receipt reads
-  its own entry only.
+- ``receipt_hashes``: device id -> the hash of the device's receipt, as compact JSON text too
+  (a receipt reads this one field). As a map, each write set its new entries by field path,
+  and the store parsed every path: most of the store's work of a write to a batch.
 - ``users``: the user ids the records name: a user's export and erasure find their batches by
   it (``array_contains``).
 
@@ -29,7 +30,7 @@ from typing import Any
 RECORDS = "deliveries"
 """The batch document's field holding its records (JSON text)."""
 RECEIPT_HASHES = "receipt_hashes"
-"""The batch document's map of device id -> receipt hash."""
+"""The batch document's field of device id -> receipt hash (JSON text)."""
 USERS = "users"
 """The batch document's array of the user ids its records name."""
 RECORD_FIELDS = ("user_id", "status", "message_id", "error", "sent_at", "resent")
@@ -50,11 +51,25 @@ class Delivery:
     resent: bool = False  # a second attempt after an unknown outcome
 
 
-def receipt_hash_path(device_id: str) -> str:
-    """The field path of one device's entry in a batch's receipt hashes (quoted as needed)."""
-    from google.cloud.firestore_v1.field_path import FieldPath
+def encode_receipt_hashes(hashes: Mapping[str, str]) -> str:
+    """The stored text of a batch's receipt hashes."""
+    return json.dumps(hashes, separators=(",", ":"))
 
-    return str(FieldPath(RECEIPT_HASHES, device_id).to_api_repr())
+
+def decode_receipt_hashes(value: Any) -> dict[str, str]:
+    """A batch's receipt hashes from their stored text (or the map batches stored before).
+
+    Raises:
+        ValueError: the text is not JSON, or not an object.
+    """
+    if isinstance(value, Mapping):
+        return dict(value)
+    if not isinstance(value, str) or not value:
+        return {}
+    hashes = json.loads(value)
+    if not isinstance(hashes, dict):
+        raise ValueError("not an object")
+    return hashes
 
 
 def record_of(delivery: Delivery) -> dict[str, Any]:

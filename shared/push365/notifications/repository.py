@@ -14,7 +14,7 @@ from google.api_core.exceptions import Conflict
 from google.cloud import firestore
 
 from push365.model import recorded_dedup_key
-from push365.notifications.deliveries import RECEIPT_HASHES, receipt_hash_path
+from push365.notifications.deliveries import RECEIPT_HASHES, decode_receipt_hashes
 from push365.notifications.model import NotificationRecord
 from push365.retention import TTL_FIELD
 from push365.store import (
@@ -166,15 +166,16 @@ class FirestoreNotificationRepository:
         now: datetime,
     ) -> bool:
         notification = self._notification(organization_id, notification_id)
-        # Only this device's entry of the batch's receipt hashes is read.
-        hash_path = receipt_hash_path(device_id)
         snapshot = (
             notification.collection(BATCHES)
             .document(f"{batch:05d}")
-            .get(field_paths=[hash_path, TTL_FIELD], **self._bounded)
+            .get(field_paths=[RECEIPT_HASHES, TTL_FIELD], **self._bounded)
         )
         fields = snapshot.to_dict() or {}
-        stored = (fields.get(RECEIPT_HASHES) or {}).get(device_id)
+        try:
+            stored = decode_receipt_hashes(fields.get(RECEIPT_HASHES)).get(device_id)
+        except ValueError:
+            stored = None  # not text this service wrote: no receipt matches it
         if not snapshot.exists or not _same(stored, receipt_hash):
             return False
         receipt = {"device_id": device_id, "delivered_at": now, TTL_FIELD: fields.get(TTL_FIELD)}

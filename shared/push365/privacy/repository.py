@@ -12,11 +12,13 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.errors import StoreUnavailable
 from push365.notifications.deliveries import (
+    RECEIPT_HASHES,
     RECORDS,
+    decode_receipt_hashes,
     decode_records,
     delivery_view,
+    encode_receipt_hashes,
     encode_records,
-    receipt_hash_path,
 )
 from push365.notifications.deliveries import USERS as RECORD_USERS
 from push365.store import (
@@ -220,15 +222,20 @@ class FirestorePrivacyStore:
         """Rewrite one batch's records without the user's (fenced: a worker writing the batch
         meanwhile loses its lease and reads the batch again); the device ids removed."""
         for _ in range(CONTENDED_ATTEMPTS):
-            snapshot = batch.get(field_paths=[RECORDS])
-            records = decode_records((snapshot.to_dict() or {}).get(RECORDS))
+            snapshot = batch.get(field_paths=[RECORDS, RECEIPT_HASHES])
+            stored = snapshot.to_dict() or {}
+            records = decode_records(stored.get(RECORDS))
             removed = [d for d, r in records.items() if r.get("user_id") == user_id]
+            try:
+                hashes = decode_receipt_hashes(stored.get(RECEIPT_HASHES))
+            except ValueError:
+                hashes = {}  # not text this service wrote: none of it is kept
+            kept_hashes = {d: h for d, h in hashes.items() if d not in removed}
             fields: dict[str, Any] = {
                 RECORDS: encode_records({d: r for d, r in records.items() if d not in removed}),
+                RECEIPT_HASHES: encode_receipt_hashes(kept_hashes),
                 RECORD_USERS: firestore.ArrayRemove([user_id]),
             }
-            for device in removed:
-                fields[receipt_hash_path(device)] = firestore.DELETE_FIELD
             try:
                 batch.update(
                     fields, option=self._client.write_option(last_update_time=snapshot.update_time)

@@ -4,6 +4,7 @@ stopped here."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,7 @@ process)."""
 
 def jvm_options() -> list[str]:
     """The options each emulator's JVM starts with."""
-    return os.environ.get(JVM_OPTIONS_VARIABLE, DEFAULT_JVM_OPTIONS).split()
+    return shlex.split(os.environ.get(JVM_OPTIONS_VARIABLE, DEFAULT_JVM_OPTIONS))
 
 
 class EmulatorMissing(RuntimeError):

@@ -370,7 +370,9 @@ def _id_pages(
     while page := [
         snapshot.reference for snapshot in query.get(retry=bounded_retry(seconds), timeout=seconds)
     ]:
-        yield page
+        # (A stream the client resumed after an error may hold more than its limit.)
+        for start in range(0, len(page), BATCH_LIMIT):
+            yield page[start : start + BATCH_LIMIT]
 
 
 def _delete_all(client: firestore.Client, references: list[firestore.DocumentReference]) -> int:

@@ -3,6 +3,7 @@ v1 server: send answers 202 at once, the fan-out delivers through Pub/Sub."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -415,6 +416,34 @@ def test_receipt_sets_delivered_at_once(api: Functions, store: Any, fcm: LocalFc
     assert delivered["delivered_at"] is not None
     later = deliveries(store, summary["notification_id"])[subscription_id("bob-laptop")[:32]]
     assert later["delivered_at"] == delivered["delivered_at"]
+
+
+@pytest.mark.parametrize("stored_as", ["map", "unreadable"])
+def test_a_receipt_of_a_batch_stored_before_the_hashes_were_text(
+    api: Functions, store: Any, fcm: LocalFcmServer, stored_as: str
+) -> None:
+    # Arrange: the batch's receipt hashes as batches stored them before (a map), or garbage
+    key = register(api)
+    subscribe(api, key, BOB, "bob-laptop")
+    summary = send(api, key)
+    receipt = fcm.messages()[0]["message"]["data"]["receipt"]
+    nid = summary["notification_id"]
+    (batch,) = [
+        b
+        for b in store.collection_group("batches").stream()
+        if b.id != "plan" and b.reference.parent.parent.id == nid
+    ]
+    hashes = json.loads(batch.get("receipt_hashes"))
+    batch.reference.update({"receipt_hashes": hashes if stored_as == "map" else [1, 2]})
+
+    # Act
+    response = api.post("/receipt", {"receipt": receipt})
+
+    # Assert: the map's hash still matches; what is neither text nor a map matches nothing
+    receipts = batch.reference.parent.parent.collection("receipts")
+    confirmed = receipts.document(subscription_id("bob-laptop")[:32]).get()
+    assert response.status_code == (204 if stored_as == "map" else 404)
+    assert confirmed.exists is (stored_as == "map")
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,10 @@ def _raw_update(client: Any, reference: Any, version: Any) -> Any:
 
 def _seed(store: Any, name: str) -> tuple[Any, Any]:
     reference = store.collection("x").document(name)
-    written = reference.set({"receipt_hashes": "{}", "users": ["u0", "u1"], "devices": ["s1"]})
+    # (receipt hashes as batches stored them before: a map, replaced whole by the text)
+    written = reference.set(
+        {"receipt_hashes": {"kept": "c" * 64}, "users": ["u0", "u1"], "devices": ["s1"]}
+    )
     return reference, written.update_time
 
 
@@ -81,6 +84,7 @@ def test_the_document_written_is_the_one_the_client_writes(store: Any) -> None:
     written = mine.get().to_dict()
     assert written == theirs.get().to_dict()
     assert written["devices"] == ["s1"]  # a field not written is kept
+    assert written["receipt_hashes"] == FIELDS["receipt_hashes"]  # a field written is replaced
     assert written["users"] == ["u0", "u1", "u2"]
     assert written["lease_until"] == WHEN
 

@@ -17,7 +17,8 @@ LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "push365"
 
 QUERY_METHODS = frozenset(
     {"where", "select", "order_by", "limit", "limit_to_last", "offset", "start_after"}
-    | {"start_at", "end_at", "end_before", "collection_group"}
+    | {"start_at", "end_at", "end_before", "collection", "collection_group"}
+    | {"count", "sum", "avg"}  # aggregations: the same bug (firestore_v1/aggregation.py)
 )
 
 
@@ -59,9 +60,12 @@ def test_the_check_finds_a_stream_without_a_retry() -> None:
         "e = (q.start_after(s) if s else q).get()\n"
         "f = document.get()\n"
         "g = q.limit(5).get(retry=r)\n"
+        "h = client.collection(name).get()\n"
+        "i = q.count().get()\n"
+        "j = client.collection(name).document(d).get()\n"
     )
 
-    assert streams_without_a_retry(source) == [1, 4, 5]
+    assert streams_without_a_retry(source) == [1, 4, 5, 8, 9]
 
 
 def test_every_query_stream_of_the_library_passes_its_own_retry() -> None:

@@ -446,14 +446,14 @@ class FirestoreFanoutRepository:
             if delivery.receipt_hash:
                 state.receipt_hashes[delivery.device_id] = delivery.receipt_hash
                 hashed = True
-        records = {RECORDS: encode_records(state.records)} if deliveries else {}
+        written = {RECORDS: encode_records(state.records)} if deliveries else {}
         if hashed:
-            records[RECEIPT_HASHES] = encode_receipt_hashes(state.receipt_hashes)
+            written[RECEIPT_HASHES] = encode_receipt_hashes(state.receipt_hashes)
         users = users_of(state.records[d.device_id] for d in deliveries)
         add_update(
             write,
             self._batch(state.organization_id, state.notification_id, state.batch),
-            _progress(state) | records | fields,
+            _progress(state) | written | fields,
             last_update_time=state.version,
             array_union={USERS: users},
         )

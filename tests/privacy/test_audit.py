@@ -161,6 +161,24 @@ PLANTS: dict[str, tuple[str, Plant]] = {
             .update({"deliveries": f'["{SECRET}"]'})
         ),
     ),
+    "a batch's receipt hashes that are neither text nor a map": (
+        "value_not_a_code_or_hash",
+        lambda r: (
+            r["notification"]
+            .collection("batches")
+            .document("00000")
+            .update({"receipt_hashes": [f"Bob: {SECRET}"]})
+        ),
+    ),
+    "a batch's receipt hashes text that is not hashes": (
+        "value_not_a_code_or_hash",
+        lambda r: (
+            r["notification"]
+            .collection("batches")
+            .document("00000")
+            .update({"receipt_hashes": f'{{"0a": "Bob: {SECRET}"}}'})
+        ),
+    ),
     "a caller's Idempotency-Key in clear": (
         "value_not_a_code_or_hash",
         lambda r: r["notification"].update({"dedup_key": f"idempotency-key:{SECRET}"}),

@@ -26,8 +26,8 @@ DEFAULT_JVM_OPTIONS = ""
 compiler only) suits a short session on a small machine: with the optimising compiler, the
 Firestore emulator used 13-16 s of CPU during one 20,000-device send (in one run, 10.9 of 15.3 s
 compiling itself; ``bench/deliver_cpu.py``), 4.4-5.4 s with the quick compiler only; but a
-100,000-device drain then took 82-86 s instead of 70-73 s (``bench/fanout.py``, one deliver
-process)."""
+100,000-device drain then took 82 and 86 s instead of 70, 73 and 79 s (``bench/fanout.py``,
+one deliver process)."""
 
 
 def jvm_options() -> list[str]:

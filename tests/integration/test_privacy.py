@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from devstack.fcm_server import LocalFcmServer
 from tests.integration.conftest import (
     ALICE,
     BOB,
@@ -107,6 +108,22 @@ def test_erasing_a_user_removes_them_everywhere_now(api: Functions, store: Any) 
         path for path, fields in all_documents(store) if BOB in repr(fields) or BOB in path
     ]
     assert leftovers == []
+
+
+def test_erasing_a_user_keeps_the_receipts_of_the_others_in_their_batches(
+    api: Functions, fcm: LocalFcmServer
+) -> None:
+    # Arrange: Bob's and Alice's devices in one batch
+    key = register(api)
+    populate(api, key)
+    receipts = {m["message"]["token"]: m["message"]["data"]["receipt"] for m in fcm.messages()}
+
+    # Act
+    api.post("/privacy/erase", {"user_id": BOB}, key=key)
+
+    # Assert
+    assert api.post("/receipt", {"receipt": receipts["alice-laptop"]}).status_code == 204
+    assert api.post("/receipt", {"receipt": receipts["bob-laptop"]}).status_code == 404
 
 
 def test_erasing_the_organization_removes_everything_and_revokes_its_key(

@@ -74,7 +74,7 @@ def main() -> None:
         os.environ.update(FIRESTORE_EMULATOR_HOST=emulator.address, GOOGLE_CLOUD_PROJECT=PROJECT)
         from push365.retention.purge import FirestoreRetentionStore, Purger
         from push365.retention.rules import retention_rules
-        from push365.store import bounded_retry, firestore_client
+        from push365.store import bounded, firestore_client
 
         client = firestore_client()
         results = []
@@ -102,7 +102,7 @@ def main() -> None:
             writer.close()
             baseline = time.perf_counter() - started
             everything = client.collection_group("subscriptions").count()
-            remaining = everything.get(retry=bounded_retry(120), timeout=120)[0][0].value
+            remaining = everything.get(**bounded(120))[0][0].value
             assert remaining == stored - len(due_refs), remaining
             results.append(
                 f"RESULT purge due={len(due_refs)} stored={stored} seconds={seconds:.2f} "

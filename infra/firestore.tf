@@ -48,9 +48,8 @@ resource "google_firestore_field" "retention" {
   }
 }
 
-# A Firestore TTL policy on the one retention field: a backstop for purge.
-# A batch's large fields no query filters on (its id lists, outcome maps and delivery records as
-# JSON text, its receipt-hash map): no single-field indexes, so a write does not index them.
+# A batch's large fields no query filters on (its id lists, outcome maps, delivery records and
+# receipt hashes, all JSON text): no single-field indexes, so a write does not index them.
 resource "google_firestore_field" "unindexed" {
   for_each   = { for field in local.indexes.unindexed_fields : "${field.collection}.${field.field}" => field }
   project    = var.project_id
@@ -61,6 +60,7 @@ resource "google_firestore_field" "unindexed" {
   index_config {}
 }
 
+# A Firestore TTL policy on the one retention field: a backstop for purge.
 resource "google_firestore_field" "ttl" {
   for_each   = toset(local.indexes.ttl_collections)
   project    = var.project_id

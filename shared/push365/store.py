@@ -53,6 +53,14 @@ def bounded_retry(seconds: float) -> Any:
     return retry.Retry(initial=0.1, maximum=1.0, multiplier=2.0, timeout=seconds)
 
 
+def bounded(seconds: float) -> dict[str, Any]:
+    """The ``retry`` and ``timeout`` of a call given up after ``seconds`` in all, as keyword
+    arguments. Pass them to every query too: with the client's default retry, a stream that
+    fails after its first document raises AttributeError (python-firestore#596), not the store's
+    error."""
+    return {"retry": bounded_retry(seconds), "timeout": seconds}
+
+
 def add_update(
     batch: Any,
     reference: Any,
@@ -364,12 +372,8 @@ def _id_pages(
     collection: firestore.CollectionReference, seconds: float = 10.0
 ) -> Iterator[list[firestore.DocumentReference]]:
     # Re-query after each page is deleted: deleted documents drop out, memory stays bounded.
-    # (Its own retry: with the client's default, a query failing after its first document
-    # raises AttributeError, not the store's error: python-firestore#596.)
     query = collection.select([]).limit(BATCH_LIMIT)
-    while page := [
-        snapshot.reference for snapshot in query.get(retry=bounded_retry(seconds), timeout=seconds)
-    ]:
+    while page := [snapshot.reference for snapshot in query.get(**bounded(seconds))]:
         # (A stream the client resumed after an error may hold more than its limit.)
         for start in range(0, len(page), BATCH_LIMIT):
             yield page[start : start + BATCH_LIMIT]

@@ -36,7 +36,7 @@ from push365.store import (
     NOTIFICATIONS,
     ORGANIZATIONS,
     add_update,
-    bounded_retry,
+    bounded,
 )
 
 UNINDEXED_FIELDS = (
@@ -202,7 +202,7 @@ class FirestoreFanoutRepository:
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
         # Every call gives up within the timeout, retries included.
-        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
+        self._bounded = bounded(timeout_seconds)
 
     def _notification(self, organization_id: str, nid: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS, organization_id, NOTIFICATIONS).document(nid)

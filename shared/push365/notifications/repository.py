@@ -24,7 +24,7 @@ from push365.store import (
     NOTIFICATIONS,
     ORGANIZATIONS,
     RECEIPTS,
-    bounded_retry,
+    bounded,
 )
 
 
@@ -85,7 +85,7 @@ class FirestoreNotificationRepository:
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
         # Every call gives up within the timeout, retries included.
-        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
+        self._bounded = bounded(timeout_seconds)
 
     def _organization(self, organization_id: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS).document(organization_id)

@@ -28,7 +28,7 @@ from push365.store import (
     ORGANIZATIONS,
     RECEIPTS,
     SUBSCRIPTIONS,
-    bounded_retry,
+    bounded,
 )
 
 MAX_DAYS = 90
@@ -149,7 +149,7 @@ class FirestoreStatsReader:
 
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
-        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
+        self._bounded = bounded(timeout_seconds)
 
     def facts(self, organization_id: str, since: datetime) -> Facts:
         notifications = self._client.collection(ORGANIZATIONS, organization_id, NOTIFICATIONS)

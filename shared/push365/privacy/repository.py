@@ -31,7 +31,7 @@ from push365.store import (
     RECEIPTS,
     SUBSCRIPTIONS,
     USERS,
-    bounded_retry,
+    bounded,
     delete_organization_tree,
 )
 
@@ -66,10 +66,7 @@ class FirestorePrivacyStore:
 
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
-        # Every query stream passes its own retry: with the client's default one, a stream that
-        # fails after its first document raises AttributeError (python-firestore#596), not the
-        # store's error, and the caller answers 500 instead of 503.
-        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
+        self._bounded = bounded(timeout_seconds)
 
     def _organization(self, organization_id: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS).document(organization_id)

@@ -18,7 +18,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.retention import unsubscribed_purge_by
 from push365.retention.rules import RetentionRule
-from push365.store import BATCH_LIMIT, ORGANIZATIONS, bounded_retry, delete_organization_tree
+from push365.store import BATCH_LIMIT, ORGANIZATIONS, bounded, delete_organization_tree
 from push365.subscriptions.model import Status, UnsubscribeReason
 from push365.subscriptions.repository import firestore_tombstone
 
@@ -73,8 +73,7 @@ class FirestoreRetentionStore:
     ) -> None:
         self._client = client
         self._page_size = page_size
-        # Its own retry: the client's default breaks a page failing mid-stream (store.py).
-        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
+        self._bounded = bounded(timeout_seconds)
 
     def due_pages(self, rule: RetentionRule, as_of: datetime) -> Iterator[Sequence[Any]]:
         source: Any = (

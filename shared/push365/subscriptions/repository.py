@@ -17,7 +17,7 @@ from push365.store import (
     CONTENDED_ATTEMPTS,
     ORGANIZATIONS,
     SUBSCRIPTIONS,
-    bounded_retry,
+    bounded,
     get_rows,
     stream_rows,
 )
@@ -168,7 +168,7 @@ class FirestoreSubscriptionRepository:
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
         # The reads and writes of a send give up within the timeout, retries included.
-        self._bounded = {"retry": bounded_retry(timeout_seconds), "timeout": timeout_seconds}
+        self._bounded = bounded(timeout_seconds)
         self._timeout = timeout_seconds
 
     def _subscriptions(self, organization_id: str) -> firestore.CollectionReference:

@@ -1,4 +1,4 @@
-"""Benchmark the FCM transports: ``FcmHttpGateway`` (aiohttp, one loop, a keep-alive pool) against
+"""Benchmark the FCM transports: ``FcmHttpGateway`` (one loop, a keep-alive pool, httptools) against
 firebase-admin's ``send_each`` (``FirebaseGateway``), the same messages to the same local FCM v1
 server in its own process, batches of 500 one after another as the deliver worker sends them.
 
@@ -10,7 +10,7 @@ then ``RESULT fcm_transport_ratio pool=<n> cpu_ratio=<http/sdk> speedup=<http ms
 msg/s figures only on a quiet one).
 
 ``firebase_admin`` with pool n is ``send_each`` with a requests pool of n connections
-(``pool_block``: at most n open, as the aiohttp pool); ``firebase_admin_shipped`` is
+(``pool_block``: at most n open, as the gateway's pool); ``firebase_admin_shipped`` is
 ``FirebaseGateway`` as it is configured in production (a pool of 100, non-blocking).
 """
 
@@ -123,7 +123,7 @@ def main() -> None:
         for _ in range(arguments.rounds):
             for pool in (int(p) for p in arguments.pools.split(",")):
                 gateway = FcmHttpGateway(PROJECT, server.url, 10.0, pool_size=pool)
-                measured = run("aiohttp", pool, gateway.send_batch, batch, server)
+                measured = run("push365", pool, gateway.send_batch, batch, server)
                 fastest[pool] = max(fastest.get(pool, (0.0, 0.0)), measured)
                 gateway.close()
             if arguments.skip_sdk:

@@ -27,7 +27,10 @@ Server-wide faults, until reset: ``PUT /_control`` with a JSON object of any of
   401, 403, 404, 429, 500, 503; any other status gets a bare ``google.rpc.Status``);
 - ``retry_after``: the ``Retry-After`` sent with 429 and 503 (default ``"1"``);
 - ``refuse_seconds``: stop listening and drop open connections for this long (connection refused),
-  then listen again on the same port.
+  then listen again on the same port;
+- ``answer_coding``: how send answers are framed, as other HTTP/1.1 servers (FCM's front ends
+  among them) may frame them: ``"gzip"`` or ``"deflate"`` (a ``Content-Encoding``), ``"chunked"``
+  (``Transfer-Encoding``, no length), ``"close"`` (``Connection: close``, then the server closes).
 
 ``GET /_control`` shows the current settings, ``DELETE /_control`` resets them. In-process the same
 is ``LocalFcmServer.control(...)`` and ``reset_control()``.
@@ -46,15 +49,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import itertools
 import json
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import zlib
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -105,6 +111,7 @@ _OVERRIDES: dict[int, str] = {
 RETRY_AFTER_SECONDS = "1"
 FIELD_OF_KIND = {"registration_token": "token", "installation_id": "fid"}
 _MAX_HEAD = 64 * 1024
+ANSWER_CODINGS = ("gzip", "deflate", "chunked", "close")
 
 
 @dataclass
@@ -116,6 +123,7 @@ class Control:
     status_override: int | None = None
     retry_after: str = RETRY_AFTER_SECONDS
     refuse_seconds: float = 0.0
+    answer_coding: str | None = None
 
     @classmethod
     def parse(cls, data: Any) -> Control:
@@ -130,6 +138,10 @@ class Control:
             control.status_override = int(data["status_override"])
         if data.get("retry_after") is not None:
             control.retry_after = str(data["retry_after"])
+        if data.get("answer_coding") is not None:
+            if data["answer_coding"] not in ANSWER_CODINGS:
+                raise ValueError("unknown answer coding")
+            control.answer_coding = data["answer_coding"]
         return control
 
 
@@ -149,21 +161,37 @@ def _error_body(error: tuple[int, str | None, str | None, str]) -> dict[str, Any
 
 
 def _response(
-    status: int, body: Any, headers: dict[str, str] | None = None, close: bool = False
+    status: int,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    close: bool = False,
+    coding: str | None = None,
 ) -> bytes:
-    """A whole HTTP/1.1 answer as one buffer: status line, headers and body in a single write."""
+    """A whole HTTP/1.1 answer as one buffer: status line, headers and body in a single write
+    (``coding``: see ``answer_coding``)."""
     payload = json.dumps(body).encode()
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Unknown"
-    lines = [
-        f"HTTP/1.1 {status} {phrase}",
-        "Content-Type: application/json; charset=UTF-8",
-        f"Content-Length: {len(payload)}",
-    ]
+    lines = [f"HTTP/1.1 {status} {phrase}", "Content-Type: application/json; charset=UTF-8"]
+    if coding == "gzip":
+        payload = gzip.compress(payload)
+        lines.append("Content-Encoding: gzip")
+    elif coding == "deflate":
+        payload = zlib.compress(payload)
+        lines.append("Content-Encoding: deflate")
+    if coding == "chunked":
+        half = len(payload) // 2
+        lines.append("Transfer-Encoding: chunked")
+        payload = b"".join(
+            b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in (payload[:half], payload[half:])
+        )
+        payload += b"0\r\n\r\n"
+    else:
+        lines.append(f"Content-Length: {len(payload)}")
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    if close:
+    if close or coding == "close":
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
@@ -176,11 +204,20 @@ class LocalFcmServer:
         host: the address it listens on.
         record_wire: also record each send's request headers (``[[name, value], ...]``, as
             received) and raw body (text) under ``"headers"`` and ``"body"``, for wire tests.
+        tls: serve HTTPS with this context (the TLS test) instead of plain HTTP.
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", *, record_wire: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        host: str = "127.0.0.1",
+        *,
+        record_wire: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.ids = itertools.count(1)
         self.record_wire = record_wire
+        self._tls = tls
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -358,7 +395,9 @@ class LocalFcmServer:
     async def _open(self) -> None:
         if self._socket.fileno() < 0:
             self._socket = self._listen()
-        self._server = await asyncio.start_server(self._serve, sock=self._socket, limit=_MAX_HEAD)
+        self._server = await asyncio.start_server(
+            self._serve, sock=self._socket, limit=_MAX_HEAD, ssl=self._tls
+        )
 
     async def _close(self) -> None:
         if self._resume is not None:
@@ -431,7 +470,9 @@ class LocalFcmServer:
                 wire = [[name.strip(), value.strip()] for name, value in headers]
                 status, answer, extra = await self._handle(method, path, wire, body)
                 close = fields.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-                writer.write(_response(status, answer, extra, close))
+                coding = self._control.answer_coding if _SEND_PATH.match(path) else None
+                close = close or coding == "close"
+                writer.write(_response(status, answer, extra, close, coding))
                 if close:
                     await writer.drain()
                     return

@@ -140,7 +140,7 @@ def stats_reader() -> FirestoreStatsReader:
 
 @lru_cache(maxsize=1)
 def delivery_worker() -> DeliveryWorker:
-    """The fan-out's worker: one FCM connection pool per instance (aiohttp, on first send)."""
+    """The fan-out's worker: one FCM connection pool per instance (made on first send)."""
     settings = get_settings()
     client = firestore_client()
     policy = FanoutPolicy(

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from devstack.fcm_server import LocalFcmServer
+from devstack.fcm_server import ANSWER_CODINGS, LocalFcmServer
 from push365.fcm import firebase
 from push365.fcm.firebase import FirebaseGateway
 from push365.fcm.http import FcmHttpGateway
@@ -355,10 +357,124 @@ def test_keep_alive_answers_do_not_wait_for_a_delayed_ack(fcm: LocalFcmServer) -
     assert (time.monotonic() - started) / 50 < 0.01
 
 
-def test_loading_the_gateway_does_not_load_aiohttp() -> None:
-    probe = "import sys, push365.fcm.http; print('aiohttp' in sys.modules)"
+def test_loading_the_gateway_does_not_load_its_parser() -> None:
+    probe = "import sys, push365.fcm.http; print('httptools' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
 
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("coding", ANSWER_CODINGS)
+def test_every_framing_of_an_answer_reads_as_firebase_admin_reads_it(
+    fcm: LocalFcmServer, sdk: FirebaseGateway, gateway: FcmHttpGateway, coding: str
+) -> None:
+    # FCM's front ends may chunk or compress an answer (both clients ask for gzip and deflate),
+    # or close the connection after it.
+    fcm.control(answer_coding=coding)
+    tokens = ["ok-1", "ok-2", *(t for t in ERROR_TOKENS if not t.startswith("thirdparty-"))]
+    messages = [PushMessage(token, PUSHES["full"]) for token in tokens]
+
+    actual = gateway.send_batch(messages)
+    expected = sdk.send_batch(messages)
+
+    assert [replace(r, message_id=None) for r in actual] == [
+        replace(r, message_id=None) for r in expected
+    ]
+    assert [r.outcome for r in actual[:2]] == [Outcome.SENT] * 2
+    assert all((r.message_id or "").startswith(f"projects/{PROJECT}/messages/") for r in actual[:2])
+    assert gateway.send_batch(messages[:1])[0].outcome is Outcome.SENT  # and it goes on
+
+
+def test_an_answer_that_comes_after_its_timeout_is_never_read_as_another_ones(
+    fcm: LocalFcmServer,
+) -> None:
+    # One connection: the late answer to "slow-1" would be the next thing on it.
+    single = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=TIMEOUT, pool_size=1)
+    fcm.control(slow_seconds=TIMEOUT + 0.5)
+    try:
+        timed_out = single.send_batch([PushMessage("slow-1", PUSHES["plain"])])
+        started = time.monotonic()
+        next_one = single.send_batch([PushMessage("ok-1", PUSHES["plain"])])
+        took = time.monotonic() - started
+        time.sleep(0.7)  # the late answer has come by now
+        after = single.send_batch([PushMessage("ok-2", PUSHES["plain"])])
+    finally:
+        single.close()
+
+    assert timed_out == [SendResult(Outcome.RETRY, reason="timeout", maybe_delivered=True)]
+    assert next_one[0].outcome is Outcome.SENT
+    assert took < TIMEOUT / 2  # its own answer, at once: not the late one
+    assert after[0].outcome is Outcome.SENT
+    assert [m["token"] for m in fcm.messages()] == ["slow-1", "ok-1", "ok-2"]
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a self-signed certificate for localhost, and a client context that
+    trusts it (and nothing else)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    return server, ssl.create_default_context(cafile=str(cert_path))
+
+
+def test_fcm_is_reached_over_tls_verified_as_requests_verifies_it(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_context, trusting = tls
+    server = LocalFcmServer(free_port(), tls=server_context)
+    server.start()
+    url = f"https://localhost:{server.server_address[1]}"
+    verified = FcmHttpGateway(PROJECT, url, TIMEOUT, tls_context=trusting)
+    default = FcmHttpGateway(PROJECT, url, TIMEOUT)  # certifi's roots: not this certificate
+    wrong_name = FcmHttpGateway(
+        PROJECT, f"https://127.0.0.1:{server.server_address[1]}", TIMEOUT, tls_context=trusting
+    )
+    messages = [PushMessage(f"ok-{n}", PUSHES["plain"]) for n in range(3)]
+    try:
+        sent = verified.send_batch(messages)
+        received = sorted(m["token"] for m in server.messages())
+        refused = default.send_batch(messages) + wrong_name.send_batch(messages)
+        after = len(server.messages())
+    finally:
+        for gateway in (verified, default, wrong_name):
+            gateway.close()
+        server.stop()
+
+    assert [r.outcome for r in sent] == [Outcome.SENT] * 3
+    assert received == ["ok-0", "ok-1", "ok-2"]
+    assert refused == [SendResult(Outcome.RETRY, reason="connection", maybe_delivered=False)] * 6
+    assert after == 3  # an unverified server never gets a message

@@ -30,7 +30,8 @@ Server-wide faults, until reset: ``PUT /_control`` with a JSON object of any of
   then listen again on the same port;
 - ``answer_coding``: how send answers are framed, as other HTTP/1.1 servers (FCM's front ends
   among them) may frame them: ``"gzip"`` or ``"deflate"`` (a ``Content-Encoding``), ``"chunked"``
-  (``Transfer-Encoding``, no length), ``"close"`` (``Connection: close``, then the server closes).
+  (``Transfer-Encoding``, no length), ``"close"`` (``Connection: close``, then the server closes),
+  ``"continue"`` (an interim ``100 Continue`` before the answer).
 
 ``GET /_control`` shows the current settings, ``DELETE /_control`` resets them. In-process the same
 is ``LocalFcmServer.control(...)`` and ``reset_control()``.
@@ -111,7 +112,7 @@ _OVERRIDES: dict[int, str] = {
 RETRY_AFTER_SECONDS = "1"
 FIELD_OF_KIND = {"registration_token": "token", "installation_id": "fid"}
 _MAX_HEAD = 64 * 1024
-ANSWER_CODINGS = ("gzip", "deflate", "chunked", "close")
+ANSWER_CODINGS = ("gzip", "deflate", "chunked", "close", "continue")
 
 
 @dataclass
@@ -193,7 +194,8 @@ def _response(
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if close or coding == "close":
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" if coding == "continue" else b""
+    return interim + ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
 class LocalFcmServer:
@@ -203,7 +205,9 @@ class LocalFcmServer:
         port: where it listens (bound at once, so a taken port fails here).
         host: the address it listens on.
         record_wire: also record each send's request headers (``[[name, value], ...]``, as
-            received) and raw body (text) under ``"headers"`` and ``"body"``, for wire tests.
+            received) and raw body (text) under ``"headers"`` and ``"body"``, the number of
+            the connection it came on (``"connection"``) and the message name it was answered
+            with (``"name"``), for wire tests.
         tls: serve HTTPS with this context (the TLS test) instead of plain HTTP.
     """
 
@@ -216,6 +220,7 @@ class LocalFcmServer:
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.ids = itertools.count(1)
+        self._connections = itertools.count(1)
         self.record_wire = record_wire
         self._tls = tls
         self._host = host
@@ -444,6 +449,7 @@ class LocalFcmServer:
     # HTTP.
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = next(self._connections)
         self._writers.add(writer)
         task = asyncio.current_task()
         if task is not None:
@@ -468,7 +474,7 @@ class LocalFcmServer:
                 except (asyncio.IncompleteReadError, ValueError, OSError):
                     return
                 wire = [[name.strip(), value.strip()] for name, value in headers]
-                status, answer, extra = await self._handle(method, path, wire, body)
+                status, answer, extra = await self._handle(method, path, wire, body, connection)
                 close = fields.get("connection", "").lower() == "close" or version == "HTTP/1.0"
                 coding = self._control.answer_coding if _SEND_PATH.match(path) else None
                 close = close or coding == "close"
@@ -485,7 +491,7 @@ class LocalFcmServer:
             writer.close()
 
     async def _handle(
-        self, method: str, path: str, headers: list[list[str]], raw: bytes
+        self, method: str, path: str, headers: list[list[str]], raw: bytes, connection: int
     ) -> tuple[int, Any, dict[str, str] | None]:
         if path == "/_stats" and method == "GET":
             return 200, self.stats(), None
@@ -518,11 +524,11 @@ class LocalFcmServer:
                 return 400, _status(400, "INVALID_ARGUMENT", "Give identifier and kind."), None
             return 200, {"registered": True}, None
         elif method == "POST":
-            return await self._send(path, headers, raw)
+            return await self._send(path, headers, raw, connection)
         return 404, _status(404, "NOT_FOUND", "Unknown path."), None
 
     async def _send(
-        self, path: str, headers: list[list[str]], raw: bytes
+        self, path: str, headers: list[list[str]], raw: bytes, connection: int
     ) -> tuple[int, Any, dict[str, str] | None]:
         match = _SEND_PATH.match(path)
         try:
@@ -546,6 +552,7 @@ class LocalFcmServer:
         if self.record_wire:
             entry["headers"] = headers
             entry["body"] = raw.decode()
+            entry["connection"] = connection
         self.record(entry)
         delay = control.delay_seconds + (control.slow_seconds if token.startswith("slow-") else 0)
         if delay > 0:
@@ -553,7 +560,10 @@ class LocalFcmServer:
         if error is not None:
             extra = {"Retry-After": control.retry_after} if status in (429, 503) else None
             return status, _error_body(error), extra
-        return 200, {"name": f"projects/{match.group(1)}/messages/{next(self.ids)}"}, None
+        name = f"projects/{match.group(1)}/messages/{next(self.ids)}"
+        if self.record_wire:
+            entry["name"] = name
+        return 200, {"name": name}, None
 
 
 class FcmServerProcess:

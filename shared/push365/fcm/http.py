@@ -36,6 +36,10 @@ FCM_SCOPES = ["https://www.googleapis.com/auth/firebase.messaging"]
 _SEND_PATH = "/v1/projects/{project}/messages:send"
 # What requests (and so firebase-admin) asks for: the answers this port can decode.
 ACCEPT_ENCODING = "gzip, deflate"
+# A keep-alive connection idle for longer is not used again (aiohttp's default, what came before).
+IDLE_SECONDS = 15.0
+# The largest answer body taken, decoded (FCM's are under 1 KB).
+MAX_ANSWER_BYTES = 1 << 20
 
 
 class _Answer(NamedTuple):
@@ -76,11 +80,14 @@ class FcmHttpGateway:
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
         url = urlsplit(endpoint.rstrip("/") if endpoint else PRODUCTION_URL)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("the FCM endpoint must be an http or https URL")
         self._tls = url.scheme == "https"
-        self._host = url.hostname or ""
+        self._host = url.hostname
         self._port = url.port or (443 if self._tls else 80)
+        host = f"[{self._host}]" if ":" in self._host else self._host  # an IPv6 address
         default_port = self._port == (443 if self._tls else 80)
-        self._authority = self._host if default_port else f"{self._host}:{self._port}"
+        self._authority = host if default_port else f"{host}:{self._port}"
         self._path = url.path + _SEND_PATH.format(project=project_id)
         self._local = endpoint is not None
         self._timeout = http_timeout_seconds
@@ -105,11 +112,10 @@ class FcmHttpGateway:
         if not messages:
             return []
         bodies = _bodies(messages)
-        authorization = self._auth_headers().get("authorization")
+        credentials = self._auth_headers()  # Authorization, and any other header they set
+        authorization = credentials.get("authorization")
         loop = self._start()
-        head = self._head
-        if authorization is not None:
-            head += f"Authorization: {authorization}\r\n".encode("latin-1")
+        head = self._head + "".join(f"{k}: {v}\r\n" for k, v in credentials.items()).encode()
         requests = [head + b"Content-Length: %d\r\n\r\n" % len(body) + body for body in bodies]
         future: Future[list[SendResult]] = asyncio.run_coroutine_threadsafe(
             self._send_all(requests, authorization), loop
@@ -188,14 +194,14 @@ class FcmHttpGateway:
 
     async def _send_one(self, request: bytes, authorization: str | None) -> SendResult:
         assert self._slots is not None
-        written = False  # once it has a connection, the request may have reached FCM
+        written = False  # once written, the request may have reached FCM
         connection: _Connection | None = None
         answer: _Answer | None = None
         async with self._slots:
             try:
                 async with asyncio.timeout(self._timeout):
                     connection = self._idle_connection() or await self._connect()
-                    written = True
+                    written = connection.usable  # request() writes at once if it is
                     answer = await connection.request(request)
             except TimeoutError:
                 # Written but unanswered: FCM may have accepted it (the caller may re-send once).
@@ -212,18 +218,25 @@ class FcmHttpGateway:
             finally:
                 if connection is not None:
                     if answer is not None and connection.usable:
+                        connection.idle_since = asyncio.get_running_loop().time()
                         self._idle.append(connection)
                     else:
                         connection.close()  # never read on after anything unexpected
-        result = classify_answer(answer.status, answer.headers, answer.body)
+        try:
+            result = classify_answer(answer.status, answer.headers, answer.body)
+        except Exception:  # noqa: BLE001 - FCM answered: it may have taken the message
+            return SendResult(Outcome.FAILED, reason="error", maybe_delivered=True)
         if answer.status == 401 and result.reason == "error":
             self._stale_token = authorization  # refreshed before the next batch
         return result
 
     def _idle_connection(self) -> _Connection | None:
+        """The most recently used idle connection; those idle for longer than IDLE_SECONDS are
+        closed instead (a server or a NAT on the way may have dropped them without a word)."""
+        oldest = asyncio.get_running_loop().time() - IDLE_SECONDS
         while self._idle:
             connection = self._idle.pop()
-            if connection.usable:
+            if connection.usable and connection.idle_since >= oldest:
                 return connection
             connection.close()
         return None
@@ -272,8 +285,10 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[_Answer] | None = None
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
+        self._size = 0
         self._coding = b""
         self.usable = True
+        self.idle_since = 0.0
 
     async def request(self, data: bytes) -> _Answer:
         if not self.usable or self._transport is None or self._transport.is_closing():
@@ -294,6 +309,9 @@ class _Connection(asyncio.Protocol):
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None:
+            self._lost()  # bytes nobody asked for: nothing on this connection is trusted again
+            return
         try:
             self._parser.feed_data(data)
         except Exception:  # noqa: BLE001 - httptools.HttpParserError and its kin
@@ -315,11 +333,18 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
+        self._size += len(body)
+        if self._size > MAX_ANSWER_BYTES:
+            self._lost()
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
         body = _decoded(b"".join(self._body), self._coding)
-        answer = _Answer(self._parser.get_status_code(), self._headers, body)
-        self._headers, self._body, self._coding = {}, [], b""
+        headers = self._headers
+        self._headers, self._body, self._coding, self._size = {}, [], b"", 0
+        if 100 <= status < 200 and status != 101:
+            return  # informational: the answer follows (requests never shows these either)
+        answer = _Answer(status, headers, body)
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             self._lost()  # an answer nobody asked for
@@ -336,20 +361,24 @@ class _Connection(asyncio.Protocol):
 
 
 def _decoded(body: bytes, coding: bytes) -> bytes:
-    """The body as sent before its ``Content-Encoding`` (gzip or deflate, what is asked for); an
-    undecodable body reads as empty (no message name: classified as ``send_each`` would)."""
+    """The body as sent before its ``Content-Encoding`` (gzip or deflate, what is asked for, raw
+    deflate too, as urllib3 takes it); one that does not decode, is coded otherwise or decodes to
+    more than MAX_ANSWER_BYTES reads as empty (no message name: classified as ``send_each``
+    classifies a body it cannot read)."""
     if not coding or coding == b"identity":
         return body
-    try:
-        if coding == b"gzip":
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if coding == b"deflate":
-            try:
-                return zlib.decompress(body)
-            except zlib.error:
-                return zlib.decompress(body, -zlib.MAX_WBITS)  # raw deflate, as urllib3 accepts
-    except zlib.error:
-        pass
+    tries = {
+        b"gzip": (16 + zlib.MAX_WBITS,),
+        b"x-gzip": (16 + zlib.MAX_WBITS,),
+        b"deflate": (zlib.MAX_WBITS, -zlib.MAX_WBITS),
+    }.get(coding, ())
+    for wbits in tries:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            data = decoder.decompress(body, MAX_ANSWER_BYTES)
+        except zlib.error:
+            continue
+        return b"" if decoder.unconsumed_tail else data
     return b""
 
 
@@ -471,7 +500,7 @@ def classify_answer(status: int, headers: Mapping[str, str], body: bytes) -> Sen
         if isinstance(name, str):
             return SendResult(Outcome.SENT, message_id=name)
         return classify_error(None)
-    if status < 400:  # 1xx/3xx: requests raises nothing and the body has no message name
+    if status < 400:  # a 3xx (not followed: a redirect would re-send) has no message name
         return classify_error(None)
     try:
         error = _firebase_error(status, headers, body)

@@ -4,6 +4,7 @@ for every error FCM answers, and what a timeout or a refused connection gives.""
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import json
 import socket
@@ -609,3 +610,29 @@ def test_fcm_is_reached_over_tls_verified_as_requests_verifies_it(
     assert received == ["ok-0", "ok-1", "ok-2"]
     assert refused == [SendResult(Outcome.RETRY, reason="connection", maybe_delivered=False)] * 6
     assert after == 3  # an unverified server never gets a message
+
+
+def test_closing_the_gateway_ends_a_batch_still_sending(fcm: LocalFcmServer) -> None:
+    # At exit (atexit closes the gateway) a batch mid-send must not wait forever on a stopped loop.
+    patient = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=30.0)
+    fcm.control(delay_seconds=10.0)
+    outcome: list[BaseException | list[SendResult]] = []
+
+    def send() -> None:
+        try:
+            outcome.append(patient.send_batch([PushMessage("ok-1", PUSHES["plain"])]))
+        except BaseException as error:  # noqa: BLE001 - what the caller sees is the point
+            outcome.append(error)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.5)  # written, waiting for its answer
+    started = time.monotonic()
+    patient.close()
+    sender.join(timeout=5)
+
+    assert not sender.is_alive()
+    assert time.monotonic() - started < 5
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], concurrent.futures.CancelledError)
+    assert isinstance(outcome[0], Exception)  # the worker's except Exception: all maybe delivered

@@ -123,12 +123,13 @@ class FcmHttpGateway:
         return future.result()
 
     def close(self) -> None:
-        """Close the connections and end the loop's thread; a later send starts them again."""
+        """Close the connections and end the loop's thread; a later send starts them again. A
+        batch still sending raises ``CancelledError`` in its caller (its messages unknown)."""
         with self._lock:
             loop, self._loop = self._loop, None
             if loop is None:
                 return
-            asyncio.run_coroutine_threadsafe(self._close_idle(), loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._shut(), loop).result(timeout=10)
             loop.call_soon_threadsafe(loop.stop)
 
     # The loop and its pool.
@@ -169,7 +170,13 @@ class FcmHttpGateway:
         self._slots = asyncio.Semaphore(self._pool_size)
         self._idle = []
 
-    async def _close_idle(self) -> None:
+    async def _shut(self) -> None:
+        # Sends still running end now (their connections closed, never back in a pool), so that
+        # no caller waits on a loop that is about to stop.
+        sending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in sending:
+            task.cancel()
+        await asyncio.gather(*sending, return_exceptions=True)
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()

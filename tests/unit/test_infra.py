@@ -384,6 +384,20 @@ def test_the_upload_leaves_out_tests_and_infra_but_keeps_the_library() -> None:
         assert rules.match_file(left_out), left_out
 
 
+@pytest.mark.parametrize("ignore_file", [".gitignore", ".gcloudignore", ".gcloudignore-cloudbuild"])
+def test_the_setup_state_holding_an_api_key_is_never_committed_or_uploaded(
+    ignore_file: str,
+) -> None:
+    # dynamics.setup keeps the organization's API key in push365-setup.json, by default in the
+    # directory it runs in: README runs it from the repository root, in .venv-setup.
+    import pathspec
+
+    rules = pathspec.PathSpec.from_lines("gitignore", (REPO / ignore_file).read_text().splitlines())
+
+    for secret in ("push365-setup.json", "dynamics/push365-setup.json", ".venv-setup/bin/python"):
+        assert rules.match_file(secret), secret
+
+
 def test_terraform_is_formatted() -> None:
     import shutil
     import subprocess

@@ -95,7 +95,11 @@ class Functions:
 
     def push(self, function: str, body: Any) -> int:
         """What Pub/Sub's push does: the message's JSON to the function's root; the status."""
-        return int(self._clients[function].post("/", json=body).status_code)
+        return int(self.push_answer(function, body).status_code)
+
+    def push_answer(self, function: str, body: Any) -> Answer:
+        """The same push; the whole answer."""
+        return self.post(f"/{function}/", body)
 
 
 class Fanout:

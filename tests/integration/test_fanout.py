@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from devstack.fcm_server import LocalFcmServer
+from push365.fanout.events import RETRY, answer
 from tests.integration.conftest import (
     BOB,
     ORG,
@@ -136,3 +137,33 @@ def test_a_message_that_is_not_a_fan_out_message_is_dead_lettered_and_counted(
     assert dead[-1]["fault"]["code"] == "invalid_message"
     assert "CANARY" not in logged
     assert ORG not in logged
+
+
+def test_what_deliver_does_not_take_is_answered_in_json_without_echoing_it(api: Functions) -> None:
+    canary = base64.b64encode(json.dumps({"title": "CANARY-secret"}).encode()).decode()
+    subscription = "projects/p/subscriptions/s"
+
+    message = {"data": canary, "messageId": "1", "publishTime": "2026-11-29T00:00:00Z"}
+    refused = api.push_answer("deliver", {"message": message, "subscription": subscription})
+    unreadable = api.push_answer("deliver", {"message": {"data": canary}})  # not Pub/Sub's
+    wrong_method = api.get("/deliver/")
+
+    assert refused.status_code == 400
+    assert refused.json == {
+        "error": {"code": "invalid_message", "message": "Not a fan-out message."}
+    }
+    assert "CANARY" not in refused.text
+    assert unreadable.status_code == 400
+    assert unreadable.json == {
+        "error": {"code": "bad_request", "message": "The request could not be read."}
+    }
+    assert wrong_method.status_code == 405
+    assert wrong_method.json is not None
+    assert wrong_method.json["error"]["code"] == "method_not_allowed"
+
+
+def test_every_answer_deliver_gives_but_its_ack_is_an_error_of_the_table() -> None:
+    assert answer(RETRY) == {
+        "error": {"code": "redeliver", "message": "Deliver this message again after the backoff."}
+    }
+    assert answer(500)["error"]["code"] == "internal"

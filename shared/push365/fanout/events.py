@@ -17,7 +17,7 @@ from typing import Any
 from google.api_core import exceptions as google_exceptions
 
 from push365.audit import AuditRecord, begin, emit, end, log_unhandled
-from push365.errors import Push365Error
+from push365.errors import Push365Error, for_status
 from push365.fanout.model import FanoutMessage, Verdict
 from push365.fanout.worker import DeliveryWorker
 
@@ -26,6 +26,7 @@ FUNCTION = "deliver"
 
 ACK = 200
 RETRY = 503  # redeliver after the subscription's backoff
+INVALID = 400  # not a fan-out message: retried, then dead-lettered
 _UNAVAILABLE = (
     google_exceptions.ServiceUnavailable,
     google_exceptions.DeadlineExceeded,
@@ -55,7 +56,7 @@ def _handle(data: Any, worker: Callable[[], DeliveryWorker], audit: AuditRecord)
         # Not ours: retried, then dead-lettered, and the dead-letter copy is acknowledged here
         # with this fault on its record: counted, never silently dropped.
         audit.fault = {"code": "invalid_message", "message": "not a fan-out message"}
-        return ACK if _dead_lettered(data) else 400
+        return ACK if _dead_lettered(data) else INVALID
     message, dead_lettered = decoded
     audit.route = f"/{message.kind.value}" + ("/dead-letter" if dead_lettered else "")
     audit.organization_id = message.organization_id
@@ -73,6 +74,19 @@ def _handle(data: Any, worker: Callable[[], DeliveryWorker], audit: AuditRecord)
         log_unhandled(FUNCTION, error)
         return 500
     return ACK if verdict is Verdict.ACK else RETRY
+
+
+def answer(status: int) -> dict[str, Any]:
+    """The JSON body ``deliver`` answers a status other than ACK with (Pub/Sub reads only the
+    status; a person reading it sees why)."""
+    if status == INVALID:
+        code, message = "invalid_message", "Not a fan-out message."
+    elif status == RETRY:
+        code, message = "redeliver", "Deliver this message again after the backoff."
+    else:
+        error = for_status(status)
+        code, message = error.code, error.message
+    return {"error": {"code": code, "message": message}}
 
 
 def _message(data: Any) -> tuple[FanoutMessage, bool] | None:

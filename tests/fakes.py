@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from push365.errors import QueueUnavailable
@@ -445,7 +445,7 @@ class InMemoryFanoutRepository:
             totals[name] += count
         totals["batches_done"] += 1
         self._notifications.records[state.notification_id] = record.model_copy(
-            update={"counts": DeliveryCounts(**totals)}
+            update={"counts": DeliveryCounts(**totals), "completed_at": datetime.now(UTC)}
         )
 
     def release(

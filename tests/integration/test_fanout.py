@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 from devstack.fcm_server import LocalFcmServer
@@ -65,6 +66,25 @@ def test_a_redelivered_batch_sends_nothing_twice(
     assert received(fcm) == Counter({t: 1 for t in tokens})
     final = status(api, key, accepted.json["notification_id"])
     assert (final["status"], final["counts"]["sent"], final["counts"]["resent"]) == ("sent", 20, 0)
+
+
+def test_the_status_says_when_the_last_batch_finished(api: Functions, queue: Fanout) -> None:
+    key = register(api)
+    subscribe(api, key, "dev-1", "dev-2")
+    accepted = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key)
+    nid = accepted.json["notification_id"]
+    assert push(api, queue, pull_one(queue)) == 200  # the plan
+    batch = pull_one(queue)
+    delivering = status(api, key, nid)
+
+    assert push(api, queue, batch) == 200
+    sent = status(api, key, nid)
+
+    assert (delivering["status"], delivering["completed_at"]) == ("delivering", None)
+    assert sent["status"] == "sent"
+    assert sent["completed_at"] is not None
+    created = datetime.fromisoformat(sent["created_at"])
+    assert created <= datetime.fromisoformat(sent["completed_at"]) <= datetime.now(UTC)
 
 
 def test_an_unsubscribe_during_a_send_is_honoured(

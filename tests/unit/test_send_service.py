@@ -179,6 +179,26 @@ def test_each_device_is_sent_once_in_batches_of_at_most_500() -> None:
     assert max(world.gateway.chunks) <= FANOUT.chunk_size
 
 
+def test_the_status_shows_a_completion_time_only_once_every_batch_is_done() -> None:
+    world = World()
+    world.subscribe(*(f"ok-{n}" for n in range(1001)))
+    nid = world.send().notification_id
+
+    for _ in range(2):  # the plan, then the first of its three batches
+        assert world.handle(world.queue.messages.pop(0)) is Verdict.ACK
+    midway = world.status(nid)
+    world.deliver()
+    done = world.status(nid)
+
+    assert (midway.status, midway.counts.batches_done, midway.completed_at) == (
+        "delivering",
+        1,
+        None,
+    )
+    assert done.status == "sent"
+    assert done.completed_at is not None
+
+
 def test_a_long_plan_hands_on_to_a_continuation_and_each_device_is_sent_once() -> None:
     world = World(policy=replace(FANOUT, plan_slice_seconds=0))  # one batch per plan request
     world.subscribe(*(f"ok-{n}" for n in range(1201)))

@@ -419,9 +419,15 @@ class FirestoreFanoutRepository:
         totals = {
             f"counts.{name}": firestore.Increment(n) for name, n in state.counts.as_dict().items()
         }
+        # completed_at: when the last batch finished, as the last of these writes leaves it (the
+        # record's writes are serialized: the latest commit's time stays); shown once all are done.
         write.update(
             self._notification(state.organization_id, state.notification_id),
-            totals | {"counts.batches_done": firestore.Increment(1)},
+            totals
+            | {
+                "counts.batches_done": firestore.Increment(1),
+                "completed_at": firestore.SERVER_TIMESTAMP,
+            },
         )
         self._fenced(write, state, deliveries, {"done": True, "lease_until": None})
 

@@ -245,14 +245,16 @@ class NotificationRecord(BaseModel):
         """The status route's answer."""
         planned = self.planned_at is not None
         done = self.counts.sent + self.counts.failed + self.counts.skipped
+        status = self.current_status()
         return NotificationStatus(
             notification_id=self.id,
-            status=self.current_status(),
+            status=status,
             recipients=len(self.recipients),
             devices=self.counts.devices if planned else None,
             pending=max(self.counts.devices - done, 0) if planned else None,
             created_at=self.created_at,
-            completed_at=self.completed_at,
+            # each batch that finishes sets it: it is the completion time once all are done
+            completed_at=self.completed_at if status in ("sent", "failed") else None,
             counts=self.counts,
         )
 

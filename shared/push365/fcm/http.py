@@ -84,10 +84,10 @@ class FcmHttpGateway:
             raise ValueError("the FCM endpoint must be an http or https URL")
         self._tls = url.scheme == "https"
         self._host = url.hostname
-        self._port = url.port or (443 if self._tls else 80)
+        default_port = 443 if self._tls else 80
+        self._port = url.port or default_port
         host = f"[{self._host}]" if ":" in self._host else self._host  # an IPv6 address
-        default_port = self._port == (443 if self._tls else 80)
-        self._authority = host if default_port else f"{host}:{self._port}"
+        self._authority = host if self._port == default_port else f"{host}:{self._port}"
         self._path = url.path + _SEND_PATH.format(project=project_id)
         self._local = endpoint is not None
         self._timeout = http_timeout_seconds

@@ -259,9 +259,6 @@ def main(argv: list[str] | None = None) -> int:
         mutations = [m for m in mutations if arguments.only in (m.promise, m.id)]
     with tempfile.TemporaryDirectory(prefix="push365-mutate-") as scratch:
         base = Path(scratch)
-        # Beside the repository: ../shared (the policy and the reference examples tests read).
-        if (REPO.parent / "shared").is_dir():
-            (base / "shared").symlink_to(REPO.parent / "shared")
         with shared_firestore(base / "firestore.log") as firestore:
             workers = []
             for index in range(max(1, arguments.workers)):

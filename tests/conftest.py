@@ -21,7 +21,7 @@ from devstack.emulator import EmulatorMissing, FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO.parent / "shared" / "reference" / "dataverse-examples"
+EXAMPLES = REPO / "tests" / "data" / "dataverse-examples"
 PROJECT = "demo-push365-test"
 
 
@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 def example(name: str) -> dict[str, Any]:
-    """One of ``../shared/reference/dataverse-examples/*.json``, decoded."""
+    """One of ``tests/data/dataverse-examples/*.json``, decoded."""
     return json.loads((EXAMPLES / name).read_text())  # type: ignore[no-any-return]
 
 

@@ -1,4 +1,4 @@
-"""Dataverse webhook bodies in the real shape (``../shared/reference/dataverse-examples``), for
+"""Dataverse webhook bodies in the real shape (``tests/data/dataverse-examples``), for
 any table and message: the example's envelope, with the record, images and context changed.
 
 Values are written as Dataverse writes them: ``ref(...)`` for a lookup, ``choice(n)``, ``money(x)``,

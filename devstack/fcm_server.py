@@ -22,6 +22,10 @@ where FCM sends one):
 Server-wide faults, until reset: ``PUT /_control`` with a JSON object of any of
 
 - ``delay_seconds``: every send is answered this late (FCM slow; the client times out);
+- ``delay_max_seconds``: with it (above ``delay_seconds``), each send's delay is drawn at random
+  between the two (a fixed seed: the same run draws the same delays);
+- ``unanswered_every``: every Nth send (counted from the control's setting) is recorded, then
+  never answered (FCM took it, the answer is lost; 20 is 5%);
 - ``slow_seconds``: the delay for ``slow-`` tokens only;
 - ``status_override``: every send is answered with this HTTP status and FCM's error for it (400,
   401, 403, 404, 429, 500, 503; any other status gets a bare ``google.rpc.Status``);
@@ -53,6 +57,7 @@ import contextlib
 import gzip
 import itertools
 import json
+import random
 import re
 import socket
 import ssl
@@ -110,6 +115,8 @@ _OVERRIDES: dict[int, str] = {
     503: "unavailable-",
 }
 RETRY_AFTER_SECONDS = "1"
+# How late an "unanswered" send is answered: past any client's timeout (FCM's own is 120 s).
+UNANSWERED_SECONDS = 180.0
 FIELD_OF_KIND = {"registration_token": "token", "installation_id": "fid"}
 _MAX_HEAD = 64 * 1024
 ANSWER_CODINGS = ("gzip", "deflate", "chunked", "close", "continue")
@@ -120,6 +127,8 @@ class Control:
     """Server-wide faults (``PUT /_control``)."""
 
     delay_seconds: float = 0.0
+    delay_max_seconds: float = 0.0
+    unanswered_every: int = 0
     slow_seconds: float = 0.0
     status_override: int | None = None
     retry_after: str = RETRY_AFTER_SECONDS
@@ -132,9 +141,11 @@ class Control:
         if not isinstance(data, dict) or set(data) - set(cls.__dataclass_fields__):
             raise ValueError("unknown control")
         control = cls()
-        for key in ("delay_seconds", "slow_seconds", "refuse_seconds"):
+        for key in ("delay_seconds", "delay_max_seconds", "slow_seconds", "refuse_seconds"):
             if key in data:
                 setattr(control, key, max(0.0, float(data[key])))
+        if data.get("unanswered_every") is not None:
+            control.unanswered_every = max(0, int(data["unanswered_every"]))
         if data.get("status_override") is not None:
             control.status_override = int(data["status_override"])
         if data.get("retry_after") is not None:
@@ -230,6 +241,8 @@ class LocalFcmServer:
         self._flaky_seen: set[str] = set()
         self._kinds: dict[str, str] = {}
         self._control = Control()
+        self._random = random.Random(365)
+        self._sends_since_control = 0
         self._socket = self._listen()
         self._port = self._socket.getsockname()[1]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -332,6 +345,8 @@ class LocalFcmServer:
 
     def _apply_control(self, control: Control) -> None:
         self._control = control
+        self._random = random.Random(365)
+        self._sends_since_control = 0
         if control.refuse_seconds > 0:
             loop = self._loop
             if loop is None:
@@ -555,6 +570,11 @@ class LocalFcmServer:
             entry["connection"] = connection
         self.record(entry)
         delay = control.delay_seconds + (control.slow_seconds if token.startswith("slow-") else 0)
+        if control.delay_max_seconds > control.delay_seconds:
+            delay += self._random.uniform(0, control.delay_max_seconds - control.delay_seconds)
+        self._sends_since_control += 1
+        if control.unanswered_every and self._sends_since_control % control.unanswered_every == 0:
+            delay = max(delay, UNANSWERED_SECONDS)  # taken, its answer never comes in time
         if delay > 0:
             await asyncio.sleep(delay)
         if error is not None:

@@ -414,7 +414,9 @@ class InMemoryFanoutRepository:
             return Taken.BUSY
         if not ignore_backoff and state.not_before is not None and state.not_before > now:
             return Taken.BUSY
-        state.unknown += [d for d in state.inflight if d not in state.outcomes]
+        state.unknown += [
+            d for d in state.inflight if d not in state.outcomes and d not in state.unknown
+        ]
         state.inflight = []
         state.attempts += 1
         self._write(stored, state, lease_until)

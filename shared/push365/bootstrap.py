@@ -88,7 +88,10 @@ def signup() -> SignupService:
 def users() -> UserService:
     """System user sync."""
     client = firestore_client()
-    return UserService(FirestoreUserRepository(client), FirestoreSubscriptionRepository(client))
+    timeout = get_settings().store_timeout_seconds
+    return UserService(
+        FirestoreUserRepository(client), FirestoreSubscriptionRepository(client, timeout)
+    )
 
 
 @lru_cache(maxsize=1)
@@ -96,7 +99,7 @@ def subscriptions() -> SubscriptionService:
     """Subscribe and unsubscribe."""
     client = firestore_client()
     return SubscriptionService(
-        FirestoreSubscriptionRepository(client),
+        FirestoreSubscriptionRepository(client, get_settings().store_timeout_seconds),
         FirestoreUserRepository(client),
         retention_days=get_settings().unsubscribe_retention_days,
     )
@@ -154,6 +157,12 @@ def delivery_worker() -> DeliveryWorker:
         unsubscribe_retention_days=settings.unsubscribe_retention_days,
         receipt_url=settings.receipt_url,
         stale_after=timedelta(days=settings.stale_subscription_days),
+        chunk_budget_seconds=settings.deliver_chunk_budget_seconds,
+        handler_seconds=settings.deliver_handler_seconds,
+        min_chunk_seconds=min(
+            settings.fcm_http_timeout_seconds, settings.deliver_handler_seconds / 2
+        ),
+        clock_skew_seconds=settings.deliver_clock_skew_seconds,
     )
     gateway = FcmHttpGateway(
         settings.project_id,
@@ -163,7 +172,7 @@ def delivery_worker() -> DeliveryWorker:
     )
     return DeliveryWorker(
         FirestoreFanoutRepository(client, settings.store_timeout_seconds),
-        FirestoreSubscriptionRepository(client),
+        FirestoreSubscriptionRepository(client, settings.store_timeout_seconds),
         gateway,
         fanout_publisher(),
         policy,

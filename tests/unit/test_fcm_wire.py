@@ -636,3 +636,43 @@ def test_closing_the_gateway_ends_a_batch_still_sending(fcm: LocalFcmServer) -> 
     assert len(outcome) == 1
     assert isinstance(outcome[0], concurrent.futures.CancelledError)
     assert isinstance(outcome[0], Exception)  # the worker's except Exception: all maybe delivered
+
+
+def test_a_deadline_starts_no_request_whose_timeout_does_not_fit_and_cuts_none_in_flight(
+    fcm: LocalFcmServer,
+) -> None:
+    pooled = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=TIMEOUT, pool_size=2)
+    fcm.control(delay_seconds=0.6)  # each request 0.6 s: two rounds fit in 1.5 s, not three
+    messages = [PushMessage(f"ok-{n}", PUSHES["plain"]) for n in range(8)]
+    try:
+        pooled.send_batch(messages[:2])  # connections open
+        fcm.clear()
+        started = time.monotonic()
+        results = pooled.send_batch(messages, deadline=started + TIMEOUT + 0.5)
+        took = time.monotonic() - started
+    finally:
+        pooled.close()
+
+    reached = {m["token"] for m in fcm.messages()}
+    sent = [r for r in results if r.outcome is Outcome.SENT]
+    not_started = [r for r in results if r.reason == "deadline"]
+    # The first round starts with 1.5 s left (>= the 1 s timeout); the second at 0.6 s with
+    # 0.9 s left: too little for a whole timeout, so it never starts. Nothing is cut in flight.
+    assert len(sent) == 2
+    assert len(not_started) == 6
+    assert all(r.maybe_delivered is False for r in not_started)
+    assert len(reached) == 2
+    assert took < TIMEOUT + 0.5
+
+
+def test_a_deadline_already_past_sends_nothing(fcm: LocalFcmServer) -> None:
+    gateway = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=TIMEOUT)
+    try:
+        results = gateway.send_batch(
+            [PushMessage("ok-1", PUSHES["plain"])], deadline=time.monotonic() - 1
+        )
+    finally:
+        gateway.close()
+
+    assert results == [SendResult(Outcome.RETRY, reason="deadline")]
+    assert fcm.messages() == []

@@ -54,17 +54,38 @@ class FakeGateway:
         self.calls: dict[str, int] = {}
         self.topics: list[str | None] = []
         self.die_after_sending = False
+        self.die_after: int | None = None  # messages sent before the process dies
+        self.seconds = 0.0  # the monotonic clock the worker reads
+        self.seconds_per_message = 0.0  # FCM's pace, one message after another
+        self.deadlines: list[float | None] = []
+        self.after_first_chunk: Callable[[], object] | None = None  # happens while it is sent
 
-    def send_batch(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+    def monotonic(self) -> float:
+        return self.seconds
+
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[SendResult]:
         self.chunks.append(len(messages))
+        self.deadlines.append(deadline)
         results = []
         for message in messages:
+            if deadline is not None and self.seconds >= deadline:
+                results.append(SendResult(Outcome.RETRY, reason="deadline"))
+                continue
+            if self.die_after is not None and sum(self.calls.values()) >= self.die_after:
+                self.die_after = None
+                raise Killed()
+            self.seconds += self.seconds_per_message
             self.calls[message.token] = self.calls.get(message.token, 0) + 1
             self.topics.append(message.push.collapse_key)
             results.append(self._answer(message.token, self.calls[message.token]))
         if self.die_after_sending:
             self.die_after_sending = False
             raise Killed()
+        happens, self.after_first_chunk = self.after_first_chunk, None
+        if happens is not None:
+            happens()
         return results
 
 
@@ -109,6 +130,7 @@ class World:
             self.queue,
             policy,
             clock=self.clock,
+            monotonic=self.gateway.monotonic,
         )
         self.verdicts: list[Verdict] = []
         self.delivered: list[FanoutMessage] = []
@@ -510,3 +532,135 @@ def test_receipts_confirm_only_the_device_they_were_made_for() -> None:
         world.service.confirm_delivery(f"{ORG}.{nid}.00000.{delivery.device_id}.{'A' * 22}")
     with pytest.raises(UnknownReceipt):
         world.service.confirm_delivery("garbage")
+
+
+def test_a_worker_killed_during_a_re_send_never_sends_a_third_copy() -> None:
+    world = World()
+    world.subscribe("ok-1", "ok-2", "ok-3")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages.pop(0)
+    world.gateway.die_after_sending = True
+    with pytest.raises(Killed):
+        world.handle(batch)  # all three sent, nothing recorded: their outcomes are unknown
+    world.now += FANOUT.lease
+    world.gateway.die_after = 4  # the re-sends claimed; the process dies after the first one
+    with pytest.raises(Killed):
+        world.handle(batch)
+    world.now += FANOUT.lease
+
+    assert world.handle(batch) is Verdict.ACK
+
+    assert max(world.gateway.calls.values()) == 2
+    status = world.status(nid)
+    twice = [token for token, n in world.gateway.calls.items() if n == 2]
+    assert len(twice) == 1  # the one re-send that went out before the process died
+    # Every device whose re-send was claimed is counted: those that got a second copy among them.
+    assert status.counts.resent == 3
+    assert (status.counts.sent, status.counts.failed) == (0, 3)
+    errors = {d.error for d in world.notification_repo.deliveries[nid].values()}
+    assert errors == {"unknown_outcome"}
+
+
+def test_a_re_send_that_surely_never_reached_fcm_is_not_counted_and_may_be_tried_again() -> None:
+    calls: dict[str, int] = {}
+
+    def answer(token: str, attempt: int) -> SendResult:
+        calls[token] = attempt
+        if attempt == 1:
+            return SendResult(Outcome.RETRY, reason="timeout", maybe_delivered=True)
+        if attempt == 2:
+            return SendResult(Outcome.RETRY, reason="connection")  # refused: never written
+        return SendResult(Outcome.SENT, message_id="m")
+
+    world = World(answer)
+    world.subscribe("dev-1")
+    nid = world.send().notification_id
+
+    world.deliver()
+
+    status = world.status(nid)
+    assert world.gateway.calls == {"dev-1": 3}  # two copies at most reached FCM
+    assert (status.counts.sent, status.counts.resent) == (1, 1)
+
+
+def test_a_chunk_slower_than_its_budget_stops_sending_and_hands_on_each_device_once() -> None:
+    policy = replace(FANOUT, chunk_size=250, chunk_budget_seconds=20.0, handler_seconds=30.0)
+    world = World(policy=policy)
+    world.subscribe(*(f"ok-{n:03d}" for n in range(500)))
+    world.gateway.seconds_per_message = 0.5  # FCM answering slowly: 250 messages take 125 s
+    nid = world.send().notification_id
+
+    world.deliver(rounds=200)
+
+    status = world.status(nid)
+    assert (status.status, status.counts.sent, status.counts.resent) == ("sent", 500, 0)
+    assert set(world.gateway.calls.values()) == {1}
+    # No handler ever sent past its budget: at most 20 s of requests per chunk.
+    assert max(world.gateway.chunks) == 250
+    assert world.gateway.seconds <= 0.5 * 500 + 1
+    assert all(v is Verdict.ACK for v in world.verdicts)  # handed on, never a failed attempt
+
+
+def test_the_send_deadline_is_inside_the_lease_the_chunk_budget_and_the_handler() -> None:
+    policy = replace(FANOUT, lease=timedelta(seconds=15), chunk_budget_seconds=20.0)
+    world = World(policy=policy)
+    world.subscribe("ok-1")
+    world.send()
+    world.handle(world.queue.messages.pop(0))
+    world.gateway.seconds = 100.0
+
+    world.handle(world.queue.messages.pop(0))
+
+    (deadline,) = world.gateway.deadlines
+    assert deadline is not None
+    assert deadline <= 100.0 + 15 - policy.clock_skew_seconds
+
+
+def test_a_late_dead_lettered_copy_of_a_finished_plan_changes_nothing() -> None:
+    world = World()
+    world.subscribe("ok-1", "ok-2")
+    nid = world.send().notification_id
+    plan = world.queue.messages[0]
+    world.deliver()
+    assert world.status(nid).status == "sent"
+
+    assert world.handle(plan, dead_lettered=True) is Verdict.ACK
+
+    status = world.status(nid)
+    assert (status.status, status.counts.sent, status.counts.failed) == ("sent", 2, 0)
+
+
+def test_a_late_dead_lettered_copy_of_a_finished_batch_changes_nothing() -> None:
+    world = World()
+    world.subscribe("ok-1", "ok-2")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages[0]
+    world.deliver()
+
+    assert world.handle(batch, dead_lettered=True) is Verdict.ACK
+
+    status = world.status(nid)
+    assert (status.status, status.counts.sent, status.counts.dead_lettered) == ("sent", 2, 0)
+
+
+def test_a_device_unsubscribed_while_an_earlier_chunk_is_sent_is_not_sent_to() -> None:
+    policy = replace(FANOUT, chunk_size=2)
+    world = World(policy=policy)
+    world.subscribe("ok-1", "ok-2", "ok-3", "ok-4")
+    nid = world.send().notification_id
+    world.handle(world.queue.messages.pop(0))
+    batch = world.queue.messages.pop(0)
+    tokens = {"ok-1", "ok-2", "ok-3", "ok-4"}
+
+    def unsubscribe_the_rest() -> None:  # while the first chunk is being sent
+        for token in tokens - set(world.gateway.calls):
+            world.subscriptions.unsubscribe(ORG, Unsubscribe(instance_id=token))
+
+    world.gateway.after_first_chunk = unsubscribe_the_rest
+
+    world.handle(batch)
+
+    assert len(world.gateway.calls) == 2
+    assert world.status(nid).counts.skipped == 2

@@ -134,7 +134,9 @@ class BatchCounts:
     failed: int = 0
     skipped: int = 0  # unsubscribed or erased after the plan was made
     removed_tokens: int = 0
-    resent: int = 0  # re-sent once because the first attempt's outcome was unknown
+    # devices whose re-send was claimed (the first attempt's outcome unknown): those that may
+    # have had a second copy
+    resent: int = 0
     dead_lettered: int = 0  # 1 when Pub/Sub gave up on this batch (its devices count as failed)
     retire_suppressed: int = 0  # invalid-token answers not acted on (over half of a batch)
 
@@ -174,3 +176,70 @@ class BatchState:
     def remaining(self) -> list[str]:
         """Devices with no final outcome yet, in plan order."""
         return [d for d in self.devices if d not in self.outcomes]
+
+    # A device's transitions: the worker changes a batch only through these. Invariants kept:
+    # a device has at most one final outcome; it is sent at most twice, the second time only
+    # when the first attempt's outcome is unknown and only once that re-send is claimed (in
+    # ``resent``, stored with the claim before anything is sent); ``counts.resent`` is the size
+    # of ``resent``.
+
+    def claim(self, devices: list[str]) -> None:
+        """These devices are about to be sent (stored before the first request): a worker that
+        finds them still claimed knows their outcome is unknown. A device whose earlier outcome
+        is unknown has its re-send claimed here too, so a crash during the re-send can never
+        lead to a third copy."""
+        for sid in devices:
+            if sid in self.outcomes:
+                raise ValueError("a device with an outcome is never claimed")
+            if sid in self.unknown and sid in self.resent:
+                raise ValueError("a device's re-send is claimed once")
+            if sid in self.unknown:
+                self.resent.append(sid)
+        self.inflight = list(devices)
+        self.counts.resent = len(self.resent)
+
+    def may_send(self, sid: str) -> bool:
+        """False once a device's re-send outcome is unknown too: it may have been shown twice,
+        never a third time."""
+        return not (sid in self.unknown and sid in self.resent)
+
+    def skip(self, sid: str) -> None:
+        """Unsubscribed or erased after the plan was made: never sent."""
+        self._final(sid, "skipped")
+        self.counts.skipped += 1
+
+    def settle(self, sid: str, sent: bool) -> None:
+        """FCM's final answer for the device: accepted, or refused for good."""
+        self._final(sid, "sent" if sent else "failed")
+        if sent:
+            self.counts.sent += 1
+        else:
+            self.counts.failed += 1
+
+    def not_delivered(self, sid: str) -> None:
+        """This attempt surely did not reach FCM (refused before writing, or FCM answered an
+        error): if it was the re-send, its claim is given back (no second copy exists)."""
+        if sid in self.resent and sid not in self.outcomes:
+            self.resent.remove(sid)
+            self.counts.resent = len(self.resent)
+
+    def hold(self, sid: str, reason: str, maybe_delivered: bool) -> None:
+        """A transient failure: tried again after a backoff. ``maybe_delivered``: the request
+        was written but never answered, so a copy may exist."""
+        self.pending[sid] = reason
+        if maybe_delivered and sid not in self.unknown:
+            self.unknown.append(sid)
+
+    def give_up(self, sid: str, reason: str = "") -> str:
+        """Recorded failed without another try; the reason recorded (its last transient one,
+        or ``reason``)."""
+        last = self.pending.pop(sid, None) or reason
+        self._final(sid, "failed")
+        self.counts.failed += 1
+        return last
+
+    def _final(self, sid: str, outcome: str) -> None:
+        if sid in self.outcomes:
+            raise ValueError("a device has one final outcome")
+        self.outcomes[sid] = outcome
+        self.pending.pop(sid, None)

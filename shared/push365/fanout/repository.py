@@ -308,14 +308,11 @@ class FirestoreFanoutRepository:
         self, lease: PlanLease, organization_id: str, notification_id: str, now: datetime
     ) -> None:
         write = self._client.batch()
-        write.update(
-            self._notification(organization_id, notification_id),
-            {
-                "status": "delivering" if lease.batches else "sent",
-                "planned_at": now,
-                "completed_at": None if lease.batches else now,
-            },
-        )
+        # completed_at is left to the batches (each one finishing sets it) unless there are
+        # none: a plan ended after its batches had all finished keeps their completion time.
+        ended: dict[str, Any] = {"status": "delivering" if lease.batches else "sent"}
+        ended |= {"planned_at": now} if lease.batches else {"planned_at": now, "completed_at": now}
+        write.update(self._notification(organization_id, notification_id), ended)
         done = {"planning_until": None, "cursor": None}
         self._fenced_plan(write, organization_id, notification_id, lease, done)
 

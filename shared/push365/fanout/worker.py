@@ -52,6 +52,7 @@ class _Attempt:
     retire: dict[UnsubscribeReason, list[str]] = field(default_factory=dict)
     retry_after: float = 0.0
     auth: int = 0
+    out_of_time: bool = False  # some of the chunk was not started before its deadline
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,17 @@ class FanoutPolicy:
     plan_slice_seconds: float = 30.0
     # A subscription its browser has not refreshed for this long is stale: not sent to.
     stale_after: timedelta | None = None
+    # The time budget (README "The time budget"; push365.fanout.budget checks its inequalities).
+    # One chunk's requests all end within this (those not started by then never start).
+    chunk_budget_seconds: float = 20.0
+    # No request starts later than this after the handler began; then it records what it
+    # knows, hands the rest to a continuation message and answers.
+    handler_seconds: float = 30.0
+    # A chunk starts only with at least this long left before the handler's deadline (one FCM
+    # request's timeout: a shorter window would cut requests that would have been answered).
+    min_chunk_seconds: float = 10.0
+    # How far two workers' clocks may disagree: sending ends this long before the lease does.
+    clock_skew_seconds: float = 2.0
 
 
 class DeliveryWorker:
@@ -105,13 +117,18 @@ class DeliveryWorker:
         """
         if message.kind is Kind.PLAN:
             return self._plan(message, dead_lettered)
-        return self._batch(message, dead_lettered)
+        deadline = self._monotonic() + self._policy.handler_seconds
+        return self._batch(message, dead_lettered, deadline)
 
     def _plan(self, message: FanoutMessage, dead_lettered: bool) -> Verdict:
         org, nid = message.organization_id, message.notification_id
         record = self._fanout.plan_record(org, nid)
         if record is None:
             return Verdict.ACK  # erased or purged meanwhile: nothing to send
+        if dead_lettered and record.planned:
+            # A late copy of a plan that went through: nothing failed (counted apart).
+            note_counts({"dead_letter_ignored": 1})
+            return Verdict.ACK
         if dead_lettered:
             self._fanout.fail_plan(org, nid, self._clock())
             self._alert(org, "A notification could not be planned and was given up.", 0, 0)
@@ -143,7 +160,7 @@ class DeliveryWorker:
                 lease = self._store_batch(message, lease, devices, record.created_at)
                 planned += len(devices)
                 devices = []
-                if self._monotonic() - started > self._policy.plan_slice_seconds:
+                if self._monotonic() - started >= self._policy.plan_slice_seconds:
                     # Long enough for one request: a continuation resumes after the cursor.
                     self._fanout.release_plan(lease, org, nid)
                     self._publisher.publish([message])
@@ -190,7 +207,7 @@ class DeliveryWorker:
             ]
         )
 
-    def _batch(self, message: FanoutMessage, dead_lettered: bool) -> Verdict:
+    def _batch(self, message: FanoutMessage, dead_lettered: bool, deadline: float) -> Verdict:
         org, nid, index = message.organization_id, message.notification_id, message.batch or 0
         created_at = message.created_at
         if created_at is None:  # a message published before batches carried it
@@ -206,47 +223,70 @@ class DeliveryWorker:
             org, nid, index, now, now + self._policy.lease, ignore_backoff=expired or dead_lettered
         )
         if taken is Taken.GONE:
+            if dead_lettered:
+                note_counts({"dead_letter_ignored": 1})  # a late copy of a finished batch
             return Verdict.ACK
         if taken is Taken.BUSY:
             return Verdict.RETRY
         try:
-            return self._send(taken, message.content.web_push(topic=nid), expired, dead_lettered)
+            return self._send(message, taken, expired, dead_lettered, deadline)
         except LeaseLost:
             return Verdict.RETRY  # another worker holds it now; a later copy finds it done
 
     def _send(
-        self, state: BatchState, push: WebPush, expired: bool, dead_lettered: bool
+        self,
+        message: FanoutMessage,
+        state: BatchState,
+        expired: bool,
+        dead_lettered: bool,
+        deadline: float,
     ) -> Verdict:
         org = state.organization_id
-        stale = self._policy.stale_after
-        seen_since = self._clock() - stale if stale is not None else None
-        active = self._subscriptions.active_devices_by_id(org, state.remaining(), seen_since)
+        push = message.content.web_push(topic=state.notification_id)
         if dead_lettered:
             # Pub/Sub gave up on this batch: what has no outcome yet failed, counted as such.
             state.counts.dead_lettered = 1
-            self._give_up(state, state.remaining(), "dead_letter", active)
+            remaining = state.remaining()
+            self._give_up(state, remaining, "dead_letter", self._active(state, remaining))
             # On the audit record too: operators alert on dead_lettered (monitoring.tf).
             note_counts({"devices": len(state.devices), **state.counts.as_dict()})
             self._fanout.finish(state)
             return Verdict.ACK
         if expired:
-            self._give_up(state, [d for d in state.remaining() if d in state.pending], "", active)
+            waiting = [d for d in state.remaining() if d in state.pending]
+            self._give_up(state, waiting, "", self._active(state, waiting))
         remaining = state.remaining()
         size = self._policy.chunk_size
         chunks = [remaining[start : start + size] for start in range(0, len(remaining), size)]
         outcome = _Attempt()
-        recorded: list[
-            Delivery
-        ] = []  # outcomes of the chunk just sent, written with the next claim
+        # The outcomes of the chunk just sent, written with the next claim.
+        recorded: list[Delivery] = []
+        handed_on = False
         for sids in chunks:
-            devices, settled = self._prepare(state, sids, active)
-            # Claim before sending (with the outcomes of the chunk before: one write).
-            state.inflight = [d.subscription_id for d in devices]
-            if devices or settled or recorded:
-                self._fanout.checkpoint(
-                    state, self._clock() + self._policy.lease, recorded + settled
-                )
-            recorded = self._send_and_apply(state, push, devices, outcome) if devices else []
+            if deadline - self._monotonic() < self._policy.min_chunk_seconds:
+                handed_on = True  # too little time left for a chunk: a continuation goes on
+                break
+            # Unsubscribe and erasure are read just before each chunk is sent.
+            devices, settled = self._prepare(state, sids, self._active(state, sids))
+            # Claim before sending (with the outcomes of the chunk before: one write), which
+            # also renews the lease and checks the fence: a worker that lost the batch stops
+            # here, before sending anything.
+            state.claim([d.subscription_id for d in devices])
+            leased_at = self._monotonic()
+            self._fanout.checkpoint(state, self._clock() + self._policy.lease, recorded + settled)
+            # Every request of the chunk ends before the lease does (less the clocks' skew), within
+            # the chunk's budget and the handler's deadline.
+            send_by = min(
+                self._monotonic() + self._policy.chunk_budget_seconds,
+                leased_at + self._policy.lease.total_seconds() - self._policy.clock_skew_seconds,
+                deadline,
+            )
+            recorded = (
+                self._send_and_apply(state, push, devices, outcome, send_by) if devices else []
+            )
+            if outcome.out_of_time:
+                handed_on = True  # what was not started goes on in a continuation
+                break
         state.inflight = []
         retire, retry_after, auth_failures = outcome.retire, outcome.retry_after, outcome.auth
         self._retire(state, retire, auth_failures)
@@ -256,8 +296,15 @@ class DeliveryWorker:
                 "devices": len(state.devices),
                 **state.counts.as_dict(),
                 "auth_failures": auth_failures,
+                "handed_on": int(handed_on),
             }
         )
+        if handed_on:
+            # What is known is recorded and the batch given back; a continuation message (a new
+            # Pub/Sub delivery, so this is not a failed attempt) takes it on at once.
+            self._fanout.release(state, recorded)
+            self._publisher.publish([message])
+            return Verdict.ACK
         waiting = [d for d in state.remaining() if d in state.pending]
         if waiting:
             state.not_before = self._clock() + self._backoff(state.attempts, retry_after)
@@ -274,6 +321,14 @@ class DeliveryWorker:
             )
         return Verdict.ACK
 
+    def _active(self, state: BatchState, sids: list[str]) -> dict[str, Device]:
+        """Those of ``sids`` still subscribed (and not stale), as read now."""
+        if not sids:
+            return {}
+        stale = self._policy.stale_after
+        seen_since = self._clock() - stale if stale is not None else None
+        return self._subscriptions.active_devices_by_id(state.organization_id, sids, seen_since)
+
     def _prepare(
         self, state: BatchState, sids: list[str], active: dict[str, Device]
     ) -> tuple[list[Device], list[Delivery]]:
@@ -284,47 +339,43 @@ class DeliveryWorker:
             device = active.get(sid)
             if device is None:
                 # Unsubscribed or erased after the plan was made: not sent to.
-                state.outcomes[sid] = "skipped"
-                state.pending.pop(sid, None)
-                state.counts.skipped += 1
-            elif sid in state.unknown and sid in state.resent:
+                state.skip(sid)
+            elif not state.may_send(sid):
                 # Its re-send's outcome is unknown too: it may have been shown; not a third.
-                self._final(state, sid, "failed")
-                state.counts.failed += 1
-                reason = state.pending.pop(sid, None) or "timeout"
-                failed = SendResult(Outcome.FAILED, reason=reason)
+                state.give_up(sid)
+                failed = SendResult(Outcome.FAILED, reason="unknown_outcome")
                 settled.append(_delivery(device, failed, self._clock(), "", resent=True))
             else:
                 devices.append(device)
         return devices, settled
 
     def _send_and_apply(
-        self, state: BatchState, push: WebPush, devices: list[Device], attempt: _Attempt
+        self,
+        state: BatchState,
+        push: WebPush,
+        devices: list[Device],
+        attempt: _Attempt,
+        deadline: float,
     ) -> list[Delivery]:
-        """Send one claimed chunk; its final outcomes (the transient ones stay pending)."""
+        """Send one claimed chunk by ``deadline``; its final outcomes (the transient ones stay
+        pending)."""
         messages = [self._message(state, push, d) for d in devices]
-        results = self._send_chunk([m for m, _ in messages])
+        results = self._send_chunk([m for m, _ in messages], deadline)
         sent_at = self._clock()
         final: list[Delivery] = []
         for device, (_, receipt_hash), result in zip(devices, messages, results, strict=True):
             sid = device.subscription_id
-            copied = result.outcome is Outcome.SENT or result.maybe_delivered
-            if sid in state.unknown and sid not in state.resent and copied:
-                # A second copy may exist (the first attempt's outcome was unknown).
-                state.resent.append(sid)
-                state.counts.resent += 1
-            if result.outcome is Outcome.RETRY:
-                state.pending[sid] = result.reason or "retry"
-                attempt.retry_after = max(attempt.retry_after, result.retry_after_seconds or 0.0)
-                if result.maybe_delivered and sid not in state.unknown:
-                    state.unknown.append(sid)
+            if not (result.outcome is Outcome.SENT or result.maybe_delivered):
+                state.not_delivered(sid)
+            if result.outcome is Outcome.RETRY and result.reason == "deadline":
+                attempt.out_of_time = True  # never started: no attempt, no backoff
                 continue
-            state.pending.pop(sid, None)
-            self._final(state, sid, "sent" if result.outcome is Outcome.SENT else "failed")
-            if result.outcome is Outcome.SENT:
-                state.counts.sent += 1
-            else:
-                state.counts.failed += 1
+            if result.outcome is Outcome.RETRY:
+                state.hold(sid, result.reason or "retry", result.maybe_delivered)
+                attempt.retry_after = max(attempt.retry_after, result.retry_after_seconds or 0.0)
+                continue
+            state.settle(sid, sent=result.outcome is Outcome.SENT)
+            if result.outcome is not Outcome.SENT:
                 attempt.auth += result.reason in _AUTH_ERRORS
             if result.outcome is Outcome.RETIRE:
                 reason = _RETIRE_REASONS.get(result.reason or "", UnsubscribeReason.INVALID_TOKEN)
@@ -332,9 +383,9 @@ class DeliveryWorker:
             final.append(_delivery(device, result, sent_at, receipt_hash, sid in state.resent))
         return final
 
-    def _send_chunk(self, messages: list[PushMessage]) -> list[SendResult]:
+    def _send_chunk(self, messages: list[PushMessage], deadline: float) -> list[SendResult]:
         try:
-            return self._gateway.send_batch(messages)
+            return self._gateway.send_batch(messages, deadline=deadline)
         except Exception:  # noqa: BLE001 - whatever escaped, FCM may have taken some of them
             return [SendResult(Outcome.RETRY, reason="error", maybe_delivered=True)] * len(messages)
 
@@ -381,9 +432,7 @@ class DeliveryWorker:
         now = self._clock()
         final = []
         for sid in devices:
-            last = state.pending.pop(sid, None) or reason
-            self._final(state, sid, "failed")
-            state.counts.failed += 1
+            last = state.give_up(sid, reason)
             device = active.get(sid)
             final.append(
                 Delivery(
@@ -404,10 +453,6 @@ class DeliveryWorker:
             len(state.devices),
             len(final),
         )
-
-    @staticmethod
-    def _final(state: BatchState, sid: str, outcome: str) -> None:
-        state.outcomes[sid] = outcome
 
     def _message(self, state: BatchState, push: WebPush, device: Device) -> tuple[PushMessage, str]:
         receipt, receipt_hash = new_receipt(

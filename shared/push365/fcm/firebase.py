@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,15 @@ class FirebaseGateway:
         self._app: App | None = None
         self._lock = threading.Lock()
 
-    def send_batch(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[SendResult]:
+        """As the port says, but ``send_each`` cannot be stopped once started: the deadline is
+        checked before it starts (each request is bounded by ``http_timeout_seconds``)."""
         from firebase_admin import messaging
+
+        if deadline is not None and time.monotonic() >= deadline:
+            return [SendResult(Outcome.RETRY, reason="deadline")] * len(messages)
 
         app = self._get_app()
         batch = messaging.send_each([_to_message(m) for m in messages], app=app)

@@ -102,8 +102,16 @@ class FcmHttpGateway:
         self._idle: list[_Connection] = []
         self._head = b""
 
-    def send_batch(self, messages: Sequence[PushMessage]) -> list[SendResult]:
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[SendResult]:
         """Send each message once, all concurrently; one result per message, in order.
+
+        ``deadline`` (a ``time.monotonic()`` value) bounds the whole batch: a request starts
+        only while its whole timeout still fits before the deadline (or, when the deadline is
+        nearer than one timeout from the start, while any time is left), so requests in flight
+        are not cut short by it; one not started is ``RETRY`` with reason ``deadline`` and was
+        never sent. The call returns by the deadline, give or take the loop's scheduling.
 
         Raises:
             ValueError: firebase-admin's encoder refused a message (as ``send_each`` does).
@@ -118,7 +126,7 @@ class FcmHttpGateway:
         head = self._head + "".join(f"{k}: {v}\r\n" for k, v in credentials.items()).encode()
         requests = [head + b"Content-Length: %d\r\n\r\n" % len(body) + body for body in bodies]
         future: Future[list[SendResult]] = asyncio.run_coroutine_threadsafe(
-            self._send_all(requests, authorization), loop
+            self._send_all(requests, authorization, deadline), loop
         )
         return future.result()
 
@@ -181,7 +189,9 @@ class FcmHttpGateway:
         for connection in idle:
             connection.close()
 
-    async def _send_all(self, requests: list[bytes], authorization: str | None) -> list[SendResult]:
+    async def _send_all(
+        self, requests: list[bytes], authorization: str | None, deadline: float | None
+    ) -> list[SendResult]:
         # Let the loop first take in what happened while it was idle (or the instance frozen): a
         # keep-alive connection the server closed is then dropped, not written to and lost.
         for _ in range(2):
@@ -189,24 +199,38 @@ class FcmHttpGateway:
         # One sender per connection the batch can use, each taking the next request in turn.
         results: list[SendResult | None] = [None] * len(requests)
         turns = iter(range(len(requests)))
+        # A request starts only with this long left before the deadline.
+        needs = 0.0
+        if deadline is not None:
+            needs = min(self._timeout, deadline - asyncio.get_running_loop().time())
 
         async def sender() -> None:
             for index in turns:
-                results[index] = await self._send_one(requests[index], authorization)
+                results[index] = await self._send_one(
+                    requests[index], authorization, deadline, needs
+                )
 
         await asyncio.gather(*(sender() for _ in range(min(self._pool_size, len(requests)))))
         answered = [result for result in results if result is not None]
         assert len(answered) == len(requests)  # _send_one answers whatever happens
         return answered
 
-    async def _send_one(self, request: bytes, authorization: str | None) -> SendResult:
+    async def _send_one(
+        self, request: bytes, authorization: str | None, deadline: float | None, needs: float
+    ) -> SendResult:
         assert self._slots is not None
         written = False  # once written, the request may have reached FCM
         connection: _Connection | None = None
         answer: _Answer | None = None
         async with self._slots:
+            # The loop's clock is time.monotonic(): the deadline is read on it directly.
+            budget = self._timeout
+            if deadline is not None:
+                budget = min(budget, deadline - asyncio.get_running_loop().time())
+                if budget <= 0 or budget < needs:
+                    return SendResult(Outcome.RETRY, reason="deadline")  # never started
             try:
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(budget):
                     connection = self._idle_connection() or await self._connect()
                     written = connection.usable  # request() writes at once if it is
                     answer = await connection.request(request)

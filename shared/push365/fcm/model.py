@@ -75,6 +75,11 @@ class SendResult:
 class PushGateway(Protocol):
     """The port: send up to 500 messages, one result per message in the same order."""
 
-    def send_batch(self, messages: Sequence[PushMessage]) -> list[SendResult]:
-        """Send each message once (no retries or sleeps inside: the caller owns the deadline)."""
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[SendResult]:
+        """Send each message once (no retries or sleeps inside), by ``deadline`` (a
+        ``time.monotonic()`` value): a message not started by then is answered ``RETRY`` with
+        reason ``deadline`` and was never sent; one unanswered then is ``RETRY``, maybe
+        delivered."""
         ...

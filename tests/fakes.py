@@ -414,10 +414,7 @@ class InMemoryFanoutRepository:
             return Taken.BUSY
         if not ignore_backoff and state.not_before is not None and state.not_before > now:
             return Taken.BUSY
-        state.unknown += [
-            d for d in state.inflight if d not in state.outcomes and d not in state.unknown
-        ]
-        state.inflight = []
+        state.recover()
         state.attempts += 1
         self._write(stored, state, lease_until)
         return copy.deepcopy(state)
@@ -431,6 +428,10 @@ class InMemoryFanoutRepository:
         stored = self._fenced(state)
         self._record(state, deliveries)
         self._write(stored, state, lease_until)
+
+    def resends_started(self, state: BatchState) -> None:
+        stored = self._fenced(state)
+        self._write(stored, state, stored["lease"])
 
     def finish(
         self,

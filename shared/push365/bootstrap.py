@@ -163,6 +163,7 @@ def delivery_worker() -> DeliveryWorker:
             settings.fcm_http_timeout_seconds, settings.deliver_handler_seconds / 2
         ),
         clock_skew_seconds=settings.deliver_clock_skew_seconds,
+        resend_window=settings.fcm_connections,
     )
     gateway = FcmHttpGateway(
         settings.project_id,

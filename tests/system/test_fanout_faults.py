@@ -25,6 +25,7 @@ import pytest
 from devstack import fanout
 from devstack.emulator import FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
+from push365.settings import Settings
 from tests.conftest import PROJECT, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
 from tests.integration import conftest as integration
@@ -199,8 +200,16 @@ def production(
     tmp_path: Path,
 ) -> Iterator[Stack]:
     """deliver with the deployed settings (settings.py's defaults: 250-device chunks, a 45 s
-    lease, 10 s requests) and the deployed ack deadline (60 s)."""
-    yield from _stack(functions, emulator, pubsub, fcm, tmp_path, {}, 60)
+    lease, 10 s requests) and the deployed ack deadline (60 s); the test session's own faster
+    timings (tests/conftest.py) are not inherited."""
+    deployed = Settings.model_construct()
+    settings = {
+        f"PUSH365_{name.upper()}": str(getattr(deployed, name))
+        for name in Settings.model_fields
+        if name.endswith("_seconds") or name in ("deliver_chunk_size", "fcm_connections")
+    }
+    settings["PUSH365_RETRY_HORIZON_SECONDS"] = "600"  # within the test's patience
+    yield from _stack(functions, emulator, pubsub, fcm, tmp_path, settings, 60)
 
 
 def stop_all(workers: list[DeliverProcess]) -> None:
@@ -274,11 +283,7 @@ def test_firestore_unavailable_for_75_seconds_during_a_send(stack: Stack) -> Non
     assert final["counts"]["sent"] == 200
 
 
-@pytest.fixture
-def pulled(stack: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
-    """Pull subscriptions, each message pushed to the deliver process by ``fanout.Pump`` (with
-    the retry policy's backoff), as ``make dev`` does: the emulator's own push loses messages
-    that back off for minutes (devstack/fanout.py says how)."""
+def _pump(stack: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
     topology = dataclasses.replace(fanout_topology(), max_delivery_attempts=100)
     topology = dataclasses.replace(
         topology, minimum_backoff="1s", maximum_backoff="5s", retry_policy=False
@@ -287,6 +292,21 @@ def pulled(stack: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
     pump = fanout.Pump(pubsub.address, topology, stack.url).start()
     yield pump
     pump.stop()
+
+
+@pytest.fixture
+def pulled(stack: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
+    """Pull subscriptions, each message pushed to the deliver process by ``fanout.Pump`` (with
+    the retry policy's backoff), as ``make dev`` does: the emulator's own push loses messages
+    that back off for minutes (devstack/fanout.py says how)."""
+    yield from _pump(stack, pubsub)
+
+
+@pytest.fixture
+def pulled_250(scaled_250: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
+    """As ``pulled``, for ``scaled_250``: a killed deliver's messages back off, and the emulator's
+    own push loses those."""
+    yield from _pump(scaled_250, pubsub)
 
 
 def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
@@ -349,7 +369,7 @@ def test_a_250_device_chunk_with_fcm_answering_in_1_to_10_s_and_5_percent_never_
 
 
 def test_sigkill_at_10_random_points_of_a_2000_device_send_in_250_device_chunks(
-    scaled_250: Stack,
+    scaled_250: Stack, pulled_250: fanout.Pump
 ) -> None:
     import random
 

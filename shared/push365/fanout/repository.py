@@ -45,6 +45,7 @@ UNINDEXED_FIELDS = (
     "inflight",
     "unknown",
     "resent",
+    "resend_started",
     "pending",
     RECORDS,
     RECEIPT_HASHES,
@@ -170,6 +171,15 @@ class FanoutRepository(Protocol):
 
         Raises:
             LeaseLost: another worker wrote the batch since this one read it.
+        """
+        ...
+
+    def resends_started(self, state: BatchState) -> None:
+        """Store that the re-sends of the window in flight were all written (its
+        ``resend_started``), fenced; the lease is not touched.
+
+        Raises:
+            LeaseLost: as for :meth:`checkpoint`.
         """
         ...
 
@@ -379,9 +389,7 @@ class FirestoreFanoutRepository:
             return Taken.BUSY
         state = _state(organization_id, notification_id, batch, fields)
         # What the last holder claimed but never recorded may have reached FCM.
-        left = [d for d in state.inflight if d not in state.outcomes and d not in state.unknown]
-        state.unknown += left
-        state.inflight = []
+        state.recover()
         state.attempts += 1
         try:
             result = reference.update(
@@ -389,6 +397,8 @@ class FirestoreFanoutRepository:
                     "lease_until": lease_until,
                     "inflight": _text([]),
                     "unknown": _text(state.unknown),
+                    "resent": _text(state.resent),
+                    "counts": state.counts.as_dict(),
                     "attempts": state.attempts,
                 },
                 option=self._client.write_option(last_update_time=snapshot.update_time),
@@ -406,6 +416,9 @@ class FirestoreFanoutRepository:
         deliveries: Sequence[Delivery] = (),
     ) -> None:
         self._fenced(self._client.batch(), state, deliveries, {"lease_until": lease_until})
+
+    def resends_started(self, state: BatchState) -> None:
+        self._fenced(self._client.batch(), state, (), {})
 
     def finish(
         self,
@@ -475,6 +488,7 @@ def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[s
         "inflight": _text([]),
         "unknown": _text([]),
         "resent": _text([]),
+        "resend_started": _text([]),
         "pending": _text({}),
         "not_before": None,
         "lease_until": None,
@@ -491,8 +505,10 @@ def _progress(state: BatchState) -> dict[str, Any]:
         "inflight": _text(state.inflight),
         "unknown": _text(state.unknown),
         "resent": _text(state.resent),
+        "resend_started": _text(state.resend_started),
         "pending": _text(state.pending),
         "not_before": state.not_before,
+        "attempts": state.attempts,
         "counts": state.counts.as_dict(),
     }
 
@@ -507,6 +523,7 @@ def _state(organization_id: str, nid: str, batch: int, fields: dict[str, Any]) -
         inflight=list(_parsed(fields.get("inflight"), [])),
         unknown=list(_parsed(fields.get("unknown"), [])),
         resent=list(_parsed(fields.get("resent"), [])),
+        resend_started=list(_parsed(fields.get("resend_started"), [])),
         pending=dict(_parsed(fields.get("pending"), {})),
         not_before=fields.get("not_before"),
         attempts=int(fields.get("attempts") or 0),
@@ -534,6 +551,7 @@ _STATE_FIELDS = [
     "inflight",
     "unknown",
     "resent",
+    "resend_started",
     "pending",
     "not_before",
     "lease_until",

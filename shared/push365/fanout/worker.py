@@ -17,6 +17,7 @@ Exactly once per device under Pub/Sub's at-least-once delivery:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from push365.audit import note_counts
 from push365.fanout.model import BatchState, FanoutMessage, Kind, Verdict
 from push365.fanout.publisher import FanoutPublisher
 from push365.fanout.repository import FanoutRepository, LeaseLost, PlanLease, Taken
-from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush
+from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush, Written
 from push365.model import utc_now
 from push365.notifications.deliveries import Delivery
 from push365.notifications.receipts import device_id, new_receipt
@@ -83,6 +84,9 @@ class FanoutPolicy:
     min_chunk_seconds: float = 10.0
     # How far two workers' clocks may disagree: sending ends this long before the lease does.
     clock_skew_seconds: float = 2.0
+    # Re-sends are claimed and sent this many at a time: the connections to FCM (all start at
+    # once).
+    resend_window: int = 16
 
 
 class DeliveryWorker:
@@ -256,8 +260,16 @@ class DeliveryWorker:
             waiting = [d for d in state.remaining() if d in state.pending]
             self._give_up(state, waiting, "", self._active(state, waiting))
         remaining = state.remaining()
-        size = self._policy.chunk_size
-        chunks = [remaining[start : start + size] for start in range(0, len(remaining), size)]
+        # Re-sends first, in windows no larger than the pool (each window's requests all start at
+        # once, right after its claim is stored: a worker killed during a window has almost
+        # surely sent every device of it, so failing their unknown re-sends loses nothing); then
+        # first attempts in chunks, whose claim may hold devices a kill leaves unsent (they are
+        # re-sent, once, as the unknown ones they become).
+        resends = [d for d in remaining if d in state.unknown]
+        first = [d for d in remaining if d not in state.unknown]
+        chunks = _split(resends, self._policy.resend_window) + _split(
+            first, self._policy.chunk_size
+        )
         outcome = _Attempt()
         # The outcomes of the chunk just sent, written with the next claim.
         recorded: list[Delivery] = []
@@ -301,7 +313,9 @@ class DeliveryWorker:
         )
         if handed_on:
             # What is known is recorded and the batch given back; a continuation message (a new
-            # Pub/Sub delivery, so this is not a failed attempt) takes it on at once.
+            # Pub/Sub delivery) takes it on at once. Not a failed attempt: the backoff of devices
+            # waiting after a transient failure does not grow with it.
+            state.attempts = max(state.attempts - 1, 0)
             self._fanout.release(state, recorded)
             self._publisher.publish([message])
             return Verdict.ACK
@@ -360,7 +374,8 @@ class DeliveryWorker:
         """Send one claimed chunk by ``deadline``; its final outcomes (the transient ones stay
         pending)."""
         messages = [self._message(state, push, d) for d in devices]
-        results = self._send_chunk([m for m, _ in messages], deadline)
+        sids = [d.subscription_id for d in devices]
+        results = self._send_chunk(state, [m for m, _ in messages], deadline, sids)
         sent_at = self._clock()
         final: list[Delivery] = []
         for device, (_, receipt_hash), result in zip(devices, messages, results, strict=True):
@@ -383,9 +398,51 @@ class DeliveryWorker:
             final.append(_delivery(device, result, sent_at, receipt_hash, sid in state.resent))
         return final
 
-    def _send_chunk(self, messages: list[PushMessage], deadline: float) -> list[SendResult]:
+    def _send_chunk(
+        self, state: BatchState, messages: list[PushMessage], deadline: float, sids: list[str]
+    ) -> list[SendResult]:
+        """The chunk's results (``sids``: its devices, in order); for a window of re-sends, once
+        every request of it has been written, that is stored (fenced) while the answers are
+        awaited: a worker that finds a re-send claimed but not started knows it was never
+        sent."""
+        resends = {sid for sid in sids if sid in state.resent}
+        if not resends:
+            return self._send_batch(messages, deadline, None)
+        written = Written()
+        stopped = threading.Event()
+        failures: list[Exception] = []
+
+        def store_when_written() -> None:
+            while not written.wait(0.01):
+                if stopped.is_set():
+                    return  # the send ended without finishing (the process is going down)
+            started = [sids[n] for n in sorted(written.indexes()) if sids[n] in resends]
+            if not started:
+                return
+            try:
+                state.resends_written(started)
+                self._fanout.resends_started(state)
+            except Exception as error:  # noqa: BLE001 - raised in the worker's own thread
+                failures.append(error)
+
+        marker = threading.Thread(target=store_when_written, name="resends-started")
+        marker.start()
         try:
-            return self._gateway.send_batch(messages, deadline=deadline)
+            results = self._send_batch(messages, deadline, written)
+        finally:
+            stopped.set()
+            marker.join()
+        if any(isinstance(error, LeaseLost) for error in failures):
+            raise LeaseLost()
+        # A store that did not answer: the re-sends went out unmarked (recorded with the
+        # results at the next checkpoint, which carries resend_started).
+        return results
+
+    def _send_batch(
+        self, messages: list[PushMessage], deadline: float, written: Written | None
+    ) -> list[SendResult]:
+        try:
+            return self._gateway.send_batch(messages, deadline=deadline, written=written)
         except Exception:  # noqa: BLE001 - whatever escaped, FCM may have taken some of them
             return [SendResult(Outcome.RETRY, reason="error", maybe_delivered=True)] * len(messages)
 
@@ -492,3 +549,7 @@ def _delivery(
         receipt_hash=receipt_hash,
         resent=resent,
     )
+
+
+def _split(devices: list[str], size: int) -> list[list[str]]:
+    return [devices[start : start + size] for start in range(0, len(devices), max(size, 1))]

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind
+from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind, Written
 
 if TYPE_CHECKING:
     from firebase_admin import App
@@ -38,17 +38,27 @@ class FirebaseGateway:
         self._lock = threading.Lock()
 
     def send_batch(
-        self, messages: Sequence[PushMessage], deadline: float | None = None
+        self,
+        messages: Sequence[PushMessage],
+        deadline: float | None = None,
+        written: Written | None = None,
     ) -> list[SendResult]:
         """As the port says, but ``send_each`` cannot be stopped once started: the deadline is
-        checked before it starts (each request is bounded by ``http_timeout_seconds``)."""
+        checked before it starts (each request is bounded by ``http_timeout_seconds``), and
+        ``written`` learns of the messages only once every answer is in."""
         from firebase_admin import messaging
 
         if deadline is not None and time.monotonic() >= deadline:
+            if written is not None:
+                written.finish()
             return [SendResult(Outcome.RETRY, reason="deadline")] * len(messages)
 
         app = self._get_app()
         batch = messaging.send_each([_to_message(m) for m in messages], app=app)
+        if written is not None:
+            for index in range(len(messages)):
+                written.mark(index)
+            written.finish()
         return [
             SendResult(Outcome.SENT, message_id=r.message_id)
             if r.success

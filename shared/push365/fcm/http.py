@@ -21,13 +21,13 @@ import atexit
 import json
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from push365.fcm.firebase import PRODUCTION_URL, _to_message, classify_error, token_field
-from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind
+from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind, Written
 
 if TYPE_CHECKING:
     import ssl
@@ -103,7 +103,10 @@ class FcmHttpGateway:
         self._head = b""
 
     def send_batch(
-        self, messages: Sequence[PushMessage], deadline: float | None = None
+        self,
+        messages: Sequence[PushMessage],
+        deadline: float | None = None,
+        written: Written | None = None,
     ) -> list[SendResult]:
         """Send each message once, all concurrently; one result per message, in order.
 
@@ -112,12 +115,16 @@ class FcmHttpGateway:
         nearer than one timeout from the start, while any time is left), so requests in flight
         are not cut short by it; one not started is ``RETRY`` with reason ``deadline`` and was
         never sent. The call returns by the deadline, give or take the loop's scheduling.
+        ``written`` is told of each request as its bytes are handed to the connection, and
+        finished once every request is written or answered without being written.
 
         Raises:
             ValueError: firebase-admin's encoder refused a message (as ``send_each`` does).
             google.auth.exceptions.GoogleAuthError: no credentials. Either way nothing was sent.
         """
         if not messages:
+            if written is not None:
+                written.finish()
             return []
         bodies = _bodies(messages)
         credentials = self._auth_headers()  # Authorization, and any other header they set
@@ -126,9 +133,13 @@ class FcmHttpGateway:
         head = self._head + "".join(f"{k}: {v}\r\n" for k, v in credentials.items()).encode()
         requests = [head + b"Content-Length: %d\r\n\r\n" % len(body) + body for body in bodies]
         future: Future[list[SendResult]] = asyncio.run_coroutine_threadsafe(
-            self._send_all(requests, authorization, deadline), loop
+            self._send_all(requests, authorization, deadline, written), loop
         )
-        return future.result()
+        try:
+            return future.result()
+        finally:
+            if written is not None:
+                written.finish()
 
     def close(self) -> None:
         """Close the connections and end the loop's thread; a later send starts them again. A
@@ -190,7 +201,11 @@ class FcmHttpGateway:
             connection.close()
 
     async def _send_all(
-        self, requests: list[bytes], authorization: str | None, deadline: float | None
+        self,
+        requests: list[bytes],
+        authorization: str | None,
+        deadline: float | None,
+        written: Written | None,
     ) -> list[SendResult]:
         # Let the loop first take in what happened while it was idle (or the instance frozen): a
         # keep-alive connection the server closed is then dropped, not written to and lost.
@@ -204,10 +219,21 @@ class FcmHttpGateway:
         if deadline is not None:
             needs = min(self._timeout, deadline - asyncio.get_running_loop().time())
 
+        left = len(requests)
+
+        def settled(index: int, was_written: bool) -> None:
+            nonlocal left
+            if written is not None:
+                if was_written:
+                    written.mark(index)
+                left -= 1
+                if left == 0:
+                    written.finish()
+
         async def sender() -> None:
             for index in turns:
                 results[index] = await self._send_one(
-                    requests[index], authorization, deadline, needs
+                    requests[index], authorization, deadline, needs, index, settled
                 )
 
         await asyncio.gather(*(sender() for _ in range(min(self._pool_size, len(requests)))))
@@ -216,7 +242,34 @@ class FcmHttpGateway:
         return answered
 
     async def _send_one(
-        self, request: bytes, authorization: str | None, deadline: float | None, needs: float
+        self,
+        request: bytes,
+        authorization: str | None,
+        deadline: float | None,
+        needs: float,
+        index: int,
+        settled: Callable[[int, bool], None],
+    ) -> SendResult:
+        told = False
+
+        def tell(was_written: bool) -> None:
+            nonlocal told
+            if not told:
+                told = True
+                settled(index, was_written)
+
+        try:
+            return await self._attempt(request, authorization, deadline, needs, tell)
+        finally:
+            tell(False)  # never written (a written one was told as it was written)
+
+    async def _attempt(
+        self,
+        request: bytes,
+        authorization: str | None,
+        deadline: float | None,
+        needs: float,
+        tell: Callable[[bool], None],
     ) -> SendResult:
         assert self._slots is not None
         written = False  # once written, the request may have reached FCM
@@ -233,7 +286,7 @@ class FcmHttpGateway:
                 async with asyncio.timeout(budget):
                     connection = self._idle_connection() or await self._connect()
                     written = connection.usable  # request() writes at once if it is
-                    answer = await connection.request(request)
+                    answer = await connection.request(request, lambda: tell(True))
             except TimeoutError:
                 # Written but unanswered: FCM may have accepted it (the caller may re-send once).
                 return SendResult(
@@ -321,11 +374,12 @@ class _Connection(asyncio.Protocol):
         self.usable = True
         self.idle_since = 0.0
 
-    async def request(self, data: bytes) -> _Answer:
+    async def request(self, data: bytes, on_written: Callable[[], None]) -> _Answer:
         if not self.usable or self._transport is None or self._transport.is_closing():
             raise ConnectionLost
         self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(data)
+        on_written()
         return await self._waiter
 
     def close(self) -> None:

@@ -713,7 +713,15 @@ def test_alert_policies_watch_the_metrics_and_notify_the_channels(tf: dict[str, 
     policies = tf["resource"]["google_monitoring_alert_policy"]
     occurrence = tf["locals"]["occurrence_alerts"]
 
-    assert set(policies) == {"server_errors", "purge_missed", "occurrence", "send_latency"}
+    assert set(policies) == {
+        "server_errors",
+        "purge_missed",
+        "occurrence",
+        "send_latency",
+        "fanout_backlog",
+        "export_failed",
+        "scheduler_failed",
+    }
     assert policies["occurrence"]["for_each"] == "${local.occurrence_alerts}"
     assert {k: v["metric"] for k, v in occurrence.items()} == {
         "fcm_auth": "fcm_auth_failures",

@@ -56,6 +56,7 @@ HOLDS_NO_COPY = {
     "google_logging_project_exclusion": "keeps logs out: stores nothing",
     "google_monitoring_alert_policy": "a condition on metrics",
     "google_monitoring_dashboard": "charts of metrics",
+    "time_offset": "a timestamp in Terraform's state",
 }
 # Single resources of a copy-holding type that hold no one's data: reviewed one by one.
 NO_PERSONAL_DATA = {

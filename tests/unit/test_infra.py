@@ -626,10 +626,11 @@ def test_the_pipeline_runs_as_the_deployer_with_its_own_ignore_file(tf: dict[str
 
 # --- a first apply in an empty project ------------------------------------------------------
 
+# Google's documented roles of a function's build account; the third only on the buckets builds
+# read (tests/unit/test_infra_iam.py).
 DOCUMENTED_BUILD_ROLES = [
     "roles/logging.logWriter",
     "roles/artifactregistry.writer",
-    "roles/storage.objectAdmin",
 ]
 
 
@@ -643,6 +644,10 @@ def test_every_function_is_built_by_the_named_build_account(tf: dict[str, Any]) 
     assert grants["for_each"] == "${toset(local.build_roles)}"
     assert grants["member"] == "serviceAccount:${google_service_account.build.email}"
     assert "${google_project_iam_member.build}" in function["depends_on"]
+    sources = resource(tf, "google_project_iam_member", "build_sources")
+    assert sources["role"] == "roles/storage.objectAdmin"
+    assert sources["member"] == "serviceAccount:${google_service_account.build.email}"
+    assert "${google_project_iam_member.build_sources}" in function["depends_on"]
 
 
 def test_every_account_and_binding_waits_for_the_apis(tf: dict[str, Any]) -> None:

@@ -3,11 +3,19 @@
 # backup_retention_days old (179; Cloud Storage acts within about a day of the condition being
 # met), which in this versioned bucket makes it noncurrent, and a noncurrent version is deleted
 # at once (0 days since it became noncurrent). Exports are never archived or moved elsewhere.
+# Soft delete is off: Cloud Storage would otherwise keep every deleted object restorable for 7
+# more days (its default), about 187 days in all. 179 + 1 + 0 <= 180
+# (tests/unit/test_infra_retention.py computes this bound for every bucket).
 resource "google_storage_bucket" "backups" {
   name                        = "${var.project_id}-${var.name_prefix}-backups"
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
+
+  # A deleted export is gone, not restorable for another 7 days.
+  soft_delete_policy {
+    retention_duration_seconds = 0
+  }
 
   versioning {
     enabled = true

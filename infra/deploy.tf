@@ -1,25 +1,59 @@
 # The account Cloud Build runs the pipeline as (cloudbuild.yaml; README, "Deploying to Google
 # Cloud"): named, instead of whatever default build account the project has. It applies this
 # configuration, so it needs to manage everything this configuration manages, and nothing else:
-# one role per kind of resource below, not Owner or Editor. The first apply is an operator's; from
-# then on the pipeline runs as this account.
+# one role per kind of resource below, not Owner or Editor, none that reads the data (README, "Who
+# may do what"). The first apply is an owner's; from then on the pipeline runs as this account.
+# What it cannot do is left to an owner's apply: its own roles, the Firestore database's settings,
+# a new service account's bindings (tests/unit/test_infra_iam.py lists every binding).
 locals {
   deployer_roles = [
-    "roles/browser",                         # read the project (data.google_project)
-    "roles/serviceusage.serviceUsageAdmin",  # google_project_service, the Firestore service agent
-    "roles/resourcemanager.projectIamAdmin", # google_project_iam_member
-    "roles/iam.serviceAccountAdmin",         # the functions', build, scheduler and push accounts
-    "roles/cloudfunctions.admin",            # the functions
-    "roles/run.admin",                       # invoker bindings on the functions' Cloud Run services
-    "roles/storage.admin",                   # source and backup buckets, their bindings
-    "roles/pubsub.admin",                    # topics, subscriptions, their bindings
-    "roles/cloudscheduler.admin",            # purge and export jobs
-    "roles/secretmanager.admin",             # bindings on the SES secrets
-    "roles/datastore.owner",                 # database, indexes, TTL policies
-    "roles/logging.configWriter",            # log bucket, sink, log-based metrics
-    "roles/logging.logWriter",               # the build's own logs (CLOUD_LOGGING_ONLY)
-    "roles/monitoring.editor",               # alert policies and the dashboard
+    "roles/browser",                        # read the project (data.google_project)
+    "roles/serviceusage.serviceUsageAdmin", # google_project_service, the Firestore service agent
+    "roles/iam.serviceAccountCreator",      # new service accounts (and nothing on other accounts)
+    "roles/iam.serviceAccountViewer",       # read them; the rest per account, below
+    "roles/cloudfunctions.developer",       # the functions (their IAM is Cloud Run's)
+    "roles/run.admin",                      # invoker bindings on the functions' Cloud Run services
+    "roles/pubsub.admin",                   # topics, subscriptions, their bindings
+    "roles/cloudscheduler.admin",           # purge and export jobs
+    "roles/datastore.indexAdmin",           # indexes, single-field settings, TTL policies; no data
+    "roles/logging.configWriter",           # log buckets, sink, exclusion, log-based metrics
+    "roles/logging.logWriter",              # the build's own logs (CLOUD_LOGGING_ONLY)
+    "roles/monitoring.editor",              # alert policies and the dashboard
   ]
+
+  # Roles only some settings need.
+  deployer_optional_roles = {
+    "roles/secretmanager.admin"      = var.mail_backend == "ses"   # bindings on the SES secrets
+    "roles/cloudbuild.builds.editor" = var.github_repository != "" # the trigger on main
+  }
+
+  # The project-level roles this configuration grants to the stack's other accounts
+  # (functions.json and the functions' common role, the build and export accounts): the only
+  # roles the deployer may grant or revoke on the project. Never its own, so it cannot raise its
+  # own roles (an owner applies a change to them).
+  deployer_grantable_roles = [
+    "roles/artifactregistry.writer",
+    "roles/datastore.importExportAdmin",
+    "roles/datastore.user",
+    "roles/firebasecloudmessaging.admin",
+    "roles/logging.logWriter",
+    "roles/storage.objectAdmin",
+  ]
+
+  # Two roles only under a condition: granting no other roles than those above, and Cloud
+  # Storage's administration without the Firestore exports' content.
+  deployer_conditional_roles = {
+    "roles/resourcemanager.projectIamAdmin" = {
+      title       = "only the stack's own grants"
+      description = "Grant or revoke only the project roles infra/ gives the stack's accounts."
+      expression  = "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(${jsonencode(local.deployer_grantable_roles)})"
+    }
+    "roles/storage.admin" = {
+      title       = "not the exports"
+      description = "Buckets, their settings and bindings, the source objects; never an object of the backups bucket."
+      expression  = "!resource.name.startsWith(\"projects/_/buckets/${var.project_id}-${var.name_prefix}-backups/objects/\")"
+    }
+  }
 }
 
 resource "google_service_account" "deployer" {
@@ -35,11 +69,35 @@ resource "google_project_iam_member" "deployer" {
   role       = each.value
   member     = "serviceAccount:${google_service_account.deployer.email}"
   depends_on = [google_project_service.apis]
-  # checkov:skip=CKV_GCP_49:The deployer creates and manages this stack's service accounts (functions, build, scheduler, push); Service Account Admin is the role for that. It acts as them only through the per-account grants below, never project-wide.
+}
+
+resource "google_project_iam_member" "deployer_optional" {
+  for_each   = { for role, needed in local.deployer_optional_roles : role => role if needed }
+  project    = var.project_id
+  role       = each.value
+  member     = "serviceAccount:${google_service_account.deployer.email}"
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "deployer_conditional" {
+  for_each = local.deployer_conditional_roles
+  project  = var.project_id
+  role     = each.key
+  member   = "serviceAccount:${google_service_account.deployer.email}"
+
+  condition {
+    title       = each.value.title
+    description = each.value.description
+    expression  = each.value.expression
+  }
+
+  depends_on = [google_project_service.apis]
 }
 
 # Deploying a function, a scheduler job or a push subscription that runs as an account needs
-# permission to act as it: granted on each of this stack's accounts, not on the project.
+# permission to act as it, and managing an account (its settings, its bindings) Service Account
+# Admin on it: both granted on each of this stack's accounts, not on the project, so the deployer
+# can neither act as nor grant anything on any other account of the project.
 locals {
   deployer_acts_as = merge(
     { for name, _ in local.functions : "function ${name}" => google_service_account.function[name].name },
@@ -56,6 +114,14 @@ resource "google_service_account_iam_member" "deployer_acts_as" {
   for_each           = local.deployer_acts_as
   service_account_id = each.value
   role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${google_service_account.deployer.email}"
+  depends_on         = [google_project_service.apis]
+}
+
+resource "google_service_account_iam_member" "deployer_admin" {
+  for_each           = local.deployer_acts_as
+  service_account_id = each.value
+  role               = "roles/iam.serviceAccountAdmin"
   member             = "serviceAccount:${google_service_account.deployer.email}"
   depends_on         = [google_project_service.apis]
 }

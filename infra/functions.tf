@@ -77,6 +77,31 @@ resource "google_project_iam_member" "build" {
   depends_on = [google_project_service.apis]
 }
 
+# Storage Object Admin, which Google documents for reading the function's source, on the buckets
+# a build reads it from and on nothing else (not project-wide, where it would reach the Firestore
+# exports): this configuration's source bucket and the one Cloud Functions copies each source to,
+# gcf-v2-sources-<project number>-<region> (created by Cloud Functions, so not bound by name).
+locals {
+  build_buckets = [
+    google_storage_bucket.source.name,
+    "gcf-v2-sources-${data.google_project.this.number}-${var.region}",
+  ]
+}
+
+resource "google_project_iam_member" "build_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectAdmin"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "function sources only"
+    description = "The source bucket of infra/ and Cloud Functions' own source bucket."
+    expression  = join(" || ", [for bucket in local.build_buckets : "resource.name == \"projects/_/buckets/${bucket}\" || resource.name.startsWith(\"projects/_/buckets/${bucket}/\")"])
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
 resource "google_cloudfunctions2_function" "function" {
   for_each    = local.functions
   project     = var.project_id
@@ -137,6 +162,7 @@ resource "google_cloudfunctions2_function" "function" {
   depends_on = [
     google_project_service.apis,
     google_project_iam_member.build,
+    google_project_iam_member.build_sources,
     google_secret_manager_secret_iam_member.aws,
   ]
   # checkov:skip=CKV_GCP_124:Dataverse webhooks, Cloud Scheduler and Pub/Sub push reach the functions from outside any VPC; callers are authenticated by organization key, receipt token, or IAM (purge, deliver).

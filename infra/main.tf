@@ -17,11 +17,11 @@ locals {
     }
   ]...)
 
-  # The documented roles of a function's build service account (functions.tf).
+  # The documented roles of a function's build service account (functions.tf); its third, Storage
+  # Object Admin, only on the buckets a build reads its source from (functions.tf).
   build_roles = [
     "roles/logging.logWriter",
     "roles/artifactregistry.writer",
-    "roles/storage.objectAdmin",
   ]
 
   # The service accounts a function checks its callers against, from its "callers" in

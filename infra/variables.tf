@@ -50,6 +50,17 @@ variable "audit_log_retention_days" {
   default     = 90
 }
 
+variable "default_log_retention_days" {
+  description = "Days the _Default log bucket keeps what lands there: the functions' output, Cloud Build's and Cloud Scheduler's logs (never the functions' request logs: logging.tf)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.default_log_retention_days >= 1 && var.default_log_retention_days <= 180
+    error_message = "Cloud Logging keeps a bucket's logs 1 to 3650 days; no copy may outlive the privacy policy's 180 days: 1 to 180."
+  }
+}
+
 variable "notification_retention_days" {
   description = "Days notification records (metadata only) are kept before purge deletes them."
   type        = number

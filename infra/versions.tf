@@ -18,6 +18,11 @@ terraform {
       source  = "hashicorp/archive"
       version = "~> 2.5"
     }
+    # time_offset: when the purge alert may first fire (monitoring.tf).
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.12"
+    }
   }
 
   # State lives in a bucket the operator creates once (README, "Deploying to Google Cloud").

@@ -626,10 +626,11 @@ def test_the_pipeline_runs_as_the_deployer_with_its_own_ignore_file(tf: dict[str
 
 # --- a first apply in an empty project ------------------------------------------------------
 
+# Google's documented roles of a function's build account; the third only on the buckets builds
+# read (tests/unit/test_infra_iam.py).
 DOCUMENTED_BUILD_ROLES = [
     "roles/logging.logWriter",
     "roles/artifactregistry.writer",
-    "roles/storage.objectAdmin",
 ]
 
 
@@ -643,6 +644,10 @@ def test_every_function_is_built_by_the_named_build_account(tf: dict[str, Any]) 
     assert grants["for_each"] == "${toset(local.build_roles)}"
     assert grants["member"] == "serviceAccount:${google_service_account.build.email}"
     assert "${google_project_iam_member.build}" in function["depends_on"]
+    sources = resource(tf, "google_project_iam_member", "build_sources")
+    assert sources["role"] == "roles/storage.objectAdmin"
+    assert sources["member"] == "serviceAccount:${google_service_account.build.email}"
+    assert "${google_project_iam_member.build_sources}" in function["depends_on"]
 
 
 def test_every_account_and_binding_waits_for_the_apis(tf: dict[str, Any]) -> None:
@@ -713,7 +718,15 @@ def test_alert_policies_watch_the_metrics_and_notify_the_channels(tf: dict[str, 
     policies = tf["resource"]["google_monitoring_alert_policy"]
     occurrence = tf["locals"]["occurrence_alerts"]
 
-    assert set(policies) == {"server_errors", "purge_missed", "occurrence", "send_latency"}
+    assert set(policies) == {
+        "server_errors",
+        "purge_missed",
+        "occurrence",
+        "send_latency",
+        "fanout_backlog",
+        "export_failed",
+        "scheduler_failed",
+    }
     assert policies["occurrence"]["for_each"] == "${local.occurrence_alerts}"
     assert {k: v["metric"] for k, v in occurrence.items()} == {
         "fcm_auth": "fcm_auth_failures",

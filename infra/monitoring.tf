@@ -147,6 +147,14 @@ locals {
       severity     = "ERROR"
       runbook      = "Pub/Sub gave up on a fan-out batch after 20 attempts; deliver recorded its devices as failed (`counts.dead_lettered`). Look for deliver's faults and 5xx answers before it."
     }
+    # A push deliver refused: malformed, or with the right ids but not bound to its notification.
+    refused_messages = {
+      metric       = "refused_messages"
+      display_name = "Push365: deliver refused a message not bound to its notification"
+      condition    = "deliver answered invalid_message"
+      severity     = "WARNING"
+      runbook      = "deliver refused a push that is not a fan-out message or whose content, seal or recipients are not the ones send bound to the notification (README, deliver): nothing was sent or changed. Only the fan-out topic's publishers (send's and deliver's accounts) and deliver's invokers can get one there: check the topic's and deliver's IAM bindings and the Pub/Sub data access logs, and deliver's audit records (`jsonPayload.fault.code=\"invalid_message\"`) for the ids it named."
+    }
   }
 }
 

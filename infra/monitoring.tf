@@ -158,6 +158,14 @@ locals {
       severity     = "ERROR"
       runbook      = "**What it means:** Pub/Sub gave up on a fan-out batch after 20 attempts; deliver recorded its devices as failed (`counts.dead_lettered`): those devices did not get the notification.\n\n**What to do:** find why deliver kept failing: its faults and 5xx answers before this (dashboard), crashes in Error Reporting. The send's status (`GET <send URL>/status`) counts the dead-lettered devices; the sender can send again once deliver is fixed."
     }
+    # A push deliver refused: malformed, or with the right ids but not bound to its notification.
+    refused_messages = {
+      metric       = "refused_messages"
+      display_name = "Push365: deliver refused a message not bound to its notification"
+      condition    = "deliver answered invalid_message"
+      severity     = "WARNING"
+      runbook      = "**What it means:** deliver refused a push that is not a fan-out message, or whose content, seal or recipients are not the ones send bound to the notification (README, deliver): nothing was sent or changed for it.\n\n**What to do:** only the fan-out topic's publishers (send's and deliver's accounts) and deliver's invokers can put one there: check the topic's and deliver's IAM bindings and the Pub/Sub data access logs, and deliver's audit records (`jsonPayload.fault.code=\"invalid_message\"`) for the ids it named."
+    }
   }
 }
 

@@ -248,6 +248,7 @@ class InMemoryNotificationRepository:
         self.dedup: dict[tuple[str, str], tuple[str, datetime]] = {}
         self.deliveries: dict[str, dict[str, Delivery]] = {}
         self.delivered_at: dict[tuple[str, str], datetime] = {}
+        self.bindings: dict[str, str] = {}  # notification id -> binding (fanout.binding)
 
     def claim(
         self,
@@ -257,6 +258,8 @@ class InMemoryNotificationRepository:
         now: datetime,
         dedup_window: timedelta,
         expire_at: datetime,
+        *,
+        binding: str,
     ) -> Claim:
         if dedup_key is not None:
             known = self.dedup.get((organization_id, dedup_key))
@@ -273,7 +276,15 @@ class InMemoryNotificationRepository:
             status="accepted",
             created_at=now,
         )
+        self.bindings[nid] = binding
         return Claim(nid, new=True)
+
+    def rebind(self, organization_id: str, notification_id: str, binding: str) -> bool:
+        record = self.records.get(notification_id)
+        if record is None or record.status != "accepted" or record.published_at is not None:
+            return False
+        self.bindings[notification_id] = binding
+        return True
 
     def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
         return self.records.get(notification_id)

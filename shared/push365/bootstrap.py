@@ -9,6 +9,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
+from push365.fanout.binding import FirestoreBindingReader
 from push365.fanout.model import BATCH_SIZE
 from push365.fanout.publisher import PubSubPublisher
 from push365.fanout.repository import FirestoreFanoutRepository
@@ -179,6 +180,12 @@ def delivery_worker() -> DeliveryWorker:
         policy,
         notices=notices(),
     )
+
+
+@lru_cache(maxsize=1)
+def binding_reader() -> FirestoreBindingReader:
+    """What deliver checks each message against before acting on it (fanout.binding)."""
+    return FirestoreBindingReader(firestore_client(), get_settings().store_timeout_seconds)
 
 
 @lru_cache(maxsize=1)

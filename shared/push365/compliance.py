@@ -234,6 +234,7 @@ def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[F
         yield Finding("value_not_a_hash", path, "document id")
     checks = {
         (NOTIFICATIONS, "dedup_key"): shapes["notifications.dedup_key"],
+        (NOTIFICATIONS, "binding"): shapes["notifications.binding"],
         (DELIVERIES, "error"): shapes["deliveries.error"],
         (DELIVERIES, "receipt_hash"): shapes["receipt_hash"],
         (ORGANIZATIONS, "api_key_hash"): shapes["api_key_hash"],

@@ -97,6 +97,9 @@ def produce_every_kind_of_record(api: Functions, queue: Fanout) -> None:
     dead_letter = {**batch, "attributes": {DEAD_LETTER_ATTRIBUTE: source}}
     copy_from = f"projects/{project}/subscriptions/{queue.topology.dead_letter_subscription}"
     assert api.push("deliver", {"message": dead_letter, "subscription": copy_from}) == 200
+    # A push that is not bound to any notification: refused, counted.
+    unbound = {"data": "e30=", "messageId": "1", "publishTime": "2026-11-29T00:00:00Z"}
+    assert api.push("deliver", {"message": unbound, "subscription": source}) == 400
 
     purged = api.post("/purge", {"dry_run": True}, headers={"X-Push365-Admin-Key": TEST_ADMIN_KEY})
     assert purged.status_code == 200
@@ -143,7 +146,11 @@ def test_deliver_records_carry_the_counts_operators_alert_on(
 ) -> None:
     produce_every_kind_of_record(api, queue)
 
-    deliver = [r for r in written(capsys) if r["function"] == "deliver"]
+    deliver = [
+        r
+        for r in written(capsys)
+        if r["function"] == "deliver" and r.get("fault", {}).get("code") != "invalid_message"
+    ]
     plan, retried, dead = deliver
     assert (plan["route"], plan["method"], plan["counts"]["devices"]) == ("/plan", "PUBSUB", 7)
     assert (retried["route"], retried["status"]) == ("/batch", 503)

@@ -27,8 +27,8 @@ CALLS = {
     "unsubscribe": ("GET", "/", None, 405),
     "privacy": ("POST", "/export", {}, 405),
     "purge": ("POST", "/", {}, 403),  # no admin key configured: refuses everyone
-    # A CloudEvent function: a body that is neither a CloudEvent nor a Pub/Sub push is refused by
-    # functions-framework before the function runs.
+    # A CloudEvent function: a body that is not a Pub/Sub push is refused (invalid_message)
+    # before functions-framework reads it.
     "deliver": ("POST", "/", {}, 400),
 }
 

@@ -731,6 +731,7 @@ def test_alert_policies_watch_the_metrics_and_notify_the_channels(tf: dict[str, 
     assert {k: v["metric"] for k, v in occurrence.items()} == {
         "fcm_auth": "fcm_auth_failures",
         "dead_letters": "dead_lettered_batches",
+        "refused_messages": "refused_messages",
     }
     assert all(a["metric"] in METRICS and a["runbook"] for a in occurrence.values())
     for name, policy in policies.items():

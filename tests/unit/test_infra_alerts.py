@@ -89,7 +89,11 @@ def check_occurrence(tf: dict[str, Any], policy: dict[str, Any]) -> None:
     assert "local.metric_types[each.value.metric]" in any_count["filter"]
     assert (any_count["threshold_value"], any_count["comparison"]) == (0, "COMPARISON_GT")
     metrics = {key: alert["metric"] for key, alert in tf["locals"]["occurrence_alerts"].items()}
-    assert metrics == {"fcm_auth": "fcm_auth_failures", "dead_letters": "dead_lettered_batches"}
+    assert metrics == {
+        "fcm_auth": "fcm_auth_failures",
+        "dead_letters": "dead_lettered_batches",
+        "refused_messages": "refused_messages",
+    }
 
 
 def check_send_latency(tf: dict[str, Any], policy: dict[str, Any]) -> None:

@@ -4,6 +4,22 @@ functions-framework turns Pub/Sub's push body into a CloudEvent whose data is
 ``{"message": {"data": <base64>, "attributes": {...}, "messageId", "publishTime"}}``. A copy
 from the dead-letter topic carries Pub/Sub's ``CloudPubSubDeadLetterSourceSubscription``
 attribute.
+
+What ``deliver`` takes, in order (anything else is ``400 invalid_message``, counted on its audit
+record, and changes nothing):
+
+1. the push body (:func:`screen`, before functions-framework reads it): a JSON object of Pub/Sub's
+   push shape, at most :data:`MAX_PUSH_BYTES`, no nesting past the parser's limit, no lone
+   surrogate;
+2. the message's data (:meth:`FanoutMessage.decode`): exactly a fan-out message, its ids of the
+   shapes ``send`` makes;
+3. its binding (:mod:`push365.fanout.binding`): the notification's record exists (else there is
+   nothing to do: acknowledged) and the message's content, seal and recipients are the ones
+   ``send`` bound to it.
+
+Only then does the worker read or write a batch, or send anything. A dead-letter copy that fails
+2 or 3 is acknowledged (``200``) with the same fault: Pub/Sub would otherwise hand it back for the
+whole retention, and nothing else is done with it either.
 """
 
 from __future__ import annotations
@@ -12,13 +28,15 @@ import base64
 import binascii
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 from google.api_core import exceptions as google_exceptions
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from push365.audit import AuditRecord, begin, emit, end, log_unhandled
 from push365.errors import Push365Error, for_status
-from push365.fanout.model import FanoutMessage, Verdict
+from push365.fanout.binding import BindingReader, bound
+from push365.fanout.model import MAX_MESSAGE_BYTES, FanoutMessage, Verdict
 from push365.fanout.worker import DeliveryWorker
 
 DEAD_LETTER_ATTRIBUTE = "CloudPubSubDeadLetterSourceSubscription"
@@ -27,6 +45,11 @@ FUNCTION = "deliver"
 ACK = 200
 RETRY = 503  # redeliver after the subscription's backoff
 INVALID = 400  # not a fan-out message: retried, then dead-lettered
+MAX_PUSH_BYTES = 1024 * 1024
+"""The largest push body ``deliver`` reads: a message of :data:`MAX_MESSAGE_BYTES` in base64, and
+Pub/Sub's own fields."""
+NOT_A_MESSAGE = "not a fan-out message"
+NOT_BOUND = "not bound to its notification"
 _UNAVAILABLE = (
     google_exceptions.ServiceUnavailable,
     google_exceptions.DeadlineExceeded,
@@ -35,13 +58,17 @@ _UNAVAILABLE = (
 )
 
 
-def handle_event(data: Any, worker: Callable[[], DeliveryWorker]) -> int:
+def handle_event(
+    data: Any,
+    worker: Callable[[], DeliveryWorker],
+    bindings: Callable[[], BindingReader],
+) -> int:
     """Handle one pushed message; the status to answer Pub/Sub with."""
     started = time.perf_counter()
     audit = AuditRecord(function=FUNCTION, route="(unknown)", method="PUBSUB")
     token = begin(audit)
     try:
-        status = _handle(data, worker, audit)
+        status = _handle(data, worker, bindings, audit)
     finally:
         end(token)
     audit.status = status
@@ -50,18 +77,50 @@ def handle_event(data: Any, worker: Callable[[], DeliveryWorker]) -> int:
     return status
 
 
-def _handle(data: Any, worker: Callable[[], DeliveryWorker], audit: AuditRecord) -> int:
-    decoded = _message(data)
-    if decoded is None:
+def screen(body: bytes) -> int | None:
+    """None when ``body`` is a Pub/Sub push body; otherwise the status to answer (``INVALID``),
+    its audit record written. Run before functions-framework reads the body: its conversion
+    fails with a 500 on some bodies (a top-level array or string, deep nesting)."""
+    if len(body) <= MAX_PUSH_BYTES:
+        try:
+            _PushBody.model_validate_json(body)
+            return None
+        except ValidationError:
+            pass
+    audit = AuditRecord(function=FUNCTION, route="(unknown)", method="PUBSUB", status=INVALID)
+    audit.fault = {"code": "invalid_message", "message": NOT_A_MESSAGE}
+    emit(audit)
+    return INVALID
+
+
+def _handle(
+    data: Any,
+    worker: Callable[[], DeliveryWorker],
+    bindings: Callable[[], BindingReader],
+    audit: AuditRecord,
+) -> int:
+    dead_lettered = _dead_lettered(data)
+    message = _message(data)
+    if message is None:
         # Not ours: retried, then dead-lettered, and the dead-letter copy is acknowledged here
         # with this fault on its record: counted, never silently dropped.
-        audit.fault = {"code": "invalid_message", "message": "not a fan-out message"}
-        return ACK if _dead_lettered(data) else INVALID
-    message, dead_lettered = decoded
+        audit.fault = {"code": "invalid_message", "message": NOT_A_MESSAGE}
+        return ACK if dead_lettered else INVALID
+    # Ids of the shapes send makes (the message was validated): safe to read and to record.
     audit.route = f"/{message.kind.value}" + ("/dead-letter" if dead_lettered else "")
     audit.organization_id = message.organization_id
     audit.ids["notification_id"] = message.notification_id
     try:
+        record = bindings().bound_record(
+            message.organization_id, message.notification_id, message.kind
+        )
+        if record is None:
+            return ACK  # erased or purged meanwhile: nothing to send
+        if not bound(message, record):
+            # Right ids, other content (or recipients, or seal): forged or altered. Nothing is
+            # read or written beyond the record's binding, nothing is sent.
+            audit.fault = {"code": "invalid_message", "message": NOT_BOUND}
+            return ACK if dead_lettered else INVALID
         verdict = worker().handle(message, dead_lettered=dead_lettered)
     except Push365Error as error:
         audit.fault = {"code": error.code, "message": error.message}
@@ -89,18 +148,49 @@ def answer(status: int) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
-def _message(data: Any) -> tuple[FanoutMessage, bool] | None:
+def _message(data: Any) -> FanoutMessage | None:
     pushed = data.get("message") if isinstance(data, Mapping) else None
     if not isinstance(pushed, Mapping) or not isinstance(pushed.get("data"), str):
         return None
+    if len(pushed["data"]) > _MAX_DATA_CHARACTERS:
+        return None
     try:
-        message = FanoutMessage.decode(base64.b64decode(pushed["data"], validate=True))
+        return FanoutMessage.decode(base64.b64decode(pushed["data"], validate=True))
     except (ValueError, binascii.Error):
         return None
-    return message, _dead_lettered(data)
 
 
 def _dead_lettered(data: Any) -> bool:
     pushed = data.get("message") if isinstance(data, Mapping) else None
     attributes = pushed.get("attributes") if isinstance(pushed, Mapping) else None
     return isinstance(attributes, Mapping) and DEAD_LETTER_ATTRIBUTE in attributes
+
+
+_MAX_DATA_CHARACTERS = 4 * (MAX_MESSAGE_BYTES + 2) // 3
+_Text = Annotated[str, StringConstraints(max_length=1024)]
+
+
+class _PushedMessage(BaseModel):
+    """The message of a Pub/Sub push body, as far as deliver and functions-framework read it
+    (Pub/Sub's limits: 100 attributes, keys of 256 bytes, values of 1024)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    data: str = Field(max_length=_MAX_DATA_CHARACTERS)
+    attributes: dict[Annotated[str, StringConstraints(max_length=256)], _Text] = Field(
+        default_factory=dict, max_length=100
+    )
+    messageId: _Text = Field(min_length=1)  # noqa: N815 - Pub/Sub's name
+    publishTime: _Text | None = None  # noqa: N815 - Pub/Sub's name
+
+
+class _PushBody(BaseModel):
+    """A Pub/Sub push body: ``{"message": {...}, "subscription": "projects/.../...",
+    "deliveryAttempt": n}`` and nothing else (functions-framework reads a body with other keys,
+    ``context`` for one, as another kind of event)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    message: _PushedMessage
+    subscription: _Text
+    deliveryAttempt: int | None = None  # noqa: N815 - Pub/Sub's name

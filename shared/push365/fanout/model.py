@@ -6,19 +6,37 @@ it at most the subscription's retention); the stored state carries ids and outco
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from push365.fcm.model import WebPush
+from push365.notifications.model import MAX_RECIPIENTS
 
 BATCH_SIZE = 500
 """Devices per batch message (FCM has no batch endpoint; 500 keeps one batch's records in one
 Firestore commit and one message well under Pub/Sub's limits)."""
+
+
+MAX_BATCH = 99_999
+"""The largest batch index (a batch's document id is its index in five digits)."""
+MAX_MESSAGE_BYTES = 512 * 1024
+"""The most a fan-out message's data may hold: a plan to 5,000 recipients with the largest content
+FCM takes is under half of it."""
+
+OrganizationId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
+"""An organization id as stored: a GUID, lower case, hyphenated, no braces."""
+NotificationId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+"""A notification id as ``send`` makes it: 32 lower-case hex digits."""
+UserId = OrganizationId
+Seal = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{43}$")]
+"""32 random bytes, URL-safe base64 without padding (:mod:`push365.fanout.binding`)."""
 
 
 class Kind(StrEnum):
@@ -77,18 +95,33 @@ class Content(BaseModel):
 
 
 class FanoutMessage(BaseModel):
-    """One message on the fan-out topic."""
+    """One message on the fan-out topic.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    ``seal`` is the key of the notification's binding: ``send`` stores only the HMAC of the
+    content under it, and ``deliver`` acts on a message only when its content and seal give that
+    HMAC back (:mod:`push365.fanout.binding`). Ids have the shapes ``send`` makes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     kind: Kind
-    organization_id: str
-    notification_id: str
+    organization_id: OrganizationId
+    notification_id: NotificationId
     content: Content
-    recipients: list[str] = Field(default_factory=list)  # PLAN only
-    batch: int | None = None  # BATCH only
+    seal: Seal
+    recipients: list[UserId] = Field(default_factory=list, max_length=MAX_RECIPIENTS)  # PLAN only
+    batch: int | None = Field(default=None, ge=0, le=MAX_BATCH)  # BATCH only
     # BATCH only: when the notification was accepted (its retry horizon counts from then)
-    created_at: datetime | None = None
+    created_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> FanoutMessage:
+        if self.kind is Kind.PLAN:
+            if not self.recipients or self.batch is not None or self.created_at is not None:
+                raise ValueError("a plan has recipients, and no batch")
+        elif self.batch is None or self.recipients:
+            raise ValueError("a batch has its index, and no recipients")
+        return self
 
     def encode(self) -> tuple[bytes, dict[str, str]]:
         """The message's data and attributes (ids only: attributes may be logged by Pub/Sub)."""
@@ -103,13 +136,16 @@ class FanoutMessage(BaseModel):
 
     @classmethod
     def decode(cls, data: bytes) -> FanoutMessage:
-        """A message from its data.
+        """A message from its data: JSON of exactly this shape, nothing more (no nesting deeper
+        than the parser's limit, no lone surrogate, at most :data:`MAX_MESSAGE_BYTES`).
 
         Raises:
             ValueError: not a fan-out message (the text of the error names no value).
         """
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise ValueError("not a fan-out message")
         try:
-            return cls.model_validate(json.loads(data))
+            return cls.model_validate_json(data)
         except ValueError:
             raise ValueError("not a fan-out message") from None
 

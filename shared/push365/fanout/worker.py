@@ -204,6 +204,7 @@ class DeliveryWorker:
                     organization_id=message.organization_id,
                     notification_id=message.notification_id,
                     content=message.content,
+                    seal=message.seal,
                     batch=batch,
                     created_at=created_at,
                 )

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from google.api_core.exceptions import Conflict
 from google.cloud import firestore
 
+from push365.fanout.binding import BINDING_FIELD
 from push365.model import recorded_dedup_key
 from push365.notifications.deliveries import RECEIPT_HASHES, decode_receipt_hashes
 from push365.notifications.model import NotificationRecord
@@ -47,9 +48,16 @@ class NotificationRepository(Protocol):
         now: datetime,
         dedup_window: timedelta,
         expire_at: datetime,
+        *,
+        binding: str,
     ) -> Claim:
-        """Atomically: a new notification record (status accepted), unless the dedup key
-        names a notification already, within the window."""
+        """Atomically: a new notification record (status accepted) holding ``binding``, unless
+        the dedup key names a notification already, within the window."""
+        ...
+
+    def rebind(self, organization_id: str, notification_id: str, binding: str) -> bool:
+        """Replace the record's binding, only while nothing has been published or planned for
+        it (status accepted, no ``published_at``); False otherwise, or when it is gone."""
         ...
 
     def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
@@ -101,6 +109,8 @@ class FirestoreNotificationRepository:
         now: datetime,
         dedup_window: timedelta,
         expire_at: datetime,
+        *,
+        binding: str,
     ) -> Claim:
         notification_id = uuid.uuid4().hex
         record = NotificationRecord(
@@ -111,6 +121,7 @@ class FirestoreNotificationRepository:
             status="accepted",
             created_at=now,
         ).model_dump() | {TTL_FIELD: expire_at}
+        record[BINDING_FIELD] = binding  # the content's binding only (fanout.binding)
         reference = self._notification(organization_id, notification_id)
         if dedup_key is None:
             reference.create(record, **self._bounded)
@@ -150,6 +161,25 @@ class FirestoreNotificationRepository:
     def get(self, organization_id: str, notification_id: str) -> NotificationRecord | None:
         snapshot = self._notification(organization_id, notification_id).get(**self._bounded)
         return NotificationRecord.model_validate(snapshot.to_dict()) if snapshot.exists else None
+
+    def rebind(self, organization_id: str, notification_id: str, binding: str) -> bool:
+        reference = self._notification(organization_id, notification_id)
+
+        @firestore.transactional
+        def replace(transaction: firestore.Transaction) -> bool:
+            snapshot = reference.get(
+                field_paths=["status", "published_at", "planned_at"], transaction=transaction
+            )
+            fields = snapshot.to_dict() or {}
+            if not snapshot.exists or fields.get("status") != "accepted":
+                return False
+            if fields.get("published_at") is not None or fields.get("planned_at") is not None:
+                return False
+            transaction.update(reference, {BINDING_FIELD: binding})
+            return True
+
+        transaction = self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)
+        return replace(transaction)  # type: ignore[no-any-return]
 
     def mark_published(self, organization_id: str, notification_id: str, now: datetime) -> None:
         self._notification(organization_id, notification_id).update(

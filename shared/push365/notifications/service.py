@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from push365.errors import MessageTooLarge, NotificationNotFound, StoreUnavailable, UnknownReceipt
+from push365.fanout.binding import bind, new_seal
 from push365.fanout.model import Content, FanoutMessage, Kind
 from push365.fanout.publisher import FanoutPublisher
 from push365.fcm.model import WebPush
@@ -73,6 +74,10 @@ class NotificationService:
             raise MessageTooLarge()
         now = self._clock()
         recipients = list(dict.fromkeys(request.recipients))
+        # The record keeps only the content's binding under a seal that travels in the messages:
+        # deliver acts on no message whose content does not give it back (fanout.binding).
+        content = Content.of(push)
+        seal = new_seal()
         claim = self._notifications.claim(
             organization_id,
             dedup_key,
@@ -80,18 +85,25 @@ class NotificationService:
             now,
             dedup_window=self._policy.dedup_window,
             expire_at=now + self._policy.retention,
+            binding=bind(seal, content),
         )
         nid = claim.notification_id
         if not claim.new:
             record = self._first_attempt(organization_id, nid)
             if record.published_at is not None or record.status != "accepted":
                 return record.accepted()
+            # Its first request's seal is gone with that request: this one binds the record to
+            # its own content, unless planning has begun meanwhile (then it only answers).
+            if not self._notifications.rebind(organization_id, nid, bind(seal, content)):
+                record = self._first_attempt(organization_id, nid)
+                return record.accepted()
             recipients = record.recipients
         plan = FanoutMessage(
             kind=Kind.PLAN,
             organization_id=organization_id,
             notification_id=nid,
-            content=Content.of(push),
+            content=content,
+            seal=seal,
             recipients=recipients,
         )
         self._publisher.publish([plan])

@@ -20,7 +20,11 @@ Each function is soaked in three variants, each a fresh process: ``fixed`` (the 
 channel still ``SingleThreadedUnaryStream``) and ``default_channel`` (the fix in place, the
 channel without that option, gRPC's default). Last lines, one per function:
 ``RESULT soak function=<f> requests=<n> rss_growth_kb_per_request=<fixed>
-baseline_kb_per_request=<unfixed> ratio=<fixed/unfixed> default_channel_kb_per_request=<...>``
+baseline_kb_per_request=<unfixed> ratio=<fixed/unfixed> default_channel_kb_per_request=<...>``;
+then what the fix costs (the option is there for CPU: ``bench/deliver_cpu.py``), in this
+process, the three variants' clients alternating: ``RESULT soak_read_cost read=get`` (a
+``DocumentReference.get``) and ``read=streamed_document`` (a document of ``stream_rows``),
+``fixed_cpu_us=... baseline_us=<unfixed> ratio=... default_channel_us=...``.
 """
 
 from __future__ import annotations
@@ -59,25 +63,32 @@ VARIANTS = ("fixed", "unfixed", "default_channel")
 BODY = {"title": "Case escalated", "body": "CAS-1 needs you", "ttl_seconds": 3600}
 
 
-def apply_variant(variant: str) -> None:
-    """In the served process, before the function is loaded: take the fix out, or the option."""
+@contextlib.contextmanager
+def patched(variant: str) -> Iterator[None]:
+    """The store's channel as ``variant`` has it, while this lasts (for the channels made
+    meanwhile): the fix taken out, or the option."""
     from push365 import store
 
+    finishing, options = store.finishing_streams, store._stream_options
     if variant == "unfixed":
         store.finishing_streams = lambda channel: channel
     elif variant == "default_channel":
         store._stream_options = lambda: []
     elif variant != "fixed":
         raise SystemExit(f"unknown variant {variant}")
+    try:
+        yield
+    finally:
+        store.finishing_streams, store._stream_options = finishing, options
 
 
 def serve_variant(arguments: list[str]) -> None:
     """``soak.py --serve VARIANT <functions-framework arguments>``: functions-framework's own
     command, in this process, after ``apply_variant``."""
-    apply_variant(arguments[0])
     from functions_framework._cli import _cli
 
-    _cli.main(args=arguments[1:], prog_name="functions-framework")
+    with patched(arguments[0]):  # the function's client is made on its first request
+        _cli.main(args=arguments[1:], prog_name="functions-framework")
 
 
 def serve(name: str, variant: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -264,55 +275,44 @@ class Soak:
             stop(sender)
 
 
-def read_cost(documents: int = 500, rounds: int = 20) -> tuple[float, float, float, float]:
-    """What the fix costs a read, in this process: CPU microseconds a streamed document
-    (``stream_rows`` of ``documents`` subscriptions, as deliver's plan reads them) and a
-    ``DocumentReference.get`` (as send's status reads), fixed against unfixed, alternating."""
+def read_cost(documents: int = 500, rounds: int = 30) -> dict[str, tuple[float, float]]:
+    """What the fix costs a read, in this process, per variant: CPU microseconds a
+    ``DocumentReference.get`` (send's status reads) and a streamed document (``stream_rows`` of
+    ``documents`` subscriptions, as deliver's plan reads them), the variants alternating."""
     from push365 import store
 
-    def client(fixed: bool) -> Any:
-        original = store.finishing_streams
-        if not fixed:
-            store.finishing_streams = lambda channel: channel
-        try:
+    clients = {}
+    for variant in VARIANTS:
+        with patched(variant):
             made = store.store_client(PROJECT)
             store.bound_every_call(made, 30)
             _ = made._firestore_api  # its channel, made now
-        finally:
-            store.finishing_streams = original
-        return made
-
-    clients = {True: client(True), False: client(False)}
-    collection = clients[True].collection("organizations", "read-cost", "subscriptions")
-    batch = clients[True].batch()
+        clients[variant] = made
+    collection = clients["fixed"].collection("organizations", "read-cost", "subscriptions")
+    batch = clients["fixed"].batch()
     for n in range(documents):
         batch.set(collection.document(f"s{n:05d}"), {"user_id": "u", "status": "active"})
     batch.commit()
-    stream_cpu = {True: 0.0, False: 0.0}
-    get_cpu = {True: 0.0, False: 0.0}
+    gets, streamed = dict.fromkeys(VARIANTS, 0.0), dict.fromkeys(VARIANTS, 0.0)
     for _ in range(rounds):
-        for fixed, made in clients.items():
-            query = made.collection("organizations", "read-cost", "subscriptions").order_by(
-                "__name__"
-            )
-            started = time.process_time()
-            assert sum(1 for _ in store.stream_rows(query, 30)) == documents
-            stream_cpu[fixed] += time.process_time() - started
-            reference = made.collection("organizations", "read-cost", "subscriptions").document(
-                "s00000"
-            )
+        for variant, made in clients.items():
+            subscriptions = made.collection("organizations", "read-cost", "subscriptions")
+            reference = subscriptions.document("s00000")
             started = time.process_time()
             for _ in range(50):
                 reference.get(**store.bounded(30))
-            get_cpu[fixed] += time.process_time() - started
-    per_document = 1e6 / (documents * rounds)
-    per_get = 1e6 / (50 * rounds)
-    return (
-        stream_cpu[True] * per_document,
-        stream_cpu[False] * per_document,
-        get_cpu[True] * per_get,
-        get_cpu[False] * per_get,
-    )
+            gets[variant] += time.process_time() - started
+            started = time.process_time()
+            rows = store.stream_rows(subscriptions.order_by("__name__"), 30)
+            assert sum(1 for _ in rows) == documents
+            streamed[variant] += time.process_time() - started
+    return {
+        variant: (
+            gets[variant] * 1e6 / (50 * rounds),
+            streamed[variant] * 1e6 / (documents * rounds),
+        )
+        for variant in VARIANTS
+    }
 
 
 def _clear(fcm_url: str) -> None:
@@ -389,14 +389,15 @@ def main() -> None:
             results.append(line)
             print(line, flush=True)
         if arguments.read_cost:
-            stream_us, stream_base, get_us, get_base = read_cost()
-            results.append(
-                f"RESULT soak_read_cost streamed_us_per_document={stream_us:.1f} "
-                f"baseline_us={stream_base:.1f} ratio={stream_us / stream_base:.2f} "
-                f"get_us={get_us:.0f} get_baseline_us={get_base:.0f} "
-                f"get_ratio={get_us / get_base:.2f}"
-            )
-            print(results[-1], flush=True)
+            cost = read_cost()
+            fixed, unfixed, default = (cost[v] for v in VARIANTS)
+            results += [
+                f"RESULT soak_read_cost read={read} fixed_cpu_us={fixed[n]:.1f} "
+                f"baseline_us={unfixed[n]:.1f} ratio={fixed[n] / unfixed[n]:.2f} "
+                f"default_channel_us={default[n]:.1f}"
+                for n, read in enumerate(("get", "streamed_document"))
+            ]
+            print("\n".join(results[-2:]), flush=True)
     for line in results:
         print(line)
 

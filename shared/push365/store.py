@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+import grpc
 from google.cloud import firestore
 from google.cloud.firestore_v1.services.firestore import client as gapic
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
@@ -143,7 +144,6 @@ def stream_rows(query: Any, seconds: float) -> Generator[Row, None, None]:
     failure before the first document is retried like any call, bounded; one after it is raised
     (``google.api_core`` exceptions): the caller resumes after the last document it took.
     Closing the iterator cancels the stream."""
-    import grpc
     from google.api_core import exceptions
 
     stub, request, metadata = _run_query(query)
@@ -229,7 +229,6 @@ def _raw_stub(client: firestore.Client, method: str, request: Any, response: Any
 
 
 def _bounded_rows(seconds: float, read: Any) -> list[Row]:
-    import grpc
     from google.api_core import exceptions
 
     def attempt() -> list[Row]:
@@ -283,42 +282,111 @@ def store_client(project: str) -> firestore.Client:
     """A Firestore client whose channel reads a stream (a query, a batch read) on the thread
     that called, gRPC's ``SingleThreadedUnaryStream``. By default gRPC hands every streamed
     document from a thread of its own to the caller's: a deliver batch's 500 subscriptions
-    then cost four times the CPU (``bench/deliver_cpu.py``)."""
+    then cost four times the CPU (``bench/deliver_cpu.py``).
+
+    Every stream on its channel is run to its end, even one its reader leaves early (see
+    :func:`finishing_streams`): with that option, gRPC frees a call only once the caller has
+    taken every event of it, and a stream left unread held its call, its completion queue and
+    their buffers for the life of the process (18 KB a read: ``bench/soak.py``)."""
     return StoreClient(project=project)
 
 
 class _Transport(FirestoreGrpcTransport):
     @classmethod
     def create_channel(cls, *args: Any, **kwargs: Any) -> Any:
-        options = [*kwargs.pop("options", ()), _single_threaded_streams()]
-        return super().create_channel(*args, options=options, **kwargs)
+        options = [*kwargs.pop("options", ()), *_stream_options()]
+        return finishing_streams(super().create_channel(*args, options=options, **kwargs))
 
 
 class StoreClient(firestore.Client):
-    """``firestore.Client`` on a channel with ``SingleThreadedUnaryStream`` (see
-    :func:`store_client`)."""
+    """``firestore.Client`` on a channel with ``SingleThreadedUnaryStream`` whose streams are
+    always finished (see :func:`store_client`)."""
 
     @property
     def _firestore_api(self) -> Any:
         return self._firestore_api_helper(_Transport, gapic.FirestoreClient, gapic)
 
     def _emulator_channel(self, transport: Any) -> Any:
-        import grpc
-
         # The library's emulator channel (its token, its message sizes), with the option.
         options = [
             ("Authorization", "Bearer owner"),
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", -1),
-            _single_threaded_streams(),
+            *_stream_options(),
         ]
-        return grpc.insecure_channel(self._emulator_host, options=options)
+        return finishing_streams(grpc.insecure_channel(self._emulator_host, options=options))
 
 
-def _single_threaded_streams() -> tuple[str, int]:
-    import grpc
+def _stream_options() -> list[tuple[str, int]]:
+    return [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
 
-    return (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)
+
+def finishing_streams(channel: grpc.Channel) -> grpc.Channel:
+    """``channel``, with every server stream it starts run to its end however its reader leaves
+    it: read to its status, or cancelled and then its remaining events taken.
+
+    Why: on a channel with ``SingleThreadedUnaryStream`` no thread of gRPC's takes a call's
+    events from its completion queue; the reader does, as it reads. gRPC's C layer keeps the
+    call (its queue, buffers and metadata) in the channel until every operation it started has
+    been taken, and a reader that stops early never takes them: the client library's
+    ``DocumentReference.get`` reads the one answer of its batch read and leaves the status
+    unread, and a cancelled stream (``stream_rows`` closed early, a stream dropped mid-way) has
+    its cancellation unread. Each such call stayed for the life of the process: three reads a
+    status poll made ``send`` grow by 54 KB a request. On a channel without the option gRPC's
+    own thread takes every event, and this changes nothing."""
+    return grpc.intercept_channel(channel, _FinishStreams())
+
+
+class _FinishStreams(grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        call = continuation(details, request)
+        if hasattr(call, "_consume_next_event") and hasattr(call, "_state"):
+            return _FinishedStream(call)  # gRPC's _SingleThreadedRendezvous
+        return call
+
+
+class _FinishedStream:
+    """A single-threaded stream that is finished when it is cancelled or dropped (see
+    :func:`finishing_streams`); anything else is the call's own."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> _FinishedStream:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._call)
+
+    def cancel(self) -> bool:
+        cancelled: bool = self._call.cancel()
+        _finish(self._call)
+        return cancelled
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_call":  # not set yet: __init__ did not run
+            raise AttributeError(name)
+        return getattr(self._call, name)
+
+    def __del__(self) -> None:
+        call = getattr(self, "_call", None)
+        if call is not None:
+            _finish(call)
+
+
+def _finish(call: Any) -> None:
+    """Cancel ``call`` unless it has ended, then take the events its operations still owe (a
+    cancelled call's come at once; a call that ended has only its own left), so that gRPC frees
+    it. Private to gRPC (``_state.due``, ``_consume_next_event``), as the reading is: a gRPC
+    that renames them fails ``tests/integration/test_store_memory.py``."""
+    state = call._state
+    if not state.due:
+        return
+    call.cancel()
+    while state.due:
+        call._consume_next_event()
 
 
 def bound_every_call(client: firestore.Client, seconds: float) -> None:

@@ -123,7 +123,9 @@ def test_a_store_that_does_not_answer_is_given_up_on_within_the_bound(
 
 
 def test_the_stores_streams_are_read_on_the_calling_thread(store: Any) -> None:
-    # gRPC's SingleThreadedUnaryStream: without it a streamed document crosses threads.
+    # gRPC's SingleThreadedUnaryStream: without it a streamed document crosses threads. The
+    # channel under the interceptor that finishes every stream (tests/integration/
+    # test_store_memory.py) is the one with the option.
     from google.auth.credentials import AnonymousCredentials
 
     from push365.store import _Transport
@@ -132,6 +134,6 @@ def test_the_stores_streams_are_read_on_the_calling_thread(store: Any) -> None:
         "firestore.googleapis.com", credentials=AnonymousCredentials()
     )
 
-    assert store._firestore_api._transport.grpc_channel._single_threaded_unary_stream
-    assert production._single_threaded_unary_stream
+    assert store._firestore_api._transport.grpc_channel._channel._single_threaded_unary_stream
+    assert production._channel._single_threaded_unary_stream
     production.close()

@@ -28,6 +28,23 @@ def _port(variable: str, default: int) -> int:
     return int(os.environ.get(variable, default))
 
 
+def _reconcile_every(seconds: float, url: str, admin_key: str, stop: threading.Event) -> None:
+    """POST the reconcile function every ``seconds`` (its answer is in its audit record)."""
+    import urllib.error
+    import urllib.request
+
+    while not stop.wait(seconds):
+        request = urllib.request.Request(
+            url, data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+        )
+        request.add_header("X-Push365-Admin-Key", admin_key)
+        try:
+            with urllib.request.urlopen(request, timeout=seconds):
+                pass
+        except (OSError, urllib.error.URLError) as error:
+            logging.getLogger("devstack").warning("reconcile: %s", type(error).__name__)
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     http_port = _port("PUSH365_HTTP_PORT", 8000)
@@ -74,6 +91,14 @@ def main() -> int:
         server = serve(build_gateway(), HOST, http_port)
         threading.Thread(target=server.serve_forever, name="gateway", daemon=True).start()
         pump = fanout.Pump(pubsub.address, topology, f"{base}/deliver").start()
+        # Cloud Scheduler calls reconcile every 5 minutes; here every PUSH365_RECONCILE_SECONDS.
+        every = float(os.environ.get("PUSH365_RECONCILE_SECONDS", "60"))
+        threading.Thread(
+            target=_reconcile_every,
+            args=(every, f"{base}/reconcile", os.environ["PUSH365_ADMIN_KEY"], stop),
+            name="reconcile",
+            daemon=True,
+        ).start()
         print(f"Push365 is running (project {PROJECT}). Ctrl-C stops everything.")
         for name in function_names():
             print(f"  {name:<12} {base}/{name}")

@@ -158,6 +158,14 @@ locals {
       severity     = "ERROR"
       runbook      = "**What it means:** Pub/Sub gave up on a fan-out batch after 20 attempts; deliver recorded its devices as failed (`counts.dead_lettered`): those devices did not get the notification.\n\n**What to do:** find why deliver kept failing: its faults and 5xx answers before this (dashboard), crashes in Error Reporting. The send's status (`GET <send URL>/status`) counts the dead-lettered devices; the sender can send again once deliver is fixed."
     }
+    # The reconciler gave up a send: its fan-out messages were lost (no message could come).
+    reconcile_given_up = {
+      metric       = "reconcile_given_up"
+      display_name = "Push365: the reconciler gave up a send whose messages were lost"
+      condition    = "reconcile recorded a send as lost"
+      severity     = "ERROR"
+      runbook      = "**What it means:** a send was still unfinished once no fan-out message for it could come any more (older than the subscription's 2-hour retention): its messages were lost (the subscription deleted or recreated, messages expired while deliver failed, a publish that never happened). Its devices without an outcome are recorded failed, reason `lost`; its status ends `sent` or `failed`. Content is never stored, so nothing can be sent again from here.\n\n**What to do:** reconcile's audit record counts the sends (`jsonPayload.function=\"reconcile\"`); look for what lost the messages at that time: the fan-out subscription's history (deleted, recreated, detached), deliver's 5xx and faults before, the backlog alert. The sender can send again."
+    }
     # A push deliver refused: malformed, or with the right ids but not bound to its notification.
     refused_messages = {
       metric       = "refused_messages"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from push365.errors import QueueUnavailable
 from push365.fanout.model import BatchState, FanoutMessage
-from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken
+from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken, Unfinished
 from push365.notifications.deliveries import Delivery
 from push365.notifications.model import DeliveryCounts, NotificationRecord
 from push365.notifications.repository import Claim
@@ -319,6 +319,26 @@ class InMemoryFanoutRepository:
         self.deliveries: dict[str, dict[str, Delivery]] = notifications.deliveries
         self.plan_version = 0
         self.plans: dict[str, dict[str, Any]] = {}
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)  # the store's clock
+        self.updated: dict[str, datetime] = {}  # notification id -> its record's last write
+
+    def unfinished(self, since: datetime, before: datetime) -> list[Unfinished]:
+        found = []
+        for nid, record in self._notifications.records.items():
+            planned = record.planned_at is not None
+            done = planned and record.counts.batches_done >= record.counts.batches
+            if not since <= record.created_at <= before or record.status == "failed" or done:
+                continue
+            found.append(
+                Unfinished(
+                    organization_id=record.organization_id,
+                    notification_id=nid,
+                    created_at=record.created_at,
+                    planned=planned,
+                    updated_at=self.updated.get(nid, record.created_at),
+                )
+            )
+        return found
 
     def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
         record = self._notifications.records.get(notification_id)
@@ -390,6 +410,7 @@ class InMemoryFanoutRepository:
             raise LeaseLost()
 
     def _set(self, notification_id: str, **fields: Any) -> None:
+        self.updated[notification_id] = self.now()
         record = self._notifications.records[notification_id]
         self._notifications.records[notification_id] = record.model_copy(update=fields)
         self.plan_version += 1
@@ -402,6 +423,7 @@ class InMemoryFanoutRepository:
         )
 
     def fail_plan(self, organization_id: str, notification_id: str, now: datetime) -> None:
+        self.updated[notification_id] = self.now()
         record = self._notifications.records[notification_id]
         self._notifications.records[notification_id] = record.model_copy(
             update={"status": "failed", "completed_at": now}
@@ -458,6 +480,7 @@ class InMemoryFanoutRepository:
         for name, count in state.counts.as_dict().items():
             totals[name] += count
         totals["batches_done"] += 1
+        self.updated[state.notification_id] = self.now()
         self._notifications.records[state.notification_id] = record.model_copy(
             update={"counts": DeliveryCounts(**totals), "completed_at": datetime.now(UTC)}
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 from push365.fanout.binding import FirestoreBindingReader
 from push365.fanout.model import BATCH_SIZE
 from push365.fanout.publisher import PubSubPublisher
+from push365.fanout.reconciler import ReconcilePolicy, Reconciler
 from push365.fanout.repository import FirestoreFanoutRepository
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
 from push365.fcm.http import FcmHttpGateway
@@ -208,3 +209,18 @@ def purger() -> Purger:
         firestore_client(), timeout_seconds=settings.store_timeout_seconds
     )
     return Purger(store, rules)
+
+
+@lru_cache(maxsize=1)
+def reconciler() -> Reconciler:
+    """The fan-out's reconciler (gives up sends no message can come for any more)."""
+    settings = get_settings()
+    return Reconciler(
+        FirestoreFanoutRepository(firestore_client(), settings.store_timeout_seconds),
+        delivery_worker(),
+        ReconcilePolicy(
+            stall=timedelta(seconds=settings.reconcile_stall_seconds),
+            message_retention=timedelta(seconds=settings.fanout_message_retention_seconds),
+            lookback=timedelta(seconds=settings.reconcile_lookback_seconds),
+        ),
+    )

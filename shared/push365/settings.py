@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     # Transient FCM failures are retried (Pub/Sub redelivery after a backoff) this long after
     # the send; then the devices are recorded as failed. Inside the subscription's retention.
     retry_horizon_seconds: float = Field(default=3600.0, gt=0, le=6 * 3600)
+    # How long the fan-out subscription keeps a message (infra/pubsub.tf's
+    # message_retention_duration): once a send is older, no message for it can come any more
+    # and the reconciler records what has no outcome as lost.
+    fanout_message_retention_seconds: float = Field(default=7200.0, gt=0, le=7 * 86400)
+    # The reconciler counts a send as stalled when its record saw no write for this long.
+    reconcile_stall_seconds: float = Field(default=120.0, gt=0)
+    # How far back the reconciler looks (a reconciler down for longer leaves older sends as
+    # they are: their retention purges them all the same).
+    reconcile_lookback_seconds: float = Field(default=86400.0, gt=0)
     retry_first_backoff_seconds: float = Field(default=10.0, gt=0)
     retry_max_backoff_seconds: float = Field(default=300.0, gt=0)
     # Where the service worker posts delivery receipts; sent in each message's data when set.

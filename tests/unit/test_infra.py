@@ -68,20 +68,31 @@ def test_every_function_module_is_deployed_by_one_for_each(tf: dict[str, Any]) -
     assert build["entry_point"] == "${each.key}"  # entry point = function name
 
 
-def test_purge_is_private_and_the_scheduler_calls_it_with_oidc(tf: dict[str, Any]) -> None:
+@pytest.mark.parametrize("name", ["purge", "reconcile"])
+def test_purge_and_reconcile_are_private_and_the_scheduler_calls_them_with_oidc(
+    tf: dict[str, Any], name: str
+) -> None:
     public = resource(tf, "google_cloud_run_service_iam_member", "public")
-    invoker = resource(tf, "google_cloud_run_service_iam_member", "purge_invoker")
-    job = resource(tf, "google_cloud_scheduler_job", "purge")["http_target"][0]
+    invoker = resource(tf, "google_cloud_run_service_iam_member", f"{name}_invoker")
+    job = resource(tf, "google_cloud_scheduler_job", name)["http_target"][0]
 
-    assert FUNCTIONS["purge"]["public"] is False
+    assert FUNCTIONS[name]["public"] is False
     assert "if function.public" in public["for_each"]
-    assert {n for n, f in FUNCTIONS.items() if not f["public"]} == {"purge", "deliver"}
+    assert {n for n, f in FUNCTIONS.items() if not f["public"]} == {
+        "purge",
+        "reconcile",
+        "deliver",
+    }
     assert invoker["member"] == "serviceAccount:${google_service_account.purge_scheduler.email}"
+    assert f'function["{name}"]' in invoker["service"]
     assert (
         job["oidc_token"][0]["service_account_email"]
         == "${google_service_account.purge_scheduler.email}"
     )
     assert job["oidc_token"][0]["audience"] == job["uri"]
+    assert f'function["{name}"]' in job["uri"]
+    assert job["headers"] == {"Content-Type": "application/json"}
+    assert FUNCTIONS[name]["callers"] == {"PUSH365_PURGE_INVOKER": "purge_scheduler"}
 
 
 def test_no_secret_in_the_scheduler_job_and_purge_checks_the_schedulers_identity(
@@ -732,6 +743,7 @@ def test_alert_policies_watch_the_metrics_and_notify_the_channels(tf: dict[str, 
         "fcm_auth": "fcm_auth_failures",
         "dead_letters": "dead_lettered_batches",
         "refused_messages": "refused_messages",
+        "reconcile_given_up": "reconcile_given_up",
     }
     assert all(a["metric"] in METRICS and a["runbook"] for a in occurrence.values())
     for name, policy in policies.items():

@@ -93,6 +93,7 @@ def check_occurrence(tf: dict[str, Any], policy: dict[str, Any]) -> None:
         "fcm_auth": "fcm_auth_failures",
         "dead_letters": "dead_lettered_batches",
         "refused_messages": "refused_messages",
+        "reconcile_given_up": "reconcile_given_up",
     }
 
 

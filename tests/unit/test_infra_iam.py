@@ -80,6 +80,9 @@ ALLOWED: dict[tuple[str, str], frozenset[str]] = {
     ("google_cloud_run_service_iam_member.purge_invoker", "roles/run.invoker"): frozenset(
         {"purge_scheduler"}
     ),
+    ("google_cloud_run_service_iam_member.reconcile_invoker", "roles/run.invoker"): frozenset(
+        {"purge_scheduler"}
+    ),
     ("google_cloud_run_service_iam_member.deliver_invoker", "roles/run.invoker"): frozenset(
         {"pubsub_push"}
     ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Protocol
 
@@ -89,8 +89,24 @@ class PlanRecord:
     recipients: list[str]
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """A notification the reconciler looks at: not failed, and not every batch done."""
+
+    organization_id: str
+    notification_id: str
+    created_at: datetime
+    planned: bool
+    updated_at: datetime  # the record's last write: a plan step or a batch finishing
+
+
 class FanoutRepository(Protocol):
     """The storage port of the fan-out."""
+
+    def unfinished(self, since: datetime, before: datetime) -> list[Unfinished]:
+        """Every organization's notifications created in ``[since, before]`` that are not
+        finished (not failed, and not planned with every batch done)."""
+        ...
 
     def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
         """The notification's record, or None once it is gone (erased, purged)."""
@@ -222,6 +238,37 @@ class FirestoreFanoutRepository:
             self._notification(organization_id, nid).collection(BATCHES).document(f"{batch:05d}")
         )
         return reference
+
+    def unfinished(self, since: datetime, before: datetime) -> list[Unfinished]:
+        # Across organizations (the reconciler is the operator's): the range of the retention
+        # rule's own collection-group index on created_at; what is finished is told apart here.
+        query = (
+            self._client.collection_group(NOTIFICATIONS)
+            .where(filter=firestore.FieldFilter("created_at", ">=", since))
+            .where(filter=firestore.FieldFilter("created_at", "<=", before))
+            .select(["created_at", "planned_at", "status", "counts"])
+        )
+        found = []
+        for snapshot in query.stream(**self._bounded):
+            fields = snapshot.to_dict() or {}
+            counts = fields.get("counts") or {}
+            planned = fields.get("planned_at") is not None
+            done = planned and int(counts.get("batches_done") or 0) >= int(
+                counts.get("batches") or 0
+            )
+            if fields.get("status") == "failed" or done:
+                continue
+            organization = snapshot.reference.parent.parent
+            found.append(
+                Unfinished(
+                    organization_id=organization.id if organization is not None else "",
+                    notification_id=snapshot.id,
+                    created_at=fields["created_at"],
+                    planned=planned,
+                    updated_at=_as_datetime(snapshot.update_time),
+                )
+            )
+        return found
 
     def plan_record(self, organization_id: str, notification_id: str) -> PlanRecord | None:
         snapshot = self._notification(organization_id, notification_id).get(
@@ -478,6 +525,14 @@ class FirestoreFanoutRepository:
         except (google_exceptions.FailedPrecondition, google_exceptions.NotFound):
             raise LeaseLost() from None
         state.version = results[-1].update_time
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A document's update time (a protobuf Timestamp from a query, a datetime elsewhere)."""
+    if isinstance(value, datetime):
+        return value
+    converted: datetime = value.ToDatetime(tzinfo=UTC)
+    return converted
 
 
 def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[str, Any]:

@@ -124,6 +124,33 @@ class DeliveryWorker:
         deadline = self._monotonic() + self._policy.handler_seconds
         return self._batch(message, dead_lettered, deadline)
 
+    def give_up(self, organization_id: str, notification_id: str, batch: int, reason: str) -> bool:
+        """Record what has no outcome in the batch as failed with ``reason``, as a dead letter
+        is recorded (the reconciler: no message for it can come any more). False when it is done
+        already, gone, or held by a worker right now."""
+        now = self._clock()
+        taken = self._fanout.take(
+            organization_id,
+            notification_id,
+            batch,
+            now,
+            now + self._policy.lease,
+            ignore_backoff=True,
+        )
+        if not isinstance(taken, BatchState):
+            return False
+        try:
+            self._record_given_up(taken, reason)
+        except LeaseLost:
+            return False
+        return True
+
+    def _record_given_up(self, state: BatchState, reason: str) -> None:
+        state.counts.dead_lettered = 1
+        remaining = state.remaining()
+        self._give_up(state, remaining, reason, self._active(state, remaining))
+        self._fanout.finish(state)
+
     def _plan(self, message: FanoutMessage, dead_lettered: bool) -> Verdict:
         org, nid = message.organization_id, message.notification_id
         record = self._fanout.plan_record(org, nid)
@@ -250,12 +277,9 @@ class DeliveryWorker:
         push = message.content.web_push(topic=state.notification_id)
         if dead_lettered:
             # Pub/Sub gave up on this batch: what has no outcome yet failed, counted as such.
-            state.counts.dead_lettered = 1
-            remaining = state.remaining()
-            self._give_up(state, remaining, "dead_letter", self._active(state, remaining))
+            self._record_given_up(state, "dead_letter")
             # On the audit record too: operators alert on dead_lettered (monitoring.tf).
             note_counts({"devices": len(state.devices), **state.counts.as_dict()})
-            self._fanout.finish(state)
             return Verdict.ACK
         if expired:
             waiting = [d for d in state.remaining() if d in state.pending]

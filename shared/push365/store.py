@@ -377,10 +377,12 @@ class _FinishedStream:
 
 
 def _finish(call: Any) -> None:
-    """Cancel ``call`` unless it has ended, then take the events its operations still owe (a
-    cancelled call's come at once; a call that ended has only its own left), so that gRPC frees
-    it. Private to gRPC (``_state.due``, ``_consume_next_event``), as the reading is: a gRPC
-    that renames them fails ``tests/integration/test_store_memory.py``."""
+    """Cancel ``call`` unless it has ended, then take the events its operations still owe, so
+    that gRPC frees it. A cancelled call's events come at once, an ended call's are already
+    there; one gRPC ended itself (an answer it could not decode) is still live on the wire and
+    owes them by its deadline, which every store call has. Private to gRPC (``_state.due``,
+    ``_consume_next_event``), as reading a single-threaded stream is: a gRPC that renames them
+    fails ``tests/integration/test_store_memory.py``."""
     state = call._state
     if not state.due:
         return

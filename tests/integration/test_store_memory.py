@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from devstack.emulator import FirestoreEmulator
 from push365 import store as store_module
 from push365.store import bound_every_call, bounded, get_rows, stream_rows
 from tests.conftest import PROJECT
@@ -43,6 +44,15 @@ def held_calls() -> int:
 def rss_kb() -> int:
     status = Path("/proc/self/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+@pytest.fixture
+def emulator_reset(emulator: FirestoreEmulator) -> Iterator[None]:
+    """An empty store; unlike the ``store`` fixture, the settings are not read (and cached)
+    here: the clients below are made from the project alone."""
+    emulator.reset(PROJECT)
+    yield
+    emulator.reset(PROJECT)
 
 
 @contextlib.contextmanager
@@ -87,7 +97,8 @@ def every_kind_of_read(made: Any) -> Callable[[], None]:
 
 
 @pytest.mark.parametrize("fixed", [False, True], ids=["without the fix", "with the fix"])
-def test_no_read_leaves_a_grpc_call_behind(store: Any, fixed: bool) -> None:
+@pytest.mark.usefixtures("emulator_reset")
+def test_no_read_leaves_a_grpc_call_behind(fixed: bool) -> None:
     with client(fixed) as made:
         reads = every_kind_of_read(made)
         reads()
@@ -103,7 +114,8 @@ def test_no_read_leaves_a_grpc_call_behind(store: Any, fixed: bool) -> None:
 
 
 @pytest.mark.parametrize("fixed", [False, True], ids=["without the fix", "with the fix"])
-def test_the_process_does_not_grow_with_reads(store: Any, fixed: bool) -> None:
+@pytest.mark.usefixtures("emulator_reset")
+def test_the_process_does_not_grow_with_reads(fixed: bool) -> None:
     with client(fixed) as made:
         reference = made.collection("organizations", "memory", "subscriptions").document("s")
         reference.set({"user_id": "u", "status": "active"})

@@ -121,11 +121,13 @@ def organization(
     from push365.organizations.model import Registration
     from push365.organizations.repository import FirestoreOrganizationRepository
     from push365.organizations.service import OrganizationService
-    from push365.store import firestore_client
+    from push365.store import store_client
     from push365.subscriptions.model import subscription_id
 
     emulator.reset(PROJECT)
-    client = firestore_client()
+    # A client of its own: the process-wide one would read (and cache) the settings here, before
+    # the fixtures of the tests that run next in this process have set theirs.
+    client = store_client(PROJECT)
     registration = Registration.model_validate(
         {"organization": {"id": ORG, "unique_name": "soak", "name": "S", "language_code": 1033}}
     )

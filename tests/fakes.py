@@ -462,10 +462,6 @@ class InMemoryFanoutRepository:
         self._record(state, deliveries)
         self._write(stored, state, lease_until)
 
-    def resends_started(self, state: BatchState) -> None:
-        stored = self._fenced(state)
-        self._write(stored, state, stored["lease"])
-
     def finish(
         self,
         state: BatchState,

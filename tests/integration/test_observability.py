@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from devstack.fcm_server import LocalFcmServer
+from push365 import bootstrap
 from push365.fanout.events import DEAD_LETTER_ATTRIBUTE
+from push365.settings import get_settings
 from tests.conftest import REPO, TEST_ADMIN_KEY
 from tests.integration.conftest import BOB, Fanout, Functions, register
 
@@ -71,7 +76,9 @@ def condition(term: str) -> tuple[str, Callable[[Any], bool], type | None]:
     return path, lambda value: is_number(value) and compare[operator](value), float
 
 
-def produce_every_kind_of_record(api: Functions, queue: Fanout) -> None:
+def produce_every_kind_of_record(
+    api: Functions, queue: Fanout, monkeypatch: pytest.MonkeyPatch
+) -> None:
     key = register(api)
     for token in TOKENS:
         answer = api.post("/subscribe", {"user_id": BOB, "instance_id": token}, key=key)
@@ -103,6 +110,24 @@ def produce_every_kind_of_record(api: Functions, queue: Fanout) -> None:
 
     purged = api.post("/purge", {"dry_run": True}, headers={"X-Push365-Admin-Key": TEST_ADMIN_KEY})
     assert purged.status_code == 200
+    # A send whose plan message is lost, given up by a reconcile that counts anything unfinished
+    # as past its messages' retention (settings read anew for this one call).
+    lost = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key)
+    assert lost.status_code == 202
+    take()
+    with monkeypatch.context() as scoped:
+        scoped.setenv("PUSH365_RECONCILE_STALL_SECONDS", "0.001")
+        scoped.setenv("PUSH365_FANOUT_MESSAGE_RETENTION_SECONDS", "0.001")
+        get_settings.cache_clear()
+        bootstrap.reconciler.cache_clear()
+        try:
+            time.sleep(0.01)
+            reconciled = api.post("/reconcile", {}, headers={"X-Push365-Admin-Key": TEST_ADMIN_KEY})
+        finally:
+            bootstrap.reconciler.cache_clear()
+    get_settings.cache_clear()
+    assert reconciled.status_code == 200
+    assert reconciled.json["given_up"] >= 1
     assert api.post("/subscribe", data="{not json", key=key).status_code == 400
 
 
@@ -113,9 +138,13 @@ def written(capsys: Any) -> list[dict[str, Any]]:
 
 
 def test_every_field_a_metric_names_is_in_the_records_the_functions_write(
-    api: Functions, queue: Fanout, fcm: LocalFcmServer, capsys: Any
+    api: Functions,
+    queue: Fanout,
+    fcm: LocalFcmServer,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    produce_every_kind_of_record(api, queue)
+    produce_every_kind_of_record(api, queue, monkeypatch)
 
     records = written(capsys)
     assert len(records) >= len(TOKENS) + 6
@@ -142,9 +171,13 @@ def test_every_field_a_metric_names_is_in_the_records_the_functions_write(
 
 
 def test_deliver_records_carry_the_counts_operators_alert_on(
-    api: Functions, queue: Fanout, fcm: LocalFcmServer, capsys: Any
+    api: Functions,
+    queue: Fanout,
+    fcm: LocalFcmServer,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    produce_every_kind_of_record(api, queue)
+    produce_every_kind_of_record(api, queue, monkeypatch)
 
     deliver = [
         r

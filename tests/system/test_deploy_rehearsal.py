@@ -27,6 +27,7 @@ CALLS = {
     "unsubscribe": ("GET", "/", None, 405),
     "privacy": ("POST", "/export", {}, 405),
     "purge": ("POST", "/", {}, 403),  # no admin key configured: refuses everyone
+    "reconcile": ("POST", "/", {}, 403),  # the same callers as purge
     # A CloudEvent function: a body that is not a Pub/Sub push is refused (invalid_message)
     # before functions-framework reads it.
     "deliver": ("POST", "/", {}, 400),

@@ -676,3 +676,55 @@ def test_a_deadline_already_past_sends_nothing(fcm: LocalFcmServer) -> None:
 
     assert results == [SendResult(Outcome.RETRY, reason="deadline")]
     assert fcm.messages() == []
+
+
+def test_a_reserved_batch_runs_the_claim_with_a_connection_held_for_each_then_writes_all(
+    fcm: LocalFcmServer,
+) -> None:
+    pooled = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=TIMEOUT, pool_size=4)
+    messages = [PushMessage(f"ok-{n}", PUSHES["plain"]) for n in range(4)]
+    seen_at_claim: list[int] = []
+    try:
+        results = pooled.send_batch(
+            messages, before_writing=lambda: seen_at_claim.append(len(fcm.messages()))
+        )
+    finally:
+        pooled.close()
+
+    assert seen_at_claim == [0]  # nothing reached FCM before the claim
+    assert [r.outcome for r in results] == [Outcome.SENT] * 4
+
+
+def test_a_claim_that_fails_is_raised_and_nothing_is_sent(fcm: LocalFcmServer) -> None:
+    pooled = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=TIMEOUT, pool_size=4)
+
+    def refused() -> None:
+        raise KeyError("the store said no")
+
+    try:
+        with pytest.raises(KeyError):
+            pooled.send_batch([PushMessage("ok-1", PUSHES["plain"])], before_writing=refused)
+        after = pooled.send_batch([PushMessage("ok-2", PUSHES["plain"])])  # the pool is whole
+    finally:
+        pooled.close()
+
+    assert [m["token"] for m in fcm.messages()] == ["ok-2"]
+    assert after[0].outcome is Outcome.SENT
+
+
+def test_reserved_batches_at_once_never_hold_the_pool_in_parts(fcm: LocalFcmServer) -> None:
+    pooled = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=TIMEOUT, pool_size=4)
+    fcm.control(delay_seconds=0.05)
+    batches = [[PushMessage(f"b{b}-{n}", PUSHES["plain"]) for n in range(4)] for b in range(6)]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            answers = list(
+                pool.map(
+                    lambda batch: pooled.send_batch(batch, before_writing=lambda: None), batches
+                )
+            )
+    finally:
+        pooled.close()
+
+    assert all(r.outcome is Outcome.SENT for answer in answers for r in answer)
+    assert len(fcm.messages()) == 24

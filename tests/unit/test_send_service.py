@@ -12,7 +12,7 @@ import pytest
 from push365.errors import MessageTooLarge, QueueUnavailable, UnknownReceipt
 from push365.fanout.model import FanoutMessage, Kind, Verdict
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
-from push365.fcm.model import Outcome, PushMessage, SendResult, Written
+from push365.fcm.model import Outcome, PushMessage, SendResult
 from push365.notifications.model import Accepted, NotificationStatus, SendRequest
 from push365.notifications.service import NotificationService, SendPolicy, payload_size
 from push365.subscriptions.model import Subscribe, Unsubscribe
@@ -67,28 +67,24 @@ class FakeGateway:
         self,
         messages: Sequence[PushMessage],
         deadline: float | None = None,
-        written: Written | None = None,
+        before_writing: Callable[[], None] | None = None,
     ) -> list[SendResult]:
         self.chunks.append(len(messages))
         self.deadlines.append(deadline)
+        if before_writing is not None:
+            before_writing()
         results = []
-        for index, message in enumerate(messages):
+        for message in messages:
             if deadline is not None and self.seconds >= deadline:
                 results.append(SendResult(Outcome.RETRY, reason="deadline"))
                 continue
             if self.die_after is not None and sum(self.calls.values()) >= self.die_after:
-                # Killed before this one was written: what was written before may be stored
-                # (the marker runs beside the send), unless the kill came first.
                 self.die_after = None
                 raise Killed()
             self.seconds += self.seconds_per_message
             self.calls[message.token] = self.calls.get(message.token, 0) + 1
             self.topics.append(message.push.collapse_key)
-            if written is not None:
-                written.mark(index)
             results.append(self._answer(message.token, self.calls[message.token]))
-        if written is not None:
-            written.finish()
         if self.die_after_sending:
             self.die_after_sending = False
             raise Killed()
@@ -566,28 +562,6 @@ def test_a_worker_killed_during_a_re_send_never_sends_a_third_copy() -> None:
     assert (status.counts.sent, status.counts.failed) == (0, 3)
     errors = {d.error for d in world.notification_repo.deliveries[nid].values()}
     assert errors == {"unknown_outcome"}
-
-
-def test_a_re_send_claimed_but_never_written_is_sent_once_more_and_nothing_is_lost() -> None:
-    world = World()
-    world.subscribe("ok-1", "ok-2", "ok-3")
-    nid = world.send().notification_id
-    world.handle(world.queue.messages.pop(0))
-    batch = world.queue.messages.pop(0)
-    world.gateway.die_after = 0  # killed after the claim, before its first request is written
-    with pytest.raises(Killed):
-        world.handle(batch)
-    world.now += FANOUT.lease
-    world.gateway.die_after = 0  # and again, before the re-sends are written
-    with pytest.raises(Killed):
-        world.handle(batch)
-    world.now += FANOUT.lease
-
-    assert world.handle(batch) is Verdict.ACK
-
-    assert world.gateway.calls == {"ok-1": 1, "ok-2": 1, "ok-3": 1}
-    status = world.status(nid)
-    assert (status.counts.sent, status.counts.failed, status.counts.resent) == (3, 0, 3)
 
 
 def test_a_re_send_that_surely_never_reached_fcm_is_not_counted_and_may_be_tried_again() -> None:

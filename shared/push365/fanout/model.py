@@ -199,9 +199,6 @@ class BatchState:
     inflight: list[str] = field(default_factory=list)
     unknown: list[str] = field(default_factory=list)  # outcome unknown: may be re-sent once
     resent: list[str] = field(default_factory=list)
-    # devices whose claimed re-send was written to FCM (stored once every request of its window
-    # was written): a re-send claimed but not started was surely never sent
-    resend_started: list[str] = field(default_factory=list)
     pending: dict[str, str] = field(default_factory=dict)  # device -> last transient reason
     not_before: datetime | None = None
     attempts: int = 0
@@ -219,9 +216,8 @@ class BatchState:
     # A device's transitions: the worker changes a batch only through these. Invariants kept:
     # a device has at most one final outcome; it is sent at most twice, the second time only
     # when the first attempt's outcome is unknown and only once that re-send is claimed (in
-    # ``resent``, stored with the claim before anything is sent); a re-send whose outcome is
-    # unknown once it was written (``resend_started``) is never followed by a third, and one
-    # never started is not counted; ``counts.resent`` is the size of ``resent``.
+    # ``resent``, stored with the claim before anything is sent), and a re-send whose outcome is
+    # unknown too is never followed by a third; ``counts.resent`` is the size of ``resent``.
 
     def claim(self, devices: list[str]) -> None:
         """These devices are about to be sent (stored before the first request): a worker that
@@ -238,22 +234,12 @@ class BatchState:
         self.inflight = list(devices)
         self.counts.resent = len(self.resent)
 
-    def resends_written(self, devices: list[str]) -> None:
-        """Every re-send of ``devices`` has been written to FCM: from now on a worker that finds
-        their outcome unknown knows a second copy may exist, and never sends a third."""
-        self.resend_started += [d for d in devices if d in self.resent]
-
     def recover(self) -> None:
         """A worker takes the batch over: what the last holder claimed and never recorded has an
-        unknown outcome; a re-send it claimed but never started was surely not sent, so its
-        claim is given back (the device may still be re-sent once)."""
+        unknown outcome (a claimed re-send among them stays claimed: never a third copy)."""
         left = [d for d in self.inflight if d not in self.outcomes]
         self.unknown += [d for d in left if d not in self.unknown]
-        for sid in left:
-            if sid in self.resent and sid not in self.resend_started:
-                self.resent.remove(sid)
         self.inflight = []
-        self.counts.resent = len(self.resent)
 
     def may_send(self, sid: str) -> bool:
         """False once a device's re-send outcome is unknown too: it may have been shown twice,
@@ -278,8 +264,6 @@ class BatchState:
         error): if it was the re-send, its claim is given back (no second copy exists)."""
         if sid in self.resent and sid not in self.outcomes:
             self.resent.remove(sid)
-            if sid in self.resend_started:
-                self.resend_started.remove(sid)
             self.counts.resent = len(self.resent)
 
     def hold(self, sid: str, reason: str, maybe_delivered: bool) -> None:

@@ -45,7 +45,6 @@ UNINDEXED_FIELDS = (
     "inflight",
     "unknown",
     "resent",
-    "resend_started",
     "pending",
     RECORDS,
     RECEIPT_HASHES,
@@ -187,15 +186,6 @@ class FanoutRepository(Protocol):
 
         Raises:
             LeaseLost: another worker wrote the batch since this one read it.
-        """
-        ...
-
-    def resends_started(self, state: BatchState) -> None:
-        """Store that the re-sends of the window in flight were all written (its
-        ``resend_started``), fenced; the lease is not touched.
-
-        Raises:
-            LeaseLost: as for :meth:`checkpoint`.
         """
         ...
 
@@ -444,8 +434,6 @@ class FirestoreFanoutRepository:
                     "lease_until": lease_until,
                     "inflight": _text([]),
                     "unknown": _text(state.unknown),
-                    "resent": _text(state.resent),
-                    "counts": state.counts.as_dict(),
                     "attempts": state.attempts,
                 },
                 option=self._client.write_option(last_update_time=snapshot.update_time),
@@ -463,9 +451,6 @@ class FirestoreFanoutRepository:
         deliveries: Sequence[Delivery] = (),
     ) -> None:
         self._fenced(self._client.batch(), state, deliveries, {"lease_until": lease_until})
-
-    def resends_started(self, state: BatchState) -> None:
-        self._fenced(self._client.batch(), state, (), {})
 
     def finish(
         self,
@@ -543,7 +528,6 @@ def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[s
         "inflight": _text([]),
         "unknown": _text([]),
         "resent": _text([]),
-        "resend_started": _text([]),
         "pending": _text({}),
         "not_before": None,
         "lease_until": None,
@@ -560,7 +544,6 @@ def _progress(state: BatchState) -> dict[str, Any]:
         "inflight": _text(state.inflight),
         "unknown": _text(state.unknown),
         "resent": _text(state.resent),
-        "resend_started": _text(state.resend_started),
         "pending": _text(state.pending),
         "not_before": state.not_before,
         "attempts": state.attempts,
@@ -578,7 +561,6 @@ def _state(organization_id: str, nid: str, batch: int, fields: dict[str, Any]) -
         inflight=list(_parsed(fields.get("inflight"), [])),
         unknown=list(_parsed(fields.get("unknown"), [])),
         resent=list(_parsed(fields.get("resent"), [])),
-        resend_started=list(_parsed(fields.get("resend_started"), [])),
         pending=dict(_parsed(fields.get("pending"), {})),
         not_before=fields.get("not_before"),
         attempts=int(fields.get("attempts") or 0),
@@ -606,7 +588,6 @@ _STATE_FIELDS = [
     "inflight",
     "unknown",
     "resent",
-    "resend_started",
     "pending",
     "not_before",
     "lease_until",

@@ -17,7 +17,6 @@ Exactly once per device under Pub/Sub's at-least-once delivery:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from push365.audit import note_counts
 from push365.fanout.model import BatchState, FanoutMessage, Kind, Verdict
 from push365.fanout.publisher import FanoutPublisher
 from push365.fanout.repository import FanoutRepository, LeaseLost, PlanLease, Taken
-from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush, Written
+from push365.fcm.model import Outcome, PushGateway, PushMessage, SendResult, WebPush
 from push365.model import utc_now
 from push365.notifications.deliveries import Delivery
 from push365.notifications.receipts import device_id, new_receipt
@@ -285,11 +284,12 @@ class DeliveryWorker:
             waiting = [d for d in state.remaining() if d in state.pending]
             self._give_up(state, waiting, "", self._active(state, waiting))
         remaining = state.remaining()
-        # Re-sends first, in windows no larger than the pool (each window's requests all start at
-        # once, right after its claim is stored: a worker killed during a window has almost
-        # surely sent every device of it, so failing their unknown re-sends loses nothing); then
-        # first attempts in chunks, whose claim may hold devices a kill leaves unsent (they are
-        # re-sent, once, as the unknown ones they become).
+        # Re-sends first, in windows no larger than the connection pool: each window's requests
+        # all start at once, right after its claim is stored, so a worker killed after the claim
+        # has, all but surely, sent every re-send of it (failing their unknown outcomes loses
+        # nothing), and a claimed re-send is never sent again (never a third copy). Then first
+        # attempts in chunks, whose claim may hold devices a kill leaves unsent: they become
+        # unknown and are re-sent, once.
         resends = [d for d in remaining if d in state.unknown]
         first = [d for d in remaining if d not in state.unknown]
         chunks = _split(resends, self._policy.resend_window) + _split(
@@ -299,18 +299,38 @@ class DeliveryWorker:
         # The outcomes of the chunk just sent, written with the next claim.
         recorded: list[Delivery] = []
         handed_on = False
+        # When this worker's hold on the batch began (take() came after the handler started);
+        # each claim renews it.
+        leased_at = deadline - self._policy.handler_seconds
         for sids in chunks:
             if deadline - self._monotonic() < self._policy.min_chunk_seconds:
                 handed_on = True  # too little time left for a chunk: a continuation goes on
                 break
             # Unsubscribe and erasure are read just before each chunk is sent.
             devices, settled = self._prepare(state, sids, self._active(state, sids))
-            # Claim before sending (with the outcomes of the chunk before: one write), which
-            # also renews the lease and checks the fence: a worker that lost the batch stops
-            # here, before sending anything.
-            state.claim([d.subscription_id for d in devices])
-            leased_at = self._monotonic()
-            self._fanout.checkpoint(state, self._clock() + self._policy.lease, recorded + settled)
+            sending = [d.subscription_id for d in devices]
+            claimed: list[bool] = []
+
+            def claim(
+                sending: list[str] = sending,
+                written: list[Delivery] = recorded + settled,
+                claimed: list[bool] = claimed,
+            ) -> None:
+                # Claim before sending (with the outcomes of the chunk before: one write), which
+                # also renews the lease and checks the fence: a worker that lost the batch stops
+                # here, before sending anything.
+                nonlocal leased_at
+                state.claim(sending)
+                at = self._monotonic()
+                self._fanout.checkpoint(state, self._clock() + self._policy.lease, written)
+                leased_at = at
+                claimed.append(True)
+
+            # Re-sends are claimed only once a connection is held for each (the gateway writes
+            # them all the moment the claim is stored); first attempts are claimed first.
+            resending = any(sid in state.unknown for sid in sending)
+            if not resending:
+                claim()
             # Every request of the chunk ends before the lease does (less the clocks' skew), within
             # the chunk's budget and the handler's deadline.
             send_by = min(
@@ -319,8 +339,14 @@ class DeliveryWorker:
                 deadline,
             )
             recorded = (
-                self._send_and_apply(state, push, devices, outcome, send_by) if devices else []
+                self._send_and_apply(
+                    state, push, devices, outcome, send_by, claim if resending else None
+                )
+                if devices
+                else []
             )
+            if not claimed:
+                recorded = settled + recorded  # never claimed: its settled outcomes still to write
             if outcome.out_of_time:
                 handed_on = True  # what was not started goes on in a continuation
                 break
@@ -395,12 +421,12 @@ class DeliveryWorker:
         devices: list[Device],
         attempt: _Attempt,
         deadline: float,
+        claim: Callable[[], None] | None,
     ) -> list[Delivery]:
-        """Send one claimed chunk by ``deadline``; its final outcomes (the transient ones stay
-        pending)."""
+        """Send one chunk by ``deadline`` (claimed already, or by ``claim`` once a connection is
+        held for each device); its final outcomes (the transient ones stay pending)."""
         messages = [self._message(state, push, d) for d in devices]
-        sids = [d.subscription_id for d in devices]
-        results = self._send_chunk(state, [m for m, _ in messages], deadline, sids)
+        results = self._send_chunk([m for m, _ in messages], deadline, claim)
         sent_at = self._clock()
         final: list[Delivery] = []
         for device, (_, receipt_hash), result in zip(devices, messages, results, strict=True):
@@ -424,50 +450,21 @@ class DeliveryWorker:
         return final
 
     def _send_chunk(
-        self, state: BatchState, messages: list[PushMessage], deadline: float, sids: list[str]
+        self, messages: list[PushMessage], deadline: float, claim: Callable[[], None] | None
     ) -> list[SendResult]:
-        """The chunk's results (``sids``: its devices, in order); for a window of re-sends, once
-        every request of it has been written, that is stored (fenced) while the answers are
-        awaited: a worker that finds a re-send claimed but not started knows it was never
-        sent."""
-        resends = {sid for sid in sids if sid in state.resent}
-        if not resends:
-            return self._send_batch(messages, deadline, None)
-        written = Written()
-        stopped = threading.Event()
-        failures: list[Exception] = []
-
-        def store_when_written() -> None:
-            while not written.wait(0.01):
-                if stopped.is_set():
-                    return  # the send ended without finishing (the process is going down)
-            started = [sids[n] for n in sorted(written.indexes()) if sids[n] in resends]
-            if not started:
-                return
+        def before_writing() -> None:
+            assert claim is not None
             try:
-                state.resends_written(started)
-                self._fanout.resends_started(state)
-            except Exception as error:  # noqa: BLE001 - raised in the worker's own thread
-                failures.append(error)
+                claim()
+            except Exception as error:
+                raise _ClaimFailed(error) from error
 
-        marker = threading.Thread(target=store_when_written, name="resends-started")
-        marker.start()
         try:
-            results = self._send_batch(messages, deadline, written)
-        finally:
-            stopped.set()
-            marker.join()
-        if any(isinstance(error, LeaseLost) for error in failures):
-            raise LeaseLost()
-        # A store that did not answer: the re-sends went out unmarked (recorded with the
-        # results at the next checkpoint, which carries resend_started).
-        return results
-
-    def _send_batch(
-        self, messages: list[PushMessage], deadline: float, written: Written | None
-    ) -> list[SendResult]:
-        try:
-            return self._gateway.send_batch(messages, deadline=deadline, written=written)
+            return self._gateway.send_batch(
+                messages, deadline=deadline, before_writing=before_writing if claim else None
+            )
+        except _ClaimFailed as failed:
+            raise failed.cause from None  # the claim was not stored: nothing was sent
         except Exception:  # noqa: BLE001 - whatever escaped, FCM may have taken some of them
             return [SendResult(Outcome.RETRY, reason="error", maybe_delivered=True)] * len(messages)
 
@@ -574,6 +571,14 @@ def _delivery(
         receipt_hash=receipt_hash,
         resent=resent,
     )
+
+
+class _ClaimFailed(Exception):
+    """The claim a gateway runs before writing failed (LeaseLost, the store out of reach)."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__("the claim was not stored")
+        self.cause = cause
 
 
 def _split(devices: list[str], size: int) -> list[list[str]]:

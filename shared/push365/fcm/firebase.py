@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind, Written
+from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind
 
 if TYPE_CHECKING:
     from firebase_admin import App
@@ -41,24 +41,20 @@ class FirebaseGateway:
         self,
         messages: Sequence[PushMessage],
         deadline: float | None = None,
-        written: Written | None = None,
+        before_writing: Callable[[], None] | None = None,
     ) -> list[SendResult]:
         """As the port says, but ``send_each`` cannot be stopped once started: the deadline is
         checked before it starts (each request is bounded by ``http_timeout_seconds``), and
-        ``written`` learns of the messages only once every answer is in."""
+        ``before_writing`` runs just before it."""
         from firebase_admin import messaging
 
         if deadline is not None and time.monotonic() >= deadline:
-            if written is not None:
-                written.finish()
             return [SendResult(Outcome.RETRY, reason="deadline")] * len(messages)
+        if before_writing is not None:
+            before_writing()
 
         app = self._get_app()
         batch = messaging.send_each([_to_message(m) for m in messages], app=app)
-        if written is not None:
-            for index in range(len(messages)):
-                written.mark(index)
-            written.finish()
         return [
             SendResult(Outcome.SENT, message_id=r.message_id)
             if r.success

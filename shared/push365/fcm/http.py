@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from push365.fcm.firebase import PRODUCTION_URL, _to_message, classify_error, token_field
-from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind, Written
+from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind
 
 if TYPE_CHECKING:
     import ssl
@@ -99,6 +99,7 @@ class FcmHttpGateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ssl = tls_context
         self._slots: asyncio.Semaphore | None = None
+        self._reserving: asyncio.Lock | None = None  # one whole-batch reservation at a time
         self._idle: list[_Connection] = []
         self._head = b""
 
@@ -106,25 +107,26 @@ class FcmHttpGateway:
         self,
         messages: Sequence[PushMessage],
         deadline: float | None = None,
-        written: Written | None = None,
+        before_writing: Callable[[], None] | None = None,
     ) -> list[SendResult]:
         """Send each message once, all concurrently; one result per message, in order.
+
+        ``before_writing`` (a batch no larger than the pool): a slot and an open connection are
+        held for every message first, then ``before_writing`` runs (in a worker thread: the
+        caller stores its claim there), then every request is written at once. An exception it
+        raises is raised here, and nothing was written.
 
         ``deadline`` (a ``time.monotonic()`` value) bounds the whole batch: a request starts
         only while its whole timeout still fits before the deadline (or, when the deadline is
         nearer than one timeout from the start, while any time is left), so requests in flight
         are not cut short by it; one not started is ``RETRY`` with reason ``deadline`` and was
         never sent. The call returns by the deadline, give or take the loop's scheduling.
-        ``written`` is told of each request as its bytes are handed to the connection, and
-        finished once every request is written or answered without being written.
 
         Raises:
             ValueError: firebase-admin's encoder refused a message (as ``send_each`` does).
             google.auth.exceptions.GoogleAuthError: no credentials. Either way nothing was sent.
         """
         if not messages:
-            if written is not None:
-                written.finish()
             return []
         bodies = _bodies(messages)
         credentials = self._auth_headers()  # Authorization, and any other header they set
@@ -133,13 +135,12 @@ class FcmHttpGateway:
         head = self._head + "".join(f"{k}: {v}\r\n" for k, v in credentials.items()).encode()
         requests = [head + b"Content-Length: %d\r\n\r\n" % len(body) + body for body in bodies]
         future: Future[list[SendResult]] = asyncio.run_coroutine_threadsafe(
-            self._send_all(requests, authorization, deadline, written), loop
+            self._send_reserved(requests, authorization, deadline, before_writing)
+            if before_writing is not None
+            else self._send_all(requests, authorization, deadline),
+            loop,
         )
-        try:
-            return future.result()
-        finally:
-            if written is not None:
-                written.finish()
+        return future.result()
 
     def close(self) -> None:
         """Close the connections and end the loop's thread; a later send starts them again. A
@@ -187,6 +188,7 @@ class FcmHttpGateway:
 
     async def _open(self) -> None:
         self._slots = asyncio.Semaphore(self._pool_size)
+        self._reserving = asyncio.Lock()
         self._idle = []
 
     async def _shut(self) -> None:
@@ -201,11 +203,7 @@ class FcmHttpGateway:
             connection.close()
 
     async def _send_all(
-        self,
-        requests: list[bytes],
-        authorization: str | None,
-        deadline: float | None,
-        written: Written | None,
+        self, requests: list[bytes], authorization: str | None, deadline: float | None
     ) -> list[SendResult]:
         # Let the loop first take in what happened while it was idle (or the instance frozen): a
         # keep-alive connection the server closed is then dropped, not written to and lost.
@@ -219,21 +217,10 @@ class FcmHttpGateway:
         if deadline is not None:
             needs = min(self._timeout, deadline - asyncio.get_running_loop().time())
 
-        left = len(requests)
-
-        def settled(index: int, was_written: bool) -> None:
-            nonlocal left
-            if written is not None:
-                if was_written:
-                    written.mark(index)
-                left -= 1
-                if left == 0:
-                    written.finish()
-
         async def sender() -> None:
             for index in turns:
                 results[index] = await self._send_one(
-                    requests[index], authorization, deadline, needs, index, settled
+                    requests[index], authorization, deadline, needs
                 )
 
         await asyncio.gather(*(sender() for _ in range(min(self._pool_size, len(requests)))))
@@ -242,39 +229,9 @@ class FcmHttpGateway:
         return answered
 
     async def _send_one(
-        self,
-        request: bytes,
-        authorization: str | None,
-        deadline: float | None,
-        needs: float,
-        index: int,
-        settled: Callable[[int, bool], None],
-    ) -> SendResult:
-        told = False
-
-        def tell(was_written: bool) -> None:
-            nonlocal told
-            if not told:
-                told = True
-                settled(index, was_written)
-
-        try:
-            return await self._attempt(request, authorization, deadline, needs, tell)
-        finally:
-            tell(False)  # never written (a written one was told as it was written)
-
-    async def _attempt(
-        self,
-        request: bytes,
-        authorization: str | None,
-        deadline: float | None,
-        needs: float,
-        tell: Callable[[bool], None],
+        self, request: bytes, authorization: str | None, deadline: float | None, needs: float
     ) -> SendResult:
         assert self._slots is not None
-        written = False  # once written, the request may have reached FCM
-        connection: _Connection | None = None
-        answer: _Answer | None = None
         async with self._slots:
             # The loop's clock is time.monotonic(): the deadline is read on it directly.
             budget = self._timeout
@@ -282,30 +239,98 @@ class FcmHttpGateway:
                 budget = min(budget, deadline - asyncio.get_running_loop().time())
                 if budget <= 0 or budget < needs:
                     return SendResult(Outcome.RETRY, reason="deadline")  # never started
+            return await self._exchange(request, authorization, budget, None)
+
+    async def _send_reserved(
+        self,
+        requests: list[bytes],
+        authorization: str | None,
+        deadline: float | None,
+        before_writing: Callable[[], None],
+    ) -> list[SendResult]:
+        """Every slot and connection first, then ``before_writing``, then every request at once:
+        between the caller's claim and the writes there is no wait on FCM or another batch."""
+        assert self._slots is not None
+        assert self._reserving is not None
+        if len(requests) > self._pool_size:
+            raise ValueError("a reserved batch is no larger than the pool")
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # take in connections the server closed while idle
+        left = self._timeout if deadline is None else deadline - loop.time()
+        needs = min(self._timeout, left)
+        not_started = [SendResult(Outcome.RETRY, reason="deadline")] * len(requests)
+        held = 0
+        connections: list[_Connection] = []
+        handed = False
+        try:
             try:
-                async with asyncio.timeout(budget):
-                    connection = self._idle_connection() or await self._connect()
-                    written = connection.usable  # request() writes at once if it is
-                    answer = await connection.request(request, lambda: tell(True))
-            except TimeoutError:
-                # Written but unanswered: FCM may have accepted it (the caller may re-send once).
-                return SendResult(
-                    Outcome.RETRY,
-                    reason="timeout" if written else "connection",
-                    maybe_delivered=written,
+                async with asyncio.timeout(max(left - needs, 0.0) if deadline else self._timeout):
+                    async with self._reserving:  # two reservations never hold part each
+                        for _ in requests:
+                            await self._slots.acquire()
+                            held += 1
+                    for _ in requests:
+                        connections.append(self._idle_connection() or await self._connect())
+            except (TimeoutError, OSError):
+                return not_started
+            await asyncio.to_thread(before_writing)  # the caller's claim; raises: nothing sent
+            budget = self._timeout
+            if deadline is not None:
+                budget = min(budget, deadline - loop.time())
+                if budget <= 0:
+                    return not_started
+            handed = True
+            sent = await asyncio.gather(
+                *(
+                    self._exchange(request, authorization, budget, connection)
+                    for request, connection in zip(requests, connections, strict=True)
                 )
-            except (OSError, ConnectionLost):
-                # Refused or reset: if before the request was written, FCM never saw it.
-                return SendResult(Outcome.RETRY, reason="connection", maybe_delivered=written)
-            except Exception:  # noqa: BLE001 - one message's surprise must not fail the others
-                return SendResult(Outcome.FAILED, reason="error", maybe_delivered=written)
-            finally:
-                if connection is not None:
-                    if answer is not None and connection.usable:
-                        connection.idle_since = asyncio.get_running_loop().time()
-                        self._idle.append(connection)
-                    else:
-                        connection.close()  # never read on after anything unexpected
+            )
+            return list(sent)
+        finally:
+            if not handed:
+                for connection in connections:
+                    connection.idle_since = loop.time()
+                    self._idle.append(connection)
+            for _ in range(held):
+                self._slots.release()
+
+    async def _exchange(
+        self,
+        request: bytes,
+        authorization: str | None,
+        budget: float,
+        held: _Connection | None,
+    ) -> SendResult:
+        """One request on ``held`` (or a connection of the pool) within ``budget`` seconds."""
+        written = False  # once written, the request may have reached FCM
+        connection: _Connection | None = held
+        answer: _Answer | None = None
+        try:
+            async with asyncio.timeout(budget):
+                if connection is None:
+                    connection = self._idle_connection() or await self._connect()
+                written = connection.usable  # request() writes at once if it is
+                answer = await connection.request(request)
+        except TimeoutError:
+            # Written but unanswered: FCM may have accepted it (the caller may re-send once).
+            return SendResult(
+                Outcome.RETRY,
+                reason="timeout" if written else "connection",
+                maybe_delivered=written,
+            )
+        except (OSError, ConnectionLost):
+            # Refused or reset: if before the request was written, FCM never saw it.
+            return SendResult(Outcome.RETRY, reason="connection", maybe_delivered=written)
+        except Exception:  # noqa: BLE001 - one message's surprise must not fail the others
+            return SendResult(Outcome.FAILED, reason="error", maybe_delivered=written)
+        finally:
+            if connection is not None:
+                if answer is not None and connection.usable:
+                    connection.idle_since = asyncio.get_running_loop().time()
+                    self._idle.append(connection)
+                else:
+                    connection.close()  # never read on after anything unexpected
         try:
             result = classify_answer(answer.status, answer.headers, answer.body)
         except Exception:  # noqa: BLE001 - FCM answered: it may have taken the message
@@ -374,12 +399,11 @@ class _Connection(asyncio.Protocol):
         self.usable = True
         self.idle_since = 0.0
 
-    async def request(self, data: bytes, on_written: Callable[[], None]) -> _Answer:
+    async def request(self, data: bytes) -> _Answer:
         if not self.usable or self._transport is None or self._transport.is_closing():
             raise ConnectionLost
         self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(data)
-        on_written()
         return await self._waiter
 
     def close(self) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -73,35 +72,6 @@ class SendResult:
     maybe_delivered: bool = False
 
 
-class Written:
-    """What a gateway tells while it sends a batch: which messages have been written to FCM
-    (they may reach it whatever happens next), and, once ``finished``, that every message has
-    been written or never will be. Set from the gateway's thread; read from the caller's."""
-
-    def __init__(self) -> None:
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        self._indexes: set[int] = set()
-
-    def mark(self, index: int) -> None:
-        """Message ``index`` of the batch has been written."""
-        with self._lock:
-            self._indexes.add(index)
-
-    def finish(self) -> None:
-        """No message of the batch will be written from now on."""
-        self._done.set()
-
-    def wait(self, timeout: float) -> bool:
-        """True once finished (within ``timeout`` seconds)."""
-        return self._done.wait(timeout)
-
-    def indexes(self) -> set[int]:
-        """The messages written so far."""
-        with self._lock:
-            return set(self._indexes)
-
-
 class PushGateway(Protocol):
     """The port: send up to 500 messages, one result per message in the same order."""
 
@@ -109,10 +79,12 @@ class PushGateway(Protocol):
         self,
         messages: Sequence[PushMessage],
         deadline: float | None = None,
-        written: Written | None = None,
+        before_writing: Callable[[], None] | None = None,
     ) -> list[SendResult]:
         """Send each message once (no retries or sleeps inside), by ``deadline`` (a
         ``time.monotonic()`` value): a message not started by then is answered ``RETRY`` with
         reason ``deadline`` and was never sent; one unanswered then is ``RETRY``, maybe
-        delivered. ``written`` is told each message written, then that the writing is over."""
+        delivered. ``before_writing`` (at most a pool's worth of messages) runs once everything
+        else is ready and just before the first byte is written; what it raises is raised, and
+        nothing was sent."""
         ...

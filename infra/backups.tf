@@ -1,10 +1,10 @@
 # Daily Firestore exports to a bucket whose lifecycle makes sure no object or version outlives
 # the privacy policy's 180 days for backups: a current object is deleted once it is
-# backup_retention_days old (179; Cloud Storage acts within about a day of the condition being
+# backup_retention_days old (178; Cloud Storage acts within about a day of the condition being
 # met), which in this versioned bucket makes it noncurrent, and a noncurrent version is deleted
-# at once (0 days since it became noncurrent). Exports are never archived or moved elsewhere.
+# at once (0 days since it became noncurrent) by a later pass, up to a day late too. Exports are never archived or moved elsewhere.
 # Soft delete is off: Cloud Storage would otherwise keep every deleted object restorable for 7
-# more days (its default), about 187 days in all. 179 + 1 + 0 <= 180
+# more days (its default), about 187 days in all. 178 + 1 + 0 + 1 + 0 <= 180
 # (tests/unit/test_infra_retention.py computes this bound for every bucket).
 resource "google_storage_bucket" "backups" {
   name                        = "${var.project_id}-${var.name_prefix}-backups"

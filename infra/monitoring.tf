@@ -294,7 +294,7 @@ resource "google_monitoring_alert_policy" "export_failed" {
 
   documentation {
     mime_type = "text/markdown"
-    content   = "**What it means:** the daily Firestore export to `${google_storage_bucket.backups.name}` failed: today's backup is missing (the older ones are still there, each deleted at 179 days).\n\n**What to do:** read the audit entry's `protoPayload.status` (a permission refused: the Firestore service agent's `roles/storage.objectAdmin` on the bucket; a quota or an internal error: run it again with `gcloud scheduler jobs run ${var.name_prefix}-firestore-export --location ${var.region}`)."
+    content   = "**What it means:** the daily Firestore export to `${google_storage_bucket.backups.name}` failed: today's backup is missing (the older ones are still there, each deleted by 180 days).\n\n**What to do:** read the audit entry's `protoPayload.status` (a permission refused: the Firestore service agent's `roles/storage.objectAdmin` on the bucket; a quota or an internal error: run it again with `gcloud scheduler jobs run ${var.name_prefix}-firestore-export --location ${var.region}`)."
   }
 }
 

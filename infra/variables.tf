@@ -36,11 +36,11 @@ variable "backup_schedule" {
 variable "backup_retention_days" {
   description = "Days after which a backup object is deleted (Cloud Storage acts within about a day). The privacy policy promises removal from backups within 180 days."
   type        = number
-  default     = 179
+  default     = 178
 
   validation {
-    condition     = var.backup_retention_days >= 1 && var.backup_retention_days <= 179
-    error_message = "The privacy policy promises removal from backups within 180 days: at most 179 (lifecycle actions run up to a day late)."
+    condition     = var.backup_retention_days >= 1 && var.backup_retention_days <= 178
+    error_message = "The privacy policy promises removal from backups within 180 days: at most 178 (the age rule and then the noncurrent-version rule each run up to a day late)."
   }
 }
 

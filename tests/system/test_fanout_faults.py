@@ -25,7 +25,11 @@ import pytest
 from devstack import fanout
 from devstack.emulator import FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
+from push365.notifications.deliveries import RECORDS, decode_records
+from push365.notifications.receipts import device_id
 from push365.settings import Settings
+from push365.store import BATCHES, NOTIFICATIONS, ORGANIZATIONS, firestore_client
+from push365.subscriptions.model import subscription_id
 from tests.conftest import PROJECT, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
 from tests.integration import conftest as integration
@@ -390,4 +394,32 @@ def test_sigkill_at_10_random_points_of_a_2000_device_send_in_250_device_chunks(
         worker = stack.start_worker()
     final = stack.wait_done(key, nid, 300)
 
-    assert_at_most_one_counted_resend(stack, tokens, final)
+    # Never a third copy, and every device accounted for. What a kill can still cost, by
+    # construction (README "Each device exactly once"): a kill while a window's re-send claim is
+    # being stored leaves it claimed and unwritten, and a device whose first attempt was not
+    # written either (claimed in a chunk the kill interrupted) is recorded failed,
+    # unknown_outcome, without a copy. Counted, never silent; printed for the record.
+    counts = stack.received(tokens)
+    assert max(counts.values()) <= 2
+    twice = sum(1 for n in counts.values() if n == 2)
+    assert twice <= final["counts"]["resent"]
+    assert final["status"] == "sent"
+    done = final["counts"]["sent"] + final["counts"]["failed"] + final["counts"]["skipped"]
+    assert done == final["devices"] == len(tokens)
+    unsent = {t for t in tokens if t not in counts}
+    errors = failures(ORG, nid)
+    assert {errors.get(device_id(subscription_id(t))) for t in unsent} <= {"unknown_outcome"}
+    print(f"RESULT sigkill_2000 kills=10 unsent_recorded_failed={len(unsent)} twice={twice}")
+
+
+def failures(organization_id: str, nid: str) -> dict[str, str]:
+    """Device id -> the error its delivery record names, over every batch of the notification."""
+    found: dict[str, str] = {}
+    batches = firestore_client().collection(
+        ORGANIZATIONS, organization_id, NOTIFICATIONS, nid, BATCHES
+    )
+    for batch in batches.stream():
+        for device, record in decode_records((batch.to_dict() or {}).get(RECORDS)).items():
+            if record.get("error"):
+                found[device] = str(record["error"])
+    return found

@@ -124,7 +124,7 @@ def test_the_backup_bucket_deletes_at_180_days_and_is_never_public(tf: dict[str,
     ages = [rule["condition"][0].get("age") for rule in bucket["lifecycle_rule"]]
     assert "${var.backup_retention_days}" in ages
     # The numbers themselves: tests/privacy/test_p09_backups.py.
-    assert variable["default"] == 179
+    assert variable["default"] == 178
     assert bucket["uniform_bucket_level_access"] is True
     assert bucket["public_access_prevention"] == "enforced"
 

@@ -113,7 +113,8 @@ def _one(blocks: Any) -> dict[str, Any]:
 def bucket_days(bucket: dict[str, Any]) -> float:
     """The longest an object lives: the age at which a Delete rule that applies to every object
     removes it, plus Cloud Storage's lag, plus soft delete; in a versioned bucket the version
-    that deletion leaves must be deleted at once too (0 days since it became noncurrent)."""
+    that deletion leaves must be deleted too (``days_since_noncurrent_time``), by a later pass
+    of the lifecycle that may be as late again."""
     soft = _one(bucket.get("soft_delete_policy"))
     soft_days = (
         float(value(soft["retention_duration_seconds"])) / DAY
@@ -136,6 +137,10 @@ def bucket_days(bucket: dict[str, Any]) -> float:
     versioned = _one(bucket.get("versioning")).get("enabled") is True
     if versioned and (not noncurrent or min(noncurrent) > 0):
         return math.inf  # a deleted export would live on as a noncurrent version
+    if versioned:
+        # The age rule only makes the export noncurrent; a second rule, acting up to a day late
+        # as well, deletes that version.
+        return min(ages) + LIFECYCLE_LAG_DAYS + min(noncurrent) + LIFECYCLE_LAG_DAYS + soft_days
     return min(ages) + LIFECYCLE_LAG_DAYS + soft_days
 
 
@@ -253,7 +258,8 @@ def test_no_copy_outlives_the_privacy_policy(tf: dict[str, Any]) -> None:
 def test_the_backups_are_gone_within_180_days_soft_delete_included(tf: dict[str, Any]) -> None:
     bucket = tf["resource"]["google_storage_bucket"]["backups"]
 
-    # 179 days, up to a day's lag, no soft delete: 180.
+    # 178 days, up to a day's lag, noncurrent deleted at once by a pass up to a day late, no
+    # soft delete: 180.
     assert bucket_days(bucket) == 180
     assert value(_one(bucket["soft_delete_policy"])["retention_duration_seconds"]) == 0
     # The job writes to this bucket, so the export itself has the same bound.
@@ -265,7 +271,7 @@ def test_the_bound_counts_soft_delete_and_what_a_rule_leaves() -> None:
     bucket: dict[str, Any] = {
         "versioning": [{"enabled": True}],
         "lifecycle_rule": [
-            {"condition": [{"age": 179}], "action": [{"type": "Delete"}]},
+            {"condition": [{"age": 178}], "action": [{"type": "Delete"}]},
             {
                 "condition": [{"days_since_noncurrent_time": 0, "with_state": "ARCHIVED"}],
                 "action": [{"type": "Delete"}],
@@ -274,6 +280,8 @@ def test_the_bound_counts_soft_delete_and_what_a_rule_leaves() -> None:
     }
     # Without a soft-delete policy Cloud Storage keeps a deleted export 7 more days: 187.
     assert bucket_days(bucket) == 187
+    # Not versioned: one pass of the lifecycle, one day's lag.
+    assert bucket_days({**bucket, "versioning": [{"enabled": False}]}) == 186
     assert bucket_days({**bucket, "soft_delete_policy": [{"retention_duration_seconds": 0}]}) == 180
     # Noncurrent versions kept: unbounded; moved to Archive instead of deleted: unbounded.
     kept = {**bucket, "lifecycle_rule": bucket["lifecycle_rule"][:1]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from datetime import datetime
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, StrictBool
 
 from push365.errors import PurgeDisabled, Unauthorized
 from push365.model import InputModel, utc_now
@@ -16,7 +16,7 @@ class PurgeRequest(InputModel):
     """``POST /purge``."""
 
     as_of: AwareDatetime | None = None
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
     def effective_as_of(self) -> datetime:
         """``as_of``, or now."""

@@ -191,6 +191,7 @@ api = Api(
         ("/", "POST"): Operation(
             "Create an organization (no key: answers its key, once) or update it (with its key).",
             body=Registration,
+            dataverse=True,  # a systemuser step registered at the root: read as at /users
             answers={201: "Created; the API key, once.", 200: "Updated."},
             errors=(Conflict, Forbidden, SignupCodeInvalid, SignupCodeRequired, TooManyRequests),
         ),

@@ -42,8 +42,12 @@ def recorded_dedup_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+BLANK = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""Unicode's White_Space, for a regular expression's character class: what pydantic's
+``strip_whitespace`` strips (Python's ``\\s`` also takes ``\\x1c``-``\\x1f``, JavaScript's
+``\\ufeff``: patterns in the OpenAPI descriptions name the characters instead)."""
 _HEX_GUID = r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
-GUID_PATTERN = rf"^\s*(\{{{_HEX_GUID}\}}|{_HEX_GUID})\s*$"
+GUID_PATTERN = rf"^[{BLANK}]*(\{{{_HEX_GUID}\}}|{_HEX_GUID})[{BLANK}]*$"
 """What :func:`normalize_guid` takes (and the OpenAPI descriptions state): 32 hex digits,
 hyphenated 8-4-4-4-12 or not, in braces or not, any case, blanks around."""
 _GUID = re.compile(GUID_PATTERN)
@@ -86,7 +90,7 @@ def single_line(value: str) -> str:
 
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
-SINGLE_LINE_PATTERN = rf"^\s*([^{_CONTROL}]*[^\s{_CONTROL}])?\s*$"
+SINGLE_LINE_PATTERN = rf"^[{BLANK}]*([^{_CONTROL}]*[^{BLANK}{_CONTROL}])?[{BLANK}]*$"
 """What :func:`single_line` takes once blanks around are stripped: no control character."""
 SingleLine = Annotated[
     str,
@@ -97,7 +101,10 @@ SingleLine = Annotated[
 """Caller text that can reach a mail's subject or recipients: one line, at most 256."""
 NonEmptyLine = Annotated[
     SingleLine,
-    Field(min_length=1, json_schema_extra={"pattern": rf"^\s*[^{_CONTROL}]*[^\s{_CONTROL}]\s*$"}),
+    Field(
+        min_length=1,
+        json_schema_extra={"pattern": rf"^[{BLANK}]*[^{_CONTROL}]*[^{BLANK}{_CONTROL}][{BLANK}]*$"},
+    ),
 ]
 """A :data:`SingleLine` with something in it besides blanks."""
 
@@ -113,7 +120,8 @@ EmailAddress = Annotated[
     StringConstraints(max_length=254),
     Field(
         json_schema_extra={
-            "pattern": rf"^\s*[^@\s<>,;:\"()\[\]{_CONTROL}]{{1,64}}@[A-Za-z0-9.-]{{1,189}}\s*$"
+            "pattern": rf"^[{BLANK}]*[^@{BLANK}<>,;:\"()\[\]{_CONTROL}]{{1,64}}"
+            rf"@[A-Za-z0-9.-]{{1,189}}[{BLANK}]*$"
         }
     ),
     AfterValidator(_email_address),

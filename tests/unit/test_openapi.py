@@ -64,6 +64,7 @@ def test_the_description_follows_the_models_and_routes() -> None:
         == (SendRequest.model_json_schema()["properties"]["recipients"]["maxItems"])
     )
     assert {"$ref": "#/components/schemas/DataverseContext"} in body["oneOf"]
+    assert {"$ref": "#/components/schemas/SendRequest"} in body["oneOf"][0]["allOf"]
     assert set(send["paths"]) == {"/", "/status", "/stats", "/openapi.json"}
     assert send["paths"]["/status"]["get"]["parameters"][0]["name"] == "notification_id"
     assert GENERATED["receipt"]["paths"]["/"]["post"]["security"] == []

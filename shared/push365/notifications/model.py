@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, JsonValue, StrictInt, StringConstraints
 
 from push365.fcm.model import WebPush
-from push365.model import Guid, InputModel
+from push365.model import BLANK, Guid, InputModel
 
 MAX_RECIPIENTS = 5000
 MAX_TTL_SECONDS = 2_419_200  # FCM's limit: 28 days
@@ -47,7 +47,7 @@ def _data_keys(value: dict[str, str]) -> dict[str, str]:
 HttpsUrl = Annotated[
     str,
     StringConstraints(max_length=2048),
-    Field(json_schema_extra={"pattern": r"^https://[^\s/]+"}),
+    Field(json_schema_extra={"pattern": rf"^https://[^{BLANK}\x1c-\x1f/]+"}),
     AfterValidator(_https),
 ]
 CollapseKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
@@ -114,10 +114,10 @@ _RECIPIENT = re.compile(
 )
 _HEX = "[0-9A-Fa-f]"
 RULE_RECIPIENT_PATTERN = (
-    r"^\s*([Cc][Oo][Nn][Tt][Ee][Xx][Tt]\.([Ii][Nn][Ii][Tt][Ii][Aa][Tt][Ii][Nn][Gg])?"
+    rf"^[{BLANK}]*([Cc][Oo][Nn][Tt][Ee][Xx][Tt]\.([Ii][Nn][Ii][Tt][Ii][Aa][Tt][Ii][Nn][Gg])?"
     r"[Uu][Ss][Ee][Rr][Ii][Dd]"
     r"|[A-Za-z0-9_]{1,64}"
-    rf"|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})\s*$"
+    rf"|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})[{BLANK}]*$"
 )
 """:data:`RuleRecipient` as sent: any case, blanks around (both dropped before the check)."""
 

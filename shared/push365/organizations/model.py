@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
 from push365.errors import QueryKeyRefused
-from push365.model import EmailAddress, Guid, InputModel, LongText, NonEmptyLine, SingleLine
+from push365.model import BLANK, EmailAddress, Guid, InputModel, LongText, NonEmptyLine, SingleLine
 from push365.notifications.model import Rule
 
 _ORGANIZATION_URL = r"https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:[0-9]{1,5})?/?"
@@ -25,7 +25,7 @@ def _organization_url(value: str) -> str:
 OrganizationUrl = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=256),
-    Field(json_schema_extra={"pattern": rf"^\s*{_ORGANIZATION_URL}\s*$"}),
+    Field(json_schema_extra={"pattern": rf"^[{BLANK}]*{_ORGANIZATION_URL}[{BLANK}]*$"}),
     AfterValidator(_organization_url),
 ]
 """The environment's address (``https://contoso.crm4.dynamics.com``): record links are built on

@@ -31,6 +31,7 @@ from push365.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from push365.model import GUID_PATTERN
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -42,12 +43,6 @@ gives it this URL (``local.base_url`` in infra/main.tf); the server variables' d
 infra/variables.tf's (the project has none: it is the operator's)."""
 LOCAL_URL = "http://localhost:{port}/"
 """Where ``make dev`` serves every function (devstack's gateway, ``PUSH365_HTTP_PORT``)."""
-GUID_PATTERN = (
-    r"^\s*(\{[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}\}"
-    r"|[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12})\s*$"
-)
-"""A Dataverse id as :func:`push365.model.normalize_guid` takes it: 32 hex digits, hyphenated
-8-4-4-4-12 or not, in braces or not, any case."""
 
 Auth = Literal["key", "none", "purge", "admin"]
 
@@ -279,7 +274,9 @@ def _operation(
         ]
     if operation.body is not None:
         body = dict(ref(operation.body))
-        schema = {"oneOf": [body, {"$ref": _REF.format(model="DataverseContext")}]}
+        # A body with the context's three keys is read as a context, whatever else it holds.
+        plain = {"allOf": [body, {"not": {"required": _DATAVERSE["required"]}}]}
+        schema = {"oneOf": [plain, {"$ref": _REF.format(model="DataverseContext")}]}
         described["requestBody"] = {
             "required": operation.body_required,
             "content": {"application/json": {"schema": schema if operation.dataverse else body}},
@@ -314,4 +311,4 @@ def _operation(
     return described
 
 
-__all__ = ["DOCUMENT_ROUTE", "GUID_PATTERN", "Operation", "describe", "errors"]
+__all__ = ["DOCUMENT_ROUTE", "Operation", "describe", "errors"]

@@ -4,6 +4,7 @@ committed in docs/openapi/, and served at GET /<function>/openapi.json."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import functions_framework
@@ -139,24 +140,34 @@ def test_servers_are_the_deployed_function_url_and_make_devs() -> None:
     main = (REPO / "infra" / "main.tf").read_text()
     functions = (REPO / "infra" / "functions.tf").read_text()
     variables = (REPO / "infra" / "variables.tf").read_text()
+    # What the deployment gives every function as PUSH365_FUNCTION_URL_TEMPLATE (the settings'
+    # function_url_template), with infra's variables as the description's server variables.
+    base_url = re.search(r'base_url = "([^"]+)"', main)
+    template = re.search(r'PUSH365_FUNCTION_URL_TEMPLATE\s*=\s*"([^"]+)"', functions)
+    assert base_url is not None
+    assert template is not None
+    deployed_template = (
+        template.group(1)
+        .replace("${local.base_url}", base_url.group(1))
+        .replace("${var.region}", "{region}")
+        .replace("${var.project_id}", "{project}")
+        .replace("${var.name_prefix}", "{name_prefix}")
+    )
+    assert "${" not in deployed_template
 
-    # infra/: base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net", and each
-    # function is named ${var.name_prefix}-<function>
-    assert 'base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"' in main
-    assert 'name        = "${var.name_prefix}-${each.key}"' in functions
-    assert DEPLOYED_URL == "https://{region}-{project}.cloudfunctions.net/{name_prefix}-"
+    assert deployed_template == DEPLOYED_URL + "{function}"
     for name, description in GENERATED.items():
         deployed, local = description["servers"]
-        assert (
-            deployed["url"]
-            == f"https://{{region}}-{{project}}.cloudfunctions.net/{{name_prefix}}-{name}"
-        )
-        assert deployed["url"].startswith("https://")
+        assert deployed["url"] == deployed_template.replace("{function}", name)
+        assert deployed["url"].startswith("https://")  # absolute
         assert set(deployed["variables"]) == {"region", "project", "name_prefix"}
-        prefix = deployed["variables"]["name_prefix"]["default"]
-        region = deployed["variables"]["region"]["default"]
-        assert f'default     = "{prefix}"' in variables
-        assert f'default     = "{region}"' in variables
+        for variable in ("region", "name_prefix"):
+            default = deployed["variables"][variable]["default"]
+            declared = re.search(
+                rf'variable "{variable}" {{[^}}]*default\s*=\s*"([^"]+)"', variables
+            )
+            assert declared is not None
+            assert default == declared.group(1)
         assert local["url"] == f"http://localhost:{{port}}/{name}"
 
 

@@ -36,6 +36,16 @@ DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _NOTIFICATION_ID = re.compile(r"[0-9a-f]{32}")
 _DAYS = re.compile(r"[0-9]{1,9}")
+_VISIBLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
+IDEMPOTENCY_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    # printable (str.isprintable) as a header carries it (Latin-1 but controls, NBSP and soft
+    # hyphen), no blank around (HTTP drops it)
+    "pattern": rf"^[{_VISIBLE}]([ {_VISIBLE}]*[{_VISIBLE}])?$",
+    "description": "A replay with the same key (within the dedup window) answers the first send.",
+}
 
 
 def _send(request: ApiRequest) -> Reply:
@@ -122,6 +132,7 @@ api = Api(
             },
             answer=Accepted,
             errors=(MessageTooLarge, QueueUnavailable),
+            headers={IDEMPOTENCY_HEADER: IDEMPOTENCY_KEY},
         ),
         ("/status", "GET"): Operation(
             "A notification's progress and counts.",

@@ -278,7 +278,9 @@ def _refused(operation: Operation) -> Any:
             )
         )
         if operation.body_required:
-            choices.append(st.builds(Request, _query(operation), st.none(), st.just(False)))
+            choices.append(
+                st.builds(Request, _query(operation), st.none(), st.just(False), st.just("no body"))
+            )
     if parameters:
         choices.append(
             st.builds(
@@ -329,6 +331,8 @@ def _wrong_parameter(
         return Request(changed, body, operation.body is not None, f"without {name}")
     if _parameter_valid(spec["schema"], wrong):
         return None
+    if spec["in"] == "header" and (wrong != wrong.strip() or not wrong.isascii()):
+        return None  # not what a header can carry as is
     changed[name] = wrong
     return Request(changed, body, operation.body is not None, f"{name}={wrong[:20]!r}")
 
@@ -344,7 +348,9 @@ def _exercise(
     run: Run, session: Any, operation: Operation, refused: bool
 ) -> Callable[[Request], None]:
     def check(request: Request) -> None:
-        headers = {}
+        located = {p["name"]: p["in"] for p in operation.parameters}
+        query = {k: v for k, v in request.query.items() if located[k] == "query"}
+        headers = {k: v for k, v in request.query.items() if located[k] == "header"}
         if "headerKey" in operation.auth:
             headers["X-Push365-Key"] = run.key
         if {"adminKey"} & operation.auth:
@@ -354,7 +360,11 @@ def _exercise(
         if data is not None:
             headers["Content-Type"] = "application/json"
         answer = session.request(
-            operation.method.upper(), url, params=request.query, data=data, headers=headers
+            operation.method.upper(),
+            url,
+            params=query,
+            data=data.encode() if data is not None else None,
+            headers={k: v.encode("latin-1") for k, v in headers.items()},
         )
         run.sent += 1
         body = answer.json() if answer.content else None

@@ -59,6 +59,8 @@ class Operation:
     auth: Auth = "key"
     dataverse: bool = False  # the body may also be a Dataverse RemoteExecutionContext
     body_required: bool = True  # False: a request without a body is read as ``{}``
+    headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Optional request headers the route reads: name -> schema (what the route takes)."""
     errors: tuple[type[Push365Error], ...] = ()
     """What this route can answer besides the errors every route, its auth and its input
     have (see :func:`errors`)."""
@@ -104,20 +106,8 @@ _OPTIONAL_GUID = {"anyOf": [_GUID, {"type": "null"}, {"const": ""}]}
 _IF_INTEGER = {"description": "An integer; any other value is read as absent."}
 _IF_TEXT = {"description": "A string; any other value is read as absent."}
 _COLLECTION = {
-    "description": "Dataverse's collection shape: a list of {key, value} pairs (an object is "
-    "read as one too).",
-    "anyOf": [
-        {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["key", "value"],
-                "properties": {"key": {"type": "string"}, "value": {}},
-            },
-        },
-        {"type": "object"},
-        {"type": "null"},
-    ],
+    "description": "Dataverse's collection shape: a list of {key, value} pairs (an object is read "
+    "as one too; any other value as empty)."
 }
 _DATAVERSE = {
     "type": "object",
@@ -271,6 +261,11 @@ def _operation(
                 "schema": {"$ref": f"{ref(operation.query)['$ref']}/properties/{name}"},
             }
             for name in operation.query.model_fields
+        ]
+    if operation.headers:
+        described["parameters"] = described.get("parameters", []) + [
+            {"name": name, "in": "header", "required": False, "schema": dict(schema)}
+            for name, schema in sorted(operation.headers.items())
         ]
     if operation.body is not None:
         body = dict(ref(operation.body))

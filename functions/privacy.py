@@ -10,6 +10,7 @@ import flask
 import functions_framework
 
 from push365 import bootstrap
+from push365.errors import NotFound
 from push365.model import Guid, InputModel, validate
 from push365.privacy.service import EraseRequest
 from push365.web import Api, ApiRequest, Operation, Reply, json_errors
@@ -42,7 +43,9 @@ api = Api(
     {"/export": {"GET": _export}, "/erase": {"POST": _erase}},
     operations={
         ("/export", "GET"): Operation(
-            "Everything held about the organization, or one user.", query=ExportQuery
+            "Everything held about the organization, or one user.",
+            query=ExportQuery,
+            errors=(NotFound,),
         ),
         ("/erase", "POST"): Operation(
             "Erase a user, or the whole organization, now.", body=EraseRequest

@@ -42,6 +42,7 @@ api = Api(
         ("/", "POST"): Operation(
             "Delete what the retention rules say is due (Cloud Scheduler, daily).",
             body=PurgeRequest,
+            body_required=False,
             auth="purge",
             answers={200: "What was (or, dry run, would be) deleted, per kind."},
         )

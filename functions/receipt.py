@@ -9,6 +9,7 @@ import flask
 import functions_framework
 
 from push365 import bootstrap
+from push365.errors import UnknownReceipt
 from push365.model import validate
 from push365.notifications.model import ReceiptRequest
 from push365.web import Api, ApiRequest, Cors, Operation, Reply, json_errors
@@ -30,6 +31,7 @@ api = Api(
             body=ReceiptRequest,
             auth="none",
             answers={204: "Recorded (once)."},
+            errors=(UnknownReceipt,),
         )
     },
 )

@@ -22,10 +22,18 @@ from datetime import timedelta
 
 import flask
 import functions_framework
-from pydantic import Field
+from pydantic import Field, StrictFloat
 
 from push365 import bootstrap
 from push365.dataverse import NotHandled, is_execution_context
+from push365.errors import (
+    Conflict,
+    Forbidden,
+    SignupCodeInvalid,
+    SignupCodeRequired,
+    TooManyRequests,
+    UnknownConfirmation,
+)
 from push365.model import InputModel, iso_utc, validate
 from push365.notifications.dataverse import (
     DYNAMICS_HOST_HEADER,
@@ -49,7 +57,7 @@ TOKEN_LIMIT = 200
 class RotateKey(InputModel):
     """``POST /register/rotate-key``: how long the previous key keeps working."""
 
-    overlap_hours: float | None = Field(default=None, ge=0, le=168)
+    overlap_hours: StrictFloat | None = Field(default=None, ge=0, le=168)
 
 
 class ConfirmEmailQuery(InputModel):
@@ -183,7 +191,9 @@ api = Api(
         ("/", "POST"): Operation(
             "Create an organization (no key: answers its key, once) or update it (with its key).",
             body=Registration,
+            dataverse=True,  # a systemuser step registered at the root: read as at /users
             answers={201: "Created; the API key, once.", 200: "Updated."},
+            errors=(Conflict, Forbidden, SignupCodeInvalid, SignupCodeRequired, TooManyRequests),
         ),
         ("/users", "POST"): Operation(
             "Create or correct system users; a Dataverse systemuser event keeps them in step.",
@@ -193,6 +203,7 @@ api = Api(
         ("/rotate-key", "POST"): Operation(
             "A new API key; the previous one keeps working for the overlap window.",
             body=RotateKey,
+            body_required=False,
         ),
         ("/revoke-previous-key", "POST"): Operation("The previous API key stops working now."),
         ("/signup-codes", "POST"): Operation(
@@ -205,6 +216,7 @@ api = Api(
             "An administrator confirms their address (the link Push365 mailed).",
             query=ConfirmEmailQuery,
             auth="none",
+            errors=(UnknownConfirmation,),
         ),
         ("/rules", "POST"): Operation("Replace the organization's event rules.", body=RuleSet),
         ("/rules", "GET"): Operation("The organization's event rules."),

@@ -20,7 +20,12 @@ import functions_framework
 from pydantic import Field
 
 from push365 import bootstrap
-from push365.errors import ValidationFailed
+from push365.errors import (
+    MessageTooLarge,
+    NotificationNotFound,
+    QueueUnavailable,
+    ValidationFailed,
+)
 from push365.model import InputModel
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
 from push365.notifications.model import Accepted, NotificationStatus, SendRequest
@@ -30,6 +35,17 @@ from push365.web import API_KEY_HEADER, Api, ApiRequest, Cors, Operation, Reply,
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _NOTIFICATION_ID = re.compile(r"[0-9a-f]{32}")
+_DAYS = re.compile(r"[0-9]{1,9}")
+_VISIBLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
+IDEMPOTENCY_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 255,
+    # printable (str.isprintable) as a header carries it (Latin-1 but controls, NBSP and soft
+    # hyphen), no blank around (HTTP drops it)
+    "pattern": rf"^[{_VISIBLE}]([ {_VISIBLE}]*[{_VISIBLE}])?$",
+    "description": "A replay with the same key (within the dedup window) answers the first send.",
+}
 
 
 def _send(request: ApiRequest) -> Reply:
@@ -68,8 +84,10 @@ def _status(request: ApiRequest) -> Reply:
 
 def _stats(request: ApiRequest) -> Reply:
     organization = request.authenticate(bootstrap.organizations().identify)
-    days = request.query("days") or str(DEFAULT_DAYS)
-    if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
+    days = request.query("days")
+    if days is None:
+        days = str(DEFAULT_DAYS)
+    if not _DAYS.fullmatch(days) or not 1 <= int(days) <= MAX_DAYS:
         raise ValidationFailed(f"days must be a whole number from 1 to {MAX_DAYS}.")
     stats = report(bootstrap.stats_reader(), organization.id, int(days), datetime.now(UTC))
     return 200, stats.model_dump(mode="json")
@@ -113,9 +131,14 @@ api = Api(
                 200: "A Dataverse event no rule sends for.",
             },
             answer=Accepted,
+            errors=(MessageTooLarge, QueueUnavailable),
+            headers={IDEMPOTENCY_HEADER: IDEMPOTENCY_KEY},
         ),
         ("/status", "GET"): Operation(
-            "A notification's progress and counts.", query=StatusQuery, answer=NotificationStatus
+            "A notification's progress and counts.",
+            query=StatusQuery,
+            answer=NotificationStatus,
+            errors=(NotificationNotFound,),
         ),
         ("/stats", "GET"): Operation(
             "The delivery report: per-day counts from the stored records, never content.",

@@ -56,7 +56,7 @@ class MethodNotAllowed(Push365Error):
     status, code, default_message = 405, "method_not_allowed", "Method not allowed on this route."
 
     def __init__(self, allowed: Sequence[str]) -> None:
-        super().__init__(f"Allowed methods: {', '.join(sorted(allowed))}.")
+        super().__init__(f"Allowed methods: {', '.join(sorted(allowed))}." if allowed else None)
         self.allowed = sorted(allowed)
 
 
@@ -176,10 +176,11 @@ HTTP_ERRORS: dict[int, type[Push365Error]] = {
 """The error-table entry for a status the HTTP layer answers by itself."""
 
 
-def for_status(status: int) -> Push365Error:
-    """The error-table answer for a status a server or framework produced on its own."""
+def for_status(status: int, allowed: Sequence[str] = ()) -> Push365Error:
+    """The error-table answer for a status a server or framework produced on its own
+    (``allowed``: the methods the route takes, for a 405)."""
     if status == 405:
-        return MethodNotAllowed([])
+        return MethodNotAllowed(allowed)
     error = HTTP_ERRORS.get(status)
     if error is not None:
         return error()

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, TypeVar, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from push365.errors import ValidationFailed
 
@@ -35,19 +42,37 @@ def recorded_dedup_key(key: str) -> str:
     return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+BLANK = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""Unicode's White_Space, for a regular expression's character class: what pydantic's
+``strip_whitespace`` strips (Python's ``\\s`` also takes ``\\x1c``-``\\x1f``, JavaScript's
+``\\ufeff``: patterns in the OpenAPI descriptions name the characters instead)."""
+_HEX_GUID = r"[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}"
+GUID_PATTERN = rf"^[{BLANK}]*(\{{{_HEX_GUID}\}}|{_HEX_GUID})[{BLANK}]*$"
+"""What :func:`normalize_guid` takes (and the OpenAPI descriptions state): 32 hex digits,
+hyphenated 8-4-4-4-12 or not, in braces or not, any case, blanks around."""
+_GUID = re.compile(GUID_PATTERN)
+
+
 def normalize_guid(value: str) -> str:
     """A GUID in Dataverse's canonical form: lower case, hyphenated, no braces.
 
     Raises:
         ValueError: the value is not a GUID (the message names no value).
     """
+    if not isinstance(value, str) or not _GUID.fullmatch(value):
+        raise ValueError("must be a GUID")
     try:
         return str(uuid.UUID(value.strip().strip("{}")))
     except (ValueError, AttributeError):
         raise ValueError("must be a GUID") from None
 
 
-Guid = Annotated[str, StringConstraints(max_length=40), AfterValidator(normalize_guid)]
+Guid = Annotated[
+    str,
+    StringConstraints(max_length=40),
+    Field(json_schema_extra={"pattern": GUID_PATTERN}),
+    AfterValidator(normalize_guid),
+]
 """A Dataverse id (organization, system user)."""
 
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=256)]
@@ -64,10 +89,24 @@ def single_line(value: str) -> str:
     return value
 
 
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+SINGLE_LINE_PATTERN = rf"^[{BLANK}]*([^{_CONTROL}]*[^{BLANK}{_CONTROL}])?[{BLANK}]*$"
+"""What :func:`single_line` takes once blanks around are stripped: no control character."""
 SingleLine = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(single_line)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=256),
+    Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN}),
+    AfterValidator(single_line),
 ]
 """Caller text that can reach a mail's subject or recipients: one line, at most 256."""
+NonEmptyLine = Annotated[
+    SingleLine,
+    Field(
+        min_length=1,
+        json_schema_extra={"pattern": rf"^[{BLANK}]*[^{_CONTROL}]*[^{BLANK}{_CONTROL}][{BLANK}]*$"},
+    ),
+]
+"""A :data:`SingleLine` with something in it besides blanks."""
 
 
 def _email_address(value: str) -> str:
@@ -77,7 +116,15 @@ def _email_address(value: str) -> str:
 
 
 EmailAddress = Annotated[
-    SingleLine, StringConstraints(max_length=254), AfterValidator(_email_address)
+    SingleLine,
+    StringConstraints(max_length=254),
+    Field(
+        json_schema_extra={
+            "pattern": rf"^[{BLANK}]*[^@{BLANK}<>,;:\"()\[\]{_CONTROL}]{{1,64}}"
+            rf"@[A-Za-z0-9.-]{{1,189}}[{BLANK}]*$"
+        }
+    ),
+    AfterValidator(_email_address),
 ]
 """An address mail may be sent to: one line, local part and domain, nothing else."""
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1024)]

@@ -177,7 +177,11 @@ def test_what_deliver_does_not_take_is_answered_in_json_without_echoing_it(api: 
     assert unreadable.json == refused.json
     assert wrong_method.status_code == 405
     assert wrong_method.json is not None
-    assert wrong_method.json["error"]["code"] == "method_not_allowed"
+    assert wrong_method.json["error"] == {
+        "code": "method_not_allowed",
+        "message": "Allowed methods: POST.",  # names its method
+    }
+    assert wrong_method.headers["Allow"] == "POST"
 
 
 def test_every_answer_deliver_gives_but_its_ack_is_an_error_of_the_table() -> None:

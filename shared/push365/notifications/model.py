@@ -10,10 +10,10 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, JsonValue, StrictInt, StringConstraints
 
 from push365.fcm.model import WebPush
-from push365.model import Guid, InputModel
+from push365.model import BLANK, Guid, InputModel
 
 MAX_RECIPIENTS = 5000
 MAX_TTL_SECONDS = 2_419_200  # FCM's limit: 28 days
@@ -44,7 +44,12 @@ def _data_keys(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-HttpsUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_https)]
+HttpsUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048),
+    Field(json_schema_extra={"pattern": rf"^https://[^{BLANK}\x1c-\x1f/]+"}),
+    AfterValidator(_https),
+]
 CollapseKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 """Sent as the RFC 8030 ``Topic`` header: at most 32 URL-safe base64 characters."""
 
@@ -57,8 +62,21 @@ class SendRequest(InputModel):
     body: str = Field(max_length=4096)
     link: HttpsUrl | None = None
     icon: HttpsUrl | None = None
-    data: Annotated[dict[str, str], AfterValidator(_data_keys)] = Field(default_factory=dict)
-    ttl_seconds: int | None = Field(default=None, ge=0, le=MAX_TTL_SECONDS)
+    data: Annotated[dict[str, str], AfterValidator(_data_keys)] = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "propertyNames": {
+                "minLength": 1,
+                "not": {
+                    "anyOf": [
+                        {"enum": list[JsonValue](sorted(RESERVED_DATA_KEYS))},
+                        {"pattern": r"^(google|gcm)\."},
+                    ]
+                },
+            }
+        },
+    )
+    ttl_seconds: StrictInt | None = Field(default=None, ge=0, le=MAX_TTL_SECONDS)
     urgency: Urgency | None = None
     collapse_key: CollapseKey | None = None
 
@@ -94,6 +112,14 @@ _RECIPIENT = re.compile(
     r"|[a-z0-9_]{1,64}"
     r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
+_HEX = "[0-9A-Fa-f]"
+RULE_RECIPIENT_PATTERN = (
+    rf"^[{BLANK}]*([Cc][Oo][Nn][Tt][Ee][Xx][Tt]\.([Ii][Nn][Ii][Tt][Ii][Aa][Tt][Ii][Nn][Gg])?"
+    r"[Uu][Ss][Ee][Rr][Ii][Dd]"
+    r"|[A-Za-z0-9_]{1,64}"
+    rf"|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})[{BLANK}]*$"
+)
+""":data:`RuleRecipient` as sent: any case, blanks around (both dropped before the check)."""
 
 
 def _recipient(value: str) -> str:
@@ -107,6 +133,7 @@ def _recipient(value: str) -> str:
 RuleRecipient = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, max_length=64),
+    Field(json_schema_extra={"pattern": RULE_RECIPIENT_PATTERN}),
     AfterValidator(_recipient),
 ]
 """A column of the Target or an image (a lookup or activity party to ``systemuser``), one of
@@ -127,7 +154,7 @@ class Rule(InputModel):
     body: str = Field(default="", max_length=4096)
     link: str | None = Field(default=None, max_length=2048)
     stage: Literal[10, 20, 40] = COMMITTED_STAGE
-    max_depth: int = Field(default=1, ge=1, le=MAX_DEPTH)
+    max_depth: StrictInt = Field(default=1, ge=1, le=MAX_DEPTH)
 
 
 class RuleSet(InputModel):
@@ -158,8 +185,8 @@ class RulePreviewEvent(InputModel):
     target: dict[str, Any] = Field(default_factory=dict, max_length=500)
     formatted_values: dict[str, str] = Field(default_factory=dict, max_length=500)
     pre_image: dict[str, Any] = Field(default_factory=dict, max_length=500)
-    stage: int = COMMITTED_STAGE
-    depth: int = 1
+    stage: StrictInt = COMMITTED_STAGE
+    depth: StrictInt = 1
     initiating_user_id: Guid | None = None
     user_id: Guid | None = None
 

@@ -7,21 +7,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, StrictInt, StringConstraints
 
 from push365.errors import QueryKeyRefused
-from push365.model import EmailAddress, Guid, InputModel, LongText, SingleLine
+from push365.model import BLANK, EmailAddress, Guid, InputModel, LongText, NonEmptyLine, SingleLine
 from push365.notifications.model import Rule
+
+_ORGANIZATION_URL = r"https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:[0-9]{1,5})?/?"
 
 
 def _organization_url(value: str) -> str:
-    if not re.fullmatch(r"https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d{1,5})?/?", value):
+    if not re.fullmatch(_ORGANIZATION_URL, value):
         raise ValueError("must be the environment's https:// address, without a path")
     return value.rstrip("/")
 
 
 OrganizationUrl = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=256), AfterValidator(_organization_url)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=256),
+    Field(json_schema_extra={"pattern": rf"^[{BLANK}]*{_ORGANIZATION_URL}[{BLANK}]*$"}),
+    AfterValidator(_organization_url),
 ]
 """The environment's address (``https://contoso.crm4.dynamics.com``): record links are built on
 it when Dataverse's ``x-ms-dynamics-organization`` header is a bare organization name."""
@@ -31,9 +36,9 @@ class OrganizationInfo(InputModel):
     """About the Dynamics 365 instance."""
 
     id: Guid
-    unique_name: SingleLine = Field(min_length=1)
-    name: SingleLine = Field(min_length=1)
-    language_code: int = Field(ge=1, le=0x7FFF, description="An LCID, e.g. 1033.")
+    unique_name: NonEmptyLine
+    name: NonEmptyLine
+    language_code: StrictInt = Field(ge=1, le=0x7FFF, description="An LCID, e.g. 1033.")
     url: OrganizationUrl | None = None
 
 
@@ -61,7 +66,7 @@ class Registration(InputModel):
     organization: OrganizationInfo
     business: Business = Business()
     admins: list[Administrator] = Field(default_factory=list, max_length=50)
-    accept_query_key: bool = Field(
+    accept_query_key: StrictBool = Field(
         default=False,
         description="Whether the API key is accepted in query parameter code (Dataverse auth "
         "WebhookKey) besides header X-Push365-Key. The platform's request logs keep a URL's "

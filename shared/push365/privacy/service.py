@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import model_validator
+from pydantic import ConfigDict, StrictBool, model_validator
 
 from push365.errors import NotFound
 from push365.model import Guid, InputModel, utc_now
@@ -20,8 +20,23 @@ if TYPE_CHECKING:
 class EraseRequest(InputModel):
     """``POST /privacy/erase``: one user, or the whole organization."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["user_id"],
+                    "properties": {"user_id": {"type": "string"}, "organization": {"const": False}},
+                },
+                {
+                    "required": ["organization"],
+                    "properties": {"user_id": {"type": "null"}, "organization": {"const": True}},
+                },
+            ]
+        }
+    )
+
     user_id: Guid | None = None
-    organization: bool = False
+    organization: StrictBool = False
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator, StrictBool
 
 from push365.errors import PurgeDisabled, Unauthorized
 from push365.model import InputModel, utc_now
 from push365.settings import get_settings
 
 
+def _text(value: Any) -> Any:
+    # An ISO-8601 text only: pydantic would also read a number as seconds since 1970.
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 date and time with its offset")
+    return value
+
+
 class PurgeRequest(InputModel):
     """``POST /purge``."""
 
-    as_of: AwareDatetime | None = None
-    dry_run: bool = False
+    as_of: Annotated[AwareDatetime, BeforeValidator(_text)] | None = None
+    dry_run: StrictBool = False
 
     def effective_as_of(self) -> datetime:
         """``as_of``, or now."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 # Re-exported: a subscription records the kind of identifier it holds.
 from push365.fcm.model import TokenKind as TokenKind
@@ -65,6 +65,21 @@ class Subscribe(InputModel):
 
 class Unsubscribe(InputModel):
     """``POST /unsubscribe``: one browser by its token, or every browser of a user."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["instance_id"],
+                    "properties": {"instance_id": {"type": "string"}, "user_id": {"type": "null"}},
+                },
+                {
+                    "required": ["user_id"],
+                    "properties": {"instance_id": {"type": "null"}, "user_id": {"type": "string"}},
+                },
+            ]
+        }
+    )
 
     instance_id: InstanceId | None = None
     user_id: Guid | None = None

@@ -256,7 +256,9 @@ def json_errors(errorhandler: Callable[[Any], Callable[[Any], Any]]) -> None:
     """
 
     def http_error(error: werkzeug.exceptions.HTTPException) -> flask.Response:
-        return _error_response(for_status(error.code or 500))
+        allowed = getattr(error, "valid_methods", None) or ()
+        methods = sorted({method for method in allowed if method not in ("HEAD", "OPTIONS")})
+        return _error_response(for_status(error.code or 500, methods))
 
     def crash(error: Exception) -> flask.Response:
         original = getattr(error, "original_exception", None) or error

@@ -16,12 +16,33 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from push365.errors import Push365Error
+from push365.errors import (
+    BadRequest,
+    Forbidden,
+    HeadersTooLarge,
+    InternalError,
+    InvalidJson,
+    PayloadTooLarge,
+    PurgeDisabled,
+    Push365Error,
+    QueryKeyRefused,
+    StoreUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from push365.model import GUID_PATTERN
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 DOCUMENT_ROUTE = "/openapi.json"
 _REF = "#/components/schemas/{model}"
+DEPLOYED_URL = "https://{region}-{project}.cloudfunctions.net/{name_prefix}-"
+"""Where a deployed function answers: infra/ names each function ``<name_prefix>-<function>`` and
+gives it this URL (``local.base_url`` in infra/main.tf); the server variables' defaults are
+infra/variables.tf's (the project has none: it is the operator's)."""
+LOCAL_URL = "http://localhost:{port}/"
+"""Where ``make dev`` serves every function (devstack's gateway, ``PUSH365_HTTP_PORT``)."""
 
 Auth = Literal["key", "none", "purge", "admin"]
 
@@ -37,6 +58,32 @@ class Operation:
     answer: type[BaseModel] | None = None
     auth: Auth = "key"
     dataverse: bool = False  # the body may also be a Dataverse RemoteExecutionContext
+    body_required: bool = True  # False: a request without a body is read as ``{}``
+    headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Optional request headers the route reads: name -> schema (what the route takes)."""
+    errors: tuple[type[Push365Error], ...] = ()
+    """What this route can answer besides the errors every route, its auth and its input
+    have (see :func:`errors`)."""
+
+
+def errors(operation: Operation) -> list[type[Push365Error]]:
+    """Every error ``operation`` can answer: the HTTP layer's, the store's, its auth's, its
+    input's and its own."""
+    found: list[type[Push365Error]] = [BadRequest, HeadersTooLarge, InternalError, StoreUnavailable]
+    found += {
+        "key": [Unauthorized, QueryKeyRefused],
+        "none": [],
+        "purge": [Unauthorized, PurgeDisabled],
+        "admin": [Unauthorized, Forbidden],
+    }[operation.auth]
+    if operation.body is not None:
+        found += [InvalidJson, PayloadTooLarge, UnsupportedMediaType, ValidationFailed]
+    if operation.query is not None:
+        found.append(ValidationFailed)
+    if operation.dataverse:
+        found.append(Forbidden)
+    found += operation.errors
+    return sorted(set(found), key=lambda kind: (kind.status, kind.code))
 
 
 _ERROR = {
@@ -54,10 +101,40 @@ _ERROR = {
         }
     },
 }
+_GUID = {"type": "string", "maxLength": 40, "pattern": GUID_PATTERN}
+_OPTIONAL_GUID = {"anyOf": [_GUID, {"type": "null"}, {"const": ""}]}
+_IF_INTEGER = {"description": "An integer; any other value is read as absent."}
+_IF_TEXT = {"description": "A string; any other value is read as absent."}
+_COLLECTION = {
+    "description": "Dataverse's collection shape: a list of {key, value} pairs (an object is read "
+    "as one too; any other value as empty)."
+}
 _DATAVERSE = {
     "type": "object",
-    "description": "A Dataverse webhook body (RemoteExecutionContext), recognised by its shape.",
+    "description": "A Dataverse webhook body (RemoteExecutionContext), recognised by its shape: "
+    "the three required keys. Other keys Dataverse sends are read where a route needs them.",
     "required": ["MessageName", "PrimaryEntityName", "OrganizationId"],
+    "properties": {
+        "MessageName": {"type": "string", "minLength": 1},
+        "PrimaryEntityName": {"type": "string", "minLength": 1},
+        "OrganizationId": _GUID,
+        "PrimaryEntityId": _OPTIONAL_GUID,
+        "InitiatingUserId": _OPTIONAL_GUID,
+        "UserId": _OPTIONAL_GUID,
+        "RequestId": _OPTIONAL_GUID,
+        "OperationId": _OPTIONAL_GUID,
+        "CorrelationId": _OPTIONAL_GUID,
+        "OrganizationName": _IF_TEXT,
+        "Stage": _IF_INTEGER,
+        "Mode": _IF_INTEGER,
+        "Depth": _IF_INTEGER,
+        "OperationCreatedOn": _IF_TEXT,
+        "InputParameters": _COLLECTION,
+        "OutputParameters": _COLLECTION,
+        "SharedVariables": _COLLECTION,
+        "PreEntityImages": _COLLECTION,
+        "PostEntityImages": _COLLECTION,
+    },
 }
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "key": [{"headerKey": []}, {"queryKey": []}],
@@ -126,10 +203,29 @@ def describe(
             "version": API_VERSION,
             "description": "Generated from the function's route table and pydantic models.",
         },
-        "servers": [{"url": f"/{function}"}],
+        "servers": _servers(function),
         "paths": dict(sorted(paths.items())),
         "components": components,
     }
+
+
+def _servers(function: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "url": DEPLOYED_URL + function,
+            "description": "Deployed (infra/): the function's own URL.",
+            "variables": {
+                "region": {"default": "europe-west1", "description": "var.region"},
+                "project": {"default": "my-project", "description": "var.project_id"},
+                "name_prefix": {"default": "push365", "description": "var.name_prefix"},
+            },
+        },
+        {
+            "url": LOCAL_URL + function,
+            "description": "make dev: every function behind one port.",
+            "variables": {"port": {"default": "8000", "description": "PUSH365_HTTP_PORT"}},
+        },
+    ]
 
 
 def _is_input(model: type[BaseModel], operations: Mapping[tuple[str, str], Operation]) -> bool:
@@ -166,11 +262,18 @@ def _operation(
             }
             for name in operation.query.model_fields
         ]
+    if operation.headers:
+        described["parameters"] = described.get("parameters", []) + [
+            {"name": name, "in": "header", "required": False, "schema": dict(schema)}
+            for name, schema in sorted(operation.headers.items())
+        ]
     if operation.body is not None:
         body = dict(ref(operation.body))
-        schema = {"oneOf": [body, {"$ref": _REF.format(model="DataverseContext")}]}
+        # A body with the context's three keys is read as a context, whatever else it holds.
+        plain = {"allOf": [body, {"not": {"required": _DATAVERSE["required"]}}]}
+        schema = {"oneOf": [plain, {"$ref": _REF.format(model="DataverseContext")}]}
         described["requestBody"] = {
-            "required": True,
+            "required": operation.body_required,
             "content": {"application/json": {"schema": schema if operation.dataverse else body}},
         }
     responses: dict[str, Any] = {}
@@ -180,25 +283,27 @@ def _operation(
             model = ref(operation.answer) if operation.answer is not None else {"type": "object"}
             answer["content"] = {"application/json": {"schema": dict(model)}}
         responses[str(status)] = answer
-    responses["default"] = {
-        "description": "An error: a fixed message that never echoes the request "
-        f"({', '.join(sorted(_codes()))}).",
-        "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
-    }
+    by_status: dict[int, list[type[Push365Error]]] = {}
+    for kind in errors(operation):
+        by_status.setdefault(kind.status, []).append(kind)
+    for status, kinds in sorted(by_status.items()):
+        codes = [kind.code for kind in kinds]
+        responses[str(status)] = {
+            "description": "An error (fixed messages that never echo the request): "
+            + "; ".join(f"{kind.code}: {kind.default_message}" for kind in kinds),
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "allOf": [
+                            {"$ref": _REF.format(model="Error")},
+                            {"properties": {"error": {"properties": {"code": {"enum": codes}}}}},
+                        ]
+                    }
+                }
+            },
+        }
     described["responses"] = responses
     return described
 
 
-def _codes() -> set[str]:
-    codes: set[str] = set()
-    pending: list[type[Push365Error]] = [Push365Error]
-    while pending:
-        kind = pending.pop()
-        pending.extend(kind.__subclasses__())
-        code = getattr(kind, "code", None)
-        if isinstance(code, str):
-            codes.add(code)
-    return codes
-
-
-__all__ = ["DOCUMENT_ROUTE", "Operation", "describe"]
+__all__ = ["DOCUMENT_ROUTE", "Operation", "describe", "errors"]

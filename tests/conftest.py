@@ -19,6 +19,7 @@ import pytest
 from devstack import fanout
 from devstack.emulator import EmulatorMissing, FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
+from push365.settings import get_settings
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "tests" / "data" / "dataverse-examples"
@@ -101,6 +102,7 @@ def pubsub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]
     os.environ["PUSH365_RETRY_MAX_BACKOFF_SECONDS"] = "1"
     # ... and are given up (recorded as failed) after a few seconds, not an hour.
     os.environ["PUSH365_RETRY_HORIZON_SECONDS"] = str(TEST_RETRY_HORIZON_SECONDS)
+    get_settings.cache_clear()  # as in fcm_server: what was read before these were set goes
     yield instance
     instance.stop()
 
@@ -131,6 +133,9 @@ def fcm_server() -> Iterator[LocalFcmServer]:
     os.environ["PUSH365_FCM_ENDPOINT"] = server.url
     os.environ["PUSH365_FCM_HTTP_TIMEOUT_SECONDS"] = str(TEST_FCM_HTTP_TIMEOUT_SECONDS)
     os.environ["PUSH365_ADMIN_KEY"] = TEST_ADMIN_KEY
+    # Settings read before this (a unit test that reached get_settings in this process) would
+    # otherwise stay cached without these: every in-process function must see them.
+    get_settings.cache_clear()
     yield server
     server.stop()
 

@@ -30,7 +30,7 @@ from push365.notifications.receipts import device_id
 from push365.settings import Settings
 from push365.store import BATCHES, NOTIFICATIONS, ORGANIZATIONS, firestore_client
 from push365.subscriptions.model import subscription_id
-from tests.conftest import PROJECT, fanout_topology, free_port
+from tests.conftest import PROJECT, RESULT_PROPERTY, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
 from tests.integration import conftest as integration
 from tests.integration.conftest import BOB, ORG, OTHER_ORG, Functions, register
@@ -373,7 +373,7 @@ def test_a_250_device_chunk_with_fcm_answering_in_1_to_10_s_and_5_percent_never_
 
 
 def test_sigkill_at_10_random_points_of_a_2000_device_send_in_250_device_chunks(
-    scaled_250: Stack, pulled_250: fanout.Pump
+    scaled_250: Stack, pulled_250: fanout.Pump, record_property: Callable[[str, str], None]
 ) -> None:
     import random
 
@@ -409,7 +409,10 @@ def test_sigkill_at_10_random_points_of_a_2000_device_send_in_250_device_chunks(
     unsent = {t for t in tokens if t not in counts}
     errors = failures(ORG, nid)
     assert {errors.get(device_id(subscription_id(t))) for t in unsent} <= {"unknown_outcome"}
-    print(f"RESULT sigkill_2000 kills=10 unsent_recorded_failed={len(unsent)} twice={twice}")
+    record_property(
+        RESULT_PROPERTY,
+        f"RESULT sigkill_2000 kills=10 unsent_recorded_failed={len(unsent)} twice={twice}",
+    )
 
 
 def failures(organization_id: str, nid: str) -> dict[str, str]:

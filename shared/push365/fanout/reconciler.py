@@ -17,7 +17,7 @@ What the reconciler does instead, every few minutes (Cloud Scheduler; ``make dev
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from push365.audit import note_counts
@@ -48,7 +48,6 @@ class ReconcileReport:
     stalled: int = 0
     given_up: int = 0  # sends recorded as lost
     batches_given_up: int = 0
-    notifications: list[str] = field(default_factory=list)  # the ids given up (not answered)
 
     def counts(self) -> dict[str, int]:
         """The counts, as the answer and the audit record carry them."""
@@ -89,7 +88,6 @@ class Reconciler:
                 continue  # a message for it may still come: nothing is changed
             org, nid = send.organization_id, send.notification_id
             report.given_up += 1
-            report.notifications.append(nid)
             if not send.planned:
                 self._fanout.fail_plan(org, nid, now)
             for batch in self._fanout.open_batches(org, nid):

@@ -22,6 +22,11 @@ Prints, each a ``RESULT`` line:
   the plan and every record included) against bare firebase-admin
   ``send_each_for_multicast`` of the same tokens to the same server in the same run, at its best:
   batches of 500, the same number of keep-alive connections as deliver's pool, no proxy scan.
+- ``small_in_big recipients=10 devices=100000 delivered_s=... idle_s=... ratio=...``: a send to
+  10 users (200 devices) of the 100,000-device organization, from its request until its last
+  device, made while a send to all the other users drains (W = 2, once a tenth of it is sent;
+  checked not finished when the small one is), against the same small send with nothing else
+  queued, in the same run (``--only-small`` seeds and measures this alone).
 """
 
 from __future__ import annotations
@@ -89,14 +94,19 @@ def seed(users: int, org: str = ORG) -> tuple[str, list[str], list[str]]:
     writer = client.bulk_writer(
         options=BulkWriterOptions(initial_ops_per_second=20_000, max_ops_per_second=20_000)
     )
+    users = client.collection("organizations", org, "users")
     for user_id in user_ids:
+        devices = []
         for device in range(DEVICES_PER_USER):
             token = f"bench-{org[:4]}-{user_id}-{device}-" + "x" * 120  # a real token's length
             tokens.append(token)
+            devices.append(subscription_id(token))
             writer.set(
-                subscriptions.document(subscription_id(token)),
+                subscriptions.document(devices[-1]),
                 {"instance_id": token, "user_id": user_id, "status": "active"},
             )
+        # what subscribe writes with each subscription: the user's list of their devices
+        writer.set(users.document(user_id), {"id": user_id, "devices": devices})
     writer.close()
     return key.api_key, user_ids, tokens
 
@@ -211,6 +221,49 @@ class Bench:
             assert answer["status"] == "queued", answer
         return times
 
+    def sent(self, notification_id: str, key: str) -> dict[str, Any]:
+        """The send's status once it is ``sent`` (half an hour at most)."""
+        started = time.perf_counter()
+        status_url = f"{self.send_url}status?notification_id={notification_id}"
+        while (status := call(status_url, key=key))["status"] != "sent":
+            assert time.perf_counter() - started < 1800, status
+            time.sleep(0.05)
+        return dict(status)
+
+    def small_in_big(self, users: list[str], key: str, small: int) -> tuple[float, float]:
+        """(idle, busy): seconds from a send to ``small`` users until its last device, with
+        nothing else queued, and while a send to every other user of the organization drains.
+        Checked at the FCM server: every device of both once."""
+        few, rest = users[-small:], users[:-small]
+        call(f"{self.fcm.url}/_messages", method="DELETE")
+        started = time.perf_counter()
+        answer = call(self.send_url, BODY | {"recipients": few}, key, "POST")
+        self.sent(answer["notification_id"], key)
+        idle = time.perf_counter() - started
+        call(f"{self.fcm.url}/_messages", method="DELETE")
+        big = call(self.send_url, BODY | {"recipients": rest}, key, "POST")
+        big_url = f"{self.send_url}status?notification_id={big['notification_id']}"
+        while call(big_url, key=key)["counts"].get("sent", 0) < len(rest) * DEVICES_PER_USER // 10:
+            time.sleep(0.05)  # the big one is delivering (a tenth of it sent)
+        started = time.perf_counter()
+        answer = call(self.send_url, BODY | {"recipients": few}, key, "POST")
+        small_status = self.sent(answer["notification_id"], key)
+        busy = time.perf_counter() - started
+        meanwhile = call(big_url, key=key)
+        assert meanwhile["status"] != "sent", meanwhile  # the small one did not wait for it
+        big_status = self.sent(big["notification_id"], key)
+        assert big_status["counts"]["sent"] == len(rest) * DEVICES_PER_USER, big_status
+        assert small_status["counts"]["sent"] == small * DEVICES_PER_USER, small_status
+        stats = call(f"{self.fcm.url}/_stats")
+        assert stats["reached"] == len(users) * DEVICES_PER_USER, stats
+        assert stats["sent_twice"] == 0, stats
+        print(
+            f"  small {small_status['counts']['sent']} sent while the big one had "
+            f"{meanwhile['counts'].get('sent', 0)} of {len(rest) * DEVICES_PER_USER}",
+            flush=True,
+        )
+        return idle, busy
+
     def drain(self, recipients: list[str], devices: int, key: str) -> tuple[float, float]:
         """One send until its last device; (answer seconds, drained seconds)."""
         call(f"{self.fcm.url}/_messages", method="DELETE")
@@ -319,8 +372,23 @@ def main() -> None:
     parser.add_argument("--compare", type=int, default=20_000)
     parser.add_argument("--sends", type=int, default=5)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--few", type=int, default=10, help="recipients of the small send")
+    parser.add_argument(
+        "--only-small", action="store_true", help="seed, then only the small-in-big measurement"
+    )
     arguments = parser.parse_args()
     with running("bench") as (bench, _):
+        if arguments.only_small:
+            key, users, tokens = seed(arguments.devices // DEVICES_PER_USER)
+            bench.keys = [key]
+            bench.start_deliver(2)
+            idle, busy = bench.small_in_big(users, key, arguments.few)
+            print(
+                f"RESULT small_in_big recipients={arguments.few} devices={len(tokens)} "
+                f"delivered_s={busy:.2f} idle_s={idle:.2f} ratio={busy / idle:.2f}",
+                flush=True,
+            )
+            return
         fcm = bench.fcm
         # deliver against firebase-admin first, with only that organization stored (the
         # emulator scans every document for a query: a larger store slows every plan).
@@ -366,6 +434,13 @@ def main() -> None:
                 f"peak_rss_mb={rss:.0f}",
                 flush=True,
             )
+        # A small send while the big one drains (with the most workers measured above).
+        idle, busy = bench.small_in_big(users, key, arguments.few)
+        print(
+            f"RESULT small_in_big recipients={arguments.few} devices={len(tokens)} "
+            f"delivered_s={busy:.2f} idle_s={idle:.2f} ratio={busy / idle:.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

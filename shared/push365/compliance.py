@@ -48,6 +48,7 @@ from push365.store import (
     ORGANIZATIONS,
     RECEIPTS,
     SUBSCRIPTIONS,
+    USERS,
 )
 
 DELIVERIES = "deliveries"
@@ -239,6 +240,13 @@ def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[F
         (DELIVERIES, "receipt_hash"): shapes["receipt_hash"],
         (ORGANIZATIONS, "api_key_hash"): shapes["api_key_hash"],
     }
+    if collection == USERS:
+        devices = fields.get("devices")
+        for at, device in enumerate(devices if isinstance(devices, list) else [devices]):
+            if device is not None and not (
+                isinstance(device, str) and re.fullmatch(shapes["users.devices"], device)
+            ):
+                yield Finding("value_not_a_code_or_hash", path, f"devices.{at}")
     for (where, name), shape in checks.items():
         value = fields.get(name)
         if where != collection or value is None:

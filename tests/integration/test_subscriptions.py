@@ -55,7 +55,8 @@ def test_subscribe_gives_an_unsynced_user_a_minimal_record(api: Functions, store
     api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
 
     user = documents(store, ORG, "users")[BOB]
-    assert set(user) == {"id", "created_at", "updated_at"}
+    assert set(user) == {"id", "devices", "created_at", "updated_at"}
+    assert user["devices"] == [subscription_id("tok")]
 
 
 def test_subscribe_does_not_overwrite_a_synced_user(api: Functions, store: Any) -> None:

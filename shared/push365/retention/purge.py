@@ -18,9 +18,15 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.retention import unsubscribed_purge_by
 from push365.retention.rules import RetentionRule
-from push365.store import BATCH_LIMIT, ORGANIZATIONS, bounded, delete_organization_tree
+from push365.store import (
+    BATCH_LIMIT,
+    ORGANIZATIONS,
+    SUBSCRIPTIONS,
+    bounded,
+    delete_organization_tree,
+)
 from push365.subscriptions.model import Status, UnsubscribeReason
-from push365.subscriptions.repository import firestore_tombstone
+from push365.subscriptions.repository import firestore_tombstone, unindex_devices
 
 READ_PAGE = 5000
 """Documents read per query: few round trips, a bounded amount in memory (ids and two fields)."""
@@ -86,7 +92,10 @@ class FirestoreRetentionStore:
         query = (
             source.where(filter=FieldFilter(rule.field, "<=", rule.cutoff(as_of)))
             .order_by(rule.field)
-            .select([rule.field, "status"])
+            # (a subscription's user too: its record's list of devices loses it in the same write)
+            .select(
+                [rule.field, "status", *(["user_id"] if rule.collection == SUBSCRIPTIONS else [])]
+            )
             .limit(self._page_size)
         )
         cursor = None
@@ -127,10 +136,14 @@ class FirestoreRetentionStore:
         for start in range(0, len(page), BATCH_LIMIT):
             # Not one its browser refreshed (or unsubscribed) since it was read.
             chunk = [s for s in page[start : start + BATCH_LIMIT] if s.get("status") == rule.status]
-            marked += self._unchanged_each(
-                chunk, lambda b, s: b.update(s.reference, fields, option=self._unchanged(s))
-            )
+            marked += self._unchanged_each(chunk, lambda b, s: self._unsubscribe(b, s, fields))
         return marked
+
+    def _unsubscribe(self, batch: Any, snapshot: Any, fields: dict[str, Any]) -> None:
+        batch.update(snapshot.reference, fields, option=self._unchanged(snapshot))
+        user_id = (snapshot.to_dict() or {}).get("user_id")
+        if isinstance(user_id, str):
+            unindex_devices(batch, [snapshot.reference], user_id)
 
     def _delete_unchanged(self, page: Sequence[Any]) -> int:
         return self._unchanged_each(

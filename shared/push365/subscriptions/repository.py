@@ -17,6 +17,7 @@ from push365.store import (
     CONTENDED_ATTEMPTS,
     ORGANIZATIONS,
     SUBSCRIPTIONS,
+    USERS,
     bounded,
     get_rows,
     stream_rows,
@@ -36,6 +37,40 @@ PLAN_STREAM_SECONDS = 40.0
 """The most the one query a large send's plan streams may take (deliver has 60 s; the plan
 hands on to a continuation after 30, resuming after its cursor)."""
 _SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
+DEVICES_FIELD = "devices"
+"""On each user's record: the ids of the user's active subscriptions, written in the same commit
+as the subscription itself (activated, moved, unsubscribed, retired, gone stale). A send to a few
+users finds their devices by key, so its cost follows the recipients, not the organization."""
+
+
+def _user_of(subscription: firestore.DocumentReference, user_id: str) -> Any:
+    organization = subscription.parent.parent
+    assert organization is not None
+    return organization.collection(USERS).document(user_id)
+
+
+def index_device(writer: Any, subscription: firestore.DocumentReference, user_id: str) -> None:
+    """In the same batch or transaction as ``subscription``'s activation: list it on its user."""
+    writer.set(
+        _user_of(subscription, user_id),
+        {DEVICES_FIELD: firestore.ArrayUnion([subscription.id])},
+        merge=True,
+    )
+
+
+def unindex_devices(
+    writer: Any, subscriptions: Sequence[firestore.DocumentReference], user_id: str
+) -> None:
+    """In the same batch or transaction as the subscriptions' end: take them off their user.
+
+    (A merge, so that a user record deleted meanwhile does not fail the commit: it comes back
+    holding only an empty ``devices``, nothing about the person.)"""
+    if subscriptions:
+        writer.set(
+            _user_of(subscriptions[0], user_id),
+            {DEVICES_FIELD: firestore.ArrayRemove([s.id for s in subscriptions])},
+            merge=True,
+        )
 
 
 class SubscriptionRepository(Protocol):
@@ -195,8 +230,12 @@ class FirestoreSubscriptionRepository:
         # Identical subscribes at once (a page opened twice, Dataverse retrying) need no
         # transaction, which they would abort for one another: the first creates; the others
         # refresh it only if nothing wrote it since they read it (else another one just did).
+        # Each write lists the subscription on its user's record in the same commit.
         try:
-            reference.create(fresh)
+            created = self._client.batch()
+            created.create(reference, fresh)
+            index_device(created, reference, user_id)
+            created.commit()
             return True
         except Conflict:
             pass
@@ -207,15 +246,22 @@ class FirestoreSubscriptionRepository:
             stored.get("token_kind"),
         ) == (user_id, token_kind.value):
             unchanged = self._client.write_option(last_update_time=snapshot.update_time)
+            refreshed = self._client.batch()
+            refreshed.update(reference, refresh, option=unchanged)
+            # (again: a subscription stored before users listed their devices gets listed)
+            index_device(refreshed, reference, user_id)
             with contextlib.suppress(FailedPrecondition):
-                reference.update(refresh, option=unchanged)
+                refreshed.commit()
             return False
 
         @firestore.transactional
         def activate_in(transaction: firestore.Transaction) -> bool:
             snapshot = reference.get(transaction=transaction)
             stored = snapshot.to_dict() if snapshot.exists else None
+            index_device(transaction, reference, user_id)
             if stored is not None and stored.get("status") == Status.ACTIVE.value:
+                if stored.get("user_id") not in (None, user_id):  # moved to another user
+                    unindex_devices(transaction, [reference], stored["user_id"])
                 transaction.update(reference, refresh)
                 return False
             transaction.set(reference, fresh)
@@ -235,10 +281,11 @@ class FirestoreSubscriptionRepository:
 
         @firestore.transactional
         def deactivate_in(transaction: firestore.Transaction) -> int:
-            snapshot = reference.get(transaction=transaction, field_paths=["status"])
+            snapshot = reference.get(transaction=transaction, field_paths=["status", "user_id"])
             if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:
                 return 0
             transaction.update(reference, firestore_tombstone(reason, now, purge_by))
+            unindex_devices(transaction, [reference], snapshot.get("user_id"))
             return 1
 
         return int(deactivate_in(self._client.transaction()))
@@ -257,7 +304,15 @@ class FirestoreSubscriptionRepository:
             .where(filter=FieldFilter("status", "==", Status.ACTIVE.value))
         )
         tombstone = firestore_tombstone(reason, now, purge_by)
-        return self._write_each(query, lambda batch, ref: batch.update(ref, tombstone))
+        count = 0
+        for page in _pages(query, self._bounded):
+            batch = self._client.batch()
+            for reference in page:
+                batch.update(reference, tombstone)
+            unindex_devices(batch, page, user_id)
+            batch.commit()
+            count += len(page)
+        return count
 
     def delete_user(self, organization_id: str, user_id: str) -> int:
         query = self._subscriptions(organization_id).where(
@@ -273,14 +328,52 @@ class FirestoreSubscriptionRepository:
         if len(wanted) > _SCAN_ABOVE:
             matches = active.select(["user_id"]).stream(**self._bounded)
             return sorted(m.id for m in matches if m.get("user_id") in wanted)
-        found: list[str] = []
-        ordered = sorted(wanted)
-        for start in range(0, len(ordered), _IN_LIMIT):
+        # A few users: their records list their devices (read by key), each checked by key.
+        listed, unlisted = self._listed_devices(organization_id, sorted(wanted))
+        found = [
+            sid
+            for sid, fields in self._rows(organization_id, sorted(listed), ["status", "user_id"])
+            if fields.get("status") == Status.ACTIVE.value and fields.get("user_id") in wanted
+        ]
+        # Users whose record lists nothing yet (none, or kept from before devices were listed):
+        # the indexed query on (status, user_id).
+        for start in range(0, len(unlisted), _IN_LIMIT):
             query = active.where(
-                filter=FieldFilter("user_id", "in", ordered[start : start + _IN_LIMIT])
+                filter=FieldFilter("user_id", "in", unlisted[start : start + _IN_LIMIT])
             )
             found += [m.id for m in query.select([]).stream(**self._bounded)]
-        return sorted(found)
+        return sorted(set(found))
+
+    def _listed_devices(
+        self, organization_id: str, user_ids: list[str]
+    ) -> tuple[set[str], list[str]]:
+        """The subscription ids the users' records list, and the users whose record lists none
+        (no record, or one without ``devices``)."""
+        users = self._client.collection(ORGANIZATIONS, organization_id, USERS)
+        listed: set[str] = set()
+        unlisted = set(user_ids)
+        for start in range(0, len(user_ids), BATCH_LIMIT):
+            references = [users.document(u) for u in user_ids[start : start + BATCH_LIMIT]]
+            for user_id, fields in get_rows(
+                self._client, references, [DEVICES_FIELD], self._timeout
+            ):
+                devices = fields.get(DEVICES_FIELD)
+                if isinstance(devices, list):
+                    unlisted.discard(user_id)
+                    listed.update(d for d in devices if isinstance(d, str))
+        return listed, sorted(unlisted)
+
+    def _rows(
+        self, organization_id: str, subscription_ids: Sequence[str], fields: list[str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        collection = self._subscriptions(organization_id)
+        rows: list[tuple[str, dict[str, Any]]] = []
+        for start in range(0, len(subscription_ids), BATCH_LIMIT):
+            references = [
+                collection.document(sid) for sid in subscription_ids[start : start + BATCH_LIMIT]
+            ]
+            rows += get_rows(self._client, references, fields, self._timeout)
+        return rows
 
     def active_subscription_ids_after(
         self, organization_id: str, user_ids: Sequence[str], after: str | None
@@ -339,11 +432,19 @@ class FirestoreSubscriptionRepository:
     ) -> int:
         collection = self._subscriptions(organization_id)
         tombstone = firestore_tombstone(reason, now, purge_by)
-        for start in range(0, len(subscription_ids), BATCH_LIMIT):
+        owners = dict(self._rows(organization_id, subscription_ids, ["user_id"]))
+        step = BATCH_LIMIT // 2  # each with its user's list, at most BATCH_LIMIT writes a commit
+        for start in range(0, len(subscription_ids), step):
             batch = self._client.batch()
-            for sid in subscription_ids[start : start + BATCH_LIMIT]:
+            by_user: dict[str, list[firestore.DocumentReference]] = {}
+            for sid in subscription_ids[start : start + step]:
                 # merge: a subscription deleted meanwhile (its user removed) must not fail the batch
                 batch.set(collection.document(sid), tombstone, merge=True)
+                user_id = owners.get(sid, {}).get("user_id")
+                if isinstance(user_id, str):
+                    by_user.setdefault(user_id, []).append(collection.document(sid))
+            for user_id, references in by_user.items():
+                unindex_devices(batch, references, user_id)
             batch.commit(**self._bounded)
         return len(subscription_ids)
 

@@ -195,18 +195,23 @@ class Pump:
         self._call(f"{name}:modifyAckDeadline", {"ackIds": ack_ids, "ackDeadlineSeconds": seconds})
 
     def _post(self, body: Any) -> int:
-        request = urllib.request.Request(self._endpoint, json.dumps(body).encode(), method="POST")
-        request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return int(error.code)
-        except OSError:
-            return 503
+        return post(self._endpoint, body)
 
     def _call(self, path: str, body: Any, timeout: float = 30) -> Any:
         request = urllib.request.Request(f"{self._base}/{path}", json.dumps(body).encode())
         request.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read() or b"{}")
+
+
+def post(endpoint: str, body: Any) -> int:
+    """A push body to ``endpoint`` as Pub/Sub posts it; the answer's status (503 unanswered)."""
+    request = urllib.request.Request(endpoint, json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return 503

@@ -5,15 +5,17 @@ Cold starts pay only for what a function uses: nothing here runs at import time.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from push365.fanout.binding import FirestoreBindingReader
 from push365.fanout.model import BATCH_SIZE
 from push365.fanout.publisher import PubSubPublisher
 from push365.fanout.reconciler import ReconcilePolicy, Reconciler
-from push365.fanout.repository import FirestoreFanoutRepository
+from push365.fanout.repository import FanoutRepository, FirestoreFanoutRepository
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
 from push365.fcm.http import FcmHttpGateway
 from push365.mail.notices import AdminNotices
@@ -147,6 +149,15 @@ def stats_reader() -> FirestoreStatsReader:
 def delivery_worker() -> DeliveryWorker:
     """The fan-out's worker: one FCM connection pool per instance (made on first send)."""
     settings = get_settings()
+    return delivery_worker_over(
+        FirestoreFanoutRepository(firestore_client(), settings.store_timeout_seconds)
+    )
+
+
+def delivery_worker_over(fanout: FanoutRepository, **changes: Any) -> DeliveryWorker:
+    """deliver's worker over this fan-out store (a test hands in one that fails where it says,
+    and may shorten the policy's times); everything else as deployed."""
+    settings = get_settings()
     client = firestore_client()
     policy = FanoutPolicy(
         batch_size=BATCH_SIZE,
@@ -167,6 +178,7 @@ def delivery_worker() -> DeliveryWorker:
         clock_skew_seconds=settings.deliver_clock_skew_seconds,
         resend_window=settings.fcm_connections,
     )
+    policy = replace(policy, **changes)
     gateway = FcmHttpGateway(
         settings.project_id,
         settings.fcm_endpoint,
@@ -174,7 +186,7 @@ def delivery_worker() -> DeliveryWorker:
         pool_size=settings.fcm_connections,
     )
     return DeliveryWorker(
-        FirestoreFanoutRepository(client, settings.store_timeout_seconds),
+        fanout,
         FirestoreSubscriptionRepository(client, settings.store_timeout_seconds),
         gateway,
         fanout_publisher(),

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from devstack.fcm_server import LocalFcmServer
-from push365.fanout.events import RETRY, answer
+from push365 import bootstrap
+from push365.errors import StoreUnavailable
+from push365.fanout.events import DEAD_LETTER_ATTRIBUTE, RETRY, answer
+from push365.fanout.model import FanoutMessage
+from push365.fanout.repository import FirestoreFanoutRepository
+from push365.store import firestore_client
 from tests.integration.conftest import (
     BOB,
     ORG,
@@ -189,3 +197,51 @@ def test_every_answer_deliver_gives_but_its_ack_is_an_error_of_the_table() -> No
         "error": {"code": "redeliver", "message": "Deliver this message again after the backoff."}
     }
     assert answer(500)["error"]["code"] == "internal"
+
+
+class EndOfPlanFailsOnce(FirestoreFanoutRepository):
+    """The real fan-out store, whose first end-of-planning write does not go through."""
+
+    failed = False
+
+    def end_plan(self, *args: Any, **kwargs: Any) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailable()
+        super().end_plan(*args, **kwargs)
+
+
+def test_a_failed_end_of_planning_write_and_a_late_dead_letter_copy_leave_the_send_sent(
+    api: Functions, queue: Fanout, fcm: LocalFcmServer
+) -> None:
+    key = register(api)
+    tokens = [f"dev-{n:03d}" for n in range(600)]  # two batches
+    subscribe(api, key, *tokens)
+    nid = api.post("/send", {"recipients": [BOB], "title": "t", "body": "b"}, key=key).json[
+        "notification_id"
+    ]
+    plan = pull_one(queue)
+    failing = bootstrap.delivery_worker_over(
+        EndOfPlanFailsOnce(firestore_client(), 5.0), lease=timedelta(seconds=1)
+    )
+
+    # Both batches stored and published, then the plan's last write fails: deliver answers 503.
+    with pytest.raises(StoreUnavailable):
+        failing.handle(FanoutMessage.decode(base64.b64decode(plan["data"])))
+    time.sleep(1.5)  # its lease runs out before Pub/Sub's redelivery
+    assert push(api, queue, plan) == 200  # which ends the plan
+    queue.deliver(until=lambda: status(api, key, nid)["status"] == "sent")
+    dead = {**plan, "attributes": {**plan.get("attributes", {}), DEAD_LETTER_ATTRIBUTE: "x"}}
+    subscription = (
+        f"projects/{queue.topology.project}/subscriptions/{queue.topology.dead_letter_subscription}"
+    )
+    late = api.push("deliver", {"message": dead, "subscription": subscription})
+
+    final = status(api, key, nid)
+    assert late == 200
+    assert received(fcm) == Counter({t: 1 for t in tokens})
+    assert (final["status"], final["devices"], final["pending"]) == ("sent", 600, 0)
+    counts = final["counts"]
+    assert (counts["sent"], counts["failed"], counts["dead_lettered"]) == (600, 0, 0)
+    assert (counts["batches"], counts["batches_done"]) == (2, 2)
+    assert final["completed_at"] is not None

@@ -426,3 +426,77 @@ def failures(organization_id: str, nid: str) -> dict[str, str]:
             if record.get("error"):
                 found[device] = str(record["error"])
     return found
+
+
+def test_devices_unsubscribed_while_a_slow_batch_sends_get_nothing_after_it(
+    pulled_250: fanout.Pump,
+    scaled_250: Stack,
+) -> None:
+    # One batch of 500 in two 250-device chunks, FCM slow enough that a chunk outlasts its
+    # budget: the devices are read again before each chunk (and each handed-on part of one).
+    stack = scaled_250
+    key = register(stack.api)
+    tokens = [f"dev-{n:03d}" for n in range(500)]
+    last = sorted(tokens, key=subscription_id)[-40:]  # planned, and so sent, last
+    stack.fcm.control(delay_seconds=0.2)
+    stack.start_worker()
+    nid = stack.send(key, tokens)
+    wait_for(lambda: len(stack.fcm.messages()) >= 50, 60)
+
+    for token in last:
+        answer = stack.api.post("/unsubscribe", {"instance_id": token}, key=key)
+        assert answer.status_code == 200, answer.json
+    stack.fcm.reset_control()
+    final = stack.wait_done(key, nid, 180)
+
+    counts = stack.received(tokens)
+    assert not set(counts) & set(last)
+    assert set(counts) == set(tokens) - set(last)
+    assert max(counts.values()) <= 2
+    assert sum(1 for n in counts.values() if n == 2) <= final["counts"]["resent"]
+    assert (final["status"], final["counts"]["skipped"]) == ("sent", 40)
+    assert final["counts"]["sent"] + final["counts"]["failed"] == 460
+
+
+class TwinPump(fanout.Pump):
+    """Pub/Sub's push, each message to two workers at the same moment."""
+
+    def __init__(self, emulator: str, topology: Any, endpoints: list[str]) -> None:
+        super().__init__(emulator, topology, endpoints[0])
+        self._endpoints = endpoints
+
+    def _post(self, body: Any) -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self._endpoints)) as pool:
+            statuses = list(pool.map(lambda e: fanout.post(e, body), self._endpoints))
+        return min(statuses, key=lambda s: (not 200 <= s < 300, s))
+
+
+def test_each_message_to_two_workers_at_once_sends_each_device_once(
+    scaled_250: Stack, pubsub: PubSubEmulator, tmp_path: Path
+) -> None:
+    stack = scaled_250
+    key = register(stack.api)
+    tokens = [f"dev-{n:04d}" for n in range(1000)]
+    stack.fcm.control(delay_seconds=0.05)
+    stack.start_worker()
+    twin = DeliverProcess(free_port(), stack.env, tmp_path / "twin.log")
+    twin.start()
+    topology = dataclasses.replace(
+        fanout_topology(), max_delivery_attempts=100, minimum_backoff="1s", maximum_backoff="5s"
+    )
+    topology = dataclasses.replace(topology, retry_policy=False)
+    fanout.create(pubsub.address, topology)
+    pump = TwinPump(pubsub.address, topology, [stack.url, twin.url]).start()
+    try:
+        nid = stack.send(key, tokens)
+        final = stack.wait_done(key, nid, 180)
+    finally:
+        pump.stop()
+        twin.stop()
+
+    assert stack.received(tokens) == Counter({t: 1 for t in tokens})
+    assert (final["counts"]["sent"], final["counts"]["resent"]) == (1000, 0)
+    # Both workers took messages, and the second of each pair was turned away, never sent.
+    assert '"route": "/batch"' in (tmp_path / "twin.log").read_text()

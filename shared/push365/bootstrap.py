@@ -11,7 +11,7 @@ from pathlib import Path
 
 from push365.fanout.binding import FirestoreBindingReader
 from push365.fanout.model import BATCH_SIZE
-from push365.fanout.publisher import PubSubPublisher
+from push365.fanout.publisher import PubSubPublisher, publish_wait_seconds
 from push365.fanout.reconciler import ReconcilePolicy, Reconciler
 from push365.fanout.repository import FirestoreFanoutRepository
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
@@ -122,7 +122,8 @@ def send_policy(settings: Settings) -> SendPolicy:
         retention=timedelta(days=settings.notification_retention_days),
         dedup_window=timedelta(hours=settings.idempotency_window_hours),
         receipt_url=settings.receipt_url,
-        in_flight=timedelta(seconds=settings.queue_timeout_seconds),
+        # as long as the first request's publish may wait for Pub/Sub's answer
+        in_flight=timedelta(seconds=publish_wait_seconds(settings.queue_timeout_seconds)),
     )
 
 

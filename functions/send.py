@@ -127,7 +127,12 @@ api = Api(
             body=SendRequest,
             dataverse=True,
             answers={
-                202: "Stored and queued: it will not be lost.",
+                202: (
+                    "Stored and queued; or, status accepted, stored while Pub/Sub's answer did "
+                    "not come in time (only without a dedup key: with one that is 503 "
+                    "queue_unavailable, to replay): delivered if the message was stored, else "
+                    "recorded failed (lost) once the queue's retention has passed."
+                ),
                 200: "A Dataverse event no rule sends for.",
             },
             answer=Accepted,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from push365.errors import QueueUnavailable
+from push365.errors import PublishOutcomeUnknown, QueueUnavailable
 from push365.fanout.model import BatchState, FanoutMessage
 from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken, Unfinished
 from push365.notifications.deliveries import Delivery
@@ -510,16 +510,20 @@ class InMemoryFanoutRepository:
 
 
 class RecordingPublisher:
-    """The fan-out topic as a list; ``fail`` makes the next publish raise."""
+    """The fan-out topic as a list; ``fail`` makes a publish raise with nothing stored,
+    ``lose_answer`` makes it store the messages and raise as if Pub/Sub's answer never came."""
 
     def __init__(self) -> None:
         self.messages: list[FanoutMessage] = []
         self.fail = False
+        self.lose_answer = False
 
     def publish(self, messages: Sequence[FanoutMessage]) -> None:
         if self.fail:
             raise QueueUnavailable()
         self.messages.extend(messages)
+        if self.lose_answer:
+            raise PublishOutcomeUnknown()
 
 
 class InMemorySignupRepository:

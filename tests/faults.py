@@ -23,7 +23,10 @@ from tests.conftest import REPO, free_port
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to ``target``; ``cut()`` refuses and drops every connection
     until ``restore()``; ``black_hole()`` keeps accepting and holding connections but passes
-    nothing on either way (a store that never answers) until ``restore()``."""
+    nothing on either way (a store that never answers) until ``restore()``; ``hold_answers()``
+    passes the client's bytes on to the server but none of the server's back (the request
+    arrives, its answer never does) until ``restore()``, which drops the connections held so
+    the client reconnects (a protocol's state, HTTP/2's, is broken by the bytes withheld)."""
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
@@ -33,6 +36,7 @@ class TcpProxy:
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._silent = False
+        self._holding = False
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.restore()
@@ -47,6 +51,11 @@ class TcpProxy:
     def restore(self) -> None:
         async def listen() -> None:
             self._silent = False
+            if self._holding:
+                self._holding = False
+                for writer in list(self._writers):
+                    writer.transport.abort()
+                self._writers.clear()
             if self._server is None:
                 self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port)
 
@@ -57,6 +66,12 @@ class TcpProxy:
             self._silent = True
 
         self._run(silence())
+
+    def hold_answers(self) -> None:
+        async def hold() -> None:
+            self._holding = True
+
+        self._run(hold())
 
     def cut(self) -> None:
         async def close() -> None:
@@ -88,16 +103,21 @@ class TcpProxy:
             return
         self._writers.update({writer, upstream_writer})
 
-        async def copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        async def copy(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, answers: bool
+        ) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await source.read(65536):
-                    if self._silent:
+                    if self._silent or (answers and self._holding):
                         continue
                     sink.write(data)
                     await sink.drain()
             sink.transport.abort()
 
-        await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer))
+        await asyncio.gather(
+            copy(reader, upstream_writer, answers=False),
+            copy(upstream_reader, writer, answers=True),
+        )
         self._writers.discard(writer)
         self._writers.discard(upstream_writer)
 

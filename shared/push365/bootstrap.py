@@ -13,7 +13,7 @@ from typing import Any
 
 from push365.fanout.binding import FirestoreBindingReader
 from push365.fanout.model import BATCH_SIZE
-from push365.fanout.publisher import PubSubPublisher
+from push365.fanout.publisher import PubSubPublisher, publish_wait_seconds
 from push365.fanout.reconciler import ReconcilePolicy, Reconciler
 from push365.fanout.repository import FanoutRepository, FirestoreFanoutRepository
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
@@ -124,7 +124,8 @@ def send_policy(settings: Settings) -> SendPolicy:
         retention=timedelta(days=settings.notification_retention_days),
         dedup_window=timedelta(hours=settings.idempotency_window_hours),
         receipt_url=settings.receipt_url,
-        in_flight=timedelta(seconds=settings.queue_timeout_seconds),
+        # as long as the first request's publish may wait for Pub/Sub's answer
+        in_flight=timedelta(seconds=publish_wait_seconds(settings.queue_timeout_seconds)),
     )
 
 

@@ -99,6 +99,15 @@ class QueueUnavailable(Push365Error):
     default_message = "The delivery queue is unavailable; try again."
 
 
+class PublishOutcomeUnknown(QueueUnavailable):
+    """The queue's answer did not come in time: the message may have been stored all the same.
+
+    The same answer as :class:`QueueUnavailable` (``503 queue_unavailable``) wherever it is
+    raised; ``send`` tells the two apart only for a send without a dedup key (then it answers
+    ``202``: a retry could only make a second notification).
+    """
+
+
 class NotificationNotFound(Push365Error):
     status, code = 404, "notification_not_found"
     default_message = "No notification of this organization has this id."

@@ -54,7 +54,8 @@ class Settings(BaseSettings):
 
     # Fan-out over Pub/Sub (send publishes, deliver consumes). PUBSUB_EMULATOR_HOST is honoured.
     fanout_topic: str = "push365-fanout"
-    # How long one publish (send's answer waits for it) or one store call may take.
+    # How long one publish is retried (send's answer waits for it, and 1 s more for Pub/Sub's
+    # last answer: fanout.publisher.WAIT_MARGIN_SECONDS).
     queue_timeout_seconds: float = Field(default=10.0, gt=0, le=30)
     # 8 s: a request that meets a store out of reach answers its 503 within 10 s.
     store_timeout_seconds: float = Field(default=8.0, gt=0, le=30)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from push365.errors import QueueUnavailable
+from push365.errors import PublishOutcomeUnknown, QueueUnavailable
 from push365.fanout.binding import BoundRecord, bind, bound, canonical, new_seal
 from push365.fanout.model import Content, FanoutMessage, Kind
 from push365.notifications.model import SendRequest
@@ -173,3 +173,20 @@ def test_a_replay_that_publishes_binds_its_own_seal_and_one_that_only_answers_bi
     assert bound(republished, BoundRecord(rebound, [BOB], None))
     assert notifications.bindings[nid] == rebound
     assert len(queue.messages) == 1
+
+
+def test_a_replay_after_a_lost_publish_answer_voids_the_first_plans_seal() -> None:
+    send, notifications, queue = service()
+    request = SendRequest(recipients=[BOB], title="t", body="b")
+    queue.lose_answer = True  # Pub/Sub stored the plan; its answer never came
+    with pytest.raises(PublishOutcomeUnknown):
+        send.send(ORG, request, "key-1")
+    queue.lose_answer = False
+    nid = next(iter(notifications.records))
+
+    send.send(ORG, request, "key-1")
+
+    first, replayed = queue.messages
+    record = BoundRecord(notifications.bindings[nid], [BOB], None)
+    assert not bound(first, record)  # deliver refuses it: at most one plan runs
+    assert bound(replayed, record)

@@ -9,7 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from push365.errors import MessageTooLarge, QueueUnavailable, UnknownReceipt
+from push365.errors import (
+    MessageTooLarge,
+    PublishOutcomeUnknown,
+    QueueUnavailable,
+    UnknownReceipt,
+)
 from push365.fanout.model import FanoutMessage, Kind, Verdict
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
 from push365.fcm.model import Outcome, PushMessage, SendResult
@@ -505,6 +510,49 @@ def test_a_replay_of_a_send_the_queue_refused_queues_it() -> None:
 
     assert again.status == "queued"
     assert world.gateway.calls == {"ok-1": 1}
+
+
+def test_a_send_without_a_key_whose_publish_answer_was_lost_is_accepted_and_sent_once() -> None:
+    world = World()
+    world.subscribe("ok-1", "ok-2")
+    world.queue.lose_answer = True
+
+    accepted = world.send()  # no exception: a retry could only make a second notification
+    world.queue.lose_answer = False
+    world.deliver()
+
+    assert (accepted.status, accepted.recipients) == ("accepted", 1)
+    assert world.gateway.calls == {"ok-1": 1, "ok-2": 1}
+    status = world.status(accepted.notification_id)
+    assert (status.status, status.counts.sent) == ("sent", 2)
+
+
+def test_a_send_with_a_key_whose_publish_answer_was_lost_is_503_and_its_replay_queues_it() -> None:
+    world = World()
+    world.subscribe("ok-1")
+    world.queue.lose_answer = True
+    with pytest.raises(PublishOutcomeUnknown):
+        world.send("case-1")
+    world.queue.lose_answer = False
+
+    again = world.send("case-1")
+
+    assert again.status == "queued"
+    assert len(world.queue.messages) == 2  # the first plan was stored all the same
+    assert world.notification_repo.records[again.notification_id].published_at == START
+
+
+def test_a_send_without_a_key_the_queue_refused_is_503() -> None:
+    world = World()
+    world.subscribe("ok-1")
+    world.queue.fail = True
+
+    with pytest.raises(QueueUnavailable) as refused:
+        world.send()
+
+    assert not isinstance(refused.value, PublishOutcomeUnknown)
+    (record,) = world.notification_repo.records.values()
+    assert (record.status, record.published_at) == ("accepted", None)  # the reconciler's
 
 
 def test_too_large_a_message_is_refused_before_anything_happens() -> None:

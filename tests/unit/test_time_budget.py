@@ -79,6 +79,7 @@ def test_the_budgets_figures_are_the_ones_readme_shows() -> None:
     (_, budget), *_ = deployed_budgets()
     figures = (budget.request, budget.chunk, budget.lease, budget.handler, budget.function_timeout)
     assert figures == (10, 20, 45, 30, 60)
+    assert (budget.store, budget.queue) == (8, 11)  # a publish: 10 s of retries, 1 s more
 
 
 BROKEN = {

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from push365.fanout.publisher import publish_wait_seconds
 from push365.settings import Settings
 
 
@@ -52,7 +53,8 @@ class TimeBudget:
             request=settings.fcm_http_timeout_seconds,
             chunk=settings.deliver_chunk_budget_seconds,
             store=settings.store_timeout_seconds,
-            queue=settings.queue_timeout_seconds,
+            # a publish waits its retries' deadline and a margin more for the last answer
+            queue=publish_wait_seconds(settings.queue_timeout_seconds),
             lease=settings.deliver_lease_seconds,
             handler=settings.deliver_handler_seconds,
             clock_skew=settings.deliver_clock_skew_seconds,

@@ -6,8 +6,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from push365.errors import QueueUnavailable
+from push365.errors import PublishOutcomeUnknown, QueueUnavailable
 from push365.fanout.model import FanoutMessage
+
+WAIT_MARGIN_SECONDS = 1.0
+"""How much longer a publish waits for its futures than the client library's retry deadline: a
+Pub/Sub that refuses connections is retried until the deadline and then ends in an error (a
+definite failure) before the wait does."""
 
 
 class FanoutPublisher(Protocol):
@@ -17,7 +22,10 @@ class FanoutPublisher(Protocol):
         """Publish all, or raise.
 
         Raises:
-            QueueUnavailable: not every message was accepted within the timeout.
+            PublishOutcomeUnknown: Pub/Sub's answer did not come in time (a deadline passed):
+                a message may have been stored all the same, and delivered later.
+            QueueUnavailable: Pub/Sub answered with an error (unavailable after every retry,
+                no such topic, no permission): the messages it refused were not stored.
         """
         ...
 
@@ -25,8 +33,9 @@ class FanoutPublisher(Protocol):
 class PubSubPublisher:
     """Publishes to one topic (``PUBSUB_EMULATOR_HOST`` is honoured by the client library).
 
-    One client per process, created on first use; every publish waits for Pub/Sub's answer, at
-    most ``timeout_seconds`` in all.
+    One client per process, created on first use; every publish waits for Pub/Sub's answer:
+    the client library retries within ``timeout_seconds``, and the publish waits
+    :data:`WAIT_MARGIN_SECONDS` longer for it (:attr:`wait_seconds`).
     """
 
     def __init__(self, project_id: str, topic: str, timeout_seconds: float) -> None:
@@ -40,6 +49,11 @@ class PubSubPublisher:
     def topic_path(self) -> str:
         """``projects/{project}/topics/{topic}``."""
         return f"projects/{self._project_id}/topics/{self._topic}"
+
+    @property
+    def wait_seconds(self) -> float:
+        """The longest a publish waits for Pub/Sub's answer."""
+        return publish_wait_seconds(self._timeout)
 
     def _publisher(self) -> Any:
         with self._lock:
@@ -63,11 +77,29 @@ class PubSubPublisher:
         for message in messages:
             data, attributes = message.encode()
             pending.append(publisher.publish(self.topic_path, data, **attributes))
-        done, not_done = futures.wait(pending, timeout=self._timeout)
-        if not_done or any(f.exception() is not None for f in done):
-            for future in not_done:
-                future.cancel()
+        done, not_done = futures.wait(pending, timeout=self.wait_seconds)
+        for future in not_done:
+            future.cancel()
+        errors = [error for f in done if (error := f.exception()) is not None]
+        if not_done or any(_deadline(error) for error in errors):
+            raise PublishOutcomeUnknown()
+        if errors:
             raise QueueUnavailable()
+
+
+def publish_wait_seconds(timeout_seconds: float) -> float:
+    """How long a publish with this retry deadline waits for Pub/Sub's answer at most."""
+    return timeout_seconds + WAIT_MARGIN_SECONDS
+
+
+def _deadline(error: BaseException) -> bool:
+    """Whether ``error`` says only that no answer came in time (the request may have been
+    stored): a deadline, or retries that ended on one."""
+    from google.api_core import exceptions
+
+    if isinstance(error, exceptions.RetryError):
+        return isinstance(error.cause, exceptions.DeadlineExceeded)
+    return isinstance(error, exceptions.DeadlineExceeded)
 
 
 def _retry(deadline: float) -> Any:

@@ -12,7 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from push365.errors import MessageTooLarge, NotificationNotFound, StoreUnavailable, UnknownReceipt
+from push365.audit import note_counts
+from push365.errors import (
+    MessageTooLarge,
+    NotificationNotFound,
+    PublishOutcomeUnknown,
+    StoreUnavailable,
+    UnknownReceipt,
+)
 from push365.fanout.binding import bind, new_seal
 from push365.fanout.model import Content, FanoutMessage, Kind
 from push365.fanout.publisher import FanoutPublisher
@@ -64,10 +71,21 @@ class NotificationService:
         A replay of ``dedup_key`` within the window answers the same notification and never
         makes a second plan; one whose first attempt did not reach the queue queues it now.
 
+        The stored record is the commitment. When Pub/Sub's answer does not come in time (the
+        message may be stored all the same), a send without a dedup key is answered as
+        accepted (status ``accepted``): a retry could only make a second notification, while
+        ``deliver`` plans this one if its message arrived, and otherwise the reconciler records
+        it failed (``lost``) once no message for it can come. With a dedup key the answer is
+        503: the replay is safe (it binds the record to a new seal and publishes again, which
+        voids the first message's seal: at most one plan runs).
+
         Raises:
             MessageTooLarge: over FCM's payload limit (nothing is stored or queued).
-            QueueUnavailable: the queue did not take it (the record stays ``accepted``, and a
-                replay of the same dedup key queues it).
+            PublishOutcomeUnknown: with a dedup key, Pub/Sub's answer did not come in time (the
+                record stays ``accepted``; a replay of the same key queues it).
+            QueueUnavailable: Pub/Sub refused it: nothing is queued (the record stays
+                ``accepted``; a replay of the same dedup key queues it, and the reconciler
+                records one that is never replayed failed, ``lost``).
         """
         push = request.web_push()
         if payload_size(push, self._policy.receipt_url) > FCM_PAYLOAD_LIMIT:
@@ -106,7 +124,13 @@ class NotificationService:
             seal=seal,
             recipients=recipients,
         )
-        self._publisher.publish([plan])
+        try:
+            self._publisher.publish([plan])
+        except PublishOutcomeUnknown:
+            if dedup_key is not None:
+                raise
+            note_counts({"publish_outcome_unknown": 1})
+            return Accepted(notification_id=nid, status="accepted", recipients=len(recipients))
         self._notifications.mark_published(organization_id, nid, self._clock())
         return Accepted(notification_id=nid, status="queued", recipients=len(recipients))
 

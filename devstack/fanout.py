@@ -123,6 +123,11 @@ class Pump:
         self._threads: list[threading.Thread] = []
         self.answers: Counter[int] = Counter()  # how often deliver answered each status
 
+    @property
+    def topology(self) -> FanoutTopology:
+        """The topics and subscriptions it pulls from."""
+        return self._topology
+
     def start(self) -> Pump:
         self._stop.clear()
         for name in (self._topology.subscription, self._topology.dead_letter_subscription):

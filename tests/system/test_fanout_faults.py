@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.conftest import PROJECT, RESULT_PROPERTY, fanout_topology, free_port
 from tests.faults import DeliverProcess, TcpProxy
 from tests.integration import conftest as integration
 from tests.integration.conftest import BOB, ORG, OTHER_ORG, Functions, register
+from tests.integration.test_reconciler import reconciler_at
 
 # The in-process functions and the local SES, shared with the integration tests.
 functions = integration.functions
@@ -500,3 +502,49 @@ def test_each_message_to_two_workers_at_once_sends_each_device_once(
     assert (final["counts"]["sent"], final["counts"]["resent"]) == (1000, 0)
     # Both workers took messages, and the second of each pair was turned away, never sent.
     assert '"route": "/batch"' in (tmp_path / "twin.log").read_text()
+
+
+def test_a_queue_lost_mid_send_ends_recorded_by_the_reconciler_never_stuck(
+    scaled_250: Stack,
+    pulled_250: fanout.Pump,
+    pubsub: PubSubEmulator,
+    record_property: Callable[[str, str], None],
+) -> None:
+    stack = scaled_250
+    key = register(stack.api)
+    tokens = [f"dev-{n:04d}" for n in range(2000)]
+    stack.fcm.control(delay_seconds=0.05)
+    stack.start_worker()
+    nid = stack.send(key, tokens)
+    wait_for(lambda: len(stack.fcm.messages()) >= 300, 120)
+
+    # The subscriptions deleted and made again: every queued message is gone.
+    pulled_250.stop()
+    fanout.create(pubsub.address, pulled_250.topology)
+    pulled_250.start()
+    settled = stack.status(key, nid)
+    while True:  # until the worker has finished what it held
+        time.sleep(3)
+        now = stack.status(key, nid)
+        if now["counts"] == settled["counts"]:
+            break
+        settled = now
+    assert (settled["status"], settled["pending"] > 0) == ("delivering", True)  # stuck, but:
+    report = reconciler_at(timedelta(hours=2, minutes=5)).run()
+
+    final = stack.status(key, nid)
+    assert report.given_up == 1
+    assert (final["status"], final["pending"]) == ("sent", 0)
+    done = final["counts"]["sent"] + final["counts"]["failed"] + final["counts"]["skipped"]
+    assert done == final["devices"] == len(tokens)
+    counts = stack.received(tokens)
+    assert max(counts.values()) <= 2
+    assert sum(1 for n in counts.values() if n == 2) <= final["counts"]["resent"]
+    unsent = {t for t in tokens if t not in counts}
+    errors = failures(ORG, nid)
+    # Content is kept only in the messages: what they carried is recorded lost, never re-sent.
+    assert {errors.get(device_id(subscription_id(t))) for t in unsent} <= {"lost"}
+    assert len(unsent) == final["counts"]["failed"] > 0
+    record_property(
+        RESULT_PROPERTY, f"RESULT queue_lost devices=2000 sent={len(counts)} lost={len(unsent)}"
+    )

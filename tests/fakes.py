@@ -17,7 +17,8 @@ from push365.fanout.model import BatchState, FanoutMessage
 from push365.fanout.repository import LeaseLost, PlanLease, PlanRecord, Taken, Unfinished
 from push365.notifications.deliveries import Delivery
 from push365.notifications.model import DeliveryCounts, NotificationRecord
-from push365.notifications.repository import Claim
+from push365.notifications.receipts import device_id
+from push365.notifications.repository import Claim, Confirmed
 from push365.organizations.model import Organization
 from push365.organizations.repository import Credentials
 from push365.subscriptions.model import (
@@ -232,6 +233,13 @@ class InMemorySubscriptionRepository:
             self._tombstone(document, reason, now, purge_by)
         return len(subscription_ids)
 
+    def seen(self, organization_id: str, subscription_id: str, now: datetime) -> bool:
+        document = self.documents.get((organization_id, subscription_id))
+        if document is None or document["status"] != Status.ACTIVE:
+            return False
+        document["last_seen_at"] = now
+        return True
+
     @staticmethod
     def _tombstone(
         document: dict[str, Any], reason: UnsubscribeReason, now: datetime, purge_by: datetime
@@ -248,6 +256,8 @@ class InMemoryNotificationRepository:
         self.dedup: dict[tuple[str, str], tuple[str, datetime]] = {}
         self.deliveries: dict[str, dict[str, Delivery]] = {}
         self.delivered_at: dict[tuple[str, str], datetime] = {}
+        # (notification id, device id) -> subscription id, as a batch's device list has it
+        self.subscription_of: dict[tuple[str, str], str] = {}
         self.bindings: dict[str, str] = {}  # notification id -> binding (fanout.binding)
 
     def claim(
@@ -302,12 +312,12 @@ class InMemoryNotificationRepository:
         device_id: str,
         receipt_hash: str,
         now: datetime,
-    ) -> bool:
+    ) -> Confirmed | None:
         delivery = self.deliveries.get(notification_id, {}).get(device_id)
         if delivery is None or delivery.receipt_hash != receipt_hash:
-            return False
+            return None
         self.delivered_at.setdefault((notification_id, device_id), now)
-        return True
+        return Confirmed(self.subscription_of.get((notification_id, device_id)))
 
 
 class InMemoryFanoutRepository:
@@ -494,6 +504,8 @@ class InMemoryFanoutRepository:
         found = self.deliveries.setdefault(state.notification_id, {})
         for delivery in deliveries:
             found[delivery.device_id] = delivery
+        for sid in state.devices:
+            self._notifications.subscription_of[(state.notification_id, device_id(sid))] = sid
 
     def _fenced(self, state: BatchState) -> dict[str, Any]:
         stored = self.batches[(state.notification_id, state.batch)]

@@ -137,6 +137,7 @@ def notifications() -> NotificationService:
         FirestoreNotificationRepository(firestore_client(), settings.store_timeout_seconds),
         fanout_publisher(),
         send_policy(settings),
+        devices=FirestoreSubscriptionRepository(firestore_client(), settings.store_timeout_seconds),
     )
 
 

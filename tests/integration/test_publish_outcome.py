@@ -30,6 +30,7 @@ from push365.notifications.repository import FirestoreNotificationRepository
 from push365.notifications.service import NotificationService
 from push365.settings import get_settings
 from push365.store import firestore_client
+from push365.subscriptions.repository import FirestoreSubscriptionRepository
 from tests.conftest import PROJECT
 from tests.faults import TcpProxy
 from tests.integration.conftest import BOB, ORG, Fanout, Functions, documents, register
@@ -101,6 +102,7 @@ def send(
         FirestoreNotificationRepository(firestore_client(), settings.store_timeout_seconds),
         watched,
         policy,
+        devices=FirestoreSubscriptionRepository(firestore_client()),
     )
     monkeypatch.setattr(bootstrap, "notifications", lambda: service)
     return api

@@ -228,3 +228,69 @@ def test_two_simultaneous_subscribes_create_once(api: Functions, store: Any) -> 
 
     assert sorted(statuses) == [200, 201]
     assert len(subscriptions(store)) == 1
+
+
+def receipts_service(at: datetime) -> Any:
+    """What the receipt function runs, its clock at ``at``."""
+    from push365 import bootstrap
+    from push365.notifications.repository import FirestoreNotificationRepository
+    from push365.notifications.service import NotificationService
+    from push365.store import firestore_client
+    from push365.subscriptions.repository import FirestoreSubscriptionRepository
+
+    settings = bootstrap.get_settings()
+    return NotificationService(
+        FirestoreNotificationRepository(firestore_client()),
+        bootstrap.fanout_publisher(),
+        bootstrap.send_policy(settings),
+        clock=lambda: at,
+        devices=FirestoreSubscriptionRepository(firestore_client()),
+    )
+
+
+def test_a_browser_that_shows_notifications_is_never_dropped_as_stale(
+    api: Functions, store: Any, fcm: Any
+) -> None:
+    from push365.retention.purge import FirestoreRetentionStore, Purger
+    from push365.retention.rules import retention_rules
+    from tests.integration.conftest import send_and_deliver
+
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "bob-laptop"}, key=key)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "bob-phone"}, key=key)  # never shows
+    for _ in range(2):
+        send_and_deliver(api, {"recipients": [BOB], "title": "t", "body": "b"}, key)
+    laptop = [m["message"]["data"]["receipt"] for m in fcm.messages() if m["token"] == "bob-laptop"]
+    day0 = datetime.now(UTC)
+    purge = Purger(FirestoreRetentionStore(store), retention_rules(90)).purge
+
+    # The laptop shows a notification on day 50 and day 100, and is never opened on its
+    # subscribe page again; the phone shows nothing.
+    receipts_service(day0 + timedelta(days=50)).confirm_delivery(laptop[0])
+    at_61 = purge(day0 + timedelta(days=61))
+    receipts_service(day0 + timedelta(days=100)).confirm_delivery(laptop[1])
+    at_111 = purge(day0 + timedelta(days=111))
+    at_161 = purge(day0 + timedelta(days=161))
+
+    assert (at_61["stale_subscriptions"], at_111["stale_subscriptions"]) == (1, 0)  # the phone
+    assert at_161["stale_subscriptions"] == 1  # 61 days without a sign of life
+    stored = subscriptions(store)
+    assert stored[subscription_id("bob-laptop")]["unsubscribe_reason"] == "stale"
+
+
+def test_a_receipt_never_brings_an_unsubscribed_browser_back(
+    api: Functions, store: Any, fcm: Any
+) -> None:
+    from tests.integration.conftest import send_and_deliver
+
+    key = register(api)
+    api.post("/subscribe", {"user_id": BOB, "instance_id": "bob-laptop"}, key=key)
+    send_and_deliver(api, {"recipients": [BOB], "title": "t", "body": "b"}, key)
+    (receipt,) = [m["message"]["data"]["receipt"] for m in fcm.messages()]
+    api.post("/unsubscribe", {"instance_id": "bob-laptop"}, key=key)
+
+    receipts_service(datetime.now(UTC) + timedelta(days=1)).confirm_delivery(receipt)
+
+    stored = subscriptions(store)[subscription_id("bob-laptop")]
+    assert (stored["status"], "instance_id" in stored) == ("unsubscribed", False)
+    assert stored["last_seen_at"] < stored["unsubscribed_at"]

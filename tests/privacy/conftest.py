@@ -202,7 +202,10 @@ def services(db: Any) -> Services:
         ),
         subscription_store=subscription_store,
         notifications=NotificationService(
-            notification_store, published, bootstrap.send_policy(settings)
+            notification_store,
+            published,
+            bootstrap.send_policy(settings),
+            devices=subscription_store,
         ),
         notification_store=notification_store,
         privacy=PrivacyService(FirestorePrivacyStore(db)),

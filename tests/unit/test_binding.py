@@ -14,7 +14,11 @@ from push365.fanout.binding import BoundRecord, bind, bound, canonical, new_seal
 from push365.fanout.model import Content, FanoutMessage, Kind
 from push365.notifications.model import SendRequest
 from push365.notifications.service import NotificationService, SendPolicy
-from tests.fakes import InMemoryNotificationRepository, RecordingPublisher
+from tests.fakes import (
+    InMemoryNotificationRepository,
+    InMemorySubscriptionRepository,
+    RecordingPublisher,
+)
 
 ORG = "3f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162"
 BOB = "b1111111-2222-4333-8444-555555555502"
@@ -138,7 +142,10 @@ def service() -> tuple[NotificationService, InMemoryNotificationRepository, Reco
     notifications = InMemoryNotificationRepository()
     queue = RecordingPublisher()
     policy = SendPolicy(retention=timedelta(days=90), dedup_window=timedelta(hours=24))
-    return NotificationService(notifications, queue, policy), notifications, queue
+    service = NotificationService(
+        notifications, queue, policy, devices=InMemorySubscriptionRepository()
+    )
+    return service, notifications, queue
 
 
 def test_send_stores_the_binding_of_the_plan_it_publishes() -> None:

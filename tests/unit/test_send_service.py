@@ -131,7 +131,11 @@ class World:
             self.subscription_repo, InMemoryUserRepository(), 30, clock=self.clock
         )
         self.service = NotificationService(
-            self.notification_repo, self.queue, POLICY, clock=self.clock
+            self.notification_repo,
+            self.queue,
+            POLICY,
+            clock=self.clock,
+            devices=self.subscription_repo,
         )
         self.worker = DeliveryWorker(
             self.fanout_repo,

@@ -19,6 +19,7 @@ from google.cloud import firestore
 
 from push365.fanout.model import BatchCounts, BatchState
 from push365.notifications.deliveries import (
+    BATCH_DEVICES,
     RECEIPT_HASHES,
     RECORDS,
     USERS,
@@ -40,7 +41,7 @@ from push365.store import (
 )
 
 UNINDEXED_FIELDS = (
-    "devices",
+    BATCH_DEVICES,
     "outcomes",
     "inflight",
     "unknown",
@@ -522,7 +523,7 @@ def _as_datetime(value: Any) -> datetime:
 
 def _new_batch(devices: list[str], now: datetime, expire_at: datetime) -> dict[str, Any]:
     return {
-        "devices": _text(devices),
+        BATCH_DEVICES: _text(devices),
         "done": False,
         "outcomes": _text({}),
         "inflight": _text([]),
@@ -556,7 +557,7 @@ def _state(organization_id: str, nid: str, batch: int, fields: dict[str, Any]) -
         organization_id=organization_id,
         notification_id=nid,
         batch=batch,
-        devices=list(_parsed(fields.get("devices"), [])),
+        devices=list(_parsed(fields.get(BATCH_DEVICES), [])),
         outcomes=dict(_parsed(fields.get("outcomes"), {})),
         inflight=list(_parsed(fields.get("inflight"), [])),
         unknown=list(_parsed(fields.get("unknown"), [])),
@@ -582,7 +583,7 @@ def _parsed(value: Any, empty: Any) -> Any:
 
 
 _STATE_FIELDS = [
-    "devices",
+    BATCH_DEVICES,
     "done",
     "outcomes",
     "inflight",

@@ -34,6 +34,8 @@ RECEIPT_HASHES = "receipt_hashes"
 """The batch document's field of device id -> receipt hash (JSON text)."""
 USERS = "users"
 """The batch document's array of the user ids its records name."""
+BATCH_DEVICES = "devices"
+"""The batch document's field of the subscription ids it sends to, in order (JSON text)."""
 RECORD_FIELDS = ("user_id", "status", "message_id", "error", "sent_at", "resent")
 """What one device's record holds: who, when, FCM's id or why not. No content, no token."""
 

@@ -15,8 +15,9 @@ from google.cloud import firestore
 
 from push365.fanout.binding import BINDING_FIELD
 from push365.model import recorded_dedup_key
-from push365.notifications.deliveries import RECEIPT_HASHES, decode_receipt_hashes
+from push365.notifications.deliveries import BATCH_DEVICES, RECEIPT_HASHES, decode_receipt_hashes
 from push365.notifications.model import NotificationRecord
+from push365.notifications.receipts import device_id as device_id_of
 from push365.retention import TTL_FIELD
 from push365.store import (
     BATCHES,
@@ -76,10 +77,18 @@ class NotificationRepository(Protocol):
         device_id: str,
         receipt_hash: str,
         now: datetime,
-    ) -> bool:
+    ) -> Confirmed | None:
         """Record that the device the receipt belongs to showed the notification (the first
-        time only); False when the receipt is unknown."""
+        time only); None when the receipt is unknown."""
         ...
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A receipt that matched: the subscription of the device that showed the notification
+    (None when its batch no longer names it)."""
+
+    subscription_id: str | None
 
 
 def dedup_document_id(dedup_key: str) -> str:
@@ -194,12 +203,12 @@ class FirestoreNotificationRepository:
         device_id: str,
         receipt_hash: str,
         now: datetime,
-    ) -> bool:
+    ) -> Confirmed | None:
         notification = self._notification(organization_id, notification_id)
         snapshot = (
             notification.collection(BATCHES)
             .document(f"{batch:05d}")
-            .get(field_paths=[RECEIPT_HASHES, TTL_FIELD], **self._bounded)
+            .get(field_paths=[RECEIPT_HASHES, TTL_FIELD, BATCH_DEVICES], **self._bounded)
         )
         fields = snapshot.to_dict() or {}
         try:
@@ -207,12 +216,24 @@ class FirestoreNotificationRepository:
         except ValueError:
             stored = None  # not text this service wrote: no receipt matches it
         if not snapshot.exists or not _same(stored, receipt_hash):
-            return False
+            return None
         receipt = {"device_id": device_id, "delivered_at": now, TTL_FIELD: fields.get(TTL_FIELD)}
         # A document of its own: the first confirmation counts, a repeated one changes nothing.
         with contextlib.suppress(Conflict):
             notification.collection(RECEIPTS).document(device_id).create(receipt, **self._bounded)
-        return True
+        return Confirmed(_subscription_of(fields.get(BATCH_DEVICES), device_id))
+
+
+def _subscription_of(devices: Any, device_id: str) -> str | None:
+    """The subscription id a batch's device list holds for ``device_id`` (its first half)."""
+    import json
+
+    try:
+        listed = json.loads(devices) if isinstance(devices, str) else []
+    except ValueError:
+        return None
+    found = [s for s in listed if isinstance(s, str) and device_id_of(s) == device_id]
+    return found[0] if len(found) == 1 else None
 
 
 def _same(stored: Any, presented: str) -> bool:

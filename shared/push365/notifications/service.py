@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from push365.audit import note_counts
 from push365.errors import (
@@ -50,6 +51,14 @@ class SendPolicy:
     in_flight: timedelta = timedelta(0)
 
 
+class SeenDevices(Protocol):
+    """Where a sign of life from a device is written (the subscriptions' store)."""
+
+    def seen(self, organization_id: str, subscription_id: str, now: datetime) -> bool:
+        """An active subscription's browser is working: it is not stale."""
+        ...
+
+
 class NotificationService:
     """Accepting notifications, answering their status and recording their receipts."""
 
@@ -59,11 +68,14 @@ class NotificationService:
         publisher: FanoutPublisher,
         policy: SendPolicy,
         clock: Callable[[], datetime] = utc_now,
+        *,
+        devices: SeenDevices,
     ) -> None:
         self._notifications = notifications
         self._publisher = publisher
         self._policy = policy
         self._clock = clock
+        self._devices = devices
 
     def send(self, organization_id: str, request: SendRequest, dedup_key: str | None) -> Accepted:
         """Store the notification and queue it for every active device of the recipients.
@@ -161,21 +173,30 @@ class NotificationService:
         return record.progress()
 
     def confirm_delivery(self, receipt: str) -> None:
-        """The service worker showed the notification: set its device's ``delivered_at``.
+        """The service worker showed the notification: set its device's ``delivered_at``, and
+        its subscription's ``last_seen_at``.
 
         Raises:
             UnknownReceipt: not a receipt this service issued.
         """
         parsed = parse_receipt(receipt)
-        if parsed is None or not self._notifications.mark_delivered(
-            parsed.organization_id,
-            parsed.notification_id,
-            parsed.batch,
-            parsed.device_id,
-            parsed.hash,
-            self._clock(),
-        ):
+        now = self._clock()
+        confirmed = None
+        if parsed is not None:
+            confirmed = self._notifications.mark_delivered(
+                parsed.organization_id,
+                parsed.notification_id,
+                parsed.batch,
+                parsed.device_id,
+                parsed.hash,
+                now,
+            )
+        if parsed is None or confirmed is None:
             raise UnknownReceipt()
+        # A receipt proves the subscription works: it is not stale, whether or not its
+        # subscribe page is ever opened again (purge unsubscribes after 60 days without one).
+        if confirmed.subscription_id is not None:
+            self._devices.seen(parsed.organization_id, confirmed.subscription_id, now)
 
 
 def payload_size(push: WebPush, receipt_url: str | None) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from google.api_core.exceptions import Conflict, FailedPrecondition
+from google.api_core.exceptions import Conflict, FailedPrecondition, NotFound
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -37,6 +37,9 @@ PLAN_STREAM_SECONDS = 40.0
 """The most the one query a large send's plan streams may take (deliver has 60 s; the plan
 hands on to a continuation after 30, resuming after its cursor)."""
 _SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
+SEEN_RESOLUTION = timedelta(days=1)
+"""How stale ``last_seen_at`` may be before a sign of life writes it again (staleness is counted
+in tens of days: a write per receipt would cost a write per notification shown)."""
 DEVICES_FIELD = "devices"
 """On each user's record: the ids of the user's active subscriptions, written in the same commit
 as the subscription itself (activated, moved, unsubscribed, retired, gone stale). A send to a few
@@ -148,6 +151,11 @@ class SubscriptionRepository(Protocol):
         purge_by: datetime,
     ) -> int:
         """Turn these subscriptions into tombstones (FCM said their tokens are dead); how many."""
+        ...
+
+    def seen(self, organization_id: str, subscription_id: str, now: datetime) -> bool:
+        """Its browser showed a notification: an active subscription's ``last_seen_at`` becomes
+        ``now`` (written at most once per SEEN_RESOLUTION); whether it was written."""
         ...
 
 
@@ -447,6 +455,23 @@ class FirestoreSubscriptionRepository:
                 unindex_devices(batch, references, user_id)
             batch.commit(**self._bounded)
         return len(subscription_ids)
+
+    def seen(self, organization_id: str, subscription_id: str, now: datetime) -> bool:
+        reference = self._subscriptions(organization_id).document(subscription_id)
+        snapshot = reference.get(field_paths=["status", "last_seen_at"], **self._bounded)
+        fields = snapshot.to_dict() or {}
+        last = fields.get("last_seen_at")
+        if fields.get("status") != Status.ACTIVE.value:
+            return False  # gone, or unsubscribed: a receipt never brings it back
+        if isinstance(last, datetime) and last > now - SEEN_RESOLUTION:
+            return False
+        # Not if it changed since it was read (unsubscribed meanwhile, or refreshed).
+        unchanged = self._client.write_option(last_update_time=snapshot.update_time)
+        try:
+            reference.update({"last_seen_at": now}, option=unchanged, **self._bounded)
+        except (FailedPrecondition, NotFound):
+            return False
+        return True
 
     def _write_each(self, query: firestore.Query, write: Any) -> int:
         """Apply ``write(batch, reference)`` to every match, a batch per BATCH_LIMIT documents."""

@@ -289,13 +289,19 @@ def test_firestore_unavailable_for_75_seconds_during_a_send(stack: Stack) -> Non
     assert final["counts"]["sent"] == 200
 
 
-def _pump(stack: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
+def pulled_topology(pubsub: PubSubEmulator) -> fanout.FanoutTopology:
+    """The fan-out's topics made again with pull subscriptions (a pump pushes), retried for
+    minutes before the dead-letter topic."""
     topology = dataclasses.replace(fanout_topology(), max_delivery_attempts=100)
     topology = dataclasses.replace(
         topology, minimum_backoff="1s", maximum_backoff="5s", retry_policy=False
     )
     fanout.create(pubsub.address, topology)
-    pump = fanout.Pump(pubsub.address, topology, stack.url).start()
+    return topology
+
+
+def _pump(stack: Stack, pubsub: PubSubEmulator) -> Iterator[fanout.Pump]:
+    pump = fanout.Pump(pubsub.address, pulled_topology(pubsub), stack.url).start()
     yield pump
     pump.stop()
 
@@ -485,12 +491,7 @@ def test_each_message_to_two_workers_at_once_sends_each_device_once(
     stack.start_worker()
     twin = DeliverProcess(free_port(), stack.env, tmp_path / "twin.log")
     twin.start()
-    topology = dataclasses.replace(
-        fanout_topology(), max_delivery_attempts=100, minimum_backoff="1s", maximum_backoff="5s"
-    )
-    topology = dataclasses.replace(topology, retry_policy=False)
-    fanout.create(pubsub.address, topology)
-    pump = TwinPump(pubsub.address, topology, [stack.url, twin.url]).start()
+    pump = TwinPump(pubsub.address, pulled_topology(pubsub), [stack.url, twin.url]).start()
     try:
         nid = stack.send(key, tokens)
         final = stack.wait_done(key, nid, 180)

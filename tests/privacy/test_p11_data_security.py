@@ -7,29 +7,46 @@ from __future__ import annotations
 
 import flask
 import pytest
+from google.cloud import firestore
 
 from push365.audit.record import AuditRecord
 from push365.errors import QueryKeyRefused, Unauthorized
 from push365.organizations.keys import hash_key
 from push365.organizations.model import Registration
+from push365.subscriptions.repository import DEVICES_FIELD, SCAN_ABOVE
 from push365.web.api import ApiRequest
 from tests.privacy.conftest import BOB, ORG, OTHER_ORG, Services, every_document, under
 
 
+@pytest.mark.parametrize("acting", [ORG, OTHER_ORG])
+@pytest.mark.parametrize("path", ["listed", "unlisted", "many"])
 def test_a_send_plans_only_its_own_organizations_devices_of_a_shared_user_id(
-    services: Services,
+    services: Services, acting: str, path: str
 ) -> None:
+    # Every way a plan finds devices, from both organizations: a few users by the lists on
+    # their records, a few whose records list nothing (kept from before lists existed) by the
+    # query, more than SCAN_ABOVE users by one scan.
+    other = OTHER_ORG if acting == ORG else ORG
     services.register(ORG)
     services.register(OTHER_ORG)
-    mine = services.subscribe(ORG, BOB, "bob-at-org")
-    services.subscribe(OTHER_ORG, BOB, "bob-at-other")
+    mine = services.subscribe(acting, BOB, "bob-here")
+    services.subscribe(other, BOB, "bob-there")
+    recipients = [BOB]
+    if path == "unlisted":
+        for org in (ORG, OTHER_ORG):
+            user = services.client.collection("organizations", org, "users").document(BOB)
+            user.update({DEVICES_FIELD: firestore.DELETE_FIELD})
+    if path == "many":
+        recipients += [f"{n:08x}-0000-4000-8000-000000000000" for n in range(SCAN_ABOVE)]
 
-    ids = services.subscription_store.active_subscription_ids(ORG, [BOB])
-    paged = list(services.subscription_store.active_subscription_ids_after(ORG, [BOB], None))
-    devices = services.subscription_store.active_devices_by_id(ORG, ids)
+    ids = services.subscription_store.active_subscription_ids(acting, recipients)
+    paged = list(
+        services.subscription_store.active_subscription_ids_after(acting, recipients, None)
+    )
+    devices = services.subscription_store.active_devices_by_id(acting, ids)
 
     assert ids == paged == [mine]
-    assert [d.instance_id for d in devices.values()] == ["bob-at-org"]
+    assert [d.instance_id for d in devices.values()] == ["bob-here"]
 
 
 def test_unsubscribing_a_shared_user_id_touches_only_its_organization(

@@ -36,7 +36,7 @@ ACTIVE_DEVICES_QUERY_FIELDS = ("status", "user_id")
 PLAN_STREAM_SECONDS = 40.0
 """The most the one query a large send's plan streams may take (deliver has 60 s; the plan
 hands on to a continuation after 30, resuming after its cursor)."""
-_SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
+SCAN_ABOVE = 10 * _IN_LIMIT  # recipients above which one scan of active devices is cheaper
 SEEN_RESOLUTION = timedelta(days=1)
 """How stale ``last_seen_at`` may be before a sign of life writes it again (staleness is counted
 in tens of days: a write per receipt would cost a write per notification shown)."""
@@ -333,7 +333,7 @@ class FirestoreSubscriptionRepository:
             filter=FieldFilter("status", "==", Status.ACTIVE.value)
         )
         wanted = set(user_ids)
-        if len(wanted) > _SCAN_ABOVE:
+        if len(wanted) > SCAN_ABOVE:
             matches = active.select(["user_id"]).stream(**self._bounded)
             return sorted(m.id for m in matches if m.get("user_id") in wanted)
         # A few users: their records list their devices (read by key), each checked by key.
@@ -387,7 +387,7 @@ class FirestoreSubscriptionRepository:
         self, organization_id: str, user_ids: Sequence[str], after: str | None
     ) -> Iterator[str]:
         wanted = set(user_ids)
-        if len(wanted) <= _SCAN_ABOVE:
+        if len(wanted) <= SCAN_ABOVE:
             # A few "in" queries: all at once, then resumed in memory.
             yield from (
                 s

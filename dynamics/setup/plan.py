@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 STAGE_POST_OPERATION = 40
 MODE_SYNCHRONOUS = 0
@@ -82,6 +82,14 @@ class Step:
     for_rules: bool = False
     """A step of the organization's rules: its Push365 images are exactly ``images`` (a run
     removes the ones no rule needs any more)."""
+    columns: tuple[str, ...] = ()
+    """A rule step's: the columns its rules reference (sorted), which its images hold."""
+
+    def holding(self, columns: Iterable[str]) -> Step:
+        """This rule step with images holding only ``columns`` (those the table has)."""
+        known = set(columns)
+        kept = tuple(column for column in self.columns if column in known)
+        return replace(self, columns=kept, images=images_for(self.message, self.stage, kept))
 
     @property
     def mode(self) -> int:
@@ -230,6 +238,7 @@ def steps(rule_events: Iterable[RuleEvent | tuple[str, str, int]]) -> list[Step]
             events.setdefault(key, []).extend(event.columns)
     for (table, message, stage), columns in events.items():
         name = message_name(message)
-        images = images_for(name, stage, columns)
-        planned.append(Step(SEND, table, name, stage, images=images, for_rules=True))
+        held = tuple(sorted(set(columns)))
+        images = images_for(name, stage, held)
+        planned.append(Step(SEND, table, name, stage, images=images, for_rules=True, columns=held))
     return planned

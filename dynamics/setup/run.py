@@ -78,6 +78,8 @@ class Report:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+    """``table.column`` the rules name that the table does not have: left out of its images."""
     users: int = 0
 
     def lines(self) -> list[str]:
@@ -91,7 +93,14 @@ class Report:
             + "".join(f"\n  - {name}" for name in self.removed),
             f"Already in place: {len(self.unchanged)}",
             f"Enabled system users loaded into Push365: {self.users}",
-        ]
+        ] + (
+            [
+                "Columns your rules name that their table does not have (left out of the images;"
+                " check the rules): " + ", ".join(self.unknown_columns)
+            ]
+            if self.unknown_columns
+            else []
+        )
 
 
 BASE_URL_VARIABLE = "p365_BaseUrl"
@@ -133,6 +142,7 @@ class Setup:
         self.say = say
         self.report = Report()
         self._message_ids: dict[str, str] = {}
+        self._table_columns: dict[str, frozenset[str]] = {}
 
     def run(self) -> Report:
         registration = self._registration()
@@ -325,8 +335,31 @@ class Setup:
                 self.report.updated.append(label)
             else:
                 self.report.unchanged.append(label)
+        if step.for_rules and step.columns:
+            step = self._known_columns(step)
         if step.images or step.for_rules:
             self._images(step, step_id)
+
+    def _known_columns(self, step: plan.Step) -> plan.Step:
+        """The rule step with images holding only columns its table has: a rule naming one it
+        does not (a template's typo, a column since deleted) renders it as missing, and must not
+        stop the setup (Dataverse refuses an image naming an unknown column)."""
+        if step.table not in self._table_columns:
+            rows = self.dataverse.rows(
+                f"EntityDefinitions(LogicalName={odata_string(step.table)})/Attributes",
+                {"$select": "LogicalName,IsValidForRead"},
+            )
+            self._table_columns[step.table] = frozenset(
+                str(row["LogicalName"]).lower() for row in rows if row.get("IsValidForRead")
+            )
+        known = self._table_columns[step.table]
+        unknown = [column for column in step.columns if column not in known]
+        for column in unknown:
+            label = f"{step.table}.{column}"
+            if label not in self.report.unknown_columns:
+                self.report.unknown_columns.append(label)
+                self.say(f"Dataverse: {step.table} has no readable column {column}: not in images.")
+        return step.holding(known) if unknown else step
 
     def _images(self, step: plan.Step, step_id: str) -> None:
         """Make the step's Push365 images (``PreImage``, ``PostImage``) exactly ``step.images``:

@@ -76,6 +76,23 @@ class FakeDataverse:
             "sdkmessageprocessingsteps": [],
             "sdkmessageprocessingstepimages": [],
         }
+        # The rule tables' columns (readable or not), as their definitions list them.
+        self.columns: dict[str, dict[str, bool]] = {
+            "opportunity": dict.fromkeys(
+                (
+                    "opportunityid",
+                    "name",
+                    "statuscode",
+                    "estimatedvalue",
+                    "estimatedclosedate",
+                    "modifiedby",
+                    "customerid",
+                    "ownerid",
+                ),
+                True,
+            )
+            | {"p365_secret": False},
+        }
         self.users = [
             {
                 "systemuserid": ADMIN_ID if n == 0 else _id("user", str(n)),
@@ -136,6 +153,9 @@ class FakeDataverse:
             )
         if path == "systemusers":
             return self._users_page(query, request)
+        definition = re.fullmatch(r"EntityDefinitions\(LogicalName='(\w+)'\)/Attributes", path)
+        if definition:
+            return self._attributes(definition.group(1), query)
         rows = [row for row in self.rows[path] if _matches(row, query.get("$filter", ""))]
         columns = query["$select"].split(",")
         if path in self.ID_COLUMN and path != "serviceendpoints":
@@ -146,6 +166,30 @@ class FakeDataverse:
             {
                 "@odata.context": f"{ENVIRONMENT}{API_PATH}$metadata#{path}({query['$select']})",
                 "value": [{c: row.get(c) for c in columns} for row in rows],
+            },
+        )
+
+    def _attributes(self, table: str, query: dict[str, str]) -> HttpResponse:
+        shape = RECORDED["attribute_definitions"]
+        assert query == {"$select": "LogicalName,IsValidForRead"}
+        if table not in self.columns:
+            return _response(404, RECORDED["error"]["response"]["body"])
+        sample = shape["response"]["body"]["value"][0]
+        return _response(
+            200,
+            {
+                "@odata.context": shape["response"]["body"]["@odata.context"].replace(
+                    "opportunity", table
+                ),
+                "value": [
+                    sample
+                    | {
+                        "LogicalName": name,
+                        "IsValidForRead": readable,
+                        "MetadataId": _id(table, name),
+                    }
+                    for name, readable in self.columns[table].items()
+                ],
             },
         )
 
@@ -823,3 +867,33 @@ def test_the_steps_share_one_set_of_images_per_table_message_and_stage() -> None
     )
     assert plan.retired_step("Push365: Delete of p365_subscription") is None
     assert plan.retired_step("Someone else's step") is None
+
+
+def test_columns_the_table_does_not_have_are_left_out_and_reported(tmp_path: Path) -> None:
+    rules = [
+        RULES[0] | {"title": "{nmae} is {statuscode}"},  # a typo
+        RULES[1] | {"body": "{p365_secret}"},  # a column that cannot be read
+        {"table": "opportunity", "message": "create", "recipients": ["nobody"], "title": "{x}"},
+    ]
+    wire = Wire(FakeDataverse(users=1), FakePush365(rules))
+    report = _setup(wire, tmp_path / "state.json").run()
+    assert report.unknown_columns == [
+        "opportunity.nmae",
+        "opportunity.p365_secret",
+        "opportunity.nobody",
+        "opportunity.x",
+    ]
+    assert "check the rules): opportunity.nmae, opportunity.p365_secret" in report.lines()[-1]
+    update = _images(wire.dataverse, "Push365: Update of opportunity")
+    assert {i["attributes"] for i in update.values()} == {
+        "estimatedvalue,modifiedby,ownerid,statuscode"
+    }
+    assert _images(wire.dataverse, "Push365: Delete of opportunity")["PreImage"]["attributes"] == (
+        "name,ownerid"
+    )
+    assert _images(wire.dataverse, "Push365: Create of opportunity") == {}
+    definitions = [line for line in wire.transcript() if "EntityDefinitions" in line]
+    assert definitions == [
+        "GET dataverse EntityDefinitions(LogicalName='opportunity')/Attributes"
+        "?$select=LogicalName,IsValidForRead"
+    ]  # once per table and run

@@ -335,7 +335,7 @@ class Setup:
                 self.report.updated.append(label)
             else:
                 self.report.unchanged.append(label)
-        if step.for_rules and step.columns:
+        if step.for_rules and step.images:  # only a step that takes images needs the columns
             step = self._known_columns(step)
         if step.images or step.for_rules:
             self._images(step, step_id)

@@ -568,3 +568,16 @@ def test_a_plainly_described_custom_api_previews_as_its_body_does() -> None:
     assert answer["input"] == ["Text"]
     assert answer["bound"] is False
     assert NO_ID not in str(answer)
+
+
+def test_doubled_brackets_show_brackets_around_a_value_or_nothing() -> None:
+    present = event("incident", "Update", {"ticketnumber": "CAS-01", "title": "Printer down"})
+    absent = event("incident", "Update", {"title": "Printer down"})
+    brackets = rule(
+        table="incident",
+        recipients=["context.initiatinguserid"],
+        title="[[{ticketnumber}]] {title}",
+    )
+
+    assert sent(present | {"InitiatingUserId": ALICE}, brackets).title == "[CAS-01] Printer down"
+    assert sent(absent | {"InitiatingUserId": ALICE}, brackets).title == "Printer down"

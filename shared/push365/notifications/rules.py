@@ -173,16 +173,6 @@ def _directory_names(
     return dict(user_names(wanted)) if wanted else {}
 
 
-def event_records(context: ExecutionContext) -> list[Entity]:
-    """Every record the event carries: post-images, pre-images, then the Target."""
-    target = context.target_entity
-    return [
-        *context.post_images.values(),
-        *context.pre_images.values(),
-        *([target] if target else []),
-    ]
-
-
 def resolve_recipients(
     names: Sequence[str], context: ExecutionContext, values: EventValues
 ) -> tuple[list[str], int]:

@@ -22,6 +22,7 @@ from push365.notifications.dataverse import (
 )
 from push365.notifications.model import Rule, RulePreviewEvent, RuleSet, SendRequest
 from push365.notifications.rules import Surroundings
+from tests.conftest import example
 from tests.dataverse_events import (
     ALICE,
     BOB,
@@ -581,3 +582,16 @@ def test_doubled_brackets_show_brackets_around_a_value_or_nothing() -> None:
 
     assert sent(present | {"InitiatingUserId": ALICE}, brackets).title == "[CAS-01] Printer down"
     assert sent(absent | {"InitiatingUserId": ALICE}, brackets).title == "Printer down"
+
+
+def test_a_notification_rows_text_decoded_twice_is_repaired() -> None:
+    row = example("notification-create.json")
+    for attribute in row["InputParameters"][0]["value"]["Attributes"]:
+        if attribute["key"] == "p365_title":
+            attribute["value"] = _read_as_windows_1252(f"Счёт {CYRILLIC}")
+        if attribute["key"] == "p365_body":
+            attribute["value"] = _read_as_windows_1252("Total 5 €")
+
+    request = sent(row)
+
+    assert (request.title, request.body) == (f"Счёт {CYRILLIC}", "Total 5 €")

@@ -20,6 +20,7 @@ from push365.dataverse import (
     parse_entity,
     parse_value,
 )
+from push365.dataverse.text import repair_mojibake
 from push365.model import normalize_guid, validate
 from push365.notifications.model import (
     MAX_RECIPIENTS,
@@ -154,12 +155,12 @@ def _request(rendered: Rendered) -> SendRequest | NothingToSend:
 
 def _from_notification_row(row: Entity, around: Surroundings) -> SendRequest | NothingToSend:
     recipients, teams = _row_recipients(row)
-    title = str(row.get("p365_title") or "")
+    title = repair_mojibake(str(row.get("p365_title") or ""))
     if not title.strip():
         title = ROW_DEFAULT_TITLE
     title, body, link = fit(
         title,
-        str(row.get("p365_body") or ""),
+        repair_mojibake(str(row.get("p365_body") or "")),
         https_or_none(_text(row.get("p365_link"))),
         around.receipt_url,
     )

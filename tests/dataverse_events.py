@@ -1,6 +1,10 @@
 """Dataverse webhook bodies in the real shape (``tests/data/dataverse-examples``), for
 any table and message: the example's envelope, with the record, images and context changed.
 
+``account-update-names-in-images.json`` (a Target whose lookups carry no names, named images)
+and ``customapi-unbound.json`` (a custom API with typed parameters) in that folder were written
+with these helpers, not captured: the same envelope, values in the captured forms.
+
 Values are written as Dataverse writes them: ``ref(...)`` for a lookup, ``choice(n)``, ``money(x)``,
 ``date(ms)``, ``parties(...)`` for an activity party list.
 """

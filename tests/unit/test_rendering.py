@@ -595,3 +595,54 @@ def test_a_notification_rows_text_decoded_twice_is_repaired() -> None:
     request = sent(row)
 
     assert (request.title, request.body) == (f"Счёт {CYRILLIC}", "Total 5 €")
+
+
+# --- the example bodies (tests/data/dataverse-examples) ----------------------------------
+
+
+def test_the_account_example_is_named_from_its_images() -> None:
+    body = example("account-update-names-in-images.json")
+
+    request = sent(
+        body,
+        rule(
+            title="{name} updated[ by {modifiedby}]",
+            body="{statuscode} since {modifiedon}",
+            link="record",
+        ),
+        language_code=1066,  # Vietnamese: an unlisted language, dates ISO-like
+    )
+
+    assert request.title == "BCD updated by Phước Lê Văn"
+    assert request.body == "Active since 2025-11-29 07:08 UTC"
+    assert request.link == (
+        f"https://{HOST}/main.aspx?etn=account"
+        "&id=0acc0000-0000-4000-8000-000000000011&pagetype=entityrecord"
+    )
+
+
+def test_the_custom_api_example_reaches_every_parameter_form() -> None:
+    body = example("customapi-unbound.json")
+
+    request = sent(
+        body,
+        rule(
+            table="none",
+            message="devkit_DebugCustomApi",
+            recipients=["input.assignee"],
+            title="{input.Text}",
+            body=(
+                "{input.When}; {input.Amount}; {input.Account}; {input.Assignee}"
+                "[; {input.Kinds}]; {output.Count}; {input.RecordId}"
+            ),
+            link="record",
+        ),
+        language_code=1033,
+    )
+
+    assert request.recipients == [BOB]
+    assert request.title == "Hello from the API"
+    assert request.body == (
+        "11/14/2023 10:13 PM UTC; 12.5; BCD; Bob Stone; 3; 0acc0000-0000-4000-8000-000000000011"
+    )
+    assert request.link is None

@@ -61,6 +61,7 @@ def _send(request: ApiRequest) -> Reply:
             organization_url=organization.url,
             language_code=organization.language_code,
             receipt_url=bootstrap.receipt_url(),
+            user_names=bootstrap.user_names(organization.id),
         ),
     )
     if isinstance(command, NothingToSend):

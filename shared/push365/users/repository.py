@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
-from push365.store import ORGANIZATIONS, USERS
+from push365.store import BATCH_LIMIT, ORGANIZATIONS, USERS, get_rows
 
 
 class UserRepository(Protocol):
@@ -60,3 +60,25 @@ class FirestoreUserRepository:
         existed = reference.get(field_paths=["id"]).exists
         reference.delete()
         return existed
+
+
+class FirestoreUserDirectory:
+    """The full names of the organization's system users (``/register/users``), read by a send
+    to name a user an event names only by id. Reads ``full_name`` and nothing else."""
+
+    def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
+        self._client = client
+        self._timeout = timeout_seconds
+
+    def full_names(self, organization_id: str, user_ids: Sequence[str]) -> dict[str, str]:
+        """Full names by user id, for the users that have one; one read per 500."""
+        users = self._client.collection(ORGANIZATIONS, organization_id, USERS)
+        names: dict[str, str] = {}
+        ids = list(dict.fromkeys(user_ids))
+        for start in range(0, len(ids), BATCH_LIMIT):
+            references = [users.document(u) for u in ids[start : start + BATCH_LIMIT]]
+            for user_id, fields in get_rows(self._client, references, ["full_name"], self._timeout):
+                name = fields.get("full_name")
+                if isinstance(name, str) and name.strip():
+                    names[user_id] = name
+        return names

@@ -13,6 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 STAGE_POST_OPERATION = 40
+REGISTRABLE_STAGES = (10, 20, 40)
+"""The stages a step can be registered at (pre-validation, pre-operation, post-operation). A rule
+for stage 0 matches contexts a workflow or an action's own pipeline sends (no step of Push365's
+delivers them), and stage 30 is the platform's own operation."""
+UNBOUND = "none"
+"""A rule's table for a message bound to no table (an unbound custom API or action)."""
 MODE_SYNCHRONOUS = 0
 MODE_ASYNCHRONOUS = 1
 IMAGE_PRE = 0
@@ -206,6 +212,17 @@ def images_for(message: str, stage: int, columns: Iterable[str]) -> tuple[Image,
     return tuple(images)
 
 
+def not_registrable(rule_events: Iterable[RuleEvent]) -> list[str]:
+    """The rules' events no step can be registered for (stage 0 or 30), as a report names them:
+    such rules match only contexts that reach Push365 another way (a workflow's own step)."""
+    found = {
+        f"{message_name(e.message)} of {e.table} (stage {e.stage})"
+        for e in rule_events
+        if e.stage not in REGISTRABLE_STAGES
+    }
+    return sorted(found)
+
+
 def retired_step(name: str) -> Step | None:
     """A rule step found in Dataverse by its name that no rule names any more (``None`` for a
     name that is not a Push365 rule step's): a run removes its images."""
@@ -233,6 +250,8 @@ def steps(rule_events: Iterable[RuleEvent | tuple[str, str, int]]) -> list[Step]
     events: dict[tuple[str, str, int], list[str]] = {}
     for given in rule_events:
         event = given if isinstance(given, RuleEvent) else RuleEvent(*given)
+        if event.stage not in REGISTRABLE_STAGES:
+            continue  # (listed by not_registrable)
         key = (event.table.lower(), event.message.lower(), event.stage)
         if key not in fixed:
             events.setdefault(key, []).extend(event.columns)

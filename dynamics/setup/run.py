@@ -80,26 +80,39 @@ class Report:
     removed: list[str] = field(default_factory=list)
     unknown_columns: list[str] = field(default_factory=list)
     """``table.column`` the rules name that the table does not have: left out of its images."""
+    not_registered: list[str] = field(default_factory=list)
+    """Rule events no step can be registered for (stage 0 or 30)."""
     users: int = 0
 
     def lines(self) -> list[str]:
-        return [
-            f"Organization {self.organization_id}: {self.registered} in Push365.",
-            f"Created in Dataverse: {len(self.created)}"
-            + "".join(f"\n  + {name}" for name in self.created),
-            f"Updated in Dataverse: {len(self.updated)}"
-            + "".join(f"\n  ~ {name}" for name in self.updated),
-            f"Removed from Dataverse: {len(self.removed)}"
-            + "".join(f"\n  - {name}" for name in self.removed),
-            f"Already in place: {len(self.unchanged)}",
-            f"Enabled system users loaded into Push365: {self.users}",
-        ] + (
+        return (
             [
-                "Columns your rules name that their table does not have (left out of the images;"
-                " check the rules): " + ", ".join(self.unknown_columns)
+                f"Organization {self.organization_id}: {self.registered} in Push365.",
+                f"Created in Dataverse: {len(self.created)}"
+                + "".join(f"\n  + {name}" for name in self.created),
+                f"Updated in Dataverse: {len(self.updated)}"
+                + "".join(f"\n  ~ {name}" for name in self.updated),
+                f"Removed from Dataverse: {len(self.removed)}"
+                + "".join(f"\n  - {name}" for name in self.removed),
+                f"Already in place: {len(self.unchanged)}",
+                f"Enabled system users loaded into Push365: {self.users}",
             ]
-            if self.unknown_columns
-            else []
+            + (
+                [
+                    "Columns your rules name that their table does not have (left out of the images;"
+                    " check the rules): " + ", ".join(self.unknown_columns)
+                ]
+                if self.unknown_columns
+                else []
+            )
+            + (
+                [
+                    "Rules no step can serve (stage 0 contexts come from a workflow or an action's"
+                    " own step, stage 30 is the platform's): " + ", ".join(self.not_registered)
+                ]
+                if self.not_registered
+                else []
+            )
         )
 
 
@@ -148,7 +161,9 @@ class Setup:
         registration = self._registration()
         self._register(registration)
         endpoint_ids = {endpoint: self._endpoint(endpoint) for endpoint in plan.ENDPOINTS}
-        planned = plan.steps(self.push365.rule_events(self.state.api_key))
+        events = self.push365.rule_events(self.state.api_key)
+        planned = plan.steps(events)
+        self.report.not_registered = plan.not_registrable(events)
         for step in planned:
             self._step(step, endpoint_ids[step.endpoint])
         self._retired_rule_steps(planned)
@@ -293,7 +308,9 @@ class Setup:
 
     def _step(self, step: plan.Step, endpoint_id: str) -> None:
         message_id = self._message_id(step.message)
-        filter_id = self._filter_id(step.table, message_id)
+        # A message bound to no table (an unbound custom API) has no filter: the step is on it.
+        unbound = step.table == plan.UNBOUND
+        filter_id = None if unbound else self._filter_id(step.table, message_id)
         found = self.dataverse.rows(
             "sdkmessageprocessingsteps",
             {
@@ -319,7 +336,11 @@ class Setup:
                     "asyncautodelete": step.mode == plan.MODE_ASYNCHRONOUS,
                     "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint_id})",
                     "sdkmessageid@odata.bind": f"/sdkmessages({message_id})",
-                    "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})",
+                    **(
+                        {}
+                        if filter_id is None
+                        else {"sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})"}
+                    ),
                 },
             )
             self.report.created.append(label)

@@ -235,10 +235,11 @@ def receipts_service(at: datetime) -> Any:
     from push365 import bootstrap
     from push365.notifications.repository import FirestoreNotificationRepository
     from push365.notifications.service import NotificationService
+    from push365.settings import get_settings
     from push365.store import firestore_client
     from push365.subscriptions.repository import FirestoreSubscriptionRepository
 
-    settings = bootstrap.get_settings()
+    settings = get_settings()
     return NotificationService(
         FirestoreNotificationRepository(firestore_client()),
         bootstrap.fanout_publisher(),

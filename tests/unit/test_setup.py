@@ -897,3 +897,29 @@ def test_columns_the_table_does_not_have_are_left_out_and_reported(tmp_path: Pat
         "GET dataverse EntityDefinitions(LogicalName='opportunity')/Attributes"
         "?$select=LogicalName,IsValidForRead"
     ]  # once per table and run
+
+
+def test_rules_for_an_unbound_custom_api_any_stage_and_stage_0_get_what_dataverse_allows(
+    tmp_path: Path,
+) -> None:
+    rules = [
+        {"table": "none", "message": "devkit_debugcustomapi", "recipients": ["input.User"]},
+        RULES[0] | {"stage": "any"},  # served by the post-operation step
+        {"table": "opportunity", "message": "win", "stage": 0, "recipients": ["ownerid"]},
+    ]
+    dataverse = FakeDataverse(users=1)
+    dataverse.rows["sdkmessages"].append(
+        {"sdkmessageid": _id("message", "devkit_debugcustomapi"), "name": "devkit_debugcustomapi"}
+    )
+    wire = Wire(dataverse, FakePush365(rules))
+
+    report = _setup(wire, tmp_path / "state.json").run()
+
+    steps = _steps_by_name(wire.dataverse)
+    custom = steps["Push365: devkit_debugcustomapi of none"]
+    assert "sdkmessagefilterid@odata.bind" not in custom  # bound to no table
+    assert (custom["stage"], _images(wire.dataverse, custom["name"])) == (40, {})
+    assert "Push365: Update of opportunity" in steps
+    assert not [name for name in steps if "stage 0" in name]
+    assert report.not_registered == ["Win of opportunity (stage 0)"]
+    assert "Rules no step can serve" in report.lines()[-1]

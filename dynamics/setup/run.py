@@ -85,35 +85,28 @@ class Report:
     users: int = 0
 
     def lines(self) -> list[str]:
-        return (
-            [
-                f"Organization {self.organization_id}: {self.registered} in Push365.",
-                f"Created in Dataverse: {len(self.created)}"
-                + "".join(f"\n  + {name}" for name in self.created),
-                f"Updated in Dataverse: {len(self.updated)}"
-                + "".join(f"\n  ~ {name}" for name in self.updated),
-                f"Removed from Dataverse: {len(self.removed)}"
-                + "".join(f"\n  - {name}" for name in self.removed),
-                f"Already in place: {len(self.unchanged)}",
-                f"Enabled system users loaded into Push365: {self.users}",
-            ]
-            + (
-                [
-                    "Columns your rules name that their table does not have (left out of the images;"
-                    " check the rules): " + ", ".join(self.unknown_columns)
-                ]
-                if self.unknown_columns
-                else []
+        found = [
+            f"Organization {self.organization_id}: {self.registered} in Push365.",
+            f"Created in Dataverse: {len(self.created)}"
+            + "".join(f"\n  + {name}" for name in self.created),
+            f"Updated in Dataverse: {len(self.updated)}"
+            + "".join(f"\n  ~ {name}" for name in self.updated),
+            f"Removed from Dataverse: {len(self.removed)}"
+            + "".join(f"\n  - {name}" for name in self.removed),
+            f"Already in place: {len(self.unchanged)}",
+            f"Enabled system users loaded into Push365: {self.users}",
+        ]
+        if self.unknown_columns:
+            found.append(
+                "Columns your rules name that their table does not have (left out of the images;"
+                " check the rules): " + ", ".join(self.unknown_columns)
             )
-            + (
-                [
-                    "Rules no step can serve (stage 0 contexts come from a workflow or an action's"
-                    " own step, stage 30 is the platform's): " + ", ".join(self.not_registered)
-                ]
-                if self.not_registered
-                else []
+        if self.not_registered:
+            found.append(
+                "Rules no step can serve (stage 0 contexts come from a workflow or an action's"
+                " own step, stage 30 is the platform's): " + ", ".join(self.not_registered)
             )
-        )
+        return found
 
 
 BASE_URL_VARIABLE = "p365_BaseUrl"

@@ -923,3 +923,23 @@ def test_rules_for_an_unbound_custom_api_any_stage_and_stage_0_get_what_datavers
     assert not [name for name in steps if "stage 0" in name]
     assert report.not_registered == ["Win of opportunity (stage 0)"]
     assert "Rules no step can serve" in report.lines()[-1]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{name} was updated[ by {modifiedby}]",
+        "{Name} ({StatusCode}) for {input.Target} -> {output.Result}",
+        "[[{ownerid}]] {estimatedvalue}, {customerid}",
+        "No placeholder [at all]",
+    ],
+)
+def test_the_columns_setup_puts_in_images_are_the_ones_rendering_reads(template: str) -> None:
+    # The setup command runs without the push365 package: its reading of a template must agree
+    # with the renderer's, or a column a title shows would never arrive in an image.
+    from push365.notifications.templates import placeholders
+
+    rendered = [name.lower() for name in placeholders(template) if "." not in name]
+    rule = {"table": "opportunity", "message": "update", "title": template}
+
+    assert list(plan.referenced_columns(rule)) == list(dict.fromkeys(rendered))

@@ -55,7 +55,7 @@ def test_subscribe_gives_an_unsynced_user_a_minimal_record(api: Functions, store
     api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
 
     user = documents(store, ORG, "users")[BOB]
-    assert set(user) == {"id", "devices", "created_at", "updated_at"}
+    assert set(user) == {"id", "devices", "devices_listed", "created_at", "updated_at"}
     assert user["devices"] == [subscription_id("tok")]
 
 

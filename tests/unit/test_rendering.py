@@ -646,3 +646,13 @@ def test_the_custom_api_example_reaches_every_parameter_form() -> None:
         "11/14/2023 10:13 PM UTC; 12.5; BCD; Bob Stone; 3; 0acc0000-0000-4000-8000-000000000011"
     )
     assert request.link is None
+
+
+def test_a_link_template_takes_ids_and_numbers_never_names_or_labels() -> None:
+    # With images registered, lookups and choices arrive named and labelled: a link must be
+    # the one built from the ids, or it would point nowhere ("&id=Phước Lê Văn").
+    link = f"https://{HOST}/main.aspx?etn=systemuser&id={{ownerid}}&status={{statuscode}}"
+
+    request = sent(bcd_update(), rule(title="{name}", link=link))
+
+    assert request.link == f"https://{HOST}/main.aspx?etn=systemuser&id={PHUOC}&status=1"

@@ -30,6 +30,7 @@ from push365.notifications.templates import (
     Reader,
     UserNames,
     fill,
+    link_text,
     placeholders,
     table_name,
     unnamed_users,
@@ -155,7 +156,7 @@ def render_rule(rule: Rule, context: ExecutionContext, around: Surroundings) -> 
             )
     elif rule.link:
         # a link is not prose: a missing value leaves nothing, and nothing else is changed
-        rendered = fill(rule.link, lambda name: reader.show(values.value(name)), clean=False)
+        rendered = fill(rule.link, lambda name: link_text(values.value(name)), clean=False)
         missing += rendered.missing
         link = https_or_none(rendered.text)
     fitted_title, fitted_body, link = fit(title_text, body.text.strip(), link, around.receipt_url)

@@ -257,6 +257,31 @@ class Reader:
         return "; ".join(t for t in (self._raw(r) for r in records) if t) or None
 
 
+def link_text(shown: Shown | None) -> str | None:
+    """A value as a link template takes it: what identifies it, never what a person reads (a
+    lookup's id, not its name; a choice's number, not its label), so that a link built from an
+    event with images (names, labels) is the link built from one without."""
+    if shown is None:
+        return None
+    value = shown.value
+    match value:
+        case None | Mapping() | tuple() | Entity():
+            return None
+        case EntityReference(id=record_id):
+            return record_id or None
+        case OptionSetValue(value=number):
+            return str(number)
+        case Money(value=amount):
+            return str(amount)
+        case bool():
+            return "true" if value else "false"
+        case datetime():
+            return value.isoformat()
+        case _:
+            text = str(value)
+            return text if text.strip() else None
+
+
 def unnamed_users(values: Iterable[Shown | None]) -> list[str]:
     """The system users these values name without a ``Name``: to look up in the directory."""
     found: list[str] = []

@@ -656,3 +656,21 @@ def test_a_link_template_takes_ids_and_numbers_never_names_or_labels() -> None:
     request = sent(bcd_update(), rule(title="{name}", link=link))
 
     assert request.link == f"https://{HOST}/main.aspx?etn=systemuser&id={PHUOC}&status=1"
+
+
+def test_a_rule_for_any_stage_sends_once_per_operation_whichever_steps_reach_push365() -> None:
+    from push365.notifications.dataverse import dedup_key
+
+    # One Update reaching Push365 twice: a stage-20 step (another rule's) and the post-operation
+    # step, each with its own step id.
+    operation = "2f8c7a10-0000-4000-8000-000000000001"
+    pre = event("account", "Update", {"name": "BCD"}, Stage=20, RequestId=operation)
+    pre["OwningExtension"] = {"Id": "11111111-0000-4000-8000-000000000001", "LogicalName": "x"}
+    post = event("account", "Update", {"name": "BCD"}, Stage=40, RequestId=operation)
+    post["OwningExtension"] = {"Id": "22222222-0000-4000-8000-000000000002", "LogicalName": "x"}
+    contexts = [parse_execution_context(pre), parse_execution_context(post)]
+    anywhere = [rule(title="{name}", stage="any")]
+    per_stage = [rule(title="{name}", stage=20), rule(title="{name}", stage=40)]
+
+    assert len({dedup_key(c, anywhere) for c in contexts}) == 1
+    assert len({dedup_key(c, per_stage) for c in contexts}) == 2

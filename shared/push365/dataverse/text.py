@@ -11,7 +11,6 @@ and text whose lost bytes cannot be known is left alone rather than guessed at.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
 # A lead byte of a 2- to 4-byte UTF-8 sequence read as Windows-1252 (Â..ô), followed by what a
 # continuation byte (0x80-0xBF) reads as in Windows-1252 or Latin-1. Text without such a pair
@@ -36,8 +35,8 @@ def repair_mojibake(text: str) -> str:
     return _repaired(text)
 
 
-@lru_cache(maxsize=1024)
 def _repaired(text: str) -> str:
+    # (no cache: it would keep callers' text, titles and bodies, in the process between requests)
     import ftfy  # only for text that looks decoded twice
 
     fixed = ftfy.fix_encoding_and_explain(text)

@@ -23,6 +23,7 @@ from push365.dataverse import (
 from push365.dataverse.text import repair_mojibake
 from push365.model import normalize_guid, validate
 from push365.notifications.model import (
+    ANY_STAGE,
     MAX_RECIPIENTS,
     MAX_TTL_SECONDS,
     Rule,
@@ -34,6 +35,7 @@ from push365.notifications.rules import (
     NO_RECIPIENTS,
     NO_RULE,
     NO_TABLE,
+    Candidate,
     Rendered,
     Surroundings,
     candidates,
@@ -84,12 +86,14 @@ class NothingToSend:
         }
 
 
-def dedup_key(context: ExecutionContext) -> str:
-    """The operation's identity: one Dataverse operation is sent at most once.
+def dedup_key(context: ExecutionContext, rules: Sequence[Rule] = ()) -> str:
+    """The operation's identity: one Dataverse operation is sent at most once per step.
 
     ``CorrelationId`` is shared by every step of one operation, so it is used only when neither
     ``RequestId`` nor ``OperationId`` is there, and then with ``OperationCreatedOn``: two events
-    never share a key, while Dataverse's retry (the identical body) still does.
+    never share a key, while Dataverse's retry (the identical body) still does. When the rule the
+    event matches is for any stage (of ``rules``), the step and stage are left out: that rule
+    sends once per operation, however many of the operation's steps reach Push365.
     """
     operation: object = context.request_id or context.operation_id
     if operation is None and (context.correlation_id or context.operation_created_on):
@@ -98,12 +102,14 @@ def dedup_key(context: ExecutionContext) -> str:
             context.correlation_id or "",
             "" if created is None else int(created.timestamp() * 1000),
         )
+    fitting = _fitting(context, rules)
+    per_step = fitting is None or fitting.rule.stage != ANY_STAGE
     parts = (
-        context.owning_extension_id,
+        context.owning_extension_id if per_step else "",
         operation,
         context.primary_entity_id,
         context.message_name.lower(),
-        context.stage,
+        context.stage if per_step else "any",
     )
     return "dataverse:" + ":".join("" if p is None else str(p) for p in parts)
 
@@ -133,12 +139,16 @@ def send_from_context(
     around = Surroundings(dynamics_host, organization_url, language_code, receipt_url, user_names)
     if context.is_message(TABLE, "Create") and context.target_entity is not None:
         return _from_notification_row(context.target_entity, around)
-    refused = None
-    for candidate in candidates(context, rules):
-        if candidate.refused is None:
-            return _request(render_rule(candidate.rule, context, around))
-        refused = refused or candidate.refused
+    fitting = _fitting(context, rules)
+    if fitting is not None:
+        return _request(render_rule(fitting.rule, context, around))
+    refused = next((c.refused for c in candidates(context, rules)), None)
     return NothingToSend(matched=False, reason=refused or NO_RULE)
+
+
+def _fitting(context: ExecutionContext, rules: Sequence[Rule]) -> Candidate | None:
+    """The first rule for the event's table and message whose stage and depth fit."""
+    return next((c for c in candidates(context, rules) if c.refused is None), None)
 
 
 def _request(rendered: Rendered) -> SendRequest | NothingToSend:

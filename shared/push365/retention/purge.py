@@ -133,9 +133,10 @@ class FirestoreRetentionStore:
         purge_by = unsubscribed_purge_by(as_of, rule.tombstone_days)
         fields = firestore_tombstone(UnsubscribeReason.STALE, as_of, purge_by)
         marked = 0
-        for start in range(0, len(page), BATCH_LIMIT):
+        step = BATCH_LIMIT // 2  # each with its user's list: at most BATCH_LIMIT writes a commit
+        for start in range(0, len(page), step):
             # Not one its browser refreshed (or unsubscribed) since it was read.
-            chunk = [s for s in page[start : start + BATCH_LIMIT] if s.get("status") == rule.status]
+            chunk = [s for s in page[start : start + step] if s.get("status") == rule.status]
             marked += self._unchanged_each(chunk, lambda b, s: self._unsubscribe(b, s, fields))
         return marked
 

@@ -318,7 +318,7 @@ class FirestoreSubscriptionRepository:
         )
         tombstone = firestore_tombstone(reason, now, purge_by)
         count = 0
-        for page in _pages(query, self._bounded):
+        for page in _pages(query, self._bounded, BATCH_LIMIT - 1):  # and the user's list
             batch = self._client.batch()
             for reference in page:
                 batch.update(reference, tombstone)
@@ -489,13 +489,13 @@ def _device(subscription_id: str, fields: dict[str, Any]) -> Device:
 
 
 def _pages(
-    query: firestore.Query, bounded: dict[str, Any]
+    query: firestore.Query, bounded: dict[str, Any], size: int = BATCH_LIMIT
 ) -> Iterator[list[firestore.DocumentReference]]:
     # Only ids are read (select no fields), a page at a time, so memory stays bounded.
     page: list[firestore.DocumentReference] = []
     for snapshot in query.select([]).stream(**bounded):
         page.append(snapshot.reference)
-        if len(page) == BATCH_LIMIT:
+        if len(page) == size:
             yield page
             page = []
     if page:

@@ -49,6 +49,7 @@ USER_FIELDS = {
     "email",
     "windows_live_id",
     "mobile_phone",
+    "devices_listed",  # a user new to Push365: its (empty) list of devices is complete
     "created_at",
     "updated_at",
 }

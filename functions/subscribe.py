@@ -17,7 +17,7 @@ from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
 
 
 def _subscribe(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
+    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
     command = request.command(Subscribe, organization, subscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)
@@ -34,6 +34,7 @@ api = Api(
             "Activate a browser's FCM token for a user.",
             body=Subscribe,
             dataverse=True,
+            auth="webhook",
             answers={201: "A new subscription.", 200: "Already subscribed (refreshed)."},
         )
     },

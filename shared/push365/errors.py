@@ -48,6 +48,17 @@ class Forbidden(Push365Error):
     default_message = "The body belongs to another organization than the API key."
 
 
+class CurrentKeyRequired(Push365Error):
+    """The previous key (during its overlap after a rotation) was used for something only the
+    current key may do: it keeps the Dataverse webhooks working, and administers nothing."""
+
+    status, code = 403, "current_key_required"
+    default_message = (
+        "Only the current API key may do this; during its overlap the previous key only sends, "
+        "syncs users and subscribes or unsubscribes browsers."
+    )
+
+
 class NotFound(Push365Error):
     status, code, default_message = 404, "not_found", "No such route."
 

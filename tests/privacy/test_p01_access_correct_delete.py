@@ -57,11 +57,19 @@ def test_a_users_export_lists_only_that_organizations_data_of_a_shared_user_id(
 
 def test_an_export_never_holds_the_keys_or_receipts_hashes(services: Services) -> None:
     two_organizations(services)
+    organization = organization_of(services)
+    services.organizations.rotate_key(organization)  # the previous key overlaps for 24 h
+    stored = services.client.collection("organizations").document(ORG).get().to_dict()
+    hashes = [stored["api_key_hash"], stored["previous_key_hash"], *stored["pending_emails"]]
 
-    exported = repr(services.privacy.export(ORG))
+    export = services.privacy.export(ORG)
+    exported = repr(export)
 
     assert "api_key_hash" not in exported
+    assert "previous_key_hash" not in exported
     assert "receipt_hash" not in exported
+    assert all(h and h not in exported for h in hashes)  # nor a confirmation link's hash
+    assert export["organization"]["pending_emails"] == ["ada@contoso.example"]
 
 
 def test_erasing_a_user_removes_them_everywhere_in_their_organization_only(

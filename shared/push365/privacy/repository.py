@@ -36,8 +36,13 @@ from push365.store import (
 )
 
 # Secrets are never exported: they prove identity, they are not data about anyone. (A delivery's
-# receipt hash is not in the export's allow-listed view of a record at all: deliveries.py.)
-_SECRET_FIELDS = frozenset({"api_key_hash", "receipt_hash", "receipt_hashes"})
+# receipt hash is not in the export's allow-listed view of a record at all: deliveries.py.) Both
+# keys' hashes go, the previous key's too while its overlap lasts.
+_KEY_HASHES = frozenset({"api_key_hash", "previous_key_hash"})
+_SECRET_FIELDS = _KEY_HASHES | frozenset({"receipt_hash", "receipt_hashes"})
+_PENDING = "pending_emails"
+"""Confirmation token hash -> address: exported as the addresses only (a token's hash proves a
+confirmation link, as a key's hash proves a key)."""
 
 
 class PrivacyStore(Protocol):
@@ -274,6 +279,8 @@ def _pages(snapshots: Iterator[Any]) -> Iterator[list[Any]]:
 def _plain(snapshot: Any) -> dict[str, Any]:
     """A document as JSON-ready data: its id, its fields (no secrets), times as ISO-8601."""
     fields = snapshot.to_dict() or {}
+    if isinstance(fields.get(_PENDING), dict):
+        fields[_PENDING] = sorted(str(email) for email in fields[_PENDING].values())
     return {"id": snapshot.id} | {
         k: _jsonable(v) for k, v in fields.items() if k not in _SECRET_FIELDS
     }

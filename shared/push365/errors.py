@@ -76,6 +76,17 @@ class Conflict(Push365Error):
     default_message = "This organization is already registered; send its API key to update it."
 
 
+class TokenHeld(Push365Error):
+    """The browser token is an active subscription of another organization (which one is not
+    said): a token belongs to one organization until it unsubscribes it."""
+
+    status, code = 409, "token_held"
+    default_message = (
+        "This browser token is subscribed by another organization; it can be subscribed here "
+        "once that subscription ends."
+    )
+
+
 class PayloadTooLarge(Push365Error):
     status, code, default_message = 413, "payload_too_large", "The body is larger than allowed."
 

@@ -34,6 +34,7 @@ from push365.store import (
     bounded,
     delete_organization_tree,
 )
+from push365.subscriptions.repository import OWNED_PAGE, owned_entries
 
 # Secrets are never exported: they prove identity, they are not data about anyone. (A delivery's
 # receipt hash is not in the export's allow-listed view of a record at all: deliveries.py.) Both
@@ -124,8 +125,15 @@ class FirestorePrivacyStore:
             "deliveries": 0,
             "dedup_keys": 0,
         }
-        for page in _pages(self._subscriptions_of(organization_id, user_id, ids_only=True)):
-            counts["subscriptions"] += self._write(page, lambda b, r: b.delete(r))
+        subscriptions = self._subscriptions_of(organization_id, user_id, ids_only=True)
+        for page in _pages(subscriptions, OWNED_PAGE):
+            # (with their tokens' owner entries: the tokens are free again)
+            references = [s.reference for s in page]
+            batch = self._client.batch()
+            for reference in [*references, *owned_entries(self._client, references).values()]:
+                batch.delete(reference)
+            batch.commit()
+            counts["subscriptions"] += len(page)
         # The user's id leaves every notification record, and so does the dedup key (a caller's
         # Idempotency-Key is its own text, kept only as a hash, but about this user's sends).
         remove = {"recipients": firestore.ArrayRemove([user_id]), "dedup_key": None}
@@ -265,11 +273,11 @@ _KINDS = {
 }
 
 
-def _pages(snapshots: Iterator[Any]) -> Iterator[list[Any]]:
+def _pages(snapshots: Iterator[Any], size: int = BATCH_LIMIT) -> Iterator[list[Any]]:
     page: list[Any] = []
     for snapshot in snapshots:
         page.append(snapshot)
-        if len(page) == BATCH_LIMIT:
+        if len(page) == size:
             yield page
             page = []
     if page:

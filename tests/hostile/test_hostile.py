@@ -365,3 +365,30 @@ def test_absurd_framing_is_refused_at_once_and_unknown_names_are_logged_bounded(
     no_body = _timed(port, f"POST /register/rotate-key HTTP/1.1\r\nHost: x\r\n{wrong}\r\n")
     assert no_body[1:] == (401, {"error": no_body[2]["error"]})
     assert no_body[2]["error"]["code"] == "unauthorized"
+
+
+def test_a_public_id_a_leaked_key_and_a_neighbours_token_get_nowhere(target: Target) -> None:
+    """Issue 27's abuses through the gateway: a lockout by code-less registrations of a public
+    organization id, the takeover by a leaked key rotated away, a neighbour's browser token."""
+    base = target.gateway.base
+    other = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
+
+    noise = [call(f"{base}/register", registration(other))[0] for _ in range(11)]
+    code = signup(base, other, TEST_ADMIN_KEY)
+    created, registered = call(f"{base}/register", registration(other), headers=code)
+    leaked = {"X-Push365-Key": registered["api_key"]}
+    rotated = call(f"{base}/register/rotate-key", {}, headers=leaked)[1]["api_key"]
+    takeover = call(f"{base}/register/rotate-key", {"overlap_hours": 0}, headers=leaked)
+    erase = call(f"{base}/privacy/erase", {"organization": True}, headers=leaked)
+    current = {"X-Push365-Key": rotated}
+    neighbours = {"user_id": BOB, "instance_id": "hostile-device-0001"}  # the target's browser
+    taken = call(f"{base}/subscribe", neighbours, headers=current)
+
+    assert noise == [401] * 10 + [429]
+    assert created == 201
+    assert [takeover[0], erase[0]] == [403, 403]
+    assert takeover[1]["error"]["code"] == erase[1]["error"]["code"] == "current_key_required"
+    assert call(f"{base}/register/rules", headers=current)[0] == 200  # the current key still works
+    assert (taken[0], taken[1]["error"]["code"]) == (409, "token_held")
+    assert ORG not in json.dumps(taken[1])
+    assert call(f"{base}/privacy/erase", {"organization": True}, headers=current)[0] == 200

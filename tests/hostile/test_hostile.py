@@ -321,10 +321,10 @@ def _timed(port: int, head: str) -> tuple[float, int, Any]:
         while chunk := connection.recv(65536):
             chunks.append(chunk)
     answer = b"".join(chunks)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    if b"transfer-encoding: chunked" in head.lower():
+    answered, _, body = answer.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in answered.lower():
         body = _dechunk(body)
-    status = int(head.split(b" ", 2)[1])
+    status = int(answered.split(b" ", 2)[1])
     return time.monotonic() - started, status, json.loads(body)
 
 

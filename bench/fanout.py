@@ -106,7 +106,9 @@ def seed(users: int, org: str = ORG) -> tuple[str, list[str], list[str]]:
                 {"instance_id": token, "user_id": user_id, "status": "active"},
             )
         # what subscribe writes with each subscription: the user's list of their devices
-        writer.set(users.document(user_id), {"id": user_id, "devices": devices})
+        writer.set(
+            users.document(user_id), {"id": user_id, "devices": devices, "devices_listed": True}
+        )
     writer.close()
     return key.api_key, user_ids, tokens
 

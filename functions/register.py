@@ -160,13 +160,14 @@ def _preview_rules(request: ApiRequest) -> Reply:
         organization.url,
         organization.language_code,
         bootstrap.receipt_url(),
+        bootstrap.user_names(organization.id),
     )
     previews = preview(context, organization.rules, around)
     subscriptions = bootstrap.subscriptions()
     return 200, {
         "previews": [
             rule_preview_answer(
-                p, subscriptions.count_devices(organization.id, p.rendered.recipients)
+                p, subscriptions.count_devices(organization.id, p.rendered.recipients), context
             )
             for p in previews
         ]

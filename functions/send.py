@@ -13,6 +13,7 @@ Routes (relative to the function URL):
 """
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import flask
@@ -28,7 +29,7 @@ from push365.errors import (
 )
 from push365.model import InputModel
 from push365.notifications.dataverse import NothingToSend, dedup_key, send_from_context
-from push365.notifications.model import Accepted, NotificationStatus, SendRequest
+from push365.notifications.model import Accepted, NotificationStatus, Rule, SendRequest
 from push365.notifications.stats import DEFAULT_DAYS, MAX_DAYS, Stats, report
 from push365.web import API_KEY_HEADER, Api, ApiRequest, Cors, Operation, Reply, json_errors
 
@@ -61,11 +62,12 @@ def _send(request: ApiRequest) -> Reply:
             organization_url=organization.url,
             language_code=organization.language_code,
             receipt_url=bootstrap.receipt_url(),
+            user_names=bootstrap.user_names(organization.id),
         ),
     )
     if isinstance(command, NothingToSend):
         return 200, command.answer()
-    dedup = _dedup_key(request)
+    dedup = _dedup_key(request, organization.rules)
     if dedup is not None:
         request.audit.note_dedup_key(dedup)
     request.audit.add_users(command.recipients)
@@ -93,9 +95,9 @@ def _stats(request: ApiRequest) -> Reply:
     return 200, stats.model_dump(mode="json")
 
 
-def _dedup_key(request: ApiRequest) -> str | None:
+def _dedup_key(request: ApiRequest, rules: Sequence[Rule]) -> str | None:
     if request.context is not None:
-        return dedup_key(request.context)
+        return dedup_key(request.context, rules)
     key = request.header(IDEMPOTENCY_HEADER)
     if key is None:
         return None

@@ -1,6 +1,10 @@
 """Dataverse webhook bodies in the real shape (``tests/data/dataverse-examples``), for
 any table and message: the example's envelope, with the record, images and context changed.
 
+``account-update-names-in-images.json`` (a Target whose lookups carry no names, named images)
+and ``customapi-unbound.json`` (a custom API with typed parameters) in that folder were written
+with these helpers, not captured: the same envelope, values in the captured forms.
+
 Values are written as Dataverse writes them: ``ref(...)`` for a lookup, ``choice(n)``, ``money(x)``,
 ``date(ms)``, ``parties(...)`` for an activity party list.
 """
@@ -121,6 +125,7 @@ def event(
     pre_image: dict[str, Any] | None = None,
     pre_formatted: dict[str, str] | None = None,
     post_image: dict[str, Any] | None = None,
+    post_formatted: dict[str, str] | None = None,
     **context: Any,
 ) -> dict[str, Any]:
     """A webhook body for ``message`` on ``table``. A Delete's Target is a reference; images
@@ -149,9 +154,50 @@ def event(
     body["PostEntityImages"] = (
         []
         if post_image is None
-        else [{"key": "PostImage", "value": entity(table, record_id, post_image, typed=False)}]
+        else [
+            {
+                "key": "PostImage",
+                "value": entity(table, record_id, post_image, post_formatted, typed=False),
+            }
+        ]
     )
     body["OwningExtension"]["Name"] = f"Push365: {message} of {table}"
+    return body | context
+
+
+NO_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def system(kind: str, value: Any) -> dict[str, Any]:
+    """A value typed only as ``object``, as the serializer wraps it: ``DateTime``, ``Guid``."""
+    return {"__type": f"{kind}:#System", "__value": value}
+
+
+def custom_api(
+    message: str,
+    inputs: dict[str, Any],
+    outputs: dict[str, Any] | None = None,
+    *,
+    table: str = "none",
+    record_id: str = NO_ID,
+    **context: Any,
+) -> dict[str, Any]:
+    """A custom API's (or custom action's) webhook body: unbound by default (``none`` and the
+    empty id, as Dataverse sends them), bound when ``table`` and ``record_id`` are given (the
+    Target is then a reference to that record). ``inputs`` are the request's parameters."""
+    body = copy.deepcopy(example("opportunity-update.json"))
+    body["OrganizationId"] = ORG
+    body["MessageName"] = message
+    body["PrimaryEntityName"] = table
+    body["PrimaryEntityId"] = record_id
+    parameters = dict(inputs)
+    if table != "none":
+        parameters = {"Target": ref(table, record_id), **parameters}
+    body["InputParameters"] = [{"key": k, "value": v} for k, v in parameters.items()]
+    body["OutputParameters"] = [{"key": k, "value": v} for k, v in (outputs or {}).items()]
+    body["PreEntityImages"] = []
+    body["PostEntityImages"] = []
+    body["OwningExtension"]["Name"] = f"Push365: {message}"
     return body | context
 
 

@@ -29,10 +29,12 @@ what it does, in order:
      unsubscribe, send
   5. registers the steps: systemuser Create/Update/Delete; p365_subscription Create, Update
      (p365_instanceid) and Delete (with a pre-image of p365_instanceid); p365_notification Create;
-     and one step per table and message your Push365 event rules name
+     and one step per table and message your Push365 event rules name, with a pre-image and a
+     post-image (where Dataverse allows them) holding exactly the columns those rules reference
   6. loads every enabled system user into Push365 (POST /register/users, in pages)
 
-Run it again after changing rules: it adds their steps and touches nothing else.
+Run it again after changing rules: it adds their steps, corrects their images' columns and
+removes images no rule needs any more; it touches nothing else.
 
 example:
   python -m dynamics.setup --environment https://contoso.crm4.dynamics.com --client-id <app id>

@@ -3,8 +3,8 @@
 Shapes as Microsoft documents them: OData query options on collections, ``value`` arrays,
 ``@odata.nextLink`` paging asked for with ``Prefer: odata.maxpagesize``, a Create answered
 ``204`` with the new row's URL in ``OData-EntityId``, an Update as ``PATCH`` with
-``If-Match: *`` (so it never creates). Errors carry the status and Dataverse's error code,
-never a body, a header value or a token.
+``If-Match: *`` (so it never creates), a Delete as ``DELETE`` answered ``204``. Errors carry
+the status and Dataverse's error code, never a body, a header value or a token.
 """
 
 from __future__ import annotations
@@ -108,3 +108,7 @@ class WebApi:
 
     def update(self, entity_set: str, row_id: str, body: Mapping[str, object]) -> None:
         self._send("PATCH", self.url(f"{entity_set}({row_id})"), dict(body), {"If-Match": "*"})
+
+    def delete(self, entity_set: str, row_id: str) -> None:
+        """``DELETE <set>(<id>)``, answered ``204``."""
+        self._send("DELETE", self.url(f"{entity_set}({row_id})"))

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from dynamics.setup.plan import RuleEvent, rule_event
 from dynamics.setup.transport import HttpRequest, Transport, send_with_retries
 
 SIGNUP_CODE_HEADER = "X-Push365-Signup-Code"
@@ -79,13 +80,11 @@ class Push365:
         )
         return str(answer["api_key"]) if status == 201 else None
 
-    def rule_events(self, key: str) -> list[tuple[str, str, int]]:
-        """The (table, message, stage) of every stored rule: only what a step needs."""
+    def rule_events(self, key: str) -> list[RuleEvent]:
+        """Every stored rule's table, message, stage and the columns it references: only what
+        its step and the step's images need (never a template's text)."""
         _, answer = self._call("GET", "register", "/rules", key)
-        return [
-            (str(rule["table"]), str(rule["message"]), int(rule.get("stage", 40)))
-            for rule in answer.get("rules", [])
-        ]
+        return [rule_event(rule) for rule in answer.get("rules", [])]
 
     def upsert_users(self, key: str, users: Sequence[Mapping[str, object]]) -> int:
         _, answer = self._call("POST", "register", "/users", key, {"users": list(users)})

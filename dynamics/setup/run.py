@@ -77,18 +77,36 @@ class Report:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+    """``table.column`` the rules name that the table does not have: left out of its images."""
+    not_registered: list[str] = field(default_factory=list)
+    """Rule events no step can be registered for (stage 0 or 30)."""
     users: int = 0
 
     def lines(self) -> list[str]:
-        return [
+        found = [
             f"Organization {self.organization_id}: {self.registered} in Push365.",
             f"Created in Dataverse: {len(self.created)}"
             + "".join(f"\n  + {name}" for name in self.created),
             f"Updated in Dataverse: {len(self.updated)}"
             + "".join(f"\n  ~ {name}" for name in self.updated),
+            f"Removed from Dataverse: {len(self.removed)}"
+            + "".join(f"\n  - {name}" for name in self.removed),
             f"Already in place: {len(self.unchanged)}",
             f"Enabled system users loaded into Push365: {self.users}",
         ]
+        if self.unknown_columns:
+            found.append(
+                "Columns your rules name that their table does not have (left out of the images;"
+                " check the rules): " + ", ".join(self.unknown_columns)
+            )
+        if self.not_registered:
+            found.append(
+                "Rules no step can serve (stage 0 contexts come from a workflow or an action's"
+                " own step, stage 30 is the platform's): " + ", ".join(self.not_registered)
+            )
+        return found
 
 
 BASE_URL_VARIABLE = "p365_BaseUrl"
@@ -130,13 +148,18 @@ class Setup:
         self.say = say
         self.report = Report()
         self._message_ids: dict[str, str] = {}
+        self._table_columns: dict[str, frozenset[str]] = {}
 
     def run(self) -> Report:
         registration = self._registration()
         self._register(registration)
         endpoint_ids = {endpoint: self._endpoint(endpoint) for endpoint in plan.ENDPOINTS}
-        for step in plan.steps(self.push365.rule_events(self.state.api_key)):
+        events = self.push365.rule_events(self.state.api_key)
+        planned = plan.steps(events)
+        self.report.not_registered = plan.not_registrable(events)
+        for step in planned:
             self._step(step, endpoint_ids[step.endpoint])
+        self._retired_rule_steps(planned)
         self._load_users()
         return self.report
 
@@ -278,7 +301,9 @@ class Setup:
 
     def _step(self, step: plan.Step, endpoint_id: str) -> None:
         message_id = self._message_id(step.message)
-        filter_id = self._filter_id(step.table, message_id)
+        # A message bound to no table (an unbound custom API) has no filter: the step is on it.
+        unbound = step.table == plan.UNBOUND
+        filter_id = None if unbound else self._filter_id(step.table, message_id)
         found = self.dataverse.rows(
             "sdkmessageprocessingsteps",
             {
@@ -304,7 +329,11 @@ class Setup:
                     "asyncautodelete": step.mode == plan.MODE_ASYNCHRONOUS,
                     "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint_id})",
                     "sdkmessageid@odata.bind": f"/sdkmessages({message_id})",
-                    "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})",
+                    **(
+                        {}
+                        if filter_id is None
+                        else {"sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})"}
+                    ),
                 },
             )
             self.report.created.append(label)
@@ -320,43 +349,107 @@ class Setup:
                 self.report.updated.append(label)
             else:
                 self.report.unchanged.append(label)
-        if step.pre_image:
-            self._image(step, step_id, step.pre_image)
+        if step.for_rules and step.images:  # only a step that takes images needs the columns
+            step = self._known_columns(step)
+        if step.images or step.for_rules:
+            self._images(step, step_id)
 
-    def _image(self, step: plan.Step, step_id: str, image: plan.Image) -> None:
-        found = self.dataverse.rows(
-            "sdkmessageprocessingstepimages",
-            {
-                "$select": "sdkmessageprocessingstepimageid,attributes",
-                "$filter": f"_sdkmessageprocessingstepid_value eq {step_id} "
-                f"and entityalias eq {odata_string(image.alias)}",
-            },
-        )
-        attributes = ",".join(image.attributes) or None
-        label = f"pre-image of {step.name}"
-        if not found:
-            self.dataverse.create(
+    def _known_columns(self, step: plan.Step) -> plan.Step:
+        """The rule step with images holding only columns its table has: a rule naming one it
+        does not (a template's typo, a column since deleted) renders it as missing, and must not
+        stop the setup (Dataverse refuses an image naming an unknown column)."""
+        if step.table not in self._table_columns:
+            rows = self.dataverse.rows(
+                f"EntityDefinitions(LogicalName={odata_string(step.table)})/Attributes",
+                {"$select": "LogicalName,IsValidForRead"},
+            )
+            self._table_columns[step.table] = frozenset(
+                str(row["LogicalName"]).lower() for row in rows if row.get("IsValidForRead")
+            )
+        known = self._table_columns[step.table]
+        unknown = [column for column in step.columns if column not in known]
+        for column in unknown:
+            label = f"{step.table}.{column}"
+            if label not in self.report.unknown_columns:
+                self.report.unknown_columns.append(label)
+                self.say(f"Dataverse: {step.table} has no readable column {column}: not in images.")
+        return step.holding(known) if unknown else step
+
+    def _images(self, step: plan.Step, step_id: str) -> None:
+        """Make the step's Push365 images (``PreImage``, ``PostImage``) exactly ``step.images``:
+        create what is missing, correct what differs, and, on a rule step, delete an image no
+        rule needs any more. Images under other aliases are someone else's: never touched."""
+        found = {
+            str(row.get("entityalias")): row
+            for row in self.dataverse.rows(
                 "sdkmessageprocessingstepimages",
                 {
-                    "name": image.alias,
-                    "entityalias": image.alias,
-                    "imagetype": plan.IMAGE_PRE,
-                    "messagepropertyname": "Target",
-                    "attributes": attributes,
-                    "sdkmessageprocessingstepid@odata.bind": (
-                        f"/sdkmessageprocessingsteps({step_id})"
-                    ),
+                    "$select": "sdkmessageprocessingstepimageid,entityalias,imagetype,"
+                    "messagepropertyname,attributes",
+                    "$filter": f"_sdkmessageprocessingstepid_value eq {step_id}",
                 },
             )
-            self.report.created.append(label)
-        elif (found[0].get("attributes") or None) != attributes:
-            image_id = str(found[0]["sdkmessageprocessingstepimageid"]).lower()
-            self.dataverse.update(
-                "sdkmessageprocessingstepimages", image_id, {"attributes": attributes}
-            )
-            self.report.updated.append(label)
-        else:
-            self.report.unchanged.append(label)
+        }
+        for image in step.images:
+            label = f"{image.kind} of {step.name}"
+            wanted: dict[str, object] = {
+                "imagetype": image.image_type,
+                "messagepropertyname": image.message_property,
+                "attributes": ",".join(image.attributes) or None,
+            }
+            existing = found.pop(image.alias, None)
+            if existing is None:
+                self.dataverse.create(
+                    "sdkmessageprocessingstepimages",
+                    {
+                        "name": image.alias,
+                        "entityalias": image.alias,
+                        **wanted,
+                        "sdkmessageprocessingstepid@odata.bind": (
+                            f"/sdkmessageprocessingsteps({step_id})"
+                        ),
+                    },
+                )
+                self.report.created.append(label)
+                continue
+            changes = {
+                name: value
+                for name, value in wanted.items()
+                if not _same_image_value(name, existing.get(name), value)
+            }
+            if changes:
+                image_id = str(existing["sdkmessageprocessingstepimageid"]).lower()
+                self.dataverse.update("sdkmessageprocessingstepimages", image_id, changes)
+                self.report.updated.append(label)
+            else:
+                self.report.unchanged.append(label)
+        if step.for_rules:
+            for alias in plan.IMAGE_ALIASES:
+                if alias in found:
+                    image_id = str(found[alias]["sdkmessageprocessingstepimageid"]).lower()
+                    self.dataverse.delete("sdkmessageprocessingstepimages", image_id)
+                    kind = "post-image" if alias == plan.POST_IMAGE else "pre-image"
+                    self.report.removed.append(f"{kind} of {step.name}")
+
+    def _retired_rule_steps(self, planned: list[plan.Step]) -> None:
+        """The steps of rules that are gone keep running (send answers them ``no_rule``), but
+        nothing needs their images any more: a rule step's images hold only what the current
+        rules reference, so a step no rule names any more carries none."""
+        names = {step.name for step in planned}
+        found = self.dataverse.rows(
+            "sdkmessageprocessingsteps",
+            {
+                "$select": "sdkmessageprocessingstepid,name",
+                "$filter": f"startswith(name,{odata_string(plan.STEP_NAME_PREFIX)})",
+            },
+        )
+        for row in found:
+            name = str(row.get("name"))
+            if name in names:
+                continue
+            retired = plan.retired_step(name)
+            if retired is not None:
+                self._images(retired, str(row["sdkmessageprocessingstepid"]).lower())
 
     # -- users -----------------------------------------------------------------------------
     def _load_users(self) -> None:
@@ -370,6 +463,19 @@ class Setup:
             if users:
                 self.report.users += self.push365.upsert_users(self.state.api_key, users)
         self.say(f"Push365: {self.report.users} users loaded.")
+
+
+def _same_image_value(name: str, current: object, wanted: object) -> bool:
+    """Attributes compare as sets of names (Dataverse keeps the list as written; order and case
+    carry no meaning); an empty list is every column, as ``None`` is."""
+    if name != "attributes":
+        return current == wanted
+    return _columns(current) == _columns(wanted)
+
+
+def _columns(value: object) -> frozenset[str]:
+    text = value if isinstance(value, str) else ""
+    return frozenset(part.strip().lower() for part in text.split(",") if part.strip())
 
 
 def _users(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, object]]:

@@ -5,6 +5,7 @@ Cold starts pay only for what a function uses: nothing here runs at import time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
@@ -35,7 +36,7 @@ from push365.signup.service import SignupPolicy, SignupService
 from push365.store import firestore_client
 from push365.subscriptions.repository import FirestoreSubscriptionRepository
 from push365.subscriptions.service import SubscriptionService
-from push365.users.repository import FirestoreUserRepository
+from push365.users.repository import FirestoreUserDirectory, FirestoreUserRepository
 from push365.users.service import UserService
 
 
@@ -96,6 +97,18 @@ def users() -> UserService:
     return UserService(
         FirestoreUserRepository(client), FirestoreSubscriptionRepository(client, timeout)
     )
+
+
+@lru_cache(maxsize=1)
+def user_directory() -> FirestoreUserDirectory:
+    """System users' full names, for rendering a user an event names only by id."""
+    return FirestoreUserDirectory(firestore_client(), get_settings().store_timeout_seconds)
+
+
+def user_names(organization_id: str) -> Callable[[Sequence[str]], Mapping[str, str]]:
+    """The organization's directory as rendering takes it (read only when a template needs a
+    name the event does not carry)."""
+    return lambda user_ids: user_directory().full_names(organization_id, user_ids)
 
 
 @lru_cache(maxsize=1)

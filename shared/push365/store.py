@@ -199,8 +199,20 @@ def get_rows(
     seconds: float,
 ) -> list[Row]:
     """The documents of ``references`` that exist (only ``field_paths``), as
-    ``client.get_all`` reads them, raw like :func:`stream_rows`; retried while transient, given
-    up after ``seconds`` in all."""
+    ``client.get_all`` reads them, raw like :func:`stream_rows`: one batch read per BATCH_LIMIT
+    references, each retried while transient and given up after ``seconds`` in all."""
+    rows: list[Row] = []
+    for start in range(0, len(references), BATCH_LIMIT):
+        rows += _get_rows(client, references[start : start + BATCH_LIMIT], field_paths, seconds)
+    return rows
+
+
+def _get_rows(
+    client: firestore.Client,
+    references: Sequence[Any],
+    field_paths: Sequence[str],
+    seconds: float,
+) -> list[Row]:
     from google.cloud.firestore_v1.types import common
     from google.cloud.firestore_v1.types import firestore as firestore_types
 

@@ -13,8 +13,9 @@ from typing import Any
 from push365.compliance import Limits, check_document
 from push365.retention.purge import FirestoreRetentionStore, Purger
 from push365.retention.rules import retention_rules
-from push365.subscriptions.model import TokenKind, UnsubscribeReason, subscription_id
+from push365.subscriptions.model import UnsubscribeReason, subscription_id
 from push365.subscriptions.repository import FirestoreSubscriptionRepository
+from push365.users.repository import FirestoreUserRepository
 from tests.integration.conftest import ALICE, BOB, ORG, documents
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -70,11 +71,13 @@ def test_purge_takes_a_stale_subscription_off_its_users_list(store: Any) -> None
 
 def test_a_few_recipients_are_found_by_their_lists_and_each_device_checked(store: Any) -> None:
     repository = FirestoreSubscriptionRepository(store)
+    FirestoreUserRepository(store).ensure(ORG, BOB, NOW)  # as subscribe does first
+    FirestoreUserRepository(store).upsert_many(ORG, [{"id": ALICE}], NOW)  # as the users' sync
     laptop = subscribe(repository, BOB, "bob-laptop")
     alice = subscribe(repository, ALICE, "alice-pc")
     users = store.collection("organizations", ORG, "users")
     subscriptions = store.collection("organizations", ORG, "subscriptions")
-    # A subscription no list names is not found for a user whose record has a list...
+    # A subscription no list names is not found for a user whose list is complete...
     subscriptions.document("f" * 64).set({"user_id": BOB, "status": "active"})
     # ...and a list wider than the truth finds only active devices of the recipients.
     users.document(BOB).update({"devices": [laptop, alice, "e" * 64]})
@@ -83,18 +86,26 @@ def test_a_few_recipients_are_found_by_their_lists_and_each_device_checked(store
     assert repository.active_subscription_ids(ORG, [BOB, ALICE]) == sorted([laptop, alice])
 
 
-def test_users_stored_before_lists_existed_are_found_by_the_query(store: Any) -> None:
+def test_users_kept_from_before_the_lists_are_found_by_the_query_whatever_changes(
+    store: Any,
+) -> None:
     repository = FirestoreSubscriptionRepository(store)
     subscriptions = store.collection("organizations", ORG, "subscriptions")
-    store.collection("organizations", ORG, "users").document(BOB).set({"id": BOB})
-    subscriptions.document("a" * 64).set({"user_id": BOB, "status": "active"})
-    subscriptions.document("b" * 64).set({"user_id": ALICE, "status": "active"})  # no record
+    store.collection("organizations", ORG, "users").document(BOB).set({"id": BOB})  # no mark
+    for sid in ("a" * 64, "b" * 64):  # subscribed before the lists existed: listed nowhere
+        subscriptions.document(sid).set({"user_id": BOB, "status": "active"})
+    subscriptions.document("c" * 64).set({"user_id": ALICE, "status": "active"})  # no record
+    FirestoreUserRepository(store).ensure(ORG, BOB, NOW)  # (a kept record stays unmarked)
+    FirestoreUserRepository(store).upsert_many(ORG, [{"id": BOB, "full_name": "Bob"}], NOW)
 
-    found = repository.active_subscription_ids(ORG, [BOB, ALICE])
+    # A change to one subscription lists that one alone: the others must still be found.
+    new = subscribe(repository, BOB, "bob-new-laptop")
+    repository.retire(ORG, ["b" * 64], UnsubscribeReason.UNREGISTERED, NOW, PURGE_BY)
 
-    assert found == ["a" * 64, "b" * 64]
-    repository.activate(ORG, "bob-laptop", BOB, None, NOW, TokenKind.REGISTRATION_TOKEN)
-    assert listed(store, BOB) == [subscription_id("bob-laptop")]  # listed from now on
+    assert listed(store, BOB) == [new]  # partial, and so not trusted
+    assert repository.active_subscription_ids(ORG, [BOB, ALICE]) == sorted(
+        ["a" * 64, "c" * 64, new]
+    )
 
 
 def test_the_privacy_check_allows_the_list_and_only_ids_in_it() -> None:

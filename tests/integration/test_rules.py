@@ -242,6 +242,7 @@ def test_a_preview_from_a_plain_description(api: Functions) -> None:
         "recipients": 1,
         "devices": 0,
         "teams_skipped": 0,
+        "missing": ["description"],
     }
 
 

@@ -55,7 +55,7 @@ def test_subscribe_gives_an_unsynced_user_a_minimal_record(api: Functions, store
     api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
 
     user = documents(store, ORG, "users")[BOB]
-    assert set(user) == {"id", "devices", "created_at", "updated_at"}
+    assert set(user) == {"id", "devices", "devices_listed", "created_at", "updated_at"}
     assert user["devices"] == [subscription_id("tok")]
 
 
@@ -235,10 +235,11 @@ def receipts_service(at: datetime) -> Any:
     from push365 import bootstrap
     from push365.notifications.repository import FirestoreNotificationRepository
     from push365.notifications.service import NotificationService
+    from push365.settings import get_settings
     from push365.store import firestore_client
     from push365.subscriptions.repository import FirestoreSubscriptionRepository
 
-    settings = bootstrap.get_settings()
+    settings = get_settings()
     return NotificationService(
         FirestoreNotificationRepository(firestore_client()),
         bootstrap.fanout_publisher(),

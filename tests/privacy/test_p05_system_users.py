@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from push365.dataverse import parse_execution_context
-from push365.subscriptions.repository import DEVICES_FIELD
+from push365.subscriptions.repository import DEVICES_FIELD, DEVICES_LISTED
 from push365.users.dataverse import COLUMNS, user_change_from_context
 from push365.users.model import SystemUser
 from tests.conftest import example
@@ -44,5 +44,5 @@ def test_users_sent_as_json_keep_only_the_listed_fields(services: Services) -> N
 
 def test_the_synced_columns_are_the_listed_fields() -> None:
     # besides the columns: dates, and the list of the user's active subscriptions' ids
-    kept = {"id", "created_at", "updated_at", DEVICES_FIELD}
+    kept = {"id", "created_at", "updated_at", DEVICES_FIELD, DEVICES_LISTED}
     assert set(COLUMNS.values()) | kept == listed("users")

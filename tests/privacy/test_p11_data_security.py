@@ -13,7 +13,7 @@ from push365.audit.record import AuditRecord
 from push365.errors import QueryKeyRefused, Unauthorized
 from push365.organizations.keys import hash_key
 from push365.organizations.model import Registration
-from push365.subscriptions.repository import DEVICES_FIELD, SCAN_ABOVE
+from push365.subscriptions.repository import DEVICES_LISTED, SCAN_ABOVE
 from push365.web.api import ApiRequest
 from tests.privacy.conftest import BOB, ORG, OTHER_ORG, Services, every_document, under
 
@@ -24,7 +24,7 @@ def test_a_send_plans_only_its_own_organizations_devices_of_a_shared_user_id(
     services: Services, acting: str, path: str
 ) -> None:
     # Every way a plan finds devices, from both organizations: a few users by the lists on
-    # their records, a few whose records list nothing (kept from before lists existed) by the
+    # their records, a few whose records are not known complete (kept from before) by the
     # query, more than SCAN_ABOVE users by one scan.
     other = OTHER_ORG if acting == ORG else ORG
     services.register(ORG)
@@ -35,7 +35,7 @@ def test_a_send_plans_only_its_own_organizations_devices_of_a_shared_user_id(
     if path == "unlisted":
         for org in (ORG, OTHER_ORG):
             user = services.client.collection("organizations", org, "users").document(BOB)
-            user.update({DEVICES_FIELD: firestore.DELETE_FIELD})
+            user.update({DEVICES_LISTED: firestore.DELETE_FIELD})
     if path == "many":
         recipients += [f"{n:08x}-0000-4000-8000-000000000000" for n in range(SCAN_ABOVE)]
 

@@ -154,9 +154,109 @@ def test_unknown_keys_are_ignored_and_missing_keys_tolerated() -> None:
 
 
 def test_unknown_typed_value_is_kept_raw() -> None:
-    raw = {"__type": "AliasedValue:http://schemas", "Value": 1}
+    raw = {"__type": "BooleanManagedProperty:http://schemas", "Value": True}
 
     assert parse_value(raw) == raw
+
+
+_CONTRACTS = "http://schemas.microsoft.com/xrm/2011/Contracts"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # a value typed only as object: what a real capture's parameters carry
+        (
+            {"__type": "DateTime:#System", "__value": "/Date(1700000000000)/"},
+            datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        ),
+        (
+            {"__type": "DateTime:#System", "__value": "/Date(1700000000000+0100)/"},
+            datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC),
+        ),
+        (
+            {"__type": "Guid:#System", "__value": "B1111111-2222-4333-8444-555555555502"},
+            BOB,
+        ),
+        ({"__type": "Decimal:#System", "__value": 12.5}, Decimal("12.5")),
+        ({"__type": "Int64:#System", "__value": 7}, 7),
+        ({"__type": "String:#System", "__value": "text"}, "text"),
+        ("/Date(-86400000)/", datetime(1969, 12, 31, tzinfo=UTC)),
+        ("2025-11-29T07:08:20Z", datetime(2025, 11, 29, 7, 8, 20, tzinfo=UTC)),
+        ("2025-11-29T08:08:20.1234567+01:00", datetime(2025, 11, 29, 7, 8, 20, 123456, tzinfo=UTC)),
+        ("2025-11-29", "2025-11-29"),  # a bare date may be text: kept
+        (
+            {
+                "__type": f"AliasedValue:{_CONTRACTS}",
+                "AttributeLogicalName": "name",
+                "EntityLogicalName": "account",
+                "NeedFormatting": True,
+                "ReturnType": 14,
+                "Value": "Fabrikam",
+            },
+            "Fabrikam",
+        ),
+        (
+            {
+                "__type": f"AliasedValue:{_CONTRACTS}",
+                "AttributeLogicalName": "statuscode",
+                "Value": {"__type": f"OptionSetValue:{_CONTRACTS}", "Value": 2},
+            },
+            OptionSetValue(2),
+        ),
+        (
+            [
+                {"__type": f"OptionSetValue:{_CONTRACTS}", "Value": 1},
+                {"__type": f"OptionSetValue:{_CONTRACTS}", "Value": 3},
+            ],
+            (OptionSetValue(1), OptionSetValue(3)),
+        ),
+        (
+            {
+                "__type": f"OptionSetValueCollection:{_CONTRACTS}",
+                "Values": [{"__type": f"OptionSetValue:{_CONTRACTS}", "Value": 1}],
+            },
+            (OptionSetValue(1),),
+        ),
+        (
+            {"__type": f"Money:{_CONTRACTS}", "Value": 125000.0},
+            Money(Decimal("125000.0")),
+        ),
+        (
+            {
+                "__type": f"EntityReference:{_CONTRACTS}",
+                "Id": BOB,
+                "LogicalName": "SystemUser",
+                "Name": None,
+            },
+            EntityReference("systemuser", BOB, None),
+        ),
+    ],
+)
+def test_every_value_form_dataverse_serializes(raw: object, expected: object) -> None:
+    assert parse_value(raw) == expected
+
+
+def test_an_entity_collection_of_records_is_a_tuple_of_entities() -> None:
+    raw = {
+        "__type": f"EntityCollection:{_CONTRACTS}",
+        "Entities": [
+            {
+                "__type": f"Entity:{_CONTRACTS}",
+                "Attributes": [{"key": "name", "value": "Fabrikam"}],
+                "FormattedValues": [],
+                "Id": BOB,
+                "LogicalName": "account",
+            }
+        ],
+        "EntityName": "account",
+    }
+
+    value = parse_value(raw)
+
+    assert isinstance(value, tuple)
+    assert isinstance(value[0], Entity)
+    assert value[0].get("name") == "Fabrikam"
 
 
 def test_size_exceeded_body_keeps_ids_only() -> None:

@@ -78,7 +78,7 @@ def test_every_message_stored_is_a_publish_that_returns() -> None:
         api_error(
             exceptions.RetryError,
             "Timeout of 10.0s exceeded",
-            api_error(exceptions.ServiceUnavailable, "x"),
+            api_error(exceptions.ServiceUnavailable, "failed to connect to all addresses"),
         ),
         api_error(exceptions.NotFound, "no such topic"),
         api_error(exceptions.PermissionDenied, "no"),
@@ -92,6 +92,9 @@ def test_an_error_pub_sub_answered_is_a_definite_failure(error: Exception) -> No
     "error",
     [
         api_error(exceptions.DeadlineExceeded, "no answer"),
+        # the connection went after the request may have been written
+        api_error(exceptions.ServiceUnavailable, "Socket closed"),
+        api_error(exceptions.InternalServerError, "internal error"),
         api_error(
             exceptions.RetryError,
             "Timeout of 10.0s exceeded",

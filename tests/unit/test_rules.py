@@ -164,7 +164,8 @@ def test_default_titles_name_the_table_and_the_message() -> None:
     assert default_title("incident", "Create") == "Case created"
     assert default_title("phonecall", "Delete") == "Phone call deleted"
     assert default_title("new_projecttask", "Assign") == "Projecttask assigned"
-    assert default_title("new_thing", "CustomAction") == "Thing customaction"
+    assert default_title("new_thing", "new_CustomAction") == "Custom action (Thing)"
+    assert default_title("none", "devkit_DebugCustomApi") == "Debug custom api"
 
 
 def test_a_post_image_fills_columns_the_update_did_not_touch() -> None:
@@ -218,7 +219,7 @@ EVERY_TYPE_RENDERED = {
     "creditlimit": "5000.5",
     "industrycode": "Consulting",
     "new_regions": "North; South",
-    "new_tags": "2",
+    "new_tags": "",  # a choice without a label: never a bare number
     "primarycontactid": "Dana Diaz",
     "parentaccountid": RECORD_ID,
     "createdon": "11/29/2025 7:06 AM UTC",

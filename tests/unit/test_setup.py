@@ -60,7 +60,7 @@ class FakeDataverse:
 
     def __init__(self, users: int = 3) -> None:
         self.base_url = RECORDED["RetrieveEnvironmentVariableValue"]["response"]["body"]["Value"]
-        messages = ("Create", "Update", "Delete")
+        messages = ("Create", "Update", "Delete", "SetState", "Win")
         self.rows: dict[str, list[dict[str, Any]]] = {
             "sdkmessages": [{"sdkmessageid": _id("message", m), "name": m} for m in messages],
             "sdkmessagefilters": [
@@ -75,6 +75,23 @@ class FakeDataverse:
             "serviceendpoints": [],
             "sdkmessageprocessingsteps": [],
             "sdkmessageprocessingstepimages": [],
+        }
+        # The rule tables' columns (readable or not), as their definitions list them.
+        self.columns: dict[str, dict[str, bool]] = {
+            "opportunity": dict.fromkeys(
+                (
+                    "opportunityid",
+                    "name",
+                    "statuscode",
+                    "estimatedvalue",
+                    "estimatedclosedate",
+                    "modifiedby",
+                    "customerid",
+                    "ownerid",
+                ),
+                True,
+            )
+            | {"p365_secret": False},
         }
         self.users = [
             {
@@ -107,6 +124,8 @@ class FakeDataverse:
             return self._create(path, request.json())
         if request.method == "PATCH":
             return self._update(path, request)
+        if request.method == "DELETE":
+            return self._delete(path)
         raise AssertionError(f"unexpected {request.method}")
 
     def _get(self, path: str, query: dict[str, str], request: HttpRequest) -> HttpResponse:
@@ -134,13 +153,43 @@ class FakeDataverse:
             )
         if path == "systemusers":
             return self._users_page(query, request)
+        definition = re.fullmatch(r"EntityDefinitions\(LogicalName='(\w+)'\)/Attributes", path)
+        if definition:
+            return self._attributes(definition.group(1), query)
         rows = [row for row in self.rows[path] if _matches(row, query.get("$filter", ""))]
         columns = query["$select"].split(",")
+        if path in self.ID_COLUMN and path != "serviceendpoints":
+            readable = RECORDED[path.removesuffix("s")]["readable_columns"]
+            assert set(columns) <= set(readable), set(columns) - set(readable)
         return _response(
             200,
             {
                 "@odata.context": f"{ENVIRONMENT}{API_PATH}$metadata#{path}({query['$select']})",
                 "value": [{c: row.get(c) for c in columns} for row in rows],
+            },
+        )
+
+    def _attributes(self, table: str, query: dict[str, str]) -> HttpResponse:
+        shape = RECORDED["attribute_definitions"]
+        assert query == {"$select": "LogicalName,IsValidForRead"}
+        if table not in self.columns:
+            return _response(404, RECORDED["error"]["response"]["body"])
+        sample = shape["response"]["body"]["value"][0]
+        return _response(
+            200,
+            {
+                "@odata.context": shape["response"]["body"]["@odata.context"].replace(
+                    "opportunity", table
+                ),
+                "value": [
+                    sample
+                    | {
+                        "LogicalName": name,
+                        "IsValidForRead": readable,
+                        "MetadataId": _id(table, name),
+                    }
+                    for name, readable in self.columns[table].items()
+                ],
             },
         )
 
@@ -183,9 +232,24 @@ class FakeDataverse:
         row.update(body)
         return _response(204, None, {"OData-Version": "4.0"})
 
+    def _delete(self, path: str) -> HttpResponse:
+        entity_set, row_id = re.fullmatch(r"(\w+)\(([0-9a-f-]+)\)", path).groups()  # type: ignore[union-attr]
+        assert entity_set == RECORDED["delete"]["request"]["path"].split("(")[0], "images only"
+        rows = self.rows[entity_set]
+        kept = [r for r in rows if r[self.ID_COLUMN[entity_set]] != row_id]
+        if len(kept) == len(rows):
+            return _response(404, RECORDED["error"]["response"]["body"])
+        self.rows[entity_set] = kept
+        return _response(204, None, {"OData-Version": "4.0"})
+
 
 def _matches(row: dict[str, Any], expression: str) -> bool:
     for condition in filter(None, expression.split(" and ")):
+        starts = re.fullmatch(r"startswith\((\w+),'(.*)'\)", condition)
+        if starts:
+            if not str(row.get(starts.group(1)) or "").startswith(starts.group(2)):
+                return False
+            continue
         name, operator, value = condition.split(" ", 2)
         assert operator == "eq"
         if value.startswith("'"):
@@ -271,11 +335,40 @@ class Wire:
         return lines
 
 
-RULES = [
-    {"table": "opportunity", "message": "update", "stage": 40, "title": "{name}"},
-    {"table": "opportunity", "message": "delete", "stage": 40, "title": "{name} deleted"},
-    {"table": "opportunity", "message": "update", "stage": 40, "title": "again: one step"},
+RULES: list[dict[str, Any]] = [  # as GET /register/rules answers them
+    {
+        "table": "opportunity",
+        "message": "update",
+        "recipients": ["ownerid"],
+        "title": "{name} is {statuscode}",
+        "body": "Worth {estimatedvalue}, changed by {modifiedby}",
+        "link": "record",
+        "stage": 40,
+        "max_depth": 1,
+    },
+    {
+        "table": "opportunity",
+        "message": "delete",
+        "recipients": ["ownerid", "context.initiatinguserid"],
+        "title": "{name} was deleted",
+        "body": "It was owned by {ownerid}.",
+        "link": None,
+        "stage": 40,
+        "max_depth": 1,
+    },
+    {
+        "table": "opportunity",
+        "message": "update",
+        "recipients": [ADMIN_ID],
+        "title": "again: one step",
+        "body": "For {CustomerId}",
+        "link": None,
+        "stage": 40,
+        "max_depth": 1,
+    },
 ]
+UPDATE_COLUMNS = "customerid,estimatedvalue,modifiedby,name,ownerid,statuscode"
+"""The columns the two Update rules reference, together (sorted)."""
 
 
 @pytest.fixture
@@ -304,7 +397,7 @@ def test_a_full_run_makes_exactly_the_documented_requests_in_order(
     report = _setup(wire, tmp_path / "state.json").run()
     assert wire.transcript() == _documented_requests()
     assert report.registered == "registered"
-    assert len(report.created) == 4 + 7 + 2 + 2  # endpoints, fixed steps, rule steps, pre-images
+    assert len(report.created) == 4 + 7 + 2 + 4  # endpoints, fixed steps, rule steps, images
     assert report.users == 3
     assert sorted(wire.push365.users) == sorted(
         str(u["systemuserid"]) for u in wire.dataverse.users if not u["isdisabled"]
@@ -382,13 +475,18 @@ def test_a_second_run_changes_nothing(wire: Wire, tmp_path: Path) -> None:
     assert report.registered == "updated"
     assert report.created == []
     assert report.updated == []
-    assert len(report.unchanged) == 4 + 9 + 2
+    assert len(report.unchanged) == 4 + 9 + 4
+    assert report.removed == []
 
 
 @pytest.mark.parametrize(
     ("failing", "nth"),
-    [("/api/data/v9.2/sdkmessageprocessingsteps", 4), ("/push365-register/users", 2)],
-    ids=["the fourth step", "the second page of users"],
+    [
+        ("/api/data/v9.2/sdkmessageprocessingsteps", 4),
+        ("/api/data/v9.2/sdkmessageprocessingstepimages", 3),
+        ("/push365-register/users", 2),
+    ],
+    ids=["the fourth step", "the third image", "the second page of users"],
 )
 def test_a_failure_halfway_is_resumable(wire: Wire, tmp_path: Path, failing: str, nth: int) -> None:
     state = tmp_path / "state.json"
@@ -505,3 +603,343 @@ def test_a_throttled_request_is_sent_again_after_retry_after(wire: Wire, tmp_pat
         "GET dataverse RetrieveCurrentOrganization(AccessType=@p1)"
         "?@p1=Microsoft.Dynamics.CRM.EndpointAccessType'Default'",
     ]
+
+
+# -- images: exactly the columns the rules reference ------------------------------------------
+
+
+def _steps_by_name(fake: FakeDataverse) -> dict[str, dict[str, Any]]:
+    return {row["name"]: row for row in fake.rows["sdkmessageprocessingsteps"]}
+
+
+def _images(fake: FakeDataverse, step_name: str) -> dict[str, dict[str, Any]]:
+    """The images on a step, by alias: (imagetype, messagepropertyname, attributes)."""
+    step_id = _steps_by_name(fake)[step_name]["sdkmessageprocessingstepid"]
+    return {
+        row["entityalias"]: {
+            "imagetype": row["imagetype"],
+            "messagepropertyname": row["messagepropertyname"],
+            "attributes": row["attributes"],
+        }
+        for row in fake.rows["sdkmessageprocessingstepimages"]
+        if row["_sdkmessageprocessingstepid_value"] == step_id
+    }
+
+
+def _dataverse_writes(wire: Wire, start: int) -> list[str]:
+    return [
+        line
+        for line in wire.transcript(start)
+        if line.split(" ", 2)[1] == "dataverse" and not line.startswith("GET ")
+    ]
+
+
+def test_each_rule_step_gets_images_holding_exactly_the_columns_its_rules_reference(
+    wire: Wire, tmp_path: Path
+) -> None:
+    _setup(wire, tmp_path / "state.json").run()
+    # Update: the union of both Update rules' placeholders and recipients, before and after
+    # the change (the Target carries only what changed, and lookups without their names).
+    assert _images(wire.dataverse, "Push365: Update of opportunity") == {
+        "PreImage": {"imagetype": 0, "messagepropertyname": "Target", "attributes": UPDATE_COLUMNS},
+        "PostImage": {
+            "imagetype": 1,
+            "messagepropertyname": "Target",
+            "attributes": UPDATE_COLUMNS,
+        },
+    }
+    # Delete: a pre-image only (there is no row after a Delete), with the Delete rule's columns.
+    assert _images(wire.dataverse, "Push365: Delete of opportunity") == {
+        "PreImage": {"imagetype": 0, "messagepropertyname": "Target", "attributes": "name,ownerid"}
+    }
+    # The fixed steps keep what they had: only unsubscribe's pre-image of p365_instanceid.
+    for name in _steps_by_name(wire.dataverse):
+        if "opportunity" not in name and name != "Push365: Delete of p365_subscription":
+            assert _images(wire.dataverse, name) == {}, name
+    assert _images(wire.dataverse, "Push365: Delete of p365_subscription") == {
+        "PreImage": {
+            "imagetype": 0,
+            "messagepropertyname": "Target",
+            "attributes": "p365_instanceid",
+        }
+    }
+    image_bodies = [
+        json.loads(request.body or b"{}")
+        for request in wire.requests
+        if request.method == "POST" and request.url.endswith("/sdkmessageprocessingstepimages")
+    ]
+    assert all(
+        set(body) == set(RECORDED["sdkmessageprocessingstepimage"]["body_columns"])
+        for body in image_bodies
+    )
+    assert all(body["name"] == body["entityalias"] for body in image_bodies)
+
+
+@pytest.mark.parametrize(
+    ("message", "stage", "expected"),
+    [
+        ("create", 40, {"PostImage": (1, "Id")}),  # no pre-image: the row does not exist yet
+        ("update", 20, {"PreImage": (0, "Target")}),  # no post-image before the operation
+        ("update", 10, {"PreImage": (0, "Target")}),
+        ("delete", 40, {"PreImage": (0, "Target")}),
+        ("setstate", 40, {"PreImage": (0, "EntityMoniker"), "PostImage": (1, "EntityMoniker")}),
+        ("win", 40, {}),  # Win carries no images
+    ],
+)
+def test_images_follow_what_dataverse_allows_for_the_message_and_stage(
+    tmp_path: Path, message: str, stage: int, expected: dict[str, tuple[int, str]]
+) -> None:
+    rule = {"table": "opportunity", "message": message, "stage": stage, "recipients": ["ownerid"]}
+    wire = Wire(FakeDataverse(users=1), FakePush365([rule | {"title": "{name}"}]))
+    _setup(wire, tmp_path / "state.json").run()
+    step = plan.Step(plan.SEND, "opportunity", plan.message_name(message), stage).name
+    images = _images(wire.dataverse, step)
+    assert {alias: (i["imagetype"], i["messagepropertyname"]) for alias, i in images.items()} == (
+        expected
+    )
+    assert all(i["attributes"] == "name,ownerid" for i in images.values())
+
+
+def test_a_run_after_the_rules_change_corrects_the_images_and_nothing_else(
+    wire: Wire, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    _setup(wire, state).run()
+    before = wire.dataverse.writes()
+    # The second Update rule goes (customerid with it); the first now names the close date.
+    wire.push365.rules = [
+        RULES[0] | {"body": "Worth {estimatedvalue}, closing {estimatedclosedate}"},
+        RULES[1],
+    ]
+    start = len(wire.requests)
+    report = _setup(wire, state).run()
+    assert _dataverse_writes(wire, start) == [
+        "PATCH dataverse sdkmessageprocessingstepimages(<id>)",
+        "PATCH dataverse sdkmessageprocessingstepimages(<id>)",
+    ]
+    assert report.updated == [
+        "pre-image of Push365: Update of opportunity",
+        "post-image of Push365: Update of opportunity",
+    ]
+    assert report.created == report.removed == []
+    columns = "estimatedclosedate,estimatedvalue,name,ownerid,statuscode"
+    for image in _images(wire.dataverse, "Push365: Update of opportunity").values():
+        assert image["attributes"] == columns
+    patches = [json.loads(r.body or b"{}") for r in wire.requests[start:] if r.method == "PATCH"]
+    assert patches == [{"attributes": columns}, {"attributes": columns}]
+    after = wire.dataverse.writes()
+    assert after["sdkmessageprocessingsteps"] == before["sdkmessageprocessingsteps"]
+    assert after["serviceendpoints"] == before["serviceendpoints"]
+    # and once more with the same rules: nothing to do
+    start = len(wire.requests)
+    again = _setup(wire, state).run()
+    assert _dataverse_writes(wire, start) == []
+    assert again.created == again.updated == again.removed == []
+
+
+def test_images_no_rule_needs_are_removed_and_the_steps_stay(wire: Wire, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    _setup(wire, state).run()
+    steps_before = wire.dataverse.writes()["sdkmessageprocessingsteps"]
+    # The Delete rule is removed; the Update rules now name no column of the table.
+    wire.push365.rules = [
+        {
+            "table": "opportunity",
+            "message": "update",
+            "recipients": ["context.initiatinguserid"],
+            "title": "An opportunity changed",
+            "link": "record",
+            "stage": 40,
+        }
+    ]
+    start = len(wire.requests)
+    report = _setup(wire, state).run()
+    assert _dataverse_writes(wire, start) == [
+        "DELETE dataverse sdkmessageprocessingstepimages(<id>)",
+        "DELETE dataverse sdkmessageprocessingstepimages(<id>)",
+        "DELETE dataverse sdkmessageprocessingstepimages(<id>)",
+    ]
+    assert report.removed == [
+        "pre-image of Push365: Update of opportunity",
+        "post-image of Push365: Update of opportunity",
+        "pre-image of Push365: Delete of opportunity",
+    ]
+    assert wire.dataverse.writes()["sdkmessageprocessingsteps"] == steps_before
+    assert _images(wire.dataverse, "Push365: Update of opportunity") == {}
+    assert _images(wire.dataverse, "Push365: Delete of opportunity") == {}
+    assert _images(wire.dataverse, "Push365: Delete of p365_subscription") != {}
+    assert "Removed from Dataverse: 3" in "\n".join(report.lines())
+    start = len(wire.requests)
+    _setup(wire, state).run()
+    assert _dataverse_writes(wire, start) == []
+    # The rules come back: their images with them.
+    wire.push365.rules = RULES
+    report = _setup(wire, state).run()
+    assert report.created == [
+        "pre-image of Push365: Update of opportunity",
+        "post-image of Push365: Update of opportunity",
+        "pre-image of Push365: Delete of opportunity",
+    ]
+
+
+def test_an_every_column_image_from_an_earlier_setup_is_narrowed_and_others_images_kept(
+    wire: Wire, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    _setup(wire, state).run()
+    delete_step = _steps_by_name(wire.dataverse)["Push365: Delete of opportunity"]
+    for row in wire.dataverse.rows["sdkmessageprocessingstepimages"]:
+        if row["_sdkmessageprocessingstepid_value"] == delete_step["sdkmessageprocessingstepid"]:
+            row["attributes"] = None  # what earlier versions registered: every column
+    wire.dataverse.rows["sdkmessageprocessingstepimages"].append(
+        {  # an image an administrator added by hand: not Push365's to change
+            "sdkmessageprocessingstepimageid": _id("image", "by hand"),
+            "name": "Audit",
+            "entityalias": "Audit",
+            "imagetype": 2,
+            "messagepropertyname": "Target",
+            "attributes": None,
+            "_sdkmessageprocessingstepid_value": delete_step["sdkmessageprocessingstepid"],
+        }
+    )
+    start = len(wire.requests)
+    report = _setup(wire, state).run()
+    assert _dataverse_writes(wire, start) == [
+        "PATCH dataverse sdkmessageprocessingstepimages(<id>)"
+    ]
+    assert report.updated == ["pre-image of Push365: Delete of opportunity"]
+    images = _images(wire.dataverse, "Push365: Delete of opportunity")
+    assert images["PreImage"]["attributes"] == "name,ownerid"
+    assert images["Audit"] == {"imagetype": 2, "messagepropertyname": "Target", "attributes": None}
+
+
+def test_attributes_written_in_another_order_or_case_are_already_in_place(
+    wire: Wire, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    _setup(wire, state).run()
+    for row in wire.dataverse.rows["sdkmessageprocessingstepimages"]:
+        if row["attributes"] == UPDATE_COLUMNS:
+            row["attributes"] = ",".join(reversed(UPDATE_COLUMNS.upper().split(",")))
+    start = len(wire.requests)
+    _setup(wire, state).run()
+    assert _dataverse_writes(wire, start) == []
+
+
+def test_the_columns_a_rule_references() -> None:
+    assert plan.referenced_columns(
+        {
+            "recipients": ["OwnerId", "context.userid", "to", ADMIN_ID],
+            "title": "{Name} [by {modifiedby}] {name}",
+            "body": "{input.Amount} {output.Result} {} { } {statuscode}",
+            "link": "https://example.com/{p365_ref}",
+        }
+    ) == ("name", "modifiedby", "statuscode", "p365_ref", "ownerid", "to")
+    assert plan.referenced_columns({"title": "Static", "link": "record", "recipients": []}) == ()
+    assert plan.referenced_columns({"title": "{name}", "link": "record"}) == ("name",)
+
+
+def test_the_steps_share_one_set_of_images_per_table_message_and_stage() -> None:
+    planned = plan.steps(
+        [
+            plan.RuleEvent("Opportunity", "update", 40, ("name",)),
+            plan.RuleEvent("opportunity", "Update", 40, ("ownerid", "name")),
+            plan.RuleEvent("opportunity", "update", 20, ("name",)),
+            plan.RuleEvent("opportunity", "qualify", 40, ("name",)),
+            plan.RuleEvent("systemuser", "update", 40, ("fullname",)),  # the fixed step's
+        ]
+    )
+    rule_steps = {step.name: step for step in planned if step.for_rules}
+    assert set(rule_steps) == {
+        "Push365: Update of opportunity",
+        "Push365: Update of opportunity (stage 20)",
+        "Push365: Qualify of opportunity",
+    }
+    assert [
+        (i.alias, i.attributes) for i in rule_steps["Push365: Update of opportunity"].images
+    ] == [("PreImage", ("name", "ownerid")), ("PostImage", ("name", "ownerid"))]
+    assert [i.alias for i in rule_steps["Push365: Update of opportunity (stage 20)"].images] == [
+        "PreImage"
+    ]
+    assert rule_steps["Push365: Qualify of opportunity"].images == ()
+    assert plan.retired_step("Push365: Update of opportunity (stage 20)") == plan.Step(
+        plan.SEND, "opportunity", "Update", 20, for_rules=True
+    )
+    assert plan.retired_step("Push365: Delete of p365_subscription") is None
+    assert plan.retired_step("Someone else's step") is None
+
+
+def test_columns_the_table_does_not_have_are_left_out_and_reported(tmp_path: Path) -> None:
+    rules = [
+        RULES[0] | {"title": "{nmae} is {statuscode}"},  # a typo
+        RULES[1] | {"body": "{p365_secret}"},  # a column that cannot be read
+        {"table": "opportunity", "message": "create", "recipients": ["nobody"], "title": "{x}"},
+    ]
+    wire = Wire(FakeDataverse(users=1), FakePush365(rules))
+    report = _setup(wire, tmp_path / "state.json").run()
+    assert report.unknown_columns == [
+        "opportunity.nmae",
+        "opportunity.p365_secret",
+        "opportunity.nobody",
+        "opportunity.x",
+    ]
+    assert "check the rules): opportunity.nmae, opportunity.p365_secret" in report.lines()[-1]
+    update = _images(wire.dataverse, "Push365: Update of opportunity")
+    assert {i["attributes"] for i in update.values()} == {
+        "estimatedvalue,modifiedby,ownerid,statuscode"
+    }
+    assert _images(wire.dataverse, "Push365: Delete of opportunity")["PreImage"]["attributes"] == (
+        "name,ownerid"
+    )
+    assert _images(wire.dataverse, "Push365: Create of opportunity") == {}
+    definitions = [line for line in wire.transcript() if "EntityDefinitions" in line]
+    assert definitions == [
+        "GET dataverse EntityDefinitions(LogicalName='opportunity')/Attributes"
+        "?$select=LogicalName,IsValidForRead"
+    ]  # once per table and run
+
+
+def test_rules_for_an_unbound_custom_api_any_stage_and_stage_0_get_what_dataverse_allows(
+    tmp_path: Path,
+) -> None:
+    rules = [
+        {"table": "none", "message": "devkit_debugcustomapi", "recipients": ["input.User"]},
+        RULES[0] | {"stage": "any"},  # served by the post-operation step
+        {"table": "opportunity", "message": "win", "stage": 0, "recipients": ["ownerid"]},
+    ]
+    dataverse = FakeDataverse(users=1)
+    dataverse.rows["sdkmessages"].append(
+        {"sdkmessageid": _id("message", "devkit_debugcustomapi"), "name": "devkit_debugcustomapi"}
+    )
+    wire = Wire(dataverse, FakePush365(rules))
+
+    report = _setup(wire, tmp_path / "state.json").run()
+
+    steps = _steps_by_name(wire.dataverse)
+    custom = steps["Push365: devkit_debugcustomapi of none"]
+    assert "sdkmessagefilterid@odata.bind" not in custom  # bound to no table
+    assert (custom["stage"], _images(wire.dataverse, custom["name"])) == (40, {})
+    assert "Push365: Update of opportunity" in steps
+    assert not [name for name in steps if "stage 0" in name]
+    assert report.not_registered == ["Win of opportunity (stage 0)"]
+    assert "Rules no step can serve" in report.lines()[-1]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{name} was updated[ by {modifiedby}]",
+        "{Name} ({StatusCode}) for {input.Target} -> {output.Result}",
+        "[[{ownerid}]] {estimatedvalue}, {customerid}",
+        "No placeholder [at all]",
+    ],
+)
+def test_the_columns_setup_puts_in_images_are_the_ones_rendering_reads(template: str) -> None:
+    # The setup command runs without the push365 package: its reading of a template must agree
+    # with the renderer's, or a column a title shows would never arrive in an image.
+    from push365.notifications.templates import placeholders
+
+    rendered = [name.lower() for name in placeholders(template) if "." not in name]
+    rule = {"table": "opportunity", "message": "update", "title": template}
+
+    assert list(plan.referenced_columns(rule)) == list(dict.fromkeys(rendered))

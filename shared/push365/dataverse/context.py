@@ -22,6 +22,11 @@ SIZE_EXCEEDED_HEADER = "x-ms-dynamics-msg-size-exceeded"
 """Present when Dataverse stripped the context's parameters and images (over 256 KB)."""
 
 _DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+# An ISO 8601 date and time with its zone (what other serializers write); a bare date or a time
+# without a zone stays text: a text column may well hold one.
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,7})?)?(Z|[+-]\d\d:\d\d)$")
+_NUMBERS = {"Int16", "Int32", "Int64", "Byte", "SByte", "UInt16", "UInt32", "UInt64"}
+_DECIMALS = {"Decimal", "Double", "Single"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ Value = Union[
     str,
     int,
     float,
+    Decimal,
     bool,
     datetime,
     EntityReference,
@@ -188,30 +194,34 @@ def parse_execution_context(
 
 
 def parse_value(raw: Any) -> Value:
-    """Turn one JSON value of a context into its typed form."""
+    """Turn one JSON value of a context into its typed form.
+
+    Besides the SDK's contracts (Entity, EntityReference, OptionSetValue, Money,
+    EntityCollection, OptionSetValueCollection, AliasedValue), a value typed only as ``object``
+    arrives wrapped as ``{"__type": "DateTime:#System", "__value": ...}`` (``Guid``,
+    ``Decimal``, ...): it is unwrapped to what it holds.
+    """
     if isinstance(raw, str):
-        date = _DATE.match(raw)
-        return _date_from_match(date) if date else raw
+        return _date_or_text(raw)
     if isinstance(raw, list):
         return tuple(parse_value(item) for item in raw)
     if not isinstance(raw, Mapping):
         return raw  # type: ignore[no-any-return]
-    kind = str(raw.get("__type", "")).split(":", 1)[0]
+    kind = str(raw.get("__type", "")).partition(":")[0]
+    if "__value" in raw:
+        return _system_value(kind, raw["__value"])
     if kind == "Entity" or (not kind and "Attributes" in raw and "LogicalName" in raw):
         return parse_entity(raw)
     if kind == "EntityReference" or (not kind and {"Id", "LogicalName"} <= raw.keys()):
         return EntityReference(
-            logical_name=str(raw.get("LogicalName") or ""),
+            logical_name=str(raw.get("LogicalName") or "").lower(),
             id=_guid(raw.get("Id"), "EntityReference.Id", required=True) or "",
             name=_str_or_none(raw.get("Name")),
         )
     if kind == "OptionSetValue":
         return OptionSetValue(_int_required(raw.get("Value"), "OptionSetValue.Value"))
     if kind == "Money":
-        try:
-            return Money(Decimal(str(raw.get("Value"))))
-        except ArithmeticError:
-            raise ValidationFailed("Dataverse Money value is not a number.") from None
+        return Money(_decimal(raw.get("Value")))
     if kind == "EntityCollection":
         entities = raw.get("Entities")
         return (
@@ -221,7 +231,43 @@ def parse_value(raw: Any) -> Value:
         )
     if kind == "OptionSetValueCollection":
         return parse_value(raw.get("Values") or [])
+    if kind == "AliasedValue":
+        # A column of a linked table (a query's alias): what it holds.
+        return parse_value(raw.get("Value"))
     return raw
+
+
+def _date_or_text(raw: str) -> Value:
+    date = _DATE.match(raw)
+    if date:
+        return _date_from_match(date)
+    if _ISO.match(raw):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _system_value(kind: str, raw: Any) -> Value:
+    """A ``{"__type": "<Kind>:#System", "__value": ...}`` wrapper's value, typed."""
+    if kind == "Guid":
+        try:
+            return normalize_guid(str(raw))
+        except ValueError:
+            return None
+    if kind in _NUMBERS:
+        return _int_or_none(raw)
+    if kind in _DECIMALS and isinstance(raw, int | float | str) and not isinstance(raw, bool):
+        return _decimal(raw)
+    return parse_value(raw)
+
+
+def _decimal(raw: Any) -> Decimal:
+    try:
+        return Decimal(str(raw))
+    except ArithmeticError:
+        raise ValidationFailed("Dataverse number value is not a number.") from None
 
 
 def parse_entity(raw: Mapping[str, Any]) -> Entity:

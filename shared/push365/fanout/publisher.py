@@ -92,14 +92,33 @@ def publish_wait_seconds(timeout_seconds: float) -> float:
     return timeout_seconds + WAIT_MARGIN_SECONDS
 
 
+_NOT_SENT = ("failed to connect", "connection refused")
+"""What gRPC says of a connection it could not open: no request went out on it."""
+
+
 def _deadline(error: BaseException) -> bool:
-    """Whether ``error`` says only that no answer came in time (the request may have been
-    stored): a deadline, or retries that ended on one."""
+    """Whether ``error`` leaves it open that Pub/Sub stored the message: anything but a refusal
+    Pub/Sub answered (no topic, no permission, an invalid request) or a connection that could
+    not be opened. A deadline, a reset connection or an internal error after the request may
+    have been sent all count as unknown (the last attempt's error is what is seen: an earlier
+    attempt cut after sending, then a refused connection, reads as refused)."""
     from google.api_core import exceptions
 
-    if isinstance(error, exceptions.RetryError):
-        return isinstance(error.cause, exceptions.DeadlineExceeded)
-    return isinstance(error, exceptions.DeadlineExceeded)
+    if isinstance(error, exceptions.RetryError) and error.cause is not None:
+        error = error.cause
+    refused = (
+        exceptions.NotFound,
+        exceptions.PermissionDenied,
+        exceptions.InvalidArgument,
+        exceptions.Unauthenticated,
+        exceptions.FailedPrecondition,
+    )
+    if isinstance(error, refused):
+        return False
+    text = str(error).lower()
+    return not (
+        isinstance(error, exceptions.ServiceUnavailable) and any(s in text for s in _NOT_SENT)
+    )
 
 
 def _retry(deadline: float) -> Any:

@@ -11,9 +11,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from push365.dataverse import Entity, ExecutionContext, OptionSetValue, parse_entity
+from push365.dataverse import (
+    Entity,
+    EntityReference,
+    ExecutionContext,
+    OptionSetValue,
+    Value,
+    parse_entity,
+    parse_value,
+)
+from push365.dataverse.text import repair_mojibake
 from push365.model import normalize_guid, validate
 from push365.notifications.model import (
+    ANY_STAGE,
     MAX_RECIPIENTS,
     MAX_TTL_SECONDS,
     Rule,
@@ -24,6 +34,8 @@ from push365.notifications.model import (
 from push365.notifications.rules import (
     NO_RECIPIENTS,
     NO_RULE,
+    NO_TABLE,
+    Candidate,
     Rendered,
     Surroundings,
     candidates,
@@ -32,6 +44,7 @@ from push365.notifications.rules import (
     render_rule,
     user_ids_in,
 )
+from push365.notifications.templates import UserNames
 
 TABLE = "p365_notification"
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
@@ -73,12 +86,14 @@ class NothingToSend:
         }
 
 
-def dedup_key(context: ExecutionContext) -> str:
-    """The operation's identity: one Dataverse operation is sent at most once.
+def dedup_key(context: ExecutionContext, rules: Sequence[Rule] = ()) -> str:
+    """The operation's identity: one Dataverse operation is sent at most once per step.
 
     ``CorrelationId`` is shared by every step of one operation, so it is used only when neither
     ``RequestId`` nor ``OperationId`` is there, and then with ``OperationCreatedOn``: two events
-    never share a key, while Dataverse's retry (the identical body) still does.
+    never share a key, while Dataverse's retry (the identical body) still does. When the rule the
+    event matches is for any stage (of ``rules``), the step and stage are left out: that rule
+    sends once per operation, however many of the operation's steps reach Push365.
     """
     operation: object = context.request_id or context.operation_id
     if operation is None and (context.correlation_id or context.operation_created_on):
@@ -87,12 +102,14 @@ def dedup_key(context: ExecutionContext) -> str:
             context.correlation_id or "",
             "" if created is None else int(created.timestamp() * 1000),
         )
+    fitting = _fitting(context, rules)
+    per_step = fitting is None or fitting.rule.stage != ANY_STAGE
     parts = (
-        context.owning_extension_id,
+        context.owning_extension_id if per_step else "",
         operation,
         context.primary_entity_id,
         context.message_name.lower(),
-        context.stage,
+        context.stage if per_step else "any",
     )
     return "dataverse:" + ":".join("" if p is None else str(p) for p in parts)
 
@@ -105,27 +122,33 @@ def send_from_context(
     organization_url: str | None = None,
     language_code: int | None = None,
     receipt_url: str | None = None,
+    user_names: UserNames | None = None,
 ) -> SendRequest | NothingToSend:
     """What to send for a Dataverse event: a ``p365_notification`` row, else the first rule for
     the event's table and message whose stage and depth fit.
 
     ``organization_url`` (registered) serves record links when ``dynamics_host`` is a bare
     name; ``language_code`` (the organization's LCID) formats dates; ``receipt_url`` (what every
-    message also carries) counts against FCM's payload limit.
+    message also carries) counts against FCM's payload limit; ``user_names`` (the organization's
+    directory) names users the event names only by id.
 
     Raises:
         ValidationFailed: never for the event's data; only if a rendered request still failed
             validation, which the rendering rules out.
     """
-    around = Surroundings(dynamics_host, organization_url, language_code, receipt_url)
+    around = Surroundings(dynamics_host, organization_url, language_code, receipt_url, user_names)
     if context.is_message(TABLE, "Create") and context.target_entity is not None:
         return _from_notification_row(context.target_entity, around)
-    refused = None
-    for candidate in candidates(context, rules):
-        if candidate.refused is None:
-            return _request(render_rule(candidate.rule, context, around))
-        refused = refused or candidate.refused
+    fitting = _fitting(context, rules)
+    if fitting is not None:
+        return _request(render_rule(fitting.rule, context, around))
+    refused = next((c.refused for c in candidates(context, rules)), None)
     return NothingToSend(matched=False, reason=refused or NO_RULE)
+
+
+def _fitting(context: ExecutionContext, rules: Sequence[Rule]) -> Candidate | None:
+    """The first rule for the event's table and message whose stage and depth fit."""
+    return next((c for c in candidates(context, rules) if c.refused is None), None)
 
 
 def _request(rendered: Rendered) -> SendRequest | NothingToSend:
@@ -142,12 +165,12 @@ def _request(rendered: Rendered) -> SendRequest | NothingToSend:
 
 def _from_notification_row(row: Entity, around: Surroundings) -> SendRequest | NothingToSend:
     recipients, teams = _row_recipients(row)
-    title = str(row.get("p365_title") or "")
+    title = repair_mojibake(str(row.get("p365_title") or ""))
     if not title.strip():
         title = ROW_DEFAULT_TITLE
     title, body, link = fit(
         title,
-        str(row.get("p365_body") or ""),
+        repair_mojibake(str(row.get("p365_body") or "")),
         https_or_none(_text(row.get("p365_link"))),
         around.receipt_url,
     )
@@ -231,8 +254,13 @@ def preview(
     return previews
 
 
-def rule_preview_answer(rule_preview: RulePreview, devices: int) -> dict[str, object]:
-    """One preview as JSON: the rule, whether it applies and sends, and what it renders."""
+def rule_preview_answer(
+    rule_preview: RulePreview, devices: int, context: ExecutionContext | None = None
+) -> dict[str, object]:
+    """One preview as JSON: the rule, whether it applies and sends, what it renders, and the
+    placeholders that showed nothing (``missing``). For a message that is not about a record's
+    columns (a custom API or action), also what a template can reach: ``input`` and ``output``
+    (the request's parameter names) and whether it is ``bound`` to a record (its link)."""
     rendered = rule_preview.rendered
     answer: dict[str, object] = {
         "rule": rule_preview.number,
@@ -246,7 +274,12 @@ def rule_preview_answer(rule_preview: RulePreview, devices: int) -> dict[str, ob
         "recipients": len(rendered.recipients),
         "devices": devices,
         "teams_skipped": rendered.teams_skipped,
+        "missing": list(rendered.missing),
     }
+    if context is not None and context.target_entity is None and not _is_delete(context):
+        answer["input"] = sorted(k for k in context.input_parameters if k != "Target")
+        answer["output"] = sorted(context.output_parameters)
+        answer["bound"] = context.primary_entity_name != NO_TABLE
     reason = rule_preview.refused or (None if rendered.recipients else NO_RECIPIENTS)
     if reason is not None:
         answer["reason_code"], answer["reason"] = reason
@@ -266,8 +299,13 @@ def context_from_event(event: RulePreviewEvent, organization_id: str) -> Executi
             }
         )
 
-    is_delete = event.message.lower() == "delete"
-    target = entity(event.target, event.formatted_values)
+    inputs: dict[str, Value] = {k: parse_value(v) for k, v in event.input.items()}
+    if event.target or event.formatted_values or event.message.lower() in ("create", "update"):
+        inputs.setdefault("Target", entity(event.target, event.formatted_values))
+    elif event.table != NO_TABLE and event.record_id:
+        # what Delete, Assign and a bound custom API carry: the record, not its columns
+        inputs.setdefault("Target", EntityReference(event.table, event.record_id))
+    post = entity(event.post_image, event.post_formatted_values)
     return ExecutionContext(
         message_name=event.message,
         primary_entity_name=event.table,
@@ -278,6 +316,12 @@ def context_from_event(event: RulePreviewEvent, organization_id: str) -> Executi
         stage=event.stage,
         depth=event.depth,
         operation_created_on=datetime.now(UTC),
-        input_parameters={} if is_delete else {"Target": target},
+        input_parameters=inputs,
+        output_parameters={k: parse_value(v) for k, v in event.output.items()},
         pre_images={"PreImage": entity(event.pre_image, {})} if event.pre_image else {},
+        post_images={"PostImage": post} if event.post_image or event.post_formatted_values else {},
     )
+
+
+def _is_delete(context: ExecutionContext) -> bool:
+    return context.message_name.lower() == "delete"

@@ -99,9 +99,18 @@ class SendRequest(InputModel):
     __str__ = __repr__
 
 
-RULE_STAGES = (10, 20, 40)
-"""Pre-validation, pre-operation, post-operation: a rule's ``stage`` is one of them."""
+RULE_STAGES = (0, 10, 20, 30, 40)
+"""The ``Stage`` values a context carries: 10 pre-validation, 20 pre-operation, 30 main operation
+(a custom API's own plug-in), 40 post-operation (synchronous or asynchronous: ``Mode`` tells
+them apart), 0 a context started outside a step's pipeline (a workflow's)."""
+ANY_STAGE: Literal["any"] = "any"
 COMMITTED_STAGE: Literal[40] = 40
+UNCOMMITTED_STAGES = (10, 20, 30)
+"""Stages inside the operation's transaction: a notification can tell of a save then rolled
+back."""
+MESSAGE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,255}$"
+"""A Dataverse message: ``Update``, or a custom API's or action's unique name with its publisher
+prefix (``devkit_DebugCustomApi``); Dataverse's ``sdkmessage.name`` is at most 256 characters."""
 MAX_DEPTH = 8
 CONTEXT_RECIPIENTS = ("context.initiatinguserid", "context.userid")
 """Recipients a rule takes from the event itself: who started the operation, and on whose
@@ -109,6 +118,7 @@ behalf it ran."""
 
 _RECIPIENT = re.compile(
     r"^(context\.(initiatinguserid|userid)"
+    r"|(input|output)\.[a-z0-9_]{1,64}"
     r"|[a-z0-9_]{1,64}"
     r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
 )
@@ -116,6 +126,7 @@ _HEX = "[0-9A-Fa-f]"
 RULE_RECIPIENT_PATTERN = (
     rf"^[{BLANK}]*([Cc][Oo][Nn][Tt][Ee][Xx][Tt]\.([Ii][Nn][Ii][Tt][Ii][Aa][Tt][Ii][Nn][Gg])?"
     r"[Uu][Ss][Ee][Rr][Ii][Dd]"
+    r"|([Ii][Nn][Pp][Uu][Tt]|[Oo][Uu][Tt][Pp][Uu][Tt])\.[A-Za-z0-9_]{1,64}"
     r"|[A-Za-z0-9_]{1,64}"
     rf"|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})[{BLANK}]*$"
 )
@@ -125,35 +136,38 @@ RULE_RECIPIENT_PATTERN = (
 def _recipient(value: str) -> str:
     if not _RECIPIENT.match(value):
         raise ValueError(
-            "must be a column name, context.initiatinguserid, context.userid or a user's GUID"
+            "must be a column name, input.<parameter>, output.<parameter>, "
+            "context.initiatinguserid, context.userid or a user's GUID"
         )
     return value
 
 
 RuleRecipient = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, to_lower=True, max_length=64),
+    StringConstraints(strip_whitespace=True, to_lower=True, max_length=71),
     Field(json_schema_extra={"pattern": RULE_RECIPIENT_PATTERN}),
     AfterValidator(_recipient),
 ]
-"""A column of the Target or an image (a lookup or activity party to ``systemuser``), one of
-:data:`CONTEXT_RECIPIENTS`, or a fixed system user id."""
+"""A column of the Target or an image (a lookup or activity party to ``systemuser``), a request
+parameter (``input.name``, ``output.name``: a custom API's), one of :data:`CONTEXT_RECIPIENTS`, or
+a fixed system user id."""
 
 
 class Rule(InputModel):
     """An event rule: a Dataverse event on ``table`` with ``message`` becomes a notification.
 
     It applies only to events of its ``stage`` (post-operation by default: the change is
-    committed) and at most ``max_depth`` deep (1 by default: not from a plug-in chain).
+    committed; ``"any"``: whatever stage the event carries) and at most ``max_depth`` deep (1 by
+    default: not from a plug-in chain). ``table`` is ``none`` for a message bound to no table.
     """
 
     table: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
-    message: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z]{1,64}$")]
+    message: Annotated[str, StringConstraints(to_lower=True, pattern=MESSAGE_PATTERN)]
     recipients: list[RuleRecipient] = Field(min_length=1, max_length=10)
     title: str = Field(min_length=1, max_length=1024)
     body: str = Field(default="", max_length=4096)
     link: str | None = Field(default=None, max_length=2048)
-    stage: Literal[10, 20, 40] = COMMITTED_STAGE
+    stage: Literal[0, 10, 20, 30, 40, "any"] = COMMITTED_STAGE
     max_depth: StrictInt = Field(default=1, ge=1, le=MAX_DEPTH)
 
 
@@ -165,26 +179,36 @@ class RuleSet(InputModel):
     def warnings(self) -> list[str]:
         """Fixed texts about rules that are valid but probably not what is meant."""
         return [
-            f"Rule {number} runs at stage {rule.stage}, before the change is committed: "
-            "it can notify about a save that is then rolled back."
+            (
+                f"Rule {number} runs at any stage, also before the change is committed: "
+                if rule.stage == ANY_STAGE
+                else f"Rule {number} runs at stage {rule.stage}, before the change is committed: "
+            )
+            + "it can notify about a save that is then rolled back."
             for number, rule in enumerate(self.rules, start=1)
-            if rule.stage != COMMITTED_STAGE
+            if rule.stage == ANY_STAGE or rule.stage in UNCOMMITTED_STAGES
         ]
 
 
 class RulePreviewEvent(InputModel):
     """``POST /register/rules/preview`` without a Dataverse body: an event described plainly.
 
-    ``target`` and ``pre_image`` map columns to values as Dataverse sends them (a lookup is
-    ``{"Id", "LogicalName", "Name"}``); ``formatted_values`` maps columns to display text.
+    ``target``, ``pre_image`` and ``post_image`` map columns to values as Dataverse sends them (a
+    lookup is ``{"Id", "LogicalName", "Name"}``); ``formatted_values`` and
+    ``post_formatted_values`` map columns to display text; ``input`` and ``output`` are a custom
+    API's or action's parameters (``table`` ``none`` when it is bound to no table).
     """
 
     table: Annotated[str, StringConstraints(to_lower=True, pattern=r"^[A-Za-z0-9_]{1,64}$")]
-    message: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{1,64}$")]
+    message: Annotated[str, StringConstraints(pattern=MESSAGE_PATTERN)]
     record_id: Guid | None = None
     target: dict[str, Any] = Field(default_factory=dict, max_length=500)
     formatted_values: dict[str, str] = Field(default_factory=dict, max_length=500)
     pre_image: dict[str, Any] = Field(default_factory=dict, max_length=500)
+    post_image: dict[str, Any] = Field(default_factory=dict, max_length=500)
+    post_formatted_values: dict[str, str] = Field(default_factory=dict, max_length=500)
+    input: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    output: dict[str, Any] = Field(default_factory=dict, max_length=100)
     stage: StrictInt = COMMITTED_STAGE
     depth: StrictInt = 1
     initiating_user_id: Guid | None = None

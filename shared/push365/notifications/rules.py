@@ -3,7 +3,8 @@
 Rendering never fails an event for its data: each field is cut to its limit with an ellipsis, an
 empty title falls back to the table and the message ("Contact updated"), and the message is kept
 under FCM's payload limit by shortening the body first. A link that does not come out as an https
-URL is left out. Nothing here logs, stores or raises with a rendered value.
+URL is left out. Which value a placeholder shows, and how a template reads when some are missing,
+is notifications.templates. Nothing here logs, stores or raises with a rendered value.
 """
 
 from __future__ import annotations
@@ -17,12 +18,23 @@ from push365.dataverse import Entity, EntityReference, ExecutionContext, Value
 from push365.fcm.model import WebPush
 from push365.model import normalize_guid
 from push365.notifications.model import (
+    ANY_STAGE,
     CONTEXT_RECIPIENTS,
     FCM_PAYLOAD_LIMIT,
     MAX_RECIPIENTS,
     Rule,
 )
 from push365.notifications.service import payload_size
+from push365.notifications.templates import (
+    EventValues,
+    Reader,
+    UserNames,
+    fill,
+    link_text,
+    placeholders,
+    table_name,
+    unnamed_users,
+)
 
 RECORD_LINK = "record"
 TITLE_LIMIT = 1024
@@ -30,30 +42,9 @@ BODY_LIMIT = 4096
 LINK_LIMIT = 2048
 ELLIPSIS = "\u2026"
 
-_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 _HOST = re.compile(r"^[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+(:\d{1,5})?$")
 _HTTPS = re.compile(r"^https://[^\s/]+")
 
-# What a user calls a table, for the default title; others are named from their logical name.
-_TABLE_NAMES = {
-    "account": "Account",
-    "activitypointer": "Activity",
-    "appointment": "Appointment",
-    "contact": "Contact",
-    "email": "Email",
-    "fax": "Fax",
-    "incident": "Case",
-    "invoice": "Invoice",
-    "lead": "Lead",
-    "letter": "Letter",
-    "opportunity": "Opportunity",
-    "phonecall": "Phone call",
-    "quote": "Quote",
-    "salesorder": "Order",
-    "systemuser": "User",
-    "task": "Task",
-    "team": "Team",
-}
 _MESSAGE_WORDS = {
     "create": "created",
     "update": "updated",
@@ -68,6 +59,9 @@ _MESSAGE_WORDS = {
     "merge": "merged",
     "share": "shared",
 }
+NO_TABLE = "none"
+"""``PrimaryEntityName`` of a message bound to no table (an unbound custom API or action)."""
+_NO_ID = "00000000-0000-0000-0000-000000000000"
 
 # Why an event meets no rule, or a rule names nobody: (code, fixed text). Codes reach the audit
 # record; neither carries anything of the event.
@@ -93,6 +87,7 @@ class Rendered:
     title: str
     body: str
     link: str | None
+    missing: tuple[str, ...] = ()  # placeholders that showed nothing (for the preview)
 
     def __repr__(self) -> str:
         return f"Rendered(<content hidden>, recipients={len(self.recipients)})"
@@ -116,7 +111,7 @@ def candidates(context: ExecutionContext, rules: Sequence[Rule]) -> Iterator[Can
 
 def _refusal(rule: Rule, context: ExecutionContext) -> tuple[str, str] | None:
     # A body without Stage or Depth (an old environment, a hand-made test) is not refused.
-    if context.stage is not None and context.stage != rule.stage:
+    if context.stage is not None and rule.stage not in (ANY_STAGE, context.stage):
         return WRONG_STAGE
     if context.depth is not None and context.depth > rule.max_depth:
         return TOO_DEEP
@@ -126,23 +121,30 @@ def _refusal(rule: Rule, context: ExecutionContext) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class Surroundings:
     """What rendering needs beyond the event: where record links point, the organization's
-    language, and the receipt URL every message will also carry (it counts against FCM's
-    limit)."""
+    language, the receipt URL every message will also carry (it counts against FCM's limit),
+    and the organization's directory of system users, to name a user the event names only by
+    id (read only when a template needs it)."""
 
     dynamics_host: str | None = None
     organization_url: str | None = None
     language_code: int | None = None
     receipt_url: str | None = None
+    user_names: UserNames | None = None
 
 
 def render_rule(rule: Rule, context: ExecutionContext, around: Surroundings) -> Rendered:
     """What ``rule`` sends for the event: recipients, and content that always fits."""
-    records = event_records(context)
-    users, teams = resolve_recipients(rule.recipients, context, records)
-    title = render(rule.title, records, around.language_code).strip()
-    body = render(rule.body, records, around.language_code).strip()
-    if not title or not _any_column_shown(rule.title, records, around.language_code):
-        title = default_title(context.primary_entity_name, context.message_name)
+    values = EventValues.of(context)
+    users, teams = resolve_recipients(rule.recipients, context, values)
+    names = _directory_names(rule, values, around.user_names)
+    title_reader = Reader(around.language_code, names, in_title=True)
+    reader = Reader(around.language_code, names)
+    title = fill(rule.title, lambda name: title_reader.show(values.value(name)))
+    body = fill(rule.body, lambda name: reader.show(values.value(name)))
+    missing = title.missing + body.missing
+    title_text = title.text.strip()
+    if not title_text or not title.required_shown:
+        title_text = default_title(context.primary_entity_name, context.message_name)
     link: str | None = None
     if rule.link == RECORD_LINK:
         if context.message_name.lower() != "delete":  # a deleted record has no page
@@ -153,46 +155,32 @@ def render_rule(rule: Rule, context: ExecutionContext, around: Surroundings) -> 
                 context.primary_entity_id,
             )
     elif rule.link:
-        link = https_or_none(render(rule.link, records, around.language_code))
-    title, body, link = fit(title, body, link, around.receipt_url)
-    return Rendered(users, teams, title, body, link)
+        # a link is not prose: a missing value leaves nothing, and nothing else is changed
+        rendered = fill(rule.link, lambda name: link_text(values.value(name)), clean=False)
+        missing += rendered.missing
+        link = https_or_none(rendered.text)
+    fitted_title, fitted_body, link = fit(title_text, body.text.strip(), link, around.receipt_url)
+    return Rendered(users, teams, fitted_title, fitted_body, link, tuple(dict.fromkeys(missing)))
 
 
-def event_records(context: ExecutionContext) -> list[Entity]:
-    """Where columns are looked up: what the operation touched first, then post-images, then
-    pre-images (which are all a Delete carries)."""
-    target = context.target_entity
-    records = [target] if target else []
-    return records + list(context.post_images.values()) + list(context.pre_images.values())
-
-
-def render(template: str, records: Sequence[Entity], language_code: int | None) -> str:
-    """``{column}`` placeholders: the display value, or nothing when no record carries it."""
-
-    def value(match: re.Match[str]) -> str:
-        column = match.group(1).lower()
-        for record in records:
-            if column in record.formatted_values or column in record.attributes:
-                return record.display(column, language_code) or ""
-        return ""
-
-    return _PLACEHOLDER.sub(value, template)
-
-
-def _any_column_shown(template: str, records: Sequence[Entity], language_code: int | None) -> bool:
-    """Whether a template without placeholders, or with at least one that shows a value: a
-    title whose every column is missing ("{name} was deleted" without a pre-image) falls back
-    to the default title rather than reading " was deleted"."""
-    columns = _PLACEHOLDER.findall(template)
-    return not columns or any(render(f"{{{c}}}", records, language_code) for c in columns)
+def _directory_names(
+    rule: Rule, values: EventValues, user_names: UserNames | None
+) -> dict[str, str]:
+    """Full names of the users the templates show without a ``Name``, in one read."""
+    if user_names is None:
+        return {}
+    templates = (rule.title, rule.body, rule.link or "")
+    wanted = unnamed_users(values.value(n) for t in templates for n in placeholders(t))
+    return dict(user_names(wanted)) if wanted else {}
 
 
 def resolve_recipients(
-    names: Sequence[str], context: ExecutionContext, records: Sequence[Entity]
+    names: Sequence[str], context: ExecutionContext, values: EventValues
 ) -> tuple[list[str], int]:
     """The system users a rule's recipients name in this event, and how many teams were skipped.
 
-    A column counts from the first record that carries it (a lookup, or activity parties);
+    A column counts with the value the record has after the operation (a lookup, or activity
+    parties: see ``EventValues.column``), a request parameter (``input.Name``) with its value;
     ``context.initiatinguserid`` and ``context.userid`` are the event's users; a GUID is itself.
     """
     users: list[str] = []
@@ -205,8 +193,8 @@ def resolve_recipients(
         elif "-" in name:
             users.append(normalize_guid(name))
         else:
-            value = next((r.get(name) for r in records if name in r.attributes), None)
-            found, skipped = user_ids_in([value])
+            shown = values.value(name)
+            found, skipped = user_ids_in([shown.value if shown else None])
             users += found
             teams += skipped
     return list(dict.fromkeys(users))[:MAX_RECIPIENTS], teams
@@ -234,17 +222,24 @@ def user_ids_in(values: Iterable[Value]) -> tuple[list[str], int]:
 
 
 def default_title(table: str, message: str) -> str:
-    """A title when the rendered one is empty: "Contact updated", "Phone call deleted"."""
-    name = _TABLE_NAMES.get(table.lower()) or _name_from_logical(table)
-    word = _MESSAGE_WORDS.get(message.lower(), message.lower())
-    return f"{name} {word}"
+    """A title when the rendered one is empty: "Contact updated", "Phone call deleted"; a
+    custom API or action by its own name, without the publisher prefix: "Debug custom api",
+    "Escalate (Case)" when it is bound to a table."""
+    word = _MESSAGE_WORDS.get(message.lower())
+    unbound = not table or table.lower() == NO_TABLE
+    if word is not None:
+        return word[:1].upper() + word[1:] if unbound else f"{table_name(table)} {word}"
+    action = message_words(message)
+    return action if unbound else f"{action} ({table_name(table)})"
 
 
-def _name_from_logical(table: str) -> str:
-    # "new_projecttask" -> "Projecttask": the publisher prefix is not part of the name.
-    _, _, rest = table.partition("_")
-    words = (rest or table).replace("_", " ").strip()
-    return words[:1].upper() + words[1:] if words else "Record"
+def message_words(message: str) -> str:
+    """ "devkit_DebugCustomApi" -> "Debug custom api"; "SetState" -> "Set state"."""
+    prefix, underscore, rest = message.partition("_")
+    name = rest if underscore and rest else prefix
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|_", " ", name).split()
+    text = " ".join(words).lower()
+    return text[:1].upper() + text[1:] if text else "Event"
 
 
 def truncate(text: str, limit: int) -> str:
@@ -312,8 +307,8 @@ def record_url(
     organization registered its ``url``.
     """
     base = _base_url(host, organization_url)
-    if base is None or not record_id:
-        return None
+    if base is None or not record_id or record_id == _NO_ID or table.lower() == NO_TABLE:
+        return None  # an unbound message has no record: no link rather than etn=none
     return https_or_none(f"{base}/main.aspx?etn={table}&id={record_id}&pagetype=entityrecord")
 
 

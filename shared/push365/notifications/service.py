@@ -143,7 +143,11 @@ class NotificationService:
                 raise
             note_counts({"publish_outcome_unknown": 1})
             return Accepted(notification_id=nid, status="accepted", recipients=len(recipients))
-        self._notifications.mark_published(organization_id, nid, self._clock())
+        try:
+            self._notifications.mark_published(organization_id, nid, self._clock())
+        except StoreUnavailable:
+            # The message is queued: deliver plans it whether or not this date was written.
+            note_counts({"published_not_marked": 1})
         return Accepted(notification_id=nid, status="queued", recipients=len(recipients))
 
     def _first_attempt(self, organization_id: str, nid: str) -> NotificationRecord:

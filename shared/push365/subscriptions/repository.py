@@ -47,6 +47,11 @@ DEVICES_FIELD = "devices"
 """On each user's record: the ids of the user's active subscriptions, written in the same commit
 as the subscription itself (activated, moved, unsubscribed, retired, gone stale). A send to a few
 users finds their devices by key, so its cost follows the recipients, not the organization."""
+DEVICES_LISTED = "devices_listed"
+"""True on a user record whose ``devices`` lists every active subscription of the user: one
+created since the lists exist (by subscribe or by the users' sync), when the user had none. A
+record kept from before has no such mark, and its user's devices are found by the query, however
+its ``devices`` reads (a change to one subscription lists that one alone)."""
 
 
 def _user_of(subscription: firestore.DocumentReference, user_id: str) -> Any:
@@ -449,33 +454,27 @@ class FirestoreSubscriptionRepository:
     def _listed_devices(
         self, organization_id: str, user_ids: list[str]
     ) -> tuple[set[str], list[str]]:
-        """The subscription ids the users' records list, and the users whose record lists none
-        (no record, or one without ``devices``)."""
+        """The subscription ids the users' records list, and the users whose record does not
+        list them all (no record, or one kept from before the lists: no DEVICES_LISTED)."""
         users = self._client.collection(ORGANIZATIONS, organization_id, USERS)
+        references = [users.document(u) for u in user_ids]
         listed: set[str] = set()
         unlisted = set(user_ids)
-        for start in range(0, len(user_ids), BATCH_LIMIT):
-            references = [users.document(u) for u in user_ids[start : start + BATCH_LIMIT]]
-            for user_id, fields in get_rows(
-                self._client, references, [DEVICES_FIELD], self._timeout
-            ):
-                devices = fields.get(DEVICES_FIELD)
-                if isinstance(devices, list):
-                    unlisted.discard(user_id)
-                    listed.update(d for d in devices if isinstance(d, str))
+        for user_id, fields in get_rows(
+            self._client, references, [DEVICES_FIELD, DEVICES_LISTED], self._timeout
+        ):
+            if fields.get(DEVICES_LISTED) is True:
+                unlisted.discard(user_id)
+                devices = fields.get(DEVICES_FIELD) or []
+                listed.update(d for d in devices if isinstance(d, str))
         return listed, sorted(unlisted)
 
     def _rows(
         self, organization_id: str, subscription_ids: Sequence[str], fields: list[str]
     ) -> list[tuple[str, dict[str, Any]]]:
         collection = self._subscriptions(organization_id)
-        rows: list[tuple[str, dict[str, Any]]] = []
-        for start in range(0, len(subscription_ids), BATCH_LIMIT):
-            references = [
-                collection.document(sid) for sid in subscription_ids[start : start + BATCH_LIMIT]
-            ]
-            rows += get_rows(self._client, references, fields, self._timeout)
-        return rows
+        references = [collection.document(sid) for sid in subscription_ids]
+        return get_rows(self._client, references, fields, self._timeout)
 
     def active_subscription_ids_after(
         self, organization_id: str, user_ids: Sequence[str], after: str | None
@@ -505,23 +504,15 @@ class FirestoreSubscriptionRepository:
         subscription_ids: Sequence[str],
         seen_since: datetime | None = None,
     ) -> dict[str, Device]:
-        collection = self._subscriptions(organization_id)
-        references = [collection.document(sid) for sid in subscription_ids]
         found: dict[str, Device] = {}
-        for start in range(0, len(references), BATCH_LIMIT):
-            rows = get_rows(
-                self._client,
-                references[start : start + BATCH_LIMIT],
-                [*_DEVICE_FIELDS, "status", "last_seen_at"],
-                self._timeout,
-            )
-            for sid, fields in rows:
-                if fields.get("status") != Status.ACTIVE.value:
-                    continue
-                seen = fields.get("last_seen_at")
-                if seen_since is not None and seen is not None and seen < seen_since:
-                    continue  # stale: purge unsubscribes it; never sent to meanwhile
-                found[sid] = _device(sid, fields)
+        fields_read = [*_DEVICE_FIELDS, "status", "last_seen_at"]
+        for sid, fields in self._rows(organization_id, subscription_ids, fields_read):
+            if fields.get("status") != Status.ACTIVE.value:
+                continue
+            seen = fields.get("last_seen_at")
+            if seen_since is not None and seen is not None and seen < seen_since:
+                continue  # stale: purge unsubscribes it; never sent to meanwhile
+            found[sid] = _device(sid, fields)
         return found
 
     def retire(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 
 _log = logging.getLogger("devstack")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 def function_names(functions_dir: Path = FUNCTIONS_DIR) -> list[str]:
@@ -45,8 +47,12 @@ def build_gateway(functions_dir: Path = FUNCTIONS_DIR) -> WSGIApplication:
         app = apps.get(name)
         if app is None:
             return not_found(environ, start_response)
-        # As on Cloud Functions: the function's own URL is its root, "/register" arrives as "/".
+        # As on Cloud Functions: the function's own URL is its root, "/register" arrives as "/",
+        # and the front end appends the peer's address to X-Forwarded-For (what throttles key by).
         environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + f"/{name}"
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        peer = environ.get("REMOTE_ADDR", "")
+        environ["HTTP_X_FORWARDED_FOR"] = f"{forwarded}, {peer}" if forwarded else peer
         environ["PATH_INFO"] = f"/{rest}"
         return app(environ, start_response)
 
@@ -65,18 +71,62 @@ def _not_found(names: list[str]) -> WSGIApplication:
     return app
 
 
+MAX_BODY_BYTES = 1 << 20
+"""The largest ``Content-Length`` the gateway passes on (every function refuses more than
+``PUSH365_MAX_BODY_BYTES``, 256 KB, itself): a larger one is answered 413 at once, its body
+never read."""
+
+
+def framing_problem(lengths: list[str], encodings: list[str], limit: int = MAX_BODY_BYTES) -> int:
+    """The status a request's framing headers earn before anything is read (0: none).
+
+    400 for framing no server can read one way only: a ``Content-Length`` that is not a number,
+    two that differ, both ``Content-Length`` and ``Transfer-Encoding``, or a transfer coding
+    other than ``chunked``; 413 for a length over ``limit``. No framing at all is a request
+    without a body (RFC 9112 6.3), as ``curl -X POST`` sends one."""
+    values = {value.strip() for header in lengths for value in header.split(",")}
+    if encodings:
+        codings = [c.strip().lower() for header in encodings for c in header.split(",")]
+        return 400 if lengths or codings != ["chunked"] else 0
+    if not values:
+        return 0
+    if len(values) != 1 or not all(v.isascii() and v.isdigit() for v in values):
+        return 400
+    (value,) = values
+    # (compared as text first: a length of any number of digits is never turned into an int)
+    if len(value.lstrip("0")) > len(str(limit)) or int(value) > limit:
+        return 413
+    return 0
+
+
 class _QuietRequestHandler(WSGIRequestHandler):
     """Logs method, function and status only: the query string can carry an API key (``?code=``)
     and the rest of a path is the caller's text. The function's audit record says the rest.
 
-    What the server refuses by itself (a request line or headers too long, a malformed request)
-    is answered in JSON from the error table, as the functions answer, and logged without the
+    What the server refuses by itself (a request line or headers too long, a malformed request,
+    framing it cannot read or a body over ``MAX_BODY_BYTES``) is answered in JSON from the error
+    table, as the functions answer, at once and without reading the body, and logged without the
     request's text."""
+
+    server: BaseWSGIServer
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        problem = framing_problem(
+            self.headers.get_all("Content-Length") or [],
+            self.headers.get_all("Transfer-Encoding") or [],
+        )
+        if problem:
+            self.send_error(problem)
+            return False
+        return True
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         function = getattr(self, "path", "").split("?", 1)[0].lstrip("/").split("/", 1)[0]
-        if not function.isidentifier():
-            function = "(other)"
+        known = getattr(self.server, "function_names", None)
+        if not _NAME.fullmatch(function) or (known is not None and function not in known):
+            function = "(other)"  # an unknown name is the caller's text, of any length
         _log.info("%s /%s %s", _method(getattr(self, "command", None)), function, code)
 
     def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
@@ -123,7 +173,9 @@ def _crash_in_json(app: WSGIApplication) -> WSGIApplication:
 
 def serve(app: WSGIApplication, host: str, port: int) -> BaseWSGIServer:
     """A threaded server for the gateway (call ``serve_forever`` / ``shutdown`` on it)."""
-    return make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+    server = make_server(host, port, app, threaded=True, request_handler=_QuietRequestHandler)
+    server.function_names = frozenset(function_names())  # type: ignore[attr-defined]
+    return server
 
 
 def main() -> None:

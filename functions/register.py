@@ -1,9 +1,11 @@
 """Cloud Function ``register``: an organization, its system users, and its API key.
 
 Routes (relative to the function URL):
-    POST /            create an organization (no key; answers the key once) or update it (key);
-                      a Dataverse body is handled as at /users
-    POST /users       upsert users; or a Dataverse systemuser Create/Update/Delete body
+    POST /            create an organization (no key; answers the key once) or update it (the
+                      current key); a Dataverse body is handled as at /users
+    POST /users       upsert users; or a Dataverse systemuser Create/Update/Delete body (the
+                      previous key too, during its overlap: every other route takes only the
+                      current key)
     POST /rotate-key  issue a new key; the previous one keeps working for the overlap window
                       (24 h; ``{"overlap_hours": 0}`` ends it at once)
     POST /revoke-previous-key  the previous key stops working now
@@ -76,6 +78,7 @@ def _register(request: ApiRequest) -> Reply:
         request.api_key,
         request.key_in_query,
         request.header(SIGNUP_CODE_HEADER),
+        caller=request.caller,
     )
     if outcome.created:
         return 201, {"organization_id": outcome.organization_id, "api_key": outcome.api_key}
@@ -83,7 +86,7 @@ def _register(request: ApiRequest) -> Reply:
 
 
 def _users(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
+    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
     change = request.command(UserBatch, organization, user_change_from_context)
     if isinstance(change, NotHandled):
         return ignored(change)
@@ -190,7 +193,8 @@ api = Api(
     },
     operations={
         ("/", "POST"): Operation(
-            "Create an organization (no key: answers its key, once) or update it (with its key).",
+            "Create an organization (no key: answers its key, once) or update it (with its current "
+            "key; a Dataverse systemuser body, read as at /users, also takes the previous key).",
             body=Registration,
             dataverse=True,  # a systemuser step registered at the root: read as at /users
             answers={201: "Created; the API key, once.", 200: "Updated."},
@@ -200,6 +204,7 @@ api = Api(
             "Create or correct system users; a Dataverse systemuser event keeps them in step.",
             body=UserBatch,
             dataverse=True,
+            auth="webhook",
         ),
         ("/rotate-key", "POST"): Operation(
             "A new API key; the previous one keeps working for the overlap window.",

@@ -50,7 +50,7 @@ IDEMPOTENCY_KEY = {
 
 
 def _send(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
+    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
     host = request.header(DYNAMICS_HOST_HEADER)
     command = request.command(
         SendRequest,
@@ -76,7 +76,7 @@ def _send(request: ApiRequest) -> Reply:
 
 
 def _status(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
+    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
     notification_id = request.query("notification_id") or ""
     if not _NOTIFICATION_ID.fullmatch(notification_id):
         raise ValidationFailed("notification_id must be the 32 hex characters a send answered.")
@@ -128,6 +128,7 @@ api = Api(
             "Accept one notification for every active browser of the recipients (fanned out).",
             body=SendRequest,
             dataverse=True,
+            auth="webhook",
             answers={
                 202: (
                     "Stored and queued; or, status accepted, stored while Pub/Sub's answer did "
@@ -145,6 +146,7 @@ api = Api(
             "A notification's progress and counts.",
             query=StatusQuery,
             answer=NotificationStatus,
+            auth="webhook",
             errors=(NotificationNotFound,),
         ),
         ("/stats", "GET"): Operation(

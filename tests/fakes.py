@@ -560,3 +560,6 @@ class InMemorySignupRepository:
     def hit(self, scope_hash: str, window: int, expires_at: datetime) -> int:
         self.counters[scope_hash, window] = self.counters.get((scope_hash, window), 0) + 1
         return self.counters[scope_hash, window]
+
+    def count(self, scope_hash: str, window: int) -> int:
+        return self.counters.get((scope_hash, window), 0)

@@ -11,7 +11,8 @@ derived from the code's own models, which it is there to check):
   (a code, an id or a hash), statuses and reasons must be known ones, no token under any status
   but ``active``;
 - ages, by each record's own dates whatever its ``purge_by`` or TTL field says: anything past its
-  retention, a TTL later than the retention allows or missing, an erasure that did not finish.
+  retention, a TTL later than the retention allows or missing, an erasure that did not finish, a
+  token's owner entry (``token_owners``) without the active subscription it names.
 
 It names fields, never values, prints how many documents it read, and exits 1 on any finding
 (2, with one line, when no store answers).
@@ -46,8 +47,10 @@ from push365.store import (
     DEDUP,
     NOTIFICATIONS,
     ORGANIZATIONS,
+    OWNER_FIELD,
     RECEIPTS,
     SUBSCRIPTIONS,
+    TOKEN_OWNERS,
     USERS,
 )
 
@@ -131,15 +134,34 @@ def audit(
 def read(client: Any, limits: Limits) -> Report:
     """Every document, checked."""
     report = Report()
+    owners: list[tuple[str, Mapping[str, Any]]] = []
     for path, collection, fields in _documents(client.collections()):
         report.documents += 1
+        if collection == TOKEN_OWNERS:
+            owners.append((path, fields))
         if (policy_fields()["collections"].get(collection) or {}).get("stored_on"):
             # Such records live on another collection's documents, never as documents.
             where = f"{collection!r} records belong on their batch"
             report.findings.append(Finding("unknown_collection", path, where))
             continue
         report.findings += check_document(path, collection, fields, limits)
+    report.findings += _held_tokens(client, owners)
     return report
+
+
+def _held_tokens(client: Any, owners: list[tuple[str, Mapping[str, Any]]]) -> Iterator[Finding]:
+    """A token's owner entry lives only as long as the active subscription it names: one whose
+    subscription ended (or never was) is kept past its purpose."""
+    for path, fields in owners:
+        organization = fields.get(OWNER_FIELD)
+        held = path.rpartition("/")[2]
+        subscription = (
+            client.collection(ORGANIZATIONS, organization, SUBSCRIPTIONS).document(held).get()
+            if isinstance(organization, str) and organization
+            else None
+        )
+        if subscription is None or (subscription.to_dict() or {}).get("status") != "active":
+            yield Finding("token_held_without_subscription", path, OWNER_FIELD)
 
 
 def check_document(

@@ -48,6 +48,17 @@ class Forbidden(Push365Error):
     default_message = "The body belongs to another organization than the API key."
 
 
+class CurrentKeyRequired(Push365Error):
+    """The previous key (during its overlap after a rotation) was used for something only the
+    current key may do: it keeps the Dataverse webhooks working, and administers nothing."""
+
+    status, code = 403, "current_key_required"
+    default_message = (
+        "Only the current API key may do this; during its overlap the previous key only sends, "
+        "syncs users and subscribes or unsubscribes browsers."
+    )
+
+
 class NotFound(Push365Error):
     status, code, default_message = 404, "not_found", "No such route."
 
@@ -63,6 +74,17 @@ class MethodNotAllowed(Push365Error):
 class Conflict(Push365Error):
     status, code = 409, "conflict"
     default_message = "This organization is already registered; send its API key to update it."
+
+
+class TokenHeld(Push365Error):
+    """The browser token is an active subscription of another organization (which one is not
+    said): a token belongs to one organization until it unsubscribes it."""
+
+    status, code = 409, "token_held"
+    default_message = (
+        "This browser token is subscribed by another organization; it can be subscribed here "
+        "once that subscription ends."
+    )
 
 
 class PayloadTooLarge(Push365Error):

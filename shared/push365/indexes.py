@@ -34,7 +34,10 @@ TTL_COLLECTIONS = (
 )
 """Collections whose purgeable documents carry ``TTL_FIELD``. Not organizations: TTL deletes a
 document without its subcollections, and an erased organization's marker must stay until purge
-has deleted everything under it."""
+has deleted everything under it. Not ``token_owners``: an entry lives exactly as long as its
+active subscription (which has no TTL either), deleted in the same commit as it ends; erasing an
+organization finds its entries by an equality on ``organization_id`` (a single-field index
+Firestore keeps by default)."""
 
 
 def required_indexes() -> dict[str, Any]:

@@ -11,6 +11,8 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/dedup/{sha256(dedup key)}
     signup_codes/{sha256(code)}
     throttles/{sha256(scope)}-{window}
+    token_owners/{sha256(instance_id)}      the one organization whose active subscription the
+                                            token is (written and removed in the same commit)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import grpc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.services.firestore import client as gapic
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
 
@@ -36,6 +39,9 @@ BATCHES = "batches"
 DEDUP = "dedup"
 SIGNUP_CODES = "signup_codes"
 THROTTLES = "throttles"
+TOKEN_OWNERS = "token_owners"
+OWNER_FIELD = "organization_id"
+"""On ``token_owners/{sha256(instance_id)}``: the organization whose active subscription it is."""
 
 BATCH_LIMIT = 500
 """Firestore's limit on writes in one batch or transaction."""
@@ -437,6 +443,13 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     """
     organization = organization_ref(client, organization_id)
     counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, RECEIPTS: 0, BATCHES: 0, DEDUP: 0}
+    # The tokens it holds are free again (before its subscriptions go: an interrupted run
+    # leaves none of its entries without the marker that makes the next run finish).
+    owned = client.collection(TOKEN_OWNERS).where(
+        filter=FieldFilter(OWNER_FIELD, "==", organization_id)
+    )
+    while page := [s.reference for s in owned.select([]).limit(BATCH_LIMIT).get(**bounded(10.0))]:
+        _delete_all(client, page)
     for notifications in _id_pages(organization.collection(NOTIFICATIONS)):
         for notification in notifications:
             for kind in (RECEIPTS, BATCHES):

@@ -306,3 +306,89 @@ def _documents() -> list[tuple[str, dict[str, Any]]]:
     from push365.store import firestore_client
 
     return all_documents(firestore_client())
+
+
+LONG_NAME = "unknownfunctionname" * 3000  # 57,000 characters a name could have: [a-z]
+
+
+def _timed(port: int, head: str) -> tuple[float, int, Any]:
+    """Send only a request's head (no body, the connection left open) and read the answer:
+    (seconds it took, status, JSON body)."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head.encode("latin-1"))
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    answered, _, body = answer.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in answered.lower():
+        body = _dechunk(body)
+    status = int(answered.split(b" ", 2)[1])
+    return time.monotonic() - started, status, json.loads(body)
+
+
+def test_absurd_framing_is_refused_at_once_and_unknown_names_are_logged_bounded(
+    target: Target,
+) -> None:
+    port = target.gateway.ports["http"]
+    post = "POST /send HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    auth = f"X-Push365-Key: {target.key}\r\n"
+    framings = {
+        "Content-Length: 99999999999999999999999\r\n": 413,
+        "Content-Length: 2000000\r\n": 413,
+        f"Content-Length: {'9' * 5000}\r\n": 413,
+        "Content-Length: -1\r\n": 400,
+        "Content-Length: 12abc\r\n": 400,
+        "Content-Length: 5\r\nContent-Length: 6\r\n": 400,
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n": 400,
+        "Transfer-Encoding: gzip\r\n": 400,
+    }
+
+    answers = {framing: _timed(port, post + auth + framing + "\r\n") for framing in framings}
+    unknown = _timed(port, f"GET /{LONG_NAME} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+
+    for framing, (seconds, status, body) in answers.items():
+        assert status == framings[framing], framing
+        assert body["error"]["code"] == ("payload_too_large" if status == 413 else "bad_request")
+        assert seconds < 2.0, framing  # answered at once: the body it announced is never read
+    assert (unknown[1], unknown[2]["error"]["code"]) == (404, "not_found")
+    time.sleep(0.3)
+    output = target.gateway.output()
+    assert "unknownfunctionname" not in output
+    gateway_lines = [line for line in output.splitlines() if " devstack " in line]
+    assert gateway_lines
+    assert max(len(line) for line in gateway_lines) < 200
+    # a request without any framing is one without a body, as curl -X POST sends it: it reaches
+    # the function (here: refused for its wrong key)
+    wrong = f"X-Push365-Key: {WRONG_KEY}\r\n"
+    no_body = _timed(port, f"POST /register/rotate-key HTTP/1.1\r\nHost: x\r\n{wrong}\r\n")
+    assert no_body[1:] == (401, {"error": no_body[2]["error"]})
+    assert no_body[2]["error"]["code"] == "unauthorized"
+
+
+def test_a_public_id_a_leaked_key_and_a_neighbours_token_get_nowhere(target: Target) -> None:
+    """Issue 27's abuses through the gateway: a lockout by code-less registrations of a public
+    organization id, the takeover by a leaked key rotated away, a neighbour's browser token."""
+    base = target.gateway.base
+    other = "9e8d7c6b-5a49-4382-9716-05f4e3d2c1b0"
+
+    noise = [call(f"{base}/register", registration(other))[0] for _ in range(11)]
+    code = signup(base, other, TEST_ADMIN_KEY)
+    created, registered = call(f"{base}/register", registration(other), headers=code)
+    leaked = {"X-Push365-Key": registered["api_key"]}
+    rotated = call(f"{base}/register/rotate-key", {}, headers=leaked)[1]["api_key"]
+    takeover = call(f"{base}/register/rotate-key", {"overlap_hours": 0}, headers=leaked)
+    erase = call(f"{base}/privacy/erase", {"organization": True}, headers=leaked)
+    current = {"X-Push365-Key": rotated}
+    neighbours = {"user_id": BOB, "instance_id": "hostile-device-0001"}  # the target's browser
+    taken = call(f"{base}/subscribe", neighbours, headers=current)
+
+    assert noise == [401] * 10 + [429]
+    assert created == 201
+    assert [takeover[0], erase[0]] == [403, 403]
+    assert takeover[1]["error"]["code"] == erase[1]["error"]["code"] == "current_key_required"
+    assert call(f"{base}/register/rules", headers=current)[0] == 200  # the current key still works
+    assert (taken[0], taken[1]["error"]["code"]) == (409, "token_held")
+    assert ORG not in json.dumps(taken[1])
+    assert call(f"{base}/privacy/erase", {"organization": True}, headers=current)[0] == 200

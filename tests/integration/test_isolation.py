@@ -35,26 +35,28 @@ def test_a_dataverse_body_of_another_organization_is_forbidden_and_stores_nothin
         assert documents(store, org, "subscriptions") == {}
 
 
-def test_the_same_token_in_two_organizations_is_two_subscriptions(
+def test_a_token_one_organization_holds_is_neither_taken_nor_ended_by_another(
     api: Functions, store: Any
 ) -> None:
     key, other_key = register(api), register(api, OTHER_ORG)
     api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=key)
-    api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=other_key)
+    refused = api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=other_key)
 
-    response = api.post("/unsubscribe", {"user_id": BOB}, key=other_key)
+    by_user = api.post("/unsubscribe", {"user_id": BOB}, key=other_key)
+    by_token = api.post("/unsubscribe", {"instance_id": "tok"}, key=other_key)
 
-    assert response.json["unsubscribed"] == 1
+    assert (refused.status_code, refused.json["error"]["code"]) == (409, "token_held")
+    assert (by_user.json["unsubscribed"], by_token.json["unsubscribed"]) == (0, 0)
     mine = documents(store, ORG, "subscriptions")[subscription_id("tok")]
-    theirs = documents(store, OTHER_ORG, "subscriptions")[subscription_id("tok")]
-    assert (mine["status"], theirs["status"]) == ("active", "unsubscribed")
+    assert mine["status"] == "active"
+    assert documents(store, OTHER_ORG, "subscriptions") == {}
 
 
 def test_removing_a_user_in_one_organization_leaves_the_other(api: Functions, store: Any) -> None:
     key, other_key = register(api), register(api, OTHER_ORG)
-    for k in (key, other_key):
+    for n, k in enumerate((key, other_key)):
         api.post("/register/users", {"users": [{"id": BOB, "full_name": "Bob"}]}, key=k)
-        api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=k)
+        api.post("/subscribe", {"user_id": BOB, "instance_id": f"tok-{n}"}, key=k)
     body = dataverse("systemuser-update.json", OTHER_ORG, MessageName="Delete")
 
     api.post("/register/users", body, key=other_key)

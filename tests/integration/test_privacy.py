@@ -18,8 +18,9 @@ from tests.integration.conftest import (
 )
 
 
-def populate(api: Functions, key: str) -> str:
-    """Users, subscriptions and a notification to both users; the notification id."""
+def populate(api: Functions, key: str, tokens: str = "") -> str:
+    """Users, subscriptions and a notification to both users; the notification id. (Another
+    organization's browsers have other tokens: ``tokens`` is added to each.)"""
     api.post(
         "/register/users",
         {
@@ -32,10 +33,10 @@ def populate(api: Functions, key: str) -> str:
     )
     api.post(
         "/subscribe",
-        {"user_id": BOB, "instance_id": "bob-laptop", "browser_footprint": "fp-b"},
+        {"user_id": BOB, "instance_id": f"bob-laptop{tokens}", "browser_footprint": "fp-b"},
         key=key,
     )
-    api.post("/subscribe", {"user_id": ALICE, "instance_id": "alice-laptop"}, key=key)
+    api.post("/subscribe", {"user_id": ALICE, "instance_id": f"alice-laptop{tokens}"}, key=key)
     sent = api.post("/send", {"recipients": [BOB, ALICE], "title": "t", "body": "b"}, key=key)
     deliver_pending(api)
     return str(sent.json["notification_id"])
@@ -131,7 +132,7 @@ def test_erasing_the_organization_removes_everything_and_revokes_its_key(
 ) -> None:
     key, other_key = register(api), register(api, OTHER_ORG)
     populate(api, key)
-    populate(api, other_key)
+    populate(api, other_key, tokens="-other")
 
     response = api.post("/privacy/erase", {"organization": True}, key=key)
 

@@ -203,9 +203,9 @@ def test_an_organization_whose_erasure_stopped_is_finished_by_purge(
     api: Functions, store: Any
 ) -> None:
     key, other_key = register(api), register(api, OTHER_ORG)
-    for k in (key, other_key):
+    for n, k in enumerate((key, other_key)):
         api.post("/register/users", {"users": [{"id": BOB, "full_name": "Bob"}]}, key=k)
-        api.post("/subscribe", {"user_id": BOB, "instance_id": "tok"}, key=k)
+        api.post("/subscribe", {"user_id": BOB, "instance_id": f"tok-{n}"}, key=k)
     # What an erasure leaves when it stops right after replacing the profile with its marker.
     store.collection("organizations").document(ORG).set(
         {"id": ORG, "removed_at": datetime.now(UTC)}

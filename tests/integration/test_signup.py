@@ -84,11 +84,45 @@ def test_a_burst_of_attempts_is_throttled_with_429_and_retry_after(
     assert throttled.json["error"]["code"] == "too_many_requests"
     assert throttled.mimetype == "application/json"
     assert 1 <= int(throttled.headers["Retry-After"]) <= 601
-    # the throttle is per organization id: another one is not held up
+    # the throttle holds up attempts without a code only: a valid code is not held up
     assert (
         api.post("/register", registration(OTHER_ORG), headers=signup(api, OTHER_ORG)).status_code
         == 201
     )
+
+
+def test_attempts_without_a_code_never_lock_the_valid_code_out(api: Functions) -> None:
+    # The organization id is public (every webhook body carries it): anyone can send these.
+    attacker = {"X-Forwarded-For": "203.0.113.66"}
+    noise = [api.post("/register", registration(), headers=attacker) for _ in range(11)]
+
+    # (even from the same address: a code-less attempt can never succeed, so it counts only
+    # against attempts without a code)
+    valid = api.post("/register", registration(), headers={**attacker, **signup(api)})
+
+    assert [a.status_code for a in noise] == [401] * 10 + [429]
+    assert valid.status_code == 201, valid.json
+
+
+def test_wrong_codes_throttle_the_caller_who_guesses_not_the_valid_code(api: Functions) -> None:
+    guesser = {"X-Forwarded-For": "203.0.113.66"}
+    customer = {"X-Forwarded-For": "198.51.100.7"}
+    guesses = [
+        api.post(
+            "/register", registration(), headers={**guesser, "X-Push365-Signup-Code": f"p365s.{n}"}
+        )
+        for n in range(11)
+    ]
+    code = signup(api)
+
+    stolen = api.post("/register", registration(), headers={**guesser, **code})
+    valid = api.post("/register", registration(), headers={**customer, **code})
+
+    # the brute-force bound: ten wrong codes a window from one caller, then 429 (even for a
+    # valid one: that caller is not trusted with more tries)
+    assert [g.status_code for g in guesses] == [403] * 10 + [429]
+    assert stolen.status_code == 429
+    assert valid.status_code == 201, valid.json
 
 
 def test_one_code_is_throttled_across_organization_ids(api: Functions) -> None:

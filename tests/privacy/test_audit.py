@@ -247,6 +247,15 @@ PLANTS: dict[str, tuple[str, Plant]] = {
         "organization_not_erased",
         lambda r: r["org"].update({"removed_at": ago(1)}),
     ),
+    "a token still held after its subscription ended": (
+        "token_held_without_subscription",
+        lambda r: (
+            r["org"]
+            ._client.collection("token_owners")
+            .document(r["tombstone"].id)
+            .set({"organization_id": ORG})
+        ),
+    ),
 }
 
 

@@ -57,11 +57,19 @@ def test_a_users_export_lists_only_that_organizations_data_of_a_shared_user_id(
 
 def test_an_export_never_holds_the_keys_or_receipts_hashes(services: Services) -> None:
     two_organizations(services)
+    organization = organization_of(services)
+    services.organizations.rotate_key(organization)  # the previous key overlaps for 24 h
+    stored = services.client.collection("organizations").document(ORG).get().to_dict()
+    hashes = [stored["api_key_hash"], stored["previous_key_hash"], *stored["pending_emails"]]
 
-    exported = repr(services.privacy.export(ORG))
+    export = services.privacy.export(ORG)
+    exported = repr(export)
 
     assert "api_key_hash" not in exported
+    assert "previous_key_hash" not in exported
     assert "receipt_hash" not in exported
+    assert all(h and h not in exported for h in hashes)  # nor a confirmation link's hash
+    assert export["organization"]["pending_emails"] == ["ada@contoso.example"]
 
 
 def test_erasing_a_user_removes_them_everywhere_in_their_organization_only(
@@ -107,6 +115,9 @@ def test_erasing_a_user_removes_their_subscriptions_and_deliveries(services: Ser
     assert device not in decode_receipt_hashes(batch["receipt_hashes"])
     assert batch["users"] == []
     assert f"organizations/{ORG}/users/{BOB}" not in stored
+    held = {p for p, _ in every_document(services.client) if p.startswith("token_owners/")}
+    assert f"token_owners/{subscription_id('bob-at-org')}" not in held  # his token is free
+    assert f"token_owners/{subscription_id('alice-at-org')}" in held
 
 
 def test_erasing_an_organization_removes_everything_of_it_and_nothing_else(
@@ -120,7 +131,10 @@ def test_erasing_an_organization_removes_everything_of_it_and_nothing_else(
     assert counts["dedup_keys"] == 1
     assert under(services.client, ORG) == []
     assert under(services.client, OTHER_ORG) == other_before
-    assert every_document(services.client) == other_before
+    # outside the organizations: only the other organization's token stays held (by it)
+    assert [d for d in every_document(services.client) if d not in other_before] == [
+        (f"token_owners/{subscription_id('bob-at-other')}", {"organization_id": OTHER_ORG})
+    ]
 
 
 def organization_of(services: Services, org: str = ORG) -> Any:

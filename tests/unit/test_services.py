@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from push365.errors import Conflict, Forbidden, Unauthorized
+from push365.errors import Conflict, CurrentKeyRequired, Forbidden, Unauthorized
 from push365.organizations.model import Registration
 from push365.organizations.service import OrganizationService
 from push365.subscriptions.model import Subscribe, Unsubscribe, subscription_id
@@ -150,6 +150,20 @@ class TestOrganizations:
         assert rotated.previous_key_valid_until is None
         with pytest.raises(Unauthorized):
             organizations.authenticate(old)
+
+    def test_the_previous_key_cannot_update_the_registration(
+        self, organizations: OrganizationService
+    ) -> None:
+        old = organizations.register(registration(), None).api_key
+        assert old
+        current = organizations.rotate_key(organizations.authenticate(old)).api_key
+        mallory = registration(admins=[{"full_name": "M", "email": "m@evil.example"}])
+
+        with pytest.raises(CurrentKeyRequired):
+            organizations.register(mallory, old)
+
+        organizations.register(registration(), current)  # no exception
+        assert organizations.authenticate(current).admin_emails() == ["ada@contoso.com"]
 
 
 class Clock:

@@ -101,3 +101,28 @@ def test_only_the_operator_issues_codes() -> None:
         signup.check_operator(None)
     with pytest.raises(Forbidden):
         service(admin_key=None)[0].check_operator("admin")
+
+
+def test_attempts_without_a_code_never_hold_up_a_valid_code() -> None:
+    signup, _ = service()
+    code = signup.issue(ORG).signup_code
+    for _ in range(3):
+        with pytest.raises(SignupCodeRequired):
+            signup.admit(None, ORG, "attacker")
+    with pytest.raises(TooManyRequests):
+        signup.admit(None, ORG, "attacker")
+
+    signup.admit(code, ORG, "attacker")  # no exception: it counts only against code-less ones
+
+
+def test_wrong_codes_hold_up_the_caller_that_guessed_and_not_the_valid_code() -> None:
+    signup, repository = service()
+    code = signup.issue(ORG).signup_code
+    for n in range(3):
+        with pytest.raises(SignupCodeInvalid):
+            signup.admit(f"p365s.guess-{n}", ORG, "guesser")
+
+    with pytest.raises(TooManyRequests):
+        signup.admit(code, ORG, "guesser")  # the brute-force bound: no fourth try this window
+    signup.admit(code, ORG, "customer")  # no exception
+    assert all(ORG not in scope and "guesser" not in scope for scope, _ in repository.counters)

@@ -135,6 +135,53 @@ def key_rotated(
     )
 
 
+def key_revoked(language: str, organization: str, when: datetime) -> Rendered:
+    """The previous key was revoked before its overlap ended."""
+    moment = when.strftime("%Y-%m-%d %H:%M UTC")
+    if language == "de":
+        return _render(
+            "Push365: vorheriger API-Schlüssel widerrufen",
+            [
+                f"Am {moment} wurde der vorherige API-Schlüssel von {organization} widerrufen; "
+                "nur der aktuelle Schlüssel funktioniert noch.",
+                "Wenn Sie das nicht waren, erzeugen Sie sofort einen neuen Schlüssel.",
+            ],
+        )
+    return _render(
+        "Push365: the previous API key was revoked",
+        [
+            f"The previous API key of {organization} was revoked at {moment}; only the current "
+            "key works now.",
+            "If this was not you, rotate the key at once.",
+        ],
+    )
+
+
+def admins_replaced(language: str, organization: str, when: datetime, count: int) -> Rendered:
+    """The administrator list was replaced (sent to the administrators confirmed before)."""
+    moment = when.strftime("%Y-%m-%d %H:%M UTC")
+    rows = {"Administrators now": str(count)}
+    if language == "de":
+        return _render(
+            "Push365: Administratoren geändert",
+            [
+                f"Am {moment} wurde die Liste der Administratoren von {organization} ersetzt. "
+                "Neue Adressen erhalten Nachrichten erst nach ihrer Bestätigung.",
+                "Wenn Sie das nicht waren, erzeugen Sie sofort einen neuen Schlüssel.",
+            ],
+            rows,
+        )
+    return _render(
+        "Push365: the administrators were changed",
+        [
+            f"The administrator list of {organization} was replaced at {moment}. New addresses "
+            "get Push365's mail only once they confirm it.",
+            "If this was not you, rotate the key at once.",
+        ],
+        rows,
+    )
+
+
 def delivery_alert(
     language: str, organization: str, reason: str, devices: int, failed: int
 ) -> Rendered:

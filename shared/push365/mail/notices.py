@@ -85,6 +85,24 @@ class AdminNotices:
             lambda language: messages.key_rotated(language, organization.name, now, previous_until),
         )
 
+    def previous_key_revoked(self, organization: Organization) -> None:
+        """The previous key stopped working before its overlap ended."""
+        now = self._clock()
+        self._send(
+            organization, lambda language: messages.key_revoked(language, organization.name, now)
+        )
+
+    def admins_replaced(self, organization: Organization, administrators: int) -> None:
+        """The administrator list was replaced: to the confirmed administrators of
+        ``organization`` as it was before (the new addresses get their confirmation request)."""
+        now = self._clock()
+        self._send(
+            organization,
+            lambda language: messages.admins_replaced(
+                language, organization.name, now, administrators
+            ),
+        )
+
     def delivery_problem(
         self, organization_id: str, reason: str, devices: int, failed: int
     ) -> None:

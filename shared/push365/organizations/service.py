@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from push365.errors import Conflict, Forbidden, Unauthorized, UnknownConfirmation
+from push365.errors import (
+    Conflict,
+    CurrentKeyRequired,
+    Forbidden,
+    Unauthorized,
+    UnknownConfirmation,
+)
 from push365.model import utc_now
 from push365.notifications.model import RuleSet
 from push365.organizations import keys
@@ -72,8 +78,10 @@ class OrganizationService:
         presented_key: str | None,
         key_in_query: bool = False,
         signup_code: str | None = None,
+        caller: str = "unknown",
     ) -> Registered:
-        """Create an organization (a signup code for its id needed) or update it (its key).
+        """Create an organization (a signup code for its id needed) or update it (its current
+        key). ``caller``: where the request came from, for the registration throttles.
 
         Raises:
             Conflict: the organization exists and no key was presented.
@@ -81,32 +89,46 @@ class OrganizationService:
             Unauthorized: a key was presented and is not valid.
             QueryKeyRefused: it came in ``?code=`` and the organization accepts only the header.
             Forbidden: the key belongs to another organization.
+            CurrentKeyRequired: it is the previous key (during its overlap it administers
+                nothing).
         """
         organization_id = registration.organization.id
         if presented_key is None:
-            return self._create(registration, signup_code)
-        caller = self.authenticate(presented_key)
-        caller.check_key_source(key_in_query)
-        if caller.id != organization_id:
+            return self._create(registration, signup_code, caller)
+        authenticated = self.identify(presented_key)
+        stored = authenticated.organization
+        stored.check_key_source(key_in_query)
+        if stored.id != organization_id:
             raise Forbidden("The API key belongs to another organization.")
+        if authenticated.key != "current":
+            raise CurrentKeyRequired()
         updates = registration.profile_updates()
         tokens: dict[str, str] = {}
+        replaced = "admins" in registration.model_fields_set and [
+            a.model_dump() for a in registration.admins
+        ] != [a.model_dump() for a in stored.admins]
         if "admins" in registration.model_fields_set:
-            updated = caller.model_copy(update={"admins": registration.admins})
+            updated = stored.model_copy(update={"admins": registration.admins})
             tokens, pending = self._confirmations(updated)
             if pending:
-                updates["pending_emails"] = {**caller.pending_emails, **pending}
+                updates["pending_emails"] = {**stored.pending_emails, **pending}
         self._repository.update_profile(organization_id, updates, self._clock())
         if self._notices is not None and tokens:
-            self._notices.confirmation_requests(caller, tokens)
+            self._notices.confirmation_requests(stored, tokens)
+        if self._notices is not None and replaced:
+            # to the administrators confirmed before the change: someone who replaced them
+            # with a key cannot keep them from hearing of it
+            self._notices.admins_replaced(stored, len(registration.admins))
         return Registered(organization_id, created=False)
 
-    def _create(self, registration: Registration, signup_code: str | None) -> Registered:
+    def _create(
+        self, registration: Registration, signup_code: str | None, caller: str
+    ) -> Registered:
         organization_id = registration.organization.id
         if self._repository.credentials(organization_id) is not None:
             raise Conflict()  # before the code is used: a code is not spent on a taken id
         if self._signup is not None:
-            self._signup.admit(signup_code, organization_id)
+            self._signup.admit(signup_code, organization_id, caller)
         issued = keys.issue_key(organization_id)
         organization = Organization.register(registration, issued.hash, self._clock())
         tokens, pending = self._confirmations(organization)
@@ -200,8 +222,11 @@ class OrganizationService:
         return Rotated(issued.plaintext, until)
 
     def revoke_previous_key(self, organization: Organization) -> None:
-        """The previous key stops working now (after rotating because a key leaked)."""
+        """The previous key stops working now (after rotating because a key leaked); the
+        confirmed administrators are told."""
         self._repository.revoke_previous(organization.id, self._clock())
+        if self._notices is not None:
+            self._notices.previous_key_revoked(organization)
 
     def set_rules(self, organization: Organization, rule_set: RuleSet) -> int:
         """Replace the organization's event rules; how many there are now."""

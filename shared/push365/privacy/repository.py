@@ -34,10 +34,16 @@ from push365.store import (
     bounded,
     delete_organization_tree,
 )
+from push365.subscriptions.repository import OWNED_PAGE, owned_entries
 
 # Secrets are never exported: they prove identity, they are not data about anyone. (A delivery's
-# receipt hash is not in the export's allow-listed view of a record at all: deliveries.py.)
-_SECRET_FIELDS = frozenset({"api_key_hash", "receipt_hash", "receipt_hashes"})
+# receipt hash is not in the export's allow-listed view of a record at all: deliveries.py.) Both
+# keys' hashes go, the previous key's too while its overlap lasts.
+_KEY_HASHES = frozenset({"api_key_hash", "previous_key_hash"})
+_SECRET_FIELDS = _KEY_HASHES | frozenset({"receipt_hash", "receipt_hashes"})
+_PENDING = "pending_emails"
+"""Confirmation token hash -> address: exported as the addresses only (a token's hash proves a
+confirmation link, as a key's hash proves a key)."""
 
 
 class PrivacyStore(Protocol):
@@ -119,8 +125,15 @@ class FirestorePrivacyStore:
             "deliveries": 0,
             "dedup_keys": 0,
         }
-        for page in _pages(self._subscriptions_of(organization_id, user_id, ids_only=True)):
-            counts["subscriptions"] += self._write(page, lambda b, r: b.delete(r))
+        subscriptions = self._subscriptions_of(organization_id, user_id, ids_only=True)
+        for page in _pages(subscriptions, OWNED_PAGE):
+            # (with their tokens' owner entries: the tokens are free again)
+            references = [s.reference for s in page]
+            batch = self._client.batch()
+            for reference in [*references, *owned_entries(self._client, references).values()]:
+                batch.delete(reference)
+            batch.commit()
+            counts["subscriptions"] += len(page)
         # The user's id leaves every notification record, and so does the dedup key (a caller's
         # Idempotency-Key is its own text, kept only as a hash, but about this user's sends).
         remove = {"recipients": firestore.ArrayRemove([user_id]), "dedup_key": None}
@@ -260,11 +273,11 @@ _KINDS = {
 }
 
 
-def _pages(snapshots: Iterator[Any]) -> Iterator[list[Any]]:
+def _pages(snapshots: Iterator[Any], size: int = BATCH_LIMIT) -> Iterator[list[Any]]:
     page: list[Any] = []
     for snapshot in snapshots:
         page.append(snapshot)
-        if len(page) == BATCH_LIMIT:
+        if len(page) == size:
             yield page
             page = []
     if page:
@@ -274,6 +287,8 @@ def _pages(snapshots: Iterator[Any]) -> Iterator[list[Any]]:
 def _plain(snapshot: Any) -> dict[str, Any]:
     """A document as JSON-ready data: its id, its fields (no secrets), times as ISO-8601."""
     fields = snapshot.to_dict() or {}
+    if isinstance(fields.get(_PENDING), dict):
+        fields[_PENDING] = sorted(str(email) for email in fields[_PENDING].values())
     return {"id": snapshot.id} | {
         k: _jsonable(v) for k, v in fields.items() if k not in _SECRET_FIELDS
     }

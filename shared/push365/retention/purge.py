@@ -26,7 +26,7 @@ from push365.store import (
     delete_organization_tree,
 )
 from push365.subscriptions.model import Status, UnsubscribeReason
-from push365.subscriptions.repository import firestore_tombstone, unindex_devices
+from push365.subscriptions.repository import firestore_tombstone, owned_entries, unindex_devices
 
 READ_PAGE = 5000
 """Documents read per query: few round trips, a bounded amount in memory (ids and two fields)."""
@@ -133,18 +133,27 @@ class FirestoreRetentionStore:
         purge_by = unsubscribed_purge_by(as_of, rule.tombstone_days)
         fields = firestore_tombstone(UnsubscribeReason.STALE, as_of, purge_by)
         marked = 0
-        step = BATCH_LIMIT // 2  # each with its user's list: at most BATCH_LIMIT writes a commit
+        step = BATCH_LIMIT // 3  # each with its user's list and its token's owner entry
         for start in range(0, len(page), step):
             # Not one its browser refreshed (or unsubscribed) since it was read.
             chunk = [s for s in page[start : start + step] if s.get("status") == rule.status]
-            marked += self._unchanged_each(chunk, lambda b, s: self._unsubscribe(b, s, fields))
+            # (their tokens' owner entries go with them: the tokens are free again)
+            owned = owned_entries(self._client, [s.reference for s in chunk])
+            marked += self._unchanged_each(
+                chunk, lambda b, s, owned=owned: self._unsubscribe(b, s, fields, owned)
+            )
         return marked
 
-    def _unsubscribe(self, batch: Any, snapshot: Any, fields: dict[str, Any]) -> None:
+    def _unsubscribe(
+        self, batch: Any, snapshot: Any, fields: dict[str, Any], owned: dict[str, Any]
+    ) -> None:
         batch.update(snapshot.reference, fields, option=self._unchanged(snapshot))
         user_id = (snapshot.to_dict() or {}).get("user_id")
         if isinstance(user_id, str):
             unindex_devices(batch, [snapshot.reference], user_id)
+        entry = owned.get(snapshot.reference.path)
+        if entry is not None:
+            batch.delete(entry)
 
     def _delete_unchanged(self, page: Sequence[Any]) -> int:
         return self._unchanged_each(

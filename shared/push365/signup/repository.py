@@ -29,6 +29,10 @@ class SignupRepository(Protocol):
         """Count one attempt for ``scope_hash`` in ``window``; the attempts so far in it."""
         ...
 
+    def count(self, scope_hash: str, window: int) -> int:
+        """The attempts counted for ``scope_hash`` in ``window`` so far (nothing counted)."""
+        ...
+
 
 class FirestoreSignupRepository:
     """Codes in ``signup_codes/{sha256(code)}``, counters in ``throttles/{scope}-{window}``."""
@@ -74,3 +78,8 @@ class FirestoreSignupRepository:
         reference = self._client.collection(THROTTLES).document(f"{scope_hash}-{window}")
         reference.set({"count": firestore.Increment(1), TTL_FIELD: expires_at}, merge=True)
         return int(reference.get(field_paths=["count"]).get("count") or 0)
+
+    def count(self, scope_hash: str, window: int) -> int:
+        reference = self._client.collection(THROTTLES).document(f"{scope_hash}-{window}")
+        snapshot = reference.get(field_paths=["count"])
+        return int((snapshot.to_dict() or {}).get("count") or 0) if snapshot.exists else 0

@@ -72,28 +72,50 @@ class SignupService:
         self._repository.add(code_hash(code), organization_id, expires_at, now)
         return IssuedCode(code, expires_at)
 
-    def admit(self, code: str | None, organization_id: str) -> None:
+    def admit(self, code: str | None, organization_id: str, caller: str = "unknown") -> None:
         """Let a registration create ``organization_id``, using up its code.
 
+        The throttles are keyed so that no failure without the valid code can hold up the
+        valid code (the organization id is public: it is in every webhook body):
+
+        - attempts without a code, by the caller (its address): they cannot succeed, so they
+          are only counted against whoever sends them;
+        - wrong codes, by the caller: a caller that guessed ``attempts`` times is refused
+          further guesses for the window (the brute-force bound), counted only when a guess
+          fails, so a valid code from another caller is never refused;
+        - every use of one code, by the code (one code tried against many organization ids),
+          a scope nobody without the code can fill.
+
         Raises:
-            TooManyRequests: too many attempts for this organization id or this code.
+            TooManyRequests: too many attempts without a code or wrong codes from this caller,
+                or uses of this code.
             SignupCodeRequired: no code, and codes are required.
             SignupCodeInvalid: unknown, used, expired, or for another organization id.
         """
-        self._throttle(f"organization:{organization_id}")
-        if code is not None:
-            self._throttle(f"code:{code}")
         if code is None:
+            self._throttle(f"caller-without-code:{caller}")
             if self._policy.required:
                 raise SignupCodeRequired()
             return
+        self._throttle(f"code:{code}")
+        guesses = f"caller-wrong-codes:{caller}"
+        self._throttle(guesses, count=False)
         if not self._repository.redeem(code_hash(code), organization_id, self._clock()):
+            self._throttle(guesses)
             raise SignupCodeInvalid()
 
-    def _throttle(self, scope: str) -> None:
+    def _throttle(self, scope: str, count: bool = True) -> None:
+        """Count one attempt in ``scope`` (or, without ``count``, only read the count); past
+        the limit, refuse it."""
         now = self._clock()
         seconds = int(self._policy.window.total_seconds())
         window = int(now.timestamp()) // seconds
         ends = datetime.fromtimestamp((window + 1) * seconds, tz=now.tzinfo)
-        if self._repository.hit(code_hash(scope), window, ends) > self._policy.attempts:
+        scope_hash = code_hash(scope)
+        seen = (
+            self._repository.hit(scope_hash, window, ends)
+            if count
+            else self._repository.count(scope_hash, window) + 1
+        )
+        if seen > self._policy.attempts:
             raise TooManyRequests(retry_after=max(1, int((ends - now).total_seconds()) + 1))

@@ -11,12 +11,15 @@ from google.api_core.exceptions import Conflict, FailedPrecondition, NotFound
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from push365.errors import TokenHeld
 from push365.retention import TTL_FIELD
 from push365.store import (
     BATCH_LIMIT,
     CONTENDED_ATTEMPTS,
     ORGANIZATIONS,
+    OWNER_FIELD,
     SUBSCRIPTIONS,
+    TOKEN_OWNERS,
     USERS,
     bounded,
     get_rows,
@@ -81,6 +84,56 @@ def unindex_devices(
         )
 
 
+OWNED_PAGE = (BATCH_LIMIT - 1) // 2
+"""Subscriptions ended in one commit when each may also free its token's owner entry (and one
+user's list of devices is written with them)."""
+
+
+def owner_entry(subscription: firestore.DocumentReference) -> firestore.DocumentReference:
+    """``token_owners/{id}``: which organization's active subscription the token is. One token
+    belongs to one organization: all organizations share one FCM project, so a token another
+    organization subscribed would let it push to a browser that never opted in to it."""
+    client: firestore.Client = subscription._client
+    return client.collection(TOKEN_OWNERS).document(subscription.id)
+
+
+def organization_of(subscription: firestore.DocumentReference) -> str:
+    """The organization a subscription is stored under."""
+    organization = subscription.parent.parent
+    assert organization is not None
+    return str(organization.id)
+
+
+def release_tokens(
+    client: firestore.Client,
+    writer: Any,
+    subscriptions: Sequence[firestore.DocumentReference],
+    timeout: float = 10.0,
+) -> None:
+    """In the same batch as these subscriptions' end (tombstone or delete): their tokens' owner
+    entries go, each only if it names the subscription's own organization (never another's)."""
+    for entry in owned_entries(client, subscriptions, timeout).values():
+        writer.delete(entry)
+
+
+def owned_entries(
+    client: firestore.Client,
+    subscriptions: Sequence[firestore.DocumentReference],
+    timeout: float = 10.0,
+) -> dict[str, firestore.DocumentReference]:
+    """Subscription path -> its token's owner entry, for those whose entry names the
+    subscription's own organization (one read for all)."""
+    if not subscriptions:
+        return {}
+    entries = [owner_entry(s) for s in subscriptions]
+    owners = dict(get_rows(client, entries, [OWNER_FIELD], timeout))
+    return {
+        subscription.path: entry
+        for subscription, entry in zip(subscriptions, entries, strict=True)
+        if owners.get(entry.id, {}).get(OWNER_FIELD) == organization_of(subscription)
+    }
+
+
 class SubscriptionRepository(Protocol):
     """The storage port the subscription use cases need."""
 
@@ -93,10 +146,14 @@ class SubscriptionRepository(Protocol):
         now: datetime,
         token_kind: TokenKind = TokenKind.REGISTRATION_TOKEN,
     ) -> bool:
-        """Make the token (of this kind) an active subscription of the user, atomically.
+        """Make the token (of this kind) an active subscription of the user, atomically, and
+        the organization the token's owner (in the same commit).
 
         Returns:
             True when the token had no active subscription before (a new one).
+
+        Raises:
+            TokenHeld: the token is an active subscription of another organization.
         """
         ...
 
@@ -240,24 +297,31 @@ class FirestoreSubscriptionRepository:
         }
         if footprint is not None:
             refresh["browser_footprint"] = footprint
+        owner = owner_entry(reference)
+        claim = {OWNER_FIELD: organization_id}
         # Identical subscribes at once (a page opened twice, Dataverse retrying) need no
         # transaction, which they would abort for one another: the first creates; the others
         # refresh it only if nothing wrote it since they read it (else another one just did).
-        # Each write lists the subscription on its user's record in the same commit.
+        # Each write lists the subscription on its user's record in the same commit, and a new
+        # one claims its token (a token another organization holds fails the create).
         try:
             created = self._client.batch()
             created.create(reference, fresh)
+            created.create(owner, claim)
             index_device(created, reference, user_id)
             created.commit()
             return True
         except Conflict:
             pass
-        snapshot = reference.get()
+        read = {s.reference.path: s for s in self._client.get_all([reference, owner])}
+        snapshot = read[reference.path]
         stored = snapshot.to_dict() or {}
-        if stored.get("status") == Status.ACTIVE.value and (
-            stored.get("user_id"),
-            stored.get("token_kind"),
-        ) == (user_id, token_kind.value):
+        holder = (read[owner.path].to_dict() or {}).get(OWNER_FIELD)
+        if (
+            holder == organization_id
+            and stored.get("status") == Status.ACTIVE.value
+            and (stored.get("user_id"), stored.get("token_kind")) == (user_id, token_kind.value)
+        ):
             unchanged = self._client.write_option(last_update_time=snapshot.update_time)
             refreshed = self._client.batch()
             refreshed.update(reference, refresh, option=unchanged)
@@ -271,6 +335,14 @@ class FirestoreSubscriptionRepository:
         def activate_in(transaction: firestore.Transaction) -> bool:
             snapshot = reference.get(transaction=transaction)
             stored = snapshot.to_dict() if snapshot.exists else None
+            held = owner.get(transaction=transaction)
+            holder = (held.to_dict() or {}).get(OWNER_FIELD) if held.exists else None
+            if holder not in (None, organization_id) and self._active_in(
+                str(holder), reference.id, transaction
+            ):
+                raise TokenHeld()  # (an entry whose subscription ended is taken over)
+            if holder != organization_id:
+                transaction.set(owner, claim)
             index_device(transaction, reference, user_id)
             if stored is not None and stored.get("status") == Status.ACTIVE.value:
                 if stored.get("user_id") not in (None, user_id):  # moved to another user
@@ -282,6 +354,14 @@ class FirestoreSubscriptionRepository:
 
         return bool(activate_in(self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)))
 
+    def _active_in(
+        self, organization_id: str, subscription_id: str, transaction: firestore.Transaction
+    ) -> bool:
+        """Whether the subscription is active in that organization (read in the transaction)."""
+        theirs = self._subscriptions(organization_id).document(subscription_id)
+        snapshot = theirs.get(transaction=transaction, field_paths=["status"])
+        return bool(snapshot.exists and snapshot.get("status") == Status.ACTIVE.value)
+
     def deactivate_token(
         self,
         organization_id: str,
@@ -292,13 +372,18 @@ class FirestoreSubscriptionRepository:
     ) -> int:
         reference = self._subscriptions(organization_id).document(subscription_id(instance_id))
 
+        owner = owner_entry(reference)
+
         @firestore.transactional
         def deactivate_in(transaction: firestore.Transaction) -> int:
             snapshot = reference.get(transaction=transaction, field_paths=["status", "user_id"])
             if not snapshot.exists or snapshot.get("status") != Status.ACTIVE.value:
                 return 0
+            held = owner.get(transaction=transaction, field_paths=[OWNER_FIELD])
             transaction.update(reference, firestore_tombstone(reason, now, purge_by))
             unindex_devices(transaction, [reference], snapshot.get("user_id"))
+            if held.exists and held.get(OWNER_FIELD) == organization_id:
+                transaction.delete(owner)  # the token is free for any organization again
             return 1
 
         return int(deactivate_in(self._client.transaction()))
@@ -318,11 +403,12 @@ class FirestoreSubscriptionRepository:
         )
         tombstone = firestore_tombstone(reason, now, purge_by)
         count = 0
-        for page in _pages(query, self._bounded, BATCH_LIMIT - 1):  # and the user's list
+        for page in _pages(query, self._bounded, OWNED_PAGE):
             batch = self._client.batch()
             for reference in page:
                 batch.update(reference, tombstone)
             unindex_devices(batch, page, user_id)
+            release_tokens(self._client, batch, page, self._timeout)
             batch.commit()
             count += len(page)
         return count
@@ -331,7 +417,15 @@ class FirestoreSubscriptionRepository:
         query = self._subscriptions(organization_id).where(
             filter=FieldFilter("user_id", "==", user_id)
         )
-        return self._write_each(query, lambda batch, ref: batch.delete(ref))
+        count = 0
+        for page in _pages(query, self._bounded, OWNED_PAGE):
+            batch = self._client.batch()
+            for reference in page:
+                batch.delete(reference)
+            release_tokens(self._client, batch, page, self._timeout)
+            batch.commit()
+            count += len(page)
+        return count
 
     def active_subscription_ids(self, organization_id: str, user_ids: Sequence[str]) -> list[str]:
         active = self._subscriptions(organization_id).where(
@@ -432,7 +526,7 @@ class FirestoreSubscriptionRepository:
         collection = self._subscriptions(organization_id)
         tombstone = firestore_tombstone(reason, now, purge_by)
         owners = dict(self._rows(organization_id, subscription_ids, ["user_id"]))
-        step = BATCH_LIMIT // 2  # each with its user's list, at most BATCH_LIMIT writes a commit
+        step = BATCH_LIMIT // 3  # with its user's list and its owner entry: at most BATCH_LIMIT
         for start in range(0, len(subscription_ids), step):
             batch = self._client.batch()
             by_user: dict[str, list[firestore.DocumentReference]] = {}
@@ -444,6 +538,8 @@ class FirestoreSubscriptionRepository:
                     by_user.setdefault(user_id, []).append(collection.document(sid))
             for user_id, references in by_user.items():
                 unindex_devices(batch, references, user_id)
+            chunk = [collection.document(sid) for sid in subscription_ids[start : start + step]]
+            release_tokens(self._client, batch, chunk, self._timeout)
             batch.commit(**self._bounded)
         return len(subscription_ids)
 
@@ -463,17 +559,6 @@ class FirestoreSubscriptionRepository:
         except (FailedPrecondition, NotFound):
             return False
         return True
-
-    def _write_each(self, query: firestore.Query, write: Any) -> int:
-        """Apply ``write(batch, reference)`` to every match, a batch per BATCH_LIMIT documents."""
-        count = 0
-        for page in _pages(query, self._bounded):
-            batch = self._client.batch()
-            for reference in page:
-                write(batch, reference)
-            batch.commit()
-            count += len(page)
-        return count
 
 
 _DEVICE_FIELDS = ("user_id", "instance_id", "token_kind")

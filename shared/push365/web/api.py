@@ -28,6 +28,7 @@ from push365.dataverse import (
     parse_execution_context,
 )
 from push365.errors import (
+    CurrentKeyRequired,
     Forbidden,
     InternalError,
     InvalidJson,
@@ -75,14 +76,42 @@ class ApiRequest:
         self.context: ExecutionContext | None = None
         """The Dataverse context, once :meth:`command` has read one."""
 
-    def authenticate(self, authenticator: Callable[[str | None], Authenticated]) -> Organization:
+    def authenticate(
+        self,
+        authenticator: Callable[[str | None], Authenticated],
+        *,
+        previous_key: bool = False,
+    ) -> Organization:
         """The organization whose key the request carries (noted on the audit record, with
-        which of its keys it was)."""
+        which of its keys it was).
+
+        Only the current key passes, unless ``previous_key``: a route that does what a Dataverse
+        webhook does (send, users, subscribe, unsubscribe) also takes the previous key during
+        its overlap, so that rotating breaks no webhook; nothing else does (a leaked key that
+        was rotated away cannot rotate, revoke, replace administrators, change rules, read or
+        erase).
+
+        Raises:
+            Unauthorized: see the authenticator.
+            QueryKeyRefused: the key came in ``?code=`` and the organization refuses that.
+            CurrentKeyRequired: the previous key, on a route that needs the current one.
+        """
         authenticated = authenticator(self.api_key)
         self.audit.organization_id = authenticated.organization.id
         self.audit.api_key = authenticated.key
         authenticated.organization.check_key_source(self.key_in_query)
+        if authenticated.key != "current" and not previous_key:
+            raise CurrentKeyRequired()
         return authenticated.organization
+
+    @property
+    def caller(self) -> str:
+        """Where the request came from, for throttles: the address the platform's front end
+        appended to ``X-Forwarded-For`` (its last entry: earlier ones are the caller's own
+        text), else the peer's address."""
+        forwarded = self._request.headers.get("X-Forwarded-For", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        return (last or self._request.remote_addr or "unknown")[:64]
 
     def query(self, name: str) -> str | None:
         """A query parameter, or None."""

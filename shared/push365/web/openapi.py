@@ -18,6 +18,7 @@ from pydantic.json_schema import models_json_schema
 
 from push365.errors import (
     BadRequest,
+    CurrentKeyRequired,
     Forbidden,
     HeadersTooLarge,
     InternalError,
@@ -44,7 +45,9 @@ infra/variables.tf's (the project has none: it is the operator's)."""
 LOCAL_URL = "http://localhost:{port}/"
 """Where ``make dev`` serves every function (devstack's gateway, ``PUSH365_HTTP_PORT``)."""
 
-Auth = Literal["key", "none", "purge", "admin"]
+Auth = Literal["key", "webhook", "none", "purge", "admin"]
+"""``key``: the organization's current key only; ``webhook``: the current key, or the previous
+one during its overlap after a rotation (what a Dataverse webhook does)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ def errors(operation: Operation) -> list[type[Push365Error]]:
     input's and its own."""
     found: list[type[Push365Error]] = [BadRequest, HeadersTooLarge, InternalError, StoreUnavailable]
     found += {
-        "key": [Unauthorized, QueryKeyRefused],
+        "key": [Unauthorized, QueryKeyRefused, CurrentKeyRequired],
+        "webhook": [Unauthorized, QueryKeyRefused],
         "none": [],
         "purge": [Unauthorized, PurgeDisabled],
         "admin": [Unauthorized, Forbidden],
@@ -138,6 +142,7 @@ _DATAVERSE = {
 }
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "key": [{"headerKey": []}, {"queryKey": []}],
+    "webhook": [{"headerKey": []}, {"queryKey": []}],
     "none": [],
     "purge": [{"schedulerOidc": []}, {"adminKey": []}],
     "admin": [{"adminKey": []}],

@@ -394,10 +394,13 @@ def stack(emulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
 
 
 @pytest.fixture
-def tenant(stack: Any, dataverse: FakeDataverse) -> Any:
-    """A new organization on the stack, with the Web API stand-in's webhooks pointed at it."""
-    from tests.browser.delivery import register_tenant
+def tenant(stack: Any, dataverse: FakeDataverse) -> Iterator[Any]:
+    """A new organization on the stack, with the Web API stand-in's webhooks pointed at it;
+    erased after the test, which frees its browser tokens for the next test's organization (a
+    token belongs to one organization at a time)."""
+    from tests.browser.delivery import erase_tenant, register_tenant
 
     registered = register_tenant(stack)
     dataverse.reset(registered.organization_id, (stack.base, registered.key))
-    return registered
+    yield registered
+    erase_tenant(registered)

@@ -63,6 +63,14 @@ def register_tenant(stack: RunningStack) -> Tenant:
     return Tenant(stack, organization_id, created["api_key"])
 
 
+def erase_tenant(tenant: Tenant) -> None:
+    """The organization erased (``POST /privacy/erase``), as a customer who leaves does."""
+    status, answer = call(
+        f"{tenant.stack.base}/privacy/erase", {"organization": True}, headers=tenant.auth
+    )
+    assert status == 200, answer
+
+
 def as_delivered(message: dict[str, Any]) -> dict[str, Any]:
     """What FCM hands a web browser for a message Push365 sent: the notification, the data, and
     webpush.fcm_options as fcmOptions."""

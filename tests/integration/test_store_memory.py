@@ -131,4 +131,6 @@ def test_the_process_does_not_grow_with_reads(fixed: bool) -> None:
     if fixed:
         assert growth <= RSS_BOUND_KB_PER_READ, f"{growth:.2f} KB a read"
     else:
-        assert growth > 3 * RSS_BOUND_KB_PER_READ, f"{growth:.2f} KB a read"
+        # The control: the same reads leak past the bound without the fix (18 KB a read alone,
+        # 5-18 KB measured here under load), so the bound above would catch the leak.
+        assert growth > RSS_BOUND_KB_PER_READ, f"{growth:.2f} KB a read"

@@ -349,18 +349,22 @@ def test_a_429_with_retry_after_120_and_fcm_refusing_connections_for_2_minutes(
     assert pulled.answers[503] > 0  # deliver handed the batches back while FCM was unavailable
 
 
-def assert_at_most_one_counted_resend(stack: Stack, tokens: list[str], final: Any) -> None:
-    """0 lost; at most 2 copies of a device, and only for devices counted ``resent``; a status
-    whose counts add up."""
+def assert_accounted(stack: Stack, tokens: list[str], final: Any) -> Counter[str]:
+    """At most 2 copies of a device, and only for devices counted ``resent``; a send finished
+    with counts that add up to its devices. The copies each token got, for what a test adds."""
     counts = stack.received(tokens)
-    assert set(counts) == set(tokens), f"lost: {len(set(tokens) - set(counts))}"
     assert max(counts.values()) <= 2
-    twice = sum(1 for n in counts.values() if n == 2)
-    assert twice <= final["counts"]["resent"]
-    assert final["status"] == "sent"
+    assert sum(1 for n in counts.values() if n == 2) <= final["counts"]["resent"]
+    assert (final["status"], final["pending"]) == ("sent", 0)
     done = final["counts"]["sent"] + final["counts"]["failed"] + final["counts"]["skipped"]
     assert done == final["devices"] == len(tokens)
-    assert final["pending"] == 0
+    return counts
+
+
+def assert_at_most_one_counted_resend(stack: Stack, tokens: list[str], final: Any) -> None:
+    """0 lost, and accounted for (``assert_accounted``)."""
+    counts = assert_accounted(stack, tokens, final)
+    assert set(counts) == set(tokens), f"lost: {len(set(tokens) - set(counts))}"
 
 
 def test_a_250_device_chunk_with_fcm_answering_in_1_to_10_s_and_5_percent_never_answered(
@@ -407,13 +411,8 @@ def test_sigkill_at_10_random_points_of_a_2000_device_send_in_250_device_chunks(
     # being stored leaves it claimed and unwritten, and a device whose first attempt was not
     # written either (claimed in a chunk the kill interrupted) is recorded failed,
     # unknown_outcome, without a copy. Counted, never silent; printed for the record.
-    counts = stack.received(tokens)
-    assert max(counts.values()) <= 2
+    counts = assert_accounted(stack, tokens, final)
     twice = sum(1 for n in counts.values() if n == 2)
-    assert twice <= final["counts"]["resent"]
-    assert final["status"] == "sent"
-    done = final["counts"]["sent"] + final["counts"]["failed"] + final["counts"]["skipped"]
-    assert done == final["devices"] == len(tokens)
     unsent = {t for t in tokens if t not in counts}
     errors = failures(ORG, nid)
     assert {errors.get(device_id(subscription_id(t))) for t in unsent} <= {"unknown_outcome"}
@@ -457,12 +456,10 @@ def test_devices_unsubscribed_while_a_slow_batch_sends_get_nothing_after_it(
     stack.fcm.reset_control()
     final = stack.wait_done(key, nid, 180)
 
-    counts = stack.received(tokens)
+    counts = assert_accounted(stack, tokens, final)
     assert not set(counts) & set(last)
     assert set(counts) == set(tokens) - set(last)
-    assert max(counts.values()) <= 2
-    assert sum(1 for n in counts.values() if n == 2) <= final["counts"]["resent"]
-    assert (final["status"], final["counts"]["skipped"]) == ("sent", 40)
+    assert final["counts"]["skipped"] == 40
     assert final["counts"]["sent"] + final["counts"]["failed"] == 460
 
 
@@ -535,12 +532,7 @@ def test_a_queue_lost_mid_send_ends_recorded_by_the_reconciler_never_stuck(
 
     final = stack.status(key, nid)
     assert report.given_up == 1
-    assert (final["status"], final["pending"]) == ("sent", 0)
-    done = final["counts"]["sent"] + final["counts"]["failed"] + final["counts"]["skipped"]
-    assert done == final["devices"] == len(tokens)
-    counts = stack.received(tokens)
-    assert max(counts.values()) <= 2
-    assert sum(1 for n in counts.values() if n == 2) <= final["counts"]["resent"]
+    counts = assert_accounted(stack, tokens, final)
     unsent = {t for t in tokens if t not in counts}
     errors = failures(ORG, nid)
     # Content is kept only in the messages: what they carried is recorded lost, never re-sent.

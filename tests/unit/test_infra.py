@@ -447,6 +447,15 @@ STEP_NEEDS = {
         "README.md",  # this test
         "infra/*.tf",  # this test
     ],
+    "solution": [
+        "dynamics/packer.py",
+        "dynamics/__init__.py",
+        "dynamics/solution/Other/*.xml",
+        "dynamics/solution/**/*.xml",
+        "web/*.html",
+        "web/*.js",
+        "shared/pyproject.toml",  # the solution's version
+    ],
     "checkov": ["infra/*.tf"],
     "terraform-init": ["infra/versions.tf"],
     "terraform-plan": [

@@ -61,6 +61,8 @@ HOLDS_NO_COPY = {
 # Single resources of a copy-holding type that hold no one's data: reviewed one by one.
 NO_PERSONAL_DATA = {
     "google_storage_bucket.source": "the functions' source archives: the repository's code only",
+    "google_storage_bucket.solution": "the Dynamics 365 solution's zips: the repository's code and "
+    "web resources only",
 }
 
 

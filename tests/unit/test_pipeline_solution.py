@@ -31,7 +31,7 @@ def tf() -> dict[str, Any]:
 
 def _step(step_id: str) -> dict[str, Any]:
     (step,) = [step for step in BUILD["steps"] if step["id"] == step_id]
-    return step
+    return dict(step)
 
 
 def _command(step: dict[str, Any]) -> list[str]:
@@ -46,7 +46,11 @@ def test_the_pipeline_builds_the_solution_as_make_solution_does_after_the_tests(
 
     assert recipe is not None
     # The Makefile's recipe with its interpreter: the same module, the same output folder.
-    assert shlex.split(recipe[1])[1:] == _command(step)[1:] == ["-m", "dynamics.packer", "--out", "dist"]
+    assert (
+        shlex.split(recipe[1])[1:]
+        == _command(step)[1:]
+        == ["-m", "dynamics.packer", "--out", "dist"]
+    )
     assert _command(step)[0] == "python"
     assert step["name"].startswith("python:3.11")  # the packer needs the standard library only
     assert ids.index("install-lint-test") < ids.index("solution") < ids.index("terraform-apply")

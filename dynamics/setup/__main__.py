@@ -260,7 +260,8 @@ def _push(push365: Push365, key: str, file: str, local_check: bool) -> int:
         return 2
     problems = rule_files.local_problems(rules) if local_check else None
     if problems:
-        _say(f"{file}: {len(problems)} problems (rules.N: the Nth rule, from 0), nothing sent:")
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        _say(f"{file}: {count} (rules.N: the Nth rule, from 0), nothing sent:")
         for problem in problems:
             _say(f"  {problem}")
         return 2

@@ -216,7 +216,11 @@ def rules_main(argv: list[str], transport: Transport | None = None) -> int:
     """``push365-setup rules push|pull FILE``: 0 done, 1 Push365 refused or was not reached,
     2 the file or the command line is wrong. ``transport``: the tests' (default: urllib)."""
     args = rules_parser().parse_args(argv)
-    state = State.load(args.state) if args.state.exists() else State(args.state)
+    try:
+        state = State.load(args.state) if args.state.exists() else State(args.state)
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
+        _say(f"{args.state}: not a state file the setup wrote (give the right --state)")
+        return 2
     key = os.environ.get(API_KEY_VARIABLE, "") or state.api_key
     base_url = args.base_url or state.base_url
     prefix = args.function_prefix

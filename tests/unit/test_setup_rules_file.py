@@ -104,3 +104,18 @@ def test_without_a_state_file_or_key_it_says_what_to_run_first(
 
     assert status == 2
     assert "run push365-setup --environment ... first" in capsys.readouterr().err
+
+
+def test_a_state_file_that_is_not_one_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "push365-setup.json"
+    state.write_text("[1, 2", "utf-8")
+
+    status = command.main(["rules", "pull", "out.yaml", "--state", str(state)])
+
+    assert status == 2
+    assert (
+        capsys.readouterr().err
+        == f"{state}: not a state file the setup wrote (give the right --state)\n"
+    )

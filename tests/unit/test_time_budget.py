@@ -1,6 +1,6 @@
-"""deliver's time budget (README "The time budget"): the inequalities exactly-once rests on hold
-for the deployed settings (settings.py's defaults: infra/ sets none of them) and the platform's
-numbers in infra/ (deliver's timeout, every subscription that pushes to deliver)."""
+"""deliver's time budget (docs/api/deliver.md, "The time budget"): the inequalities exactly-once
+rests on hold for the deployed settings (settings.py's defaults: infra/ sets none of them) and the
+platform's numbers in infra/ (deliver's timeout, every subscription that pushes to deliver)."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_the_deployed_time_budget_holds(subscription: str, budget: TimeBudget) -
     assert budget.violations() == [], subscription
 
 
-def test_the_budgets_figures_are_the_ones_readme_shows() -> None:
+def test_the_budgets_figures_are_the_ones_the_docs_show() -> None:
     (_, budget), *_ = deployed_budgets()
     figures = (budget.request, budget.chunk, budget.lease, budget.handler, budget.function_timeout)
     assert figures == (10, 20, 45, 30, 60)

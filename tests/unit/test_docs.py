@@ -2,7 +2,8 @@
 200 lines, with the two commands, the flow picture and the administrator guide on its first
 screen; every page reachable from it and every relative link resolving; every page holding
 examples in the sequence tests/system/test_readme_examples.py runs; no figure in prose that nothing
-produces (a RESULT line the code no longer prints, a count that goes stale)."""
+produces (a RESULT line the code no longer prints, a count that goes stale); design notes in their
+shape."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs import (
+    DOCS,
     README,
     REPO,
     anchors,
@@ -178,3 +180,30 @@ def test_the_web_pages_versions_are_the_pinned_ones() -> None:
 def test_docs_text_holds_every_page() -> None:
     text = docs_text()
     assert all(p.read_text() in text for p in pages())
+
+
+# --- Design notes ----------------------------------------------------------------------------
+
+DESIGN = DOCS / "design"
+SECTIONS = ["## Context", "## Decision", "## Why", "## Consequences", "## Revisit when"]
+
+
+def design_notes() -> list[Path]:
+    return sorted(p for p in DESIGN.glob("*.md") if p.name != "README.md")
+
+
+def test_there_are_design_notes_and_the_index_lists_each() -> None:
+    index = (DESIGN / "README.md").read_text()
+    notes = design_notes()
+
+    assert len(notes) >= 5
+    assert [p.name for p in notes if f"({p.name})" not in index] == []
+
+
+@pytest.mark.parametrize("path", design_notes(), ids=name)
+def test_each_design_note_has_its_sections_in_order(path: Path) -> None:
+    text = path.read_text()
+    positions = [text.find(f"\n{section}\n") for section in SECTIONS]
+
+    assert -1 not in positions, [s for s, p in zip(SECTIONS, positions, strict=True) if p < 0]
+    assert positions == sorted(positions)

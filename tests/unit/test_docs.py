@@ -69,7 +69,10 @@ def test_readme_links_every_page_but_the_design_notes_in_its_table_of_contents()
     assert missing == [], "add them to README's table of contents"
 
 
-@pytest.mark.parametrize("path", [README, *pages()], ids=name)
+TOP_LEVEL = [README, REPO / "CHANGELOG.md", REPO / "CONTRIBUTING.md"]
+
+
+@pytest.mark.parametrize("path", [*TOP_LEVEL, *pages()], ids=name)
 def test_every_relative_link_resolves_to_a_file_and_an_anchor(path: Path) -> None:
     broken = []
     for target, anchor in relative_links(path):
@@ -159,7 +162,7 @@ STALE_FIGURES = [
 ]
 
 
-@pytest.mark.parametrize("path", [README, *pages()], ids=name)
+@pytest.mark.parametrize("path", [*TOP_LEVEL, *pages()], ids=name)
 def test_no_count_or_duration_of_the_suite_is_written_in_prose(path: Path) -> None:
     # How many tests or mutations there are, and how long a run takes, are printed by the
     # command that runs them (pytest's last line, RESULT privacy_mutations); written here they

@@ -448,6 +448,8 @@ STEP_NEEDS = {
         PIPELINE_IGNORE,  # this test
         "tests/docs.py",
         "README.md",  # tests/unit/test_docs.py
+        "CHANGELOG.md",  # tests/unit/test_docs.py
+        "CONTRIBUTING.md",  # tests/unit/test_docs.py
         "docs/**/*.md",  # this test and the others that read the docs
         "infra/*.tf",  # this test
     ],

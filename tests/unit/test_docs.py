@@ -180,6 +180,37 @@ def test_the_web_pages_versions_are_the_pinned_ones() -> None:
     assert f"{pinned['chart.js']}**" in text
 
 
+def _shown(value: str) -> object:
+    value = value.strip().strip("`")
+    if value == "unset" or value.startswith("unset:"):
+        return None
+    if value in ("true", "false"):
+        return value == "true"
+    return float(value) if re.fullmatch(r"\d+(\.\d+)?", value) else value
+
+
+def test_the_configuration_page_shows_every_setting_with_its_default() -> None:
+    from push365.settings import Settings
+
+    defaults = Settings.model_construct()
+    shown: dict[str, str] = {}
+    for line in page("configuration.md").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3:
+            names = re.findall(r"`PUSH365_(\w+)`", cells[0])
+            values = re.sub(r"\(.*?\)", "", cells[1]).split(",")
+            shown.update(zip((n.lower() for n in names), values, strict=False))
+
+    missing = [f for f in Settings.model_fields if f != "project_id" and f not in shown]
+    wrong = [
+        f"PUSH365_{field.upper()}: shown {value.strip()}, default {getattr(defaults, field)!r}"
+        for field, value in shown.items()
+        if field in Settings.model_fields and _shown(value) != getattr(defaults, field)
+    ]
+    assert missing == [], "add them to docs/configuration.md"
+    assert wrong == []
+
+
 def test_docs_text_holds_every_page() -> None:
     text = docs_text()
     assert all(p.read_text() in text for p in pages())

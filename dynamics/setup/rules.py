@@ -2,7 +2,7 @@
 
 A rules file is YAML (``.yaml``, ``.yml``) or JSON (``.json``): either a list of rules or a
 mapping with ``rules:`` holding that list, each rule as ``POST /register/rules`` takes it
-(README, "Event rules"). ``push`` checks the rules first with the model the service itself
+(docs/api/rules.md). ``push`` checks the rules first with the model the service itself
 validates them with (``push365.notifications.model.RuleSet``) when the Push365 library is
 importable (a repository checkout), so a mistake is shown before anything is sent; then it
 replaces the organization's rules and shows Push365's answer. ``pull`` writes the rules Push365

@@ -247,7 +247,8 @@ api = Api(
             "address; opening it confirms nothing.",
             query=ConfirmEmailQuery,
             auth="none",
-            answers={200: "The page (text/html)."},
+            answers={200: "The page."},
+            media=("text/html",),
         ),
         ("/confirm-email", "POST"): Operation(
             "An administrator confirms their address (the button of the mailed link's page; a "
@@ -255,6 +256,8 @@ api = Api(
             query=ConfirmEmailQuery,
             auth="none",
             errors=(UnknownConfirmation,),
+            answers={200: "Confirmed: JSON, or a page for the page's form post."},
+            media=("application/json", "text/html"),
         ),
         ("/rules", "POST"): Operation("Replace the organization's event rules.", body=RuleSet),
         ("/rules", "GET"): Operation("The organization's event rules."),

@@ -575,3 +575,9 @@ class InMemoryMailCounters:
         for scope, count in counts.items():
             self.counters[scope, window] = self.counters.get((scope, window), 0) + count
         return {scope: self.counters[scope, window] for scope in counts}
+
+    def claim(self, scope: str, wanted: int, cap: int, window: int, expires_at: datetime) -> int:
+        count = self.counters.get((scope, window), 0)
+        granted = max(0, min(wanted, cap - count))
+        self.counters[scope, window] = count + granted
+        return granted

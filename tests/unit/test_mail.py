@@ -183,7 +183,7 @@ class Day:
 
 
 def limited(
-    limits: MailLimits = MailLimits(),
+    limits: MailLimits | None = None,
 ) -> tuple[OrganizationService, RecordingMailer, Day, InMemoryMailCounters]:
     repository = InMemoryOrganizationRepository()
     mailer = RecordingMailer()
@@ -194,7 +194,7 @@ def limited(
         repository,
         lambda f: f"https://x/{f}",
         clock=day,
-        quota=MailQuota(counters, limits, day),
+        quota=MailQuota(counters, limits or MailLimits(), day),
     )
     return OrganizationService(repository, clock=day, notices=notices), mailer, day, counters
 

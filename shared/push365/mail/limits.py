@@ -43,6 +43,11 @@ class MailCounters(Protocol):
         each counter's total afterwards."""
         ...
 
+    def claim(self, scope: str, wanted: int, cap: int, window: int, expires_at: datetime) -> int:
+        """Atomically: how many of ``wanted`` fit under ``cap`` in the scope's counter, added
+        to it."""
+        ...
+
 
 def _scope(*parts: str) -> str:
     return hashlib.sha256(":".join(parts).encode()).hexdigest()
@@ -51,8 +56,9 @@ def _scope(*parts: str) -> str:
 class MailQuota:
     """Claims mail against the daily caps.
 
-    A counter is added to before it is read: two instances that claim at once may each see the
-    other's claim and both send less, never more, than the cap allows.
+    The per-address counters count every address asked (added to, then read: two instances
+    asking one address at once both see two and neither mails it, never both); an
+    organization's cap is claimed atomically, so concurrent requests share it exactly.
     """
 
     def __init__(
@@ -107,11 +113,10 @@ class MailQuota:
         return self._claim(scope, 1, self._limits.notices_per_organization, window, ends) == 1
 
     def _claim(self, scope: str, wanted: int, cap: int, window: int, ends: datetime) -> int:
-        """Add ``wanted`` to the counter; how many of them fit under ``cap``."""
+        """How many of ``wanted`` fit under ``cap`` (claimed)."""
         if wanted == 0:
             return 0
-        total = self._counters.add({scope: wanted}, window, ends)[scope]
-        return max(0, min(wanted, cap - (total - wanted)))
+        return self._counters.claim(scope, wanted, cap, window, ends)
 
     def _window(self) -> tuple[int, datetime]:
         seconds = int(WINDOW.total_seconds())

@@ -8,7 +8,7 @@ from datetime import datetime
 from google.cloud import firestore
 
 from push365.retention import TTL_FIELD
-from push365.store import THROTTLES
+from push365.store import CONTENDED_ATTEMPTS, THROTTLES
 
 
 class FirestoreMailCounters:
@@ -36,3 +36,17 @@ class FirestoreMailCounters:
             if snapshot.exists:
                 totals[by_path[snapshot.reference.path]] = int(snapshot.get("count") or 0)
         return totals
+
+    def claim(self, scope: str, wanted: int, cap: int, window: int, expires_at: datetime) -> int:
+        reference = self._client.collection(THROTTLES).document(f"{scope}-{window}")
+
+        @firestore.transactional
+        def claim_in(transaction: firestore.Transaction) -> int:
+            snapshot = reference.get(transaction=transaction, field_paths=["count"])
+            count = int((snapshot.to_dict() or {}).get("count") or 0) if snapshot.exists else 0
+            granted = max(0, min(wanted, cap - count))
+            if granted:
+                transaction.set(reference, {"count": count + granted, TTL_FIELD: expires_at})
+            return granted
+
+        return int(claim_in(self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)))

@@ -408,7 +408,7 @@ def test_a_public_id_a_leaked_key_and_a_neighbours_token_get_nowhere(target: Tar
 BAIT = "BAIT-5d2c Claim your prize"
 
 
-def test_mail_cannot_be_aimed(target: Target) -> None:
+def test_mail_cannot_be_aimed(target: Target, record_property: Any) -> None:
     """Issue 27, item 3: a key holder sends 20 administrator updates of 50 new addresses each
     (1,000 confirmation requests aimed at strangers), 4 at a time, under a name that is a lure.
     At most the daily cap is mailed (counted in Firestore: the concurrent requests share it),
@@ -457,7 +457,9 @@ def test_mail_cannot_be_aimed(target: Target) -> None:
     assert all(m["subject"] == "Push365: confirm your address" for m in strangers)
     assert not [m for m in mails if BAIT in m["subject"]]
     assert not [m for m in strangers if BAIT in m["text"] + m["html"]]
-    print(f"RESULT mail-abuse attempted=1000 mailed={len(strangers)} seconds={seconds:.1f}")
+    line = f"RESULT mail-abuse attempted=1000 mailed={len(strangers)} seconds={seconds:.1f}"
+    record_property(RESULT_PROPERTY, line)
+    print(line)
 
 
 def _outbox(target: Target) -> list[dict[str, Any]]:

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     ses_sender: str | None = None
     ses_region: str = "eu-west-1"
     ses_endpoint_url: str | None = None
+    # The mail limits (README "The mail limits", push365.mail.limits), per UTC day, kept in
+    # Firestore: confirmation requests one organization causes, confirmation requests one
+    # address gets from all organizations together (and from one organization: once), notices
+    # to one organization's confirmed administrators.
+    mail_confirmations_per_organization: int = Field(default=100, ge=1, le=10000)
+    mail_confirmations_per_address: int = Field(default=3, ge=1, le=100)
+    mail_notices_per_organization: int = Field(default=20, ge=1, le=10000)
 
     def function_url(self, function: str) -> str:
         """A function's public URL."""

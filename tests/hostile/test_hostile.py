@@ -457,7 +457,7 @@ def test_mail_cannot_be_aimed(target: Target, record_property: Any) -> None:
     assert all(m["subject"] == "Push365: confirm your address" for m in strangers)
     assert not [m for m in mails if BAIT in m["subject"]]
     assert not [m for m in strangers if BAIT in m["text"] + m["html"]]
-    line = f"RESULT mail-abuse attempted=1000 mailed={len(strangers)} seconds={seconds:.1f}"
+    line = f"RESULT mail_abuse attempted=1000 mailed={len(strangers)} seconds={seconds:.1f}"
     record_property(RESULT_PROPERTY, line)
     print(line)
 

@@ -42,7 +42,7 @@ class QuotaClass:
     shards: int = 1
     """Counter documents per window: Firestore sustains about one write a second on one
     document, so a route an organization may call many times a second counts on several,
-    each taking a share of the limit (the total is read only once a share is passed)."""
+    each admitting a share of the limit (see ``QuotaService``)."""
 
     def periods(self) -> list[tuple[str, int, int]]:
         """(period name, limit, window seconds) of each limit."""

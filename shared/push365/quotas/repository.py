@@ -35,9 +35,6 @@ class QuotaCounter(Protocol):
         """Count one call on each counter, atomically, in one commit; each one's count now."""
         ...
 
-    def total(self, keys: Sequence[CounterKey]) -> int:
-        """The sum of these counters (a sharded counter's shards)."""
-        ...
 
 
 def count_hits(
@@ -67,9 +64,3 @@ class FirestoreQuotaCounter:
         return count_hits(
             self._client, [(self._reference(k), k.expires_at) for k in keys], self._seconds
         )
-
-    def total(self, keys: Sequence[CounterKey]) -> int:
-        snapshots = self._client.get_all(
-            [self._reference(k) for k in keys], field_paths=[COUNT], **bounded(self._seconds)
-        )
-        return sum(int((s.to_dict() or {}).get(COUNT) or 0) for s in snapshots if s.exists)

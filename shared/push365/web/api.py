@@ -261,6 +261,13 @@ class Api:
             raise ValueError(f"{function}: routes without an Operation: {sorted(missing)}")
         self._routes = {**routes, DOCUMENT_ROUTE: {"GET": self._describe}}
 
+    def with_guards(self, guards: Guards) -> Api:
+        """The same routes behind other checks (another instance, as a test runs it)."""
+        routes = {p: m for p, m in self._routes.items() if p != DOCUMENT_ROUTE}
+        return Api(
+            self.function, routes, operations=self._operations, cors=self._cors, guards=guards
+        )
+
     @property
     def operations(self) -> Mapping[tuple[str, str], Operation]:
         """(path, method) -> the route's operation."""

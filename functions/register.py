@@ -130,8 +130,8 @@ def _signup_code(request: ApiRequest) -> Reply:
 
 
 def _confirm_email(request: ApiRequest) -> Reply:
-    token = request.query("token") or ""
-    bootstrap.organizations().confirm_email(token[:TOKEN_LIMIT])
+    token = request.parsed(ConfirmEmailQuery).token
+    bootstrap.organizations().confirm_email(token)
     return 200, {"confirmed": True}
 
 

@@ -15,7 +15,6 @@ from push365.retention.request import PurgeRequest
 from push365.web import Api, ApiRequest, Operation, Reply, json_errors
 
 
-
 def _purge(request: ApiRequest) -> Reply:
     body = request.json_object() if request.has_body else {}
     purge = validate(PurgeRequest, body)

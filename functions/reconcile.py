@@ -15,7 +15,6 @@ from push365 import bootstrap
 from push365.web import Api, ApiRequest, Operation, Reply, json_errors
 
 
-
 def _reconcile(request: ApiRequest) -> Reply:
     report = bootstrap.reconciler().run()
     return 200, report.counts()

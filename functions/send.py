@@ -14,8 +14,8 @@ Routes (relative to the function URL):
 
 import re
 from collections.abc import Sequence
-from typing import ClassVar
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import flask
 import functions_framework

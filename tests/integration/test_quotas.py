@@ -28,10 +28,10 @@ from push365.quotas import QUOTA_CLASSES, QuotaService
 from push365.quotas.repository import FirestoreQuotaCounter
 from push365.store import store_client
 from push365.web import API_KEY_HEADER, Api
-from push365.web.guards import Guards, default_guards
+from push365.web.guards import default_guards
 from tests.conftest import PROJECT
 from tests.faults import TcpProxy
-from tests.integration.conftest import OTHER_ORG, ORG, Functions, dataverse, register
+from tests.integration.conftest import ORG, OTHER_ORG, Functions, dataverse, register
 
 CANARY = "CANARY-q7"
 START = datetime(2030, 1, 7, 12, 0, 10, tzinfo=UTC)  # 50 s before its minute ends
@@ -52,8 +52,10 @@ class Clock:
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"quota_test_{name}", FUNCTIONS_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
+    path = FUNCTIONS_DIR / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"quota_test_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -156,7 +158,7 @@ def test_a_dataverse_webhook_over_quota_gets_the_503_dataverse_retries(
     assert answers == [200, 200, 503]
     assert plain[0] == 429
     clock.now = START + timedelta(seconds=50)
-    _, retried, headers = call(second, "POST", "/users", key, event)
+    _, retried, _ = call(second, "POST", "/users", key, event)
     assert retried == {"upserted": 1}  # Dataverse's one retry, in the next window, passes
 
 

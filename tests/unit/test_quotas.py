@@ -33,9 +33,7 @@ def service(quota: QuotaClass, seed: int = 0) -> tuple[QuotaService, MemoryCount
     counter = MemoryCounter()
     now = [START]
     picks = random.Random(seed)
-    checks = QuotaService(
-        counter, {quota.name: quota}, clock=lambda: now[0], shard=picks.randrange
-    )
+    checks = QuotaService(counter, {quota.name: quota}, clock=lambda: now[0], shard=picks.randrange)
     return checks, counter, now
 
 

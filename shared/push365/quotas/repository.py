@@ -36,7 +36,6 @@ class QuotaCounter(Protocol):
         ...
 
 
-
 def count_hits(
     client: firestore.Client, hits: Sequence[tuple[Any, datetime]], seconds: float
 ) -> list[int]:

@@ -14,7 +14,6 @@ from push365.quotas.model import QuotaClass, Window
 from push365.quotas.repository import CounterKey, QuotaCounter
 from push365.store import ORGANIZATIONS, QUOTAS, THROTTLES
 
-
 _REMEMBERED = 1024
 """Full windows remembered before the ended ones are dropped."""
 
@@ -43,9 +42,7 @@ class QuotaService:
         self._shard = shard
         self._full: dict[tuple[str, ...], datetime] = {}
 
-    def check(
-        self, route: str, quota: str, *, organization_id: str | None, caller: str
-    ) -> None:
+    def check(self, route: str, quota: str, *, organization_id: str | None, caller: str) -> None:
         """Count this call of ``route`` (its operation id) against quota class ``quota``.
 
         A call refused by one window is still counted in the others (a caller that keeps
@@ -60,9 +57,7 @@ class QuotaService:
         now = self._clock()
         if len(self._full) > _REMEMBERED:
             self._full = {name: ends for name, ends in self._full.items() if ends > now}
-        windows = [
-            (limit, Window.of(now, seconds)) for period, limit, seconds in limits.periods()
-        ]
+        windows = [(limit, Window.of(now, seconds)) for period, limit, seconds in limits.periods()]
         keys = [
             [
                 self._key(limits, route, period, window, organization_id, caller, n)

@@ -11,7 +11,6 @@ from push365.quotas.repository import count_hits
 from push365.retention import TTL_FIELD
 from push365.store import CONTENDED_ATTEMPTS, SIGNUP_CODES, THROTTLES
 
-
 THROTTLE_SECONDS = 8.0
 """How long counting one attempt may take (the store timeout's default)."""
 

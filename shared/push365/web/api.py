@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import flask
 import werkzeug.exceptions
 from google.api_core import exceptions as google_exceptions
+from pydantic import BaseModel, ValidationError
 
 from push365.audit import AuditRecord, begin, emit, end, log_unhandled
 from push365.dataverse import (
@@ -49,7 +50,7 @@ from push365.errors import (
     ValidationFailed,
     for_status,
 )
-from push365.model import InputModel, validate
+from push365.model import InputModel, safe_error_details, validate
 from push365.organizations.model import Authenticated, Organization
 from push365.quotas import QUOTA_CLASSES
 from push365.settings import get_settings
@@ -88,7 +89,7 @@ class ApiRequest:
         """The Dataverse context, once :meth:`command` has read one."""
         self.authenticated: Authenticated | None = None
         """Whose key let the call in (set by :class:`Api` from the route's ``auth``)."""
-        self._query: InputModel | None = None
+        self._query: BaseModel | None = None
 
     @property
     def organization(self) -> Organization:
@@ -363,7 +364,9 @@ class Api:
         ):
             return  # (keyless use of an organization's route, registering: signup throttles)
         try:
-            quotas.check(route, operation.quota, organization_id=organization, caller=request.caller)
+            quotas.check(
+                route, operation.quota, organization_id=organization, caller=request.caller
+            )
         except QuotaExceeded as refused:
             if operation.dataverse and _is_dataverse(request):
                 raise QuotaExceededRetryable(refused.retry_after) from None
@@ -412,7 +415,7 @@ def _is_dataverse(request: ApiRequest) -> bool:
         return False
 
 
-def _read_query(request: ApiRequest, model: type[InputModel]) -> InputModel:
+def _read_query(request: ApiRequest, model: type[BaseModel]) -> BaseModel:
     """The query parameters the model names, validated (the others are not read).
 
     Raises:
@@ -421,10 +424,10 @@ def _read_query(request: ApiRequest, model: type[InputModel]) -> InputModel:
     values = {name: request.query(name) for name in model.model_fields}
     present = {name: value for name, value in values.items() if value is not None}
     try:
-        return validate(model, present)
-    except ValidationFailed as failed:
+        return model.model_validate(present)
+    except ValidationError as error:
         message = getattr(model, "INVALID", "A query parameter is not valid.")
-        raise ValidationFailed(message, failed.details) from None
+        raise ValidationFailed(message, safe_error_details(error, model)) from None
 
 
 def ignored(outcome: NotHandled) -> Reply:

@@ -95,7 +95,8 @@ class OrganizationService:
         if presented_key is None:
             return self.register_as(registration, None, signup_code, caller)
         authenticated = self.identify(presented_key)
-        authenticated.organization.check_key_source(key_in_query)
+        stored = authenticated.organization
+        stored.check_key_source(key_in_query)
         return self.register_as(registration, authenticated, signup_code, caller)
 
     def register_as(

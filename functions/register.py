@@ -55,7 +55,6 @@ from push365.users.model import UserBatch, UserRemoval
 from push365.web import Api, ApiRequest, Operation, Page, Reply, ignored, json_errors
 
 SIGNUP_CODE_HEADER = "X-Push365-Signup-Code"
-ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 TOKEN_LIMIT = 200
 FORM = "application/x-www-form-urlencoded"
 
@@ -77,10 +76,9 @@ def _register(request: ApiRequest) -> Reply:
         return _users(request)  # a systemuser step registered at the function's root URL
     registration = validate(Registration, request.json_object())
     request.audit.organization_id = registration.organization.id
-    outcome = bootstrap.organizations().register(
+    outcome = bootstrap.organizations().register_as(
         registration,
-        request.api_key,
-        request.key_in_query,
+        request.authenticated,
         request.header(SIGNUP_CODE_HEADER),
         caller=request.caller,
     )
@@ -96,7 +94,7 @@ def _register(request: ApiRequest) -> Reply:
 
 
 def _users(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
+    organization = request.organization
     change = request.command(UserBatch, organization, user_change_from_context)
     if isinstance(change, NotHandled):
         return ignored(change)
@@ -114,7 +112,7 @@ def _users(request: ApiRequest) -> Reply:
 
 def _rotate_key(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
-    organization = request.authenticate(organizations.identify)
+    organization = request.organization
     body = validate(RotateKey, request.json_object()) if request.has_body else RotateKey()
     overlap = None if body.overlap_hours is None else timedelta(hours=body.overlap_hours)
     rotated = organizations.rotate_key(organization, overlap)
@@ -128,14 +126,13 @@ def _rotate_key(request: ApiRequest) -> Reply:
 
 def _revoke_previous_key(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
-    organization = request.authenticate(organizations.identify)
+    organization = request.organization
     organizations.revoke_previous_key(organization)
     return 200, {"organization_id": organization.id, "previous_key_revoked": True}
 
 
 def _signup_code(request: ApiRequest) -> Reply:
     signup = bootstrap.signup()
-    signup.check_operator(request.header(ADMIN_KEY_HEADER))
     wanted = validate(SignupCodeRequest, request.json_object())
     request.audit.organization_id = wanted.organization_id
     issued = signup.issue(wanted.organization_id)
@@ -148,14 +145,14 @@ def _confirm_email_page(request: ApiRequest) -> Reply:
 
 
 def _confirm_email(request: ApiRequest) -> Reply:
-    token = request.query("token") or ""
+    token = request.parsed(ConfirmEmailQuery).token
     form = (request.header("Content-Type") or "").startswith(FORM)
     if not form:
-        bootstrap.organizations().confirm_email(token[:TOKEN_LIMIT])
+        bootstrap.organizations().confirm_email(token)
         return 200, {"confirmed": True}
     language = pages.language_of(request.header("Accept-Language"))
     try:
-        bootstrap.organizations().confirm_email(token[:TOKEN_LIMIT])
+        bootstrap.organizations().confirm_email(token)
     except UnknownConfirmation as error:
         request.audit.fault = {"code": error.code, "message": error.message}
         return error.status, Page(pages.unknown(language))
@@ -164,7 +161,7 @@ def _confirm_email(request: ApiRequest) -> Reply:
 
 def _set_rules(request: ApiRequest) -> Reply:
     organizations = bootstrap.organizations()
-    organization = request.authenticate(organizations.identify)
+    organization = request.organization
     rule_set = validate(RuleSet, request.json_object())
     answer: dict[str, object] = {"rules": organizations.set_rules(organization, rule_set)}
     warnings = rule_set.warnings()
@@ -174,7 +171,7 @@ def _set_rules(request: ApiRequest) -> Reply:
 
 
 def _preview_rules(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
+    organization = request.organization
     event = request.command(RulePreviewEvent, organization, lambda context: context)
     context = (
         context_from_event(event, organization.id) if isinstance(event, RulePreviewEvent) else event
@@ -199,7 +196,7 @@ def _preview_rules(request: ApiRequest) -> Reply:
 
 
 def _get_rules(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
+    organization = request.organization
     return 200, {"rules": [rule.model_dump() for rule in organization.rules]}
 
 
@@ -221,6 +218,8 @@ api = Api(
             "key; a Dataverse systemuser body, read as at /users, also takes the previous key).",
             body=Registration,
             dataverse=True,  # a systemuser step registered at the root: read as at /users
+            auth="optional",
+            quota="webhook",
             answers={201: "Created; the API key, once.", 200: "Updated."},
             errors=(Conflict, Forbidden, SignupCodeInvalid, SignupCodeRequired, TooManyRequests),
         ),
@@ -229,17 +228,23 @@ api = Api(
             body=UserBatch,
             dataverse=True,
             auth="webhook",
+            quota="webhook",
         ),
         ("/rotate-key", "POST"): Operation(
             "A new API key; the previous one keeps working for the overlap window.",
             body=RotateKey,
             body_required=False,
+            auth="key",
+            quota="admin",
         ),
-        ("/revoke-previous-key", "POST"): Operation("The previous API key stops working now."),
+        ("/revoke-previous-key", "POST"): Operation(
+            "The previous API key stops working now.", auth="key", quota="admin"
+        ),
         ("/signup-codes", "POST"): Operation(
             "Issue a single-use signup code for one organization id (operator only).",
             body=SignupCodeRequest,
             auth="admin",
+            quota="operator",
             answers={201: "The code, once, and when it expires."},
         ),
         ("/confirm-email", "GET"): Operation(
@@ -247,6 +252,7 @@ api = Api(
             "address; opening it confirms nothing.",
             query=ConfirmEmailQuery,
             auth="none",
+            quota="link",
             answers={200: "The page."},
             media=("text/html",),
         ),
@@ -255,16 +261,21 @@ api = Api(
             "form post is answered with a page, any other with JSON).",
             query=ConfirmEmailQuery,
             auth="none",
+            quota="link",
             errors=(UnknownConfirmation,),
             answers={200: "Confirmed: JSON, or a page for the page's form post."},
             media=("application/json", "text/html"),
         ),
-        ("/rules", "POST"): Operation("Replace the organization's event rules.", body=RuleSet),
-        ("/rules", "GET"): Operation("The organization's event rules."),
+        ("/rules", "POST"): Operation(
+            "Replace the organization's event rules.", body=RuleSet, auth="key", quota="admin"
+        ),
+        ("/rules", "GET"): Operation("The organization's event rules.", auth="key", quota="read"),
         ("/rules/preview", "POST"): Operation(
             "What every rule would send for an event; nothing is sent or stored.",
             body=RulePreviewEvent,
             dataverse=True,
+            auth="key",
+            quota="read",
         ),
     },
 )

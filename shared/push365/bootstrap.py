@@ -30,6 +30,8 @@ from push365.organizations.repository import FirestoreOrganizationRepository
 from push365.organizations.service import OrganizationService
 from push365.privacy.repository import FirestorePrivacyStore
 from push365.privacy.service import PrivacyService
+from push365.quotas import QUOTA_CLASSES, QuotaService
+from push365.quotas.repository import FirestoreQuotaCounter
 from push365.retention.purge import FirestoreRetentionStore, Purger
 from push365.retention.rules import retention_rules
 from push365.settings import Settings, get_settings
@@ -83,6 +85,16 @@ def organizations() -> OrganizationService:
         signup=signup(),
         key_overlap=timedelta(hours=get_settings().key_overlap_hours),
     )
+
+
+@lru_cache(maxsize=1)
+def quotas() -> QuotaService | None:
+    """The quotas every route declares (None when switched off)."""
+    settings = get_settings()
+    if not settings.quotas_enabled:
+        return None
+    counter = FirestoreQuotaCounter(firestore_client(), settings.quota_check_seconds)
+    return QuotaService(counter, QUOTA_CLASSES)
 
 
 @lru_cache(maxsize=1)

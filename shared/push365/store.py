@@ -9,8 +9,9 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/notifications/{notification_id}/batches/{batch}
     organizations/{organization_id}/notifications/{notification_id}/receipts/{device_id}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
+    organizations/{organization_id}/quotas/{route}-{period}-{window}[-{shard}]   call counts
     signup_codes/{sha256(code)}
-    throttles/{sha256(scope)}-{window}
+    throttles/{sha256(scope)}-{window}[-{shard}]   registration attempts; calls per caller or route
     token_owners/{sha256(instance_id)}      the one organization whose active subscription the
                                             token is (written and removed in the same commit)
 """
@@ -38,6 +39,7 @@ NOTIFICATIONS = "notifications"
 RECEIPTS = "receipts"
 BATCHES = "batches"
 DEDUP = "dedup"
+QUOTAS = "quotas"
 SIGNUP_CODES = "signup_codes"
 THROTTLES = "throttles"
 TOKEN_OWNERS = "token_owners"
@@ -443,6 +445,9 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     for name in (SUBSCRIPTIONS, USERS, DEDUP):
         for page in _id_pages(organization.collection(name)):
             counts[name] += _delete_all(client, page)
+    # Its call counters (operational, not reported; their TTL would take them within a day).
+    for page in _id_pages(organization.collection(QUOTAS)):
+        _delete_all(client, page)
     organization.delete()
     return counts
 

@@ -6,7 +6,8 @@ A seeded generator makes some hundreds of requests an attacker would: bodies nes
 deep (Dataverse-shaped too), not JSON, not UTF-8, not objects, NaN, oversized, mistyped, wrong
 content types, broken chunked bodies, request lines and headers too long, too many headers,
 unknown paths (``/robots.txt``, ``/favicon.ico``, encoded CR/LF), unknown methods, and Dataverse
-message and table names and trace headers at any length. Each carries a canary.
+message and table names and trace headers at any length. Each carries a canary. Then a burst
+past one route's quota (429 with Retry-After).
 
 Every answer must be below 500 and JSON from the error table (a 204 has no body), no answer may
 echo the canary, and after the run neither anything the process wrote nor any document in
@@ -21,6 +22,9 @@ import json
 import random
 import socket
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ import pytest
 
 from devstack import fanout
 from devstack.emulator import FirestoreEmulator, PubSubEmulator
+from push365.quotas import QUOTA_CLASSES
 from tests.conftest import FANOUT_TOPIC, PROJECT, RESULT_PROPERTY, TEST_ADMIN_KEY, fanout_topology
 from tests.integration.conftest import BOB, ORG, all_documents, registration
 from tests.stack import RunningStack, call, running_gateway, signup
@@ -484,3 +489,39 @@ def _confirmed(org: str) -> list[str]:
 
     snapshot = firestore_client().collection("organizations").document(org).get()
     return list((snapshot.to_dict() or {}).get("confirmed_emails") or [])
+
+
+def _answer(url: str, headers: dict[str, str]) -> tuple[int, Any, str | None]:
+    """A GET: its status, JSON answer and Retry-After header."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read()), response.headers["Retry-After"]
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), error.headers["Retry-After"]
+
+
+def test_a_burst_past_a_routes_quota_is_refused_with_retry_after(target: Target) -> None:
+    """Issue 27 item 4 through the gateway: an organization's burst on one route past its quota
+    (README "Quotas"; the deployed limits) gets 429 quota_exceeded with Retry-After, the rest of
+    its window; another organization's calls of the route still pass."""
+    base = target.gateway.base
+    third = "5c4b3a29-1807-4f6e-9d5c-4b3a29180716"
+    code = signup(base, third, TEST_ADMIN_KEY)
+    created = call(f"{base}/register", registration(third), headers=code)[1]
+    mine = {"X-Push365-Key": created["api_key"], "X-Echo": CANARY}
+    limit = QUOTA_CLASSES["read"].per_minute
+    if time.time() % 60 > 40:  # a burst within one minute's window
+        time.sleep(60.5 - time.time() % 60)
+
+    with ThreadPoolExecutor(8) as pool:
+        burst = list(pool.map(lambda _: _answer(f"{base}/register/rules", mine), range(limit + 15)))
+    neighbour = _answer(f"{base}/register/rules", {"X-Push365-Key": target.key})
+
+    statuses = Counter(status for status, _, _ in burst)
+    assert statuses == {200: limit, 429: 15}
+    refused = [(body, after) for status, body, after in burst if status == 429]
+    assert {body["error"]["code"] for body, _ in refused} == {"quota_exceeded"}
+    assert all(after is not None and 1 <= int(after) <= 60 for _, after in refused)
+    assert CANARY not in json.dumps(refused)
+    assert neighbour[0] == 200

@@ -103,12 +103,30 @@ class OrganizationService:
             CurrentKeyRequired: it is the previous key (during its overlap it administers
                 nothing).
         """
-        organization_id = registration.organization.id
         if presented_key is None:
-            return self._create(registration, signup_code, caller)
+            return self.register_as(registration, None, signup_code, caller)
         authenticated = self.identify(presented_key)
         stored = authenticated.organization
         stored.check_key_source(key_in_query)
+        return self.register_as(registration, authenticated, signup_code, caller)
+
+    def register_as(
+        self,
+        registration: Registration,
+        authenticated: Authenticated | None,
+        signup_code: str | None = None,
+        caller: str = "unknown",
+    ) -> Registered:
+        """:meth:`register`, with the key already checked (``None``: no key was presented).
+
+        Raises:
+            Forbidden, CurrentKeyRequired: a key of another organization, or the previous key.
+            and, without a key, what :meth:`register` raises then.
+        """
+        organization_id = registration.organization.id
+        if authenticated is None:
+            return self._create(registration, signup_code, caller)
+        stored = authenticated.organization
         if stored.id != organization_id:
             raise Forbidden("The API key belongs to another organization.")
         if authenticated.key != "current":

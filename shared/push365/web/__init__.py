@@ -1,6 +1,7 @@
 """HTTP translation shared by the Cloud Functions' entry points."""
 
 from push365.web.api import (
+    ADMIN_KEY_HEADER,
     API_KEY_HEADER,
     API_KEY_QUERY,
     Api,
@@ -15,6 +16,7 @@ from push365.web.api import (
 from push365.web.openapi import Operation
 
 __all__ = [
+    "ADMIN_KEY_HEADER",
     "API_KEY_HEADER",
     "API_KEY_QUERY",
     "Api",

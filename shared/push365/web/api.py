@@ -99,7 +99,8 @@ class ApiRequest:
         """The Dataverse context, once :meth:`command` has read one."""
         self.authenticated: Authenticated | None = None
         """Whose key let the call in (set by :class:`Api` from the route's ``auth``)."""
-        self._query: BaseModel | None = None
+        self.query_model: BaseModel | None = None
+        """The route's declared query, validated by :class:`Api` (read it with :meth:`parsed`)."""
 
     @property
     def organization(self) -> Organization:
@@ -114,9 +115,9 @@ class ApiRequest:
 
     def parsed(self, model: type[M]) -> M:
         """The query, as the route's declared query model read it."""
-        if not isinstance(self._query, model):
+        if not isinstance(self.query_model, model):
             raise TypeError(f"the route declares no query model {model.__name__}")
-        return self._query
+        return self.query_model
 
     def authenticate(
         self,
@@ -365,7 +366,7 @@ class Api:
             )
         self._count(request, operation, route, guards)
         if operation.query is not None:
-            request._query = _read_query(request, operation.query)
+            request.query_model = _read_query(request, operation.query)
 
     @staticmethod
     def _count(request: ApiRequest, operation: Operation, route: str, guards: Guards) -> None:

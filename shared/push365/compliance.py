@@ -568,6 +568,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a notification text the run sent (repeatable): reported wherever it is stored",
     )
     parser.add_argument(
+        "--content-list",
+        default="",
+        metavar="TEXTS",
+        help="notification texts the run sent, separated by ';' (make store-check CONTENT=...)",
+    )
+    parser.add_argument(
         "--as-of",
         type=datetime.fromisoformat,
         default=None,
@@ -588,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     now = arguments.as_of or utc_now()
-    content = tuple(text for text in arguments.content if text)
+    texts = [*arguments.content, *arguments.content_list.split(";")]
+    content = tuple(text for text in texts if text.strip())
     limits = Limits(
         now, settings.notification_retention_days, settings.stale_subscription_days, content
     )

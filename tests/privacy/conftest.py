@@ -55,25 +55,8 @@ BOB = "b1111111-2222-4333-8444-555555555502"  # a user id both organizations hav
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
-PLANT_TEST = "test_audit.py::test_each_planted_violation_is_reported_without_its_value["
-_plants: dict[str, bool] = {}
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Counts the store check's plants as they run (a plant is found when its test passes)."""
-    if PLANT_TEST in report.nodeid and report.when == "call":
-        _plants[report.nodeid] = report.passed
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """``RESULT audit_plants found=N total=M`` after a run of the store check's plants."""
-    if _plants:
-        found = sum(_plants.values())
-        terminalreporter.write_line(f"RESULT audit_plants found={found} total={len(_plants)}")
-
-
 def policy() -> dict[str, Any]:
-    """The policy's field lists: the same data file ``make audit`` reads."""
+    """The policy's field lists: the same data file ``make store-check`` reads."""
     return json.loads(Path(POLICY_FIELDS).read_text())  # type: ignore[no-any-return]
 
 

@@ -485,10 +485,10 @@ def test_the_models_store_nothing_the_data_file_does_not_list() -> None:
         assert set(model.model_fields) <= listed(collection), collection
 
 
-def run_audit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_audit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
     return subprocess.run(
-        [sys.executable, "-m", "push365.compliance"],
+        [sys.executable, "-m", "push365.compliance", *args],
         cwd=REPO,
         env=clean | env,
         capture_output=True,
@@ -526,3 +526,22 @@ def test_the_command_fails_fast_with_one_line_when_no_store_answers() -> None:
     assert "no Firestore emulator answers" in answer.stdout
     assert answer.stderr == ""
     assert time.monotonic() - started < 15
+
+
+def test_the_command_finds_the_texts_it_is_told_the_run_sent_and_never_prints_them(
+    services: Services, firestore_address: str
+) -> None:
+    references = used_store(services)
+    references["user"].update({"full_name": f"Re: {CONTENT[1]}"})
+    env = {
+        "PUSH365_FIRESTORE_PORT": firestore_address.rsplit(":", 1)[1],
+        "GOOGLE_CLOUD_PROJECT": services.client.project,
+    }
+
+    told = run_audit(env, "--content-list", ";".join(CONTENT))
+    untold = run_audit(env)
+
+    assert told.returncode == 1, told.stdout + told.stderr
+    assert "notification_content" in told.stdout
+    assert CONTENT[1] not in told.stdout
+    assert untold.returncode == 0, untold.stdout + untold.stderr  # a name with a space: allowed

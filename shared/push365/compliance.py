@@ -473,6 +473,7 @@ def _values(
     text_fields = frozenset(policy["text_fields"].get(collection, ()))
     email_fields = frozenset(policy["email_fields"].get(collection, ()))
     secret = re.compile(policy["secret_pattern"])
+    fcm_token = re.compile(policy["token_pattern"])
     document_id = PurePosixPath(path.partition("#")[0]).name
     found: set[tuple[str, str]] = set()
     leaves = [("document_id", document_id)]
@@ -490,8 +491,9 @@ def _values(
         if secret.search(text):
             found.add(("secret_in_clear", top))
         own = collection == SUBSCRIPTIONS and where == "instance_id"
-        if not own and any(
-            token == text or (len(token) >= 16 and token in text) for token in limits.tokens
+        if not own and (
+            fcm_token.search(text)
+            or any(token == text or (len(token) >= 16 and token in text) for token in limits.tokens)
         ):
             found.add(("token_outside_subscription", top))
         if top not in email_fields and EMAIL.search(text):

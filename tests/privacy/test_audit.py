@@ -384,6 +384,10 @@ PLANTS: dict[str, tuple[str, Plant]] = {
         "token_outside_subscription",
         lambda r: r["batch"].update({"devices": json_text(["tok"])}),
     ),
+    "an FCM registration token (of no active subscription) on a dedup record": (
+        "token_outside_subscription",
+        lambda r: r["dedup"].update({"notification_id": f"{SECRET}:APA91b{'x' * 40}"}),
+    ),
     "an active token on a user record": (
         "token_outside_subscription",
         lambda r: r["user"].update({"devices": ["tok"]}),

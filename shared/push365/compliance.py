@@ -160,7 +160,9 @@ audit = check_store  # the name issue 26 and older callers use
 def active_tokens(client: Any) -> frozenset[str]:
     """Every active subscription's token (read once, to look for anywhere else)."""
     tokens = set()
-    for snapshot in client.collection_group(SUBSCRIPTIONS).stream():
+    for snapshot in (
+        client.collection_group(SUBSCRIPTIONS).select(["status", "instance_id"]).stream()
+    ):
         fields = snapshot.to_dict() or {}
         token = fields.get("instance_id")
         if fields.get("status") == "active" and isinstance(token, str) and token:

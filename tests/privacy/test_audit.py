@@ -376,6 +376,12 @@ PLANTS: dict[str, tuple[str, Plant]] = {
         "missing_ttl",
         lambda r: r["batch"].update({"expire_at": None}),
     ),
+    "a fan-out plan without the TTL field": (
+        "missing_ttl",
+        lambda r: (
+            r["notification"].collection("batches").document("plan").update({"expire_at": None})
+        ),
+    ),
     "a batch whose TTL reaches a year ahead": (
         "retention_too_long",
         lambda r: r["batch"].update({"expire_at": later(365)}),

@@ -422,7 +422,7 @@ def _ttl_bound(
         yield Finding("missing_ttl", path, TTL_FIELD)
         return
     days = float(retention["ttl_max_days"])
-    if days == 90:
+    if collection in (NOTIFICATIONS, BATCHES, RECEIPTS):  # the retention setting may be longer
         days = max(days, limits.notification_retention_days)
     if ttl > limits.now + timedelta(days=days, minutes=5):
         yield Finding(

@@ -11,7 +11,9 @@ Routes (relative to the function URL):
     POST /revoke-previous-key  the previous key stops working now
     POST /signup-codes  (operator, header X-Push365-Admin-Key) ``{"organization_id"}`` -> a
                       single-use signup code that lets that organization id be registered
-    GET  /confirm-email  ``?token=`` an administrator confirms their address (double opt-in)
+    GET  /confirm-email  ``?token=`` the page the mailed link opens: a button, nothing confirmed
+    POST /confirm-email  ``?token=`` the button: the administrator confirms their address
+                      (double opt-in); a form post is answered with a page, others with JSON
     POST /rules       replace the event rules that turn Dataverse events into notifications
                       (with warnings for rules that run before the change is committed)
     GET  /rules       the event rules
@@ -36,6 +38,7 @@ from push365.errors import (
     TooManyRequests,
     UnknownConfirmation,
 )
+from push365.mail import pages
 from push365.model import InputModel, iso_utc, validate
 from push365.notifications.dataverse import (
     DYNAMICS_HOST_HEADER,
@@ -49,11 +52,12 @@ from push365.organizations.model import Registration
 from push365.signup.model import SignupCodeRequest
 from push365.users.dataverse import user_change_from_context
 from push365.users.model import UserBatch, UserRemoval
-from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
+from push365.web import Api, ApiRequest, Operation, Page, Reply, ignored, json_errors
 
 SIGNUP_CODE_HEADER = "X-Push365-Signup-Code"
 ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 TOKEN_LIMIT = 200
+FORM = "application/x-www-form-urlencoded"
 
 
 class RotateKey(InputModel):
@@ -80,9 +84,15 @@ def _register(request: ApiRequest) -> Reply:
         request.header(SIGNUP_CODE_HEADER),
         caller=request.caller,
     )
+    mails = outcome.confirmation_mails()
+    extra = {"confirmation_mails": mails} if mails else {}
     if outcome.created:
-        return 201, {"organization_id": outcome.organization_id, "api_key": outcome.api_key}
-    return 200, {"organization_id": outcome.organization_id}
+        return 201, {
+            "organization_id": outcome.organization_id,
+            "api_key": outcome.api_key,
+            **extra,
+        }
+    return 200, {"organization_id": outcome.organization_id, **extra}
 
 
 def _users(request: ApiRequest) -> Reply:
@@ -132,10 +142,24 @@ def _signup_code(request: ApiRequest) -> Reply:
     return 201, {"signup_code": issued.signup_code, "expires_at": iso_utc(issued.expires_at)}
 
 
+def _confirm_email_page(request: ApiRequest) -> Reply:
+    # confirms nothing and reads nothing: a mail scanner fetching the link changes nothing
+    return 200, Page(pages.confirm_form(pages.language_of(request.header("Accept-Language"))))
+
+
 def _confirm_email(request: ApiRequest) -> Reply:
     token = request.query("token") or ""
-    bootstrap.organizations().confirm_email(token[:TOKEN_LIMIT])
-    return 200, {"confirmed": True}
+    form = (request.header("Content-Type") or "").startswith(FORM)
+    if not form:
+        bootstrap.organizations().confirm_email(token[:TOKEN_LIMIT])
+        return 200, {"confirmed": True}
+    language = pages.language_of(request.header("Accept-Language"))
+    try:
+        bootstrap.organizations().confirm_email(token[:TOKEN_LIMIT])
+    except UnknownConfirmation as error:
+        request.audit.fault = {"code": error.code, "message": error.message}
+        return error.status, Page(pages.unknown(language))
+    return 200, Page(pages.confirmed(language))
 
 
 def _set_rules(request: ApiRequest) -> Reply:
@@ -187,7 +211,7 @@ api = Api(
         "/rotate-key": {"POST": _rotate_key},
         "/revoke-previous-key": {"POST": _revoke_previous_key},
         "/signup-codes": {"POST": _signup_code},
-        "/confirm-email": {"GET": _confirm_email},
+        "/confirm-email": {"GET": _confirm_email_page, "POST": _confirm_email},
         "/rules": {"POST": _set_rules, "GET": _get_rules},
         "/rules/preview": {"POST": _preview_rules},
     },
@@ -219,10 +243,21 @@ api = Api(
             answers={201: "The code, once, and when it expires."},
         ),
         ("/confirm-email", "GET"): Operation(
-            "An administrator confirms their address (the link Push365 mailed).",
+            "The page the link Push365 mailed opens (text/html): its button confirms the "
+            "address; opening it confirms nothing.",
+            query=ConfirmEmailQuery,
+            auth="none",
+            answers={200: "The page."},
+            media=("text/html",),
+        ),
+        ("/confirm-email", "POST"): Operation(
+            "An administrator confirms their address (the button of the mailed link's page; a "
+            "form post is answered with a page, any other with JSON).",
             query=ConfirmEmailQuery,
             auth="none",
             errors=(UnknownConfirmation,),
+            answers={200: "Confirmed: JSON, or a page for the page's form post."},
+            media=("application/json", "text/html"),
         ),
         ("/rules", "POST"): Operation("Replace the organization's event rules.", body=RuleSet),
         ("/rules", "GET"): Operation("The organization's event rules."),

@@ -19,8 +19,10 @@ from push365.fanout.reconciler import ReconcilePolicy, Reconciler
 from push365.fanout.repository import FanoutRepository, FirestoreFanoutRepository
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
 from push365.fcm.http import FcmHttpGateway
+from push365.mail.limits import MailLimits, MailQuota
 from push365.mail.notices import AdminNotices
 from push365.mail.port import Mailer, NoMailer, OutboxMailer, SesMailer
+from push365.mail.repository import FirestoreMailCounters
 from push365.notifications.repository import FirestoreNotificationRepository
 from push365.notifications.service import NotificationService, SendPolicy
 from push365.notifications.stats import FirestoreStatsReader
@@ -53,8 +55,16 @@ def notices() -> AdminNotices:
         mailer = OutboxMailer(Path(settings.outbox_dir))
     else:
         mailer = NoMailer()
+    limits = MailLimits(
+        confirmations_per_organization=settings.mail_confirmations_per_organization,
+        confirmations_per_address=settings.mail_confirmations_per_address,
+        notices_per_organization=settings.mail_notices_per_organization,
+    )
     return AdminNotices(
-        mailer, FirestoreOrganizationRepository(firestore_client()), settings.function_url
+        mailer,
+        FirestoreOrganizationRepository(firestore_client()),
+        settings.function_url,
+        quota=MailQuota(FirestoreMailCounters(firestore_client()), limits),
     )
 
 

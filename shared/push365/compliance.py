@@ -122,16 +122,16 @@ class Limits:
         return timedelta(hours=policy_fields()["retention"]["dedup_hours"])
 
     @property
+    def throttles(self) -> timedelta:
+        return timedelta(hours=policy_fields()["retention"]["throttles_hours"])
+
+    @property
     def notifications(self) -> timedelta:
         return timedelta(days=self.notification_retention_days)
 
     @property
     def signup_codes(self) -> timedelta:
         return timedelta(days=policy_fields()["retention"]["signup_code_days"])
-
-    @property
-    def throttles(self) -> timedelta:
-        return timedelta(days=policy_fields()["retention"]["throttle_days"])
 
 
 @dataclass
@@ -341,6 +341,9 @@ def _ages(
     if collection == ORGANIZATIONS and "removed_at" in fields:
         yield Finding("organization_not_erased", path, "removed_at")
         return
+    if collection == THROTTLES:
+        yield from _counter_lifetime(path, fields, limits)
+        return
     born, keep, ttl_required = _lifetime(collection, fields, limits)
     yield from _ttl_bound(path, collection, fields, limits)
     if born is None:
@@ -348,9 +351,9 @@ def _ages(
             yield Finding("missing_date", path, "no date to tell its age by")
         return
     assert keep is not None
-    if collection in (DEDUP, THROTTLES) and born > now:
+    if collection == DEDUP and born > now:
         # It expires later than a window from now: it was written to live longer than that.
-        yield Finding("retention_too_long", path, f"expires after {_days(keep)}")
+        yield Finding("retention_too_long", path, f"expires_at past {_days(keep)}")
     active = collection == SUBSCRIPTIONS and fields.get("status") == "active"
     if born + keep <= now:
         kind = "stale_subscription" if active else "past_retention"
@@ -368,6 +371,16 @@ def _ages(
         yield Finding("retention_too_long", path, f"purge_by past {_days(keep)}")
     elif isinstance(purge_by, datetime) and purge_by <= now:
         yield Finding("past_purge_by", path, "purge_by")
+
+
+def _counter_lifetime(path: str, fields: Mapping[str, Any], limits: Limits) -> Iterator[Finding]:
+    """A throttle or mail-limit counter: Firestore's TTL deletes it at its window's end, at
+    most a day ahead (one past that end is only waiting for the TTL's sweep)."""
+    ttl = fields.get(TTL_FIELD)
+    if not isinstance(ttl, datetime):
+        yield Finding("missing_ttl", path, TTL_FIELD)
+    elif ttl > limits.now + limits.throttles:
+        yield Finding("retention_too_long", path, f"{TTL_FIELD} past {_days(limits.throttles)}")
 
 
 def _lifetime(
@@ -393,10 +406,6 @@ def _lifetime(
         return (expires - limits.dedup if expires else None), limits.dedup, True
     if collection == SIGNUP_CODES:
         return _date(fields.get("created_at")), limits.signup_codes, True
-    if collection == THROTTLES:
-        # A counter has no date of its own: its TTL is the end of its window.
-        ends = _date(fields.get(TTL_FIELD))
-        return (ends - limits.throttles if ends else None), limits.throttles, True
     return None, None, False
 
 

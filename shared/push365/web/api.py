@@ -54,7 +54,17 @@ _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[\[\]{}]")
 API_KEY_QUERY = "code"
 
-Reply = tuple[int, Mapping[str, Any]]
+
+@dataclass(frozen=True)
+class Page:
+    """An HTML answer: the one page a person opens from mail (the address confirmation), built
+    from fixed texts only. Served with a policy that lets it run no script, load nothing and be
+    framed by no one, and that sends no referrer (its URL carries a token)."""
+
+    html: str
+
+
+Reply = tuple[int, Mapping[str, Any] | Page]
 Handler = Callable[["ApiRequest"], Reply]
 M = TypeVar("M", bound=InputModel)
 C = TypeVar("C")
@@ -264,6 +274,8 @@ class Api:
             audit.fault = {"code": "internal", "message": type(error).__name__}
             log_unhandled(self.function, error)
             return _error_response(InternalError())
+        if isinstance(body, Page):
+            return _page_response(status, body)
         audit.note_response(body)
         return _json_response(status, body)
 
@@ -365,6 +377,18 @@ def _error_response(error: Push365Error) -> flask.Response:
         response.headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, TooManyRequests):
         response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _page_response(status: int, page: Page) -> flask.Response:
+    response = flask.Response(page.html, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

@@ -59,6 +59,8 @@ class Operation:
     query: type[BaseModel] | None = None
     answers: Mapping[int, str] = field(default_factory=lambda: {200: "Done."})
     answer: type[BaseModel] | None = None
+    media: tuple[str, ...] = ("application/json",)
+    """What the answers are: JSON, or also (or only) ``text/html``, a page (web.api.Page)."""
     auth: Auth = "key"
     dataverse: bool = False  # the body may also be a Dataverse RemoteExecutionContext
     body_required: bool = True  # False: a request without a body is read as ``{}``
@@ -106,6 +108,7 @@ _ERROR = {
     },
 }
 _GUID = {"type": "string", "maxLength": 40, "pattern": GUID_PATTERN}
+_PAGE = {"type": "string", "description": "An HTML page of fixed texts."}
 _OPTIONAL_GUID = {"anyOf": [_GUID, {"type": "null"}, {"const": ""}]}
 _IF_INTEGER = {"description": "An integer; any other value is read as absent."}
 _IF_TEXT = {"description": "A string; any other value is read as absent."}
@@ -286,7 +289,10 @@ def _operation(
         answer: dict[str, Any] = {"description": text}
         if status != 204:
             model = ref(operation.answer) if operation.answer is not None else {"type": "object"}
-            answer["content"] = {"application/json": {"schema": dict(model)}}
+            answer["content"] = {
+                media: {"schema": dict(model) if media == "application/json" else _PAGE}
+                for media in operation.media
+            }
         responses[str(status)] = answer
     by_status: dict[int, list[type[Push365Error]]] = {}
     for kind in errors(operation):

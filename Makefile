@@ -8,7 +8,7 @@ CHECKOV_VENV ?= .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
 
-.PHONY: dev test lint checkov browser bundle bundle-check unit bench audit mutate venv clean solution provider-schema
+.PHONY: dev test lint checkov browser bundle bundle-check unit bench store-check audit mutate venv clean solution provider-schema
 
 ## dev: set up .venv, then run every function, the Firestore and Pub/Sub emulators and the local FCM server
 dev: $(STAMP)
@@ -85,11 +85,18 @@ solution:
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
-## audit: check the store (by default the one `make dev` runs: PUSH365_FIRESTORE_PORT, 8080)
-## against the privacy policy's field lists (shared/push365/privacy/policy_fields.json)
-audit: $(STAMP)
+## store-check: check every document of the store (by default the one `make dev` runs:
+## PUSH365_FIRESTORE_PORT, 8080) against the privacy policy's data file
+## (shared/push365/privacy/policy_fields.json): names, values, ages and TTLs. CONTENT="a;b": the
+## notification texts the run sent, reported wherever they are stored. (Not the API call records
+## of shared/push365/audit/: those are logs.)
+store-check: $(STAMP)
 	FIRESTORE_EMULATOR_HOST=$${FIRESTORE_EMULATOR_HOST-127.0.0.1:$${PUSH365_FIRESTORE_PORT-8080}} \
-	GOOGLE_CLOUD_PROJECT=$${GOOGLE_CLOUD_PROJECT-demo-push365} $(PY) -m push365.compliance
+	GOOGLE_CLOUD_PROJECT=$${GOOGLE_CLOUD_PROJECT-demo-push365} $(PY) -m push365.compliance \
+	  $(if $(CONTENT),--content-list '$(CONTENT)')
+
+## audit: the same as store-check (its older name)
+audit: store-check
 
 ## mutate: break each privacy promise on purpose (tests/privacy/mutations.yaml) and expect the
 ## tests named for it to fail; prints RESULT privacy_mutations caught=N total=M (.ci/run runs it)

@@ -186,6 +186,10 @@ RESULT_PROPERTY = "result"
 """A test's ``RESULT ...`` line (``record_property(RESULT_PROPERTY, line)``), for the summary."""
 
 
+PLANT_TEST = "test_audit.py::test_each_planted_violation_is_reported_without_its_value["
+"""The store check's plants (tests/privacy/test_audit.py): each passing one was found."""
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """RESULT lines and NOT RUN banners, from the tests' reports: this file is the conftest the
@@ -196,6 +200,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         for name, line in getattr(report, "user_properties", ()):
             if name == RESULT_PROPERTY and report.when == "call":
                 terminalreporter.write_line(line)
+    plants = [r for r in reports if PLANT_TEST in r.nodeid and r.when == "call"]
+    if plants:
+        found = sum(r.passed for r in plants)
+        terminalreporter.write_line(f"RESULT audit_plants found={found} total={len(plants)}")
     _banner(terminalreporter, "CHROMIUM MISSING", "browser tests")
     _banner(terminalreporter, "EMULATOR MISSING", "emulator-backed tests")
 

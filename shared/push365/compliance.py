@@ -1,6 +1,7 @@
-"""The audit command: check a Firestore database against the privacy policy.
+"""The store check: check a Firestore database against the privacy policy.
 
-``python -m push365.compliance`` (``make audit``) reads every document of the database that
+``python -m push365.compliance`` (``make store-check``; ``make audit`` is the same) reads every
+document of the database that
 ``FIRESTORE_EMULATOR_HOST`` / ``GOOGLE_CLOUD_PROJECT`` point at and checks it against the policy's
 field lists in ``push365/privacy/policy_fields.json`` (written once, read by the tests too; never
 derived from the code's own models, which it is there to check):
@@ -10,8 +11,14 @@ derived from the code's own models, which it is there to check):
 - values where content could hide: outcome codes, dedup keys and hashes must have their shape
   (a code, an id or a hash), statuses and reasons must be known ones, no token under any status
   but ``active``;
+- every value anywhere (nested maps, lists, the JSON text a batch keeps, map keys, document ids):
+  the run's own notification texts (``--content``), free text outside the fields that may hold
+  it, a key, confirmation token or signup code in clear, an active subscription's token outside
+  its subscription, an email address outside the organization's and the system user's records, a
+  document id that must be a hash and is not, a footprint or recipient not of its shape;
 - ages, by each record's own dates whatever its ``purge_by`` or TTL field says: anything past its
-  retention, a TTL later than the retention allows or missing, an erasure that did not finish, a
+  retention, a TTL later than the retention allows or missing (on every document of a collection
+  with a TTL, within its ``ttl_max_days``), an erasure that did not finish, a
   token's owner entry (``token_owners``) without the active subscription it names.
 
 It names fields, never values, prints how many documents it read, and exits 1 on any finding
@@ -30,7 +37,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from push365.model import utc_now
@@ -49,6 +56,7 @@ from push365.store import (
     ORGANIZATIONS,
     OWNER_FIELD,
     RECEIPTS,
+    SIGNUP_CODES,
     SUBSCRIPTIONS,
     THROTTLES,
     TOKEN_OWNERS,
@@ -100,6 +108,10 @@ class Limits:
     now: datetime
     notification_retention_days: int = 90
     stale_subscription_days: int = DEFAULT_STALE_SUBSCRIPTION_DAYS
+    content: tuple[str, ...] = ()
+    """Texts known to be notification content (a run's own sends): found in any value, anywhere."""
+    tokens: frozenset[str] = frozenset()
+    """The active subscriptions' tokens: found in any value but their own, anywhere."""
 
     @property
     def unsubscribed(self) -> timedelta:
@@ -117,6 +129,10 @@ class Limits:
     def notifications(self) -> timedelta:
         return timedelta(days=self.notification_retention_days)
 
+    @property
+    def signup_codes(self) -> timedelta:
+        return timedelta(days=policy_fields()["retention"]["signup_code_days"])
+
 
 @dataclass
 class Report:
@@ -126,18 +142,38 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
 
 
-def audit(
+def check_store(
     client: Any,
     now: datetime,
     notification_retention_days: int = 90,
     stale_subscription_days: int = DEFAULT_STALE_SUBSCRIPTION_DAYS,
+    content: tuple[str, ...] = (),
 ) -> list[Finding]:
-    """Every finding in the database."""
-    return read(client, Limits(now, notification_retention_days, stale_subscription_days)).findings
+    """Every finding in the database (``content``: texts the run sent, to look for anywhere)."""
+    limits = Limits(now, notification_retention_days, stale_subscription_days, content)
+    return read(client, limits).findings
+
+
+audit = check_store  # the name issue 26 and older callers use
+
+
+def active_tokens(client: Any) -> frozenset[str]:
+    """Every active subscription's token (read once, to look for anywhere else)."""
+    tokens = set()
+    for snapshot in (
+        client.collection_group(SUBSCRIPTIONS).select(["status", "instance_id"]).stream()
+    ):
+        fields = snapshot.to_dict() or {}
+        token = fields.get("instance_id")
+        if fields.get("status") == "active" and isinstance(token, str) and token:
+            tokens.add(token)
+    return frozenset(tokens)
 
 
 def read(client: Any, limits: Limits) -> Report:
     """Every document, checked."""
+    if not limits.tokens:
+        limits = _with_tokens(limits, active_tokens(client))
     report = Report()
     owners: list[tuple[str, Mapping[str, Any]]] = []
     for path, collection, fields in _documents(client.collections()):
@@ -179,7 +215,9 @@ def check_document(
         return [
             Finding("unknown_collection", path, f"collection {collection!r} is not in the policy")
         ]
-    found = [Finding("field_outside_policy", path, name) for name in fields if name not in allowed]
+    found = [
+        Finding("field_outside_policy", path, _name(name)) for name in fields if name not in allowed
+    ]
     content = frozenset(policy_fields()["content_fields"])
     for name, value in fields.items():
         if (collection, name) != (ORGANIZATIONS, "rules"):  # rules hold templates, not content
@@ -190,11 +228,12 @@ def check_document(
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, Mapping):
                 found += [
-                    Finding("field_outside_policy", path, f"{name}.{key}")
+                    Finding("field_outside_policy", path, f"{_name(name)}.{_name(key)}")
                     for key in item
                     if key not in nested
                 ]
     found += [Finding("notification_content", path, name) for name in fields if name in content]
+    found += _values(path, collection, fields, limits)
     found += _codes(path, collection, fields)
     found += _shapes(path, collection, fields)
     found += _ages(path, collection, fields, limits)
@@ -233,12 +272,17 @@ def _batch_records(path: str, fields: Mapping[str, Any], limits: Limits) -> Iter
         yield from check_document(f"{path}#{RECORDS}/{device}", DELIVERIES, virtual, limits)
 
 
+WITHHELD = "<id withheld: not a hash>"
+
+
 def shown_path(path: str, collection: str) -> str:
-    """A document's path as a report shows it: a dedup document's id must be a hash; when it is
-    not (a caller's key in clear), it is withheld."""
+    """A document's path as a report shows it: the id of a dedup key, signup code, throttle,
+    subscription or token owner must be a hash (``ids``); when it is not (a key, code or token in
+    clear), it is withheld."""
     parent, _, document_id = path.rpartition("/")
-    if collection == DEDUP and not re.fullmatch(policy_fields()["values"]["dedup_id"], document_id):
-        return f"{parent}/<id withheld: not a hash>"
+    shape = policy_fields()["ids"].get(collection)
+    if "#" not in document_id and shape and not re.fullmatch(shape, document_id):
+        return f"{parent}/{WITHHELD}"
     return path
 
 
@@ -258,7 +302,7 @@ def _codes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[Fi
 def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[Finding]:
     """Values content could hide in: each must be a code, an id or a hash of its shape."""
     shapes = policy_fields()["values"]
-    if collection == DEDUP and path.endswith("<id withheld: not a hash>"):
+    if path.endswith(WITHHELD):
         yield Finding("value_not_a_hash", path, "document id")
     checks = {
         (NOTIFICATIONS, "dedup_key"): shapes["notifications.dedup_key"],
@@ -266,6 +310,7 @@ def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[F
         (DELIVERIES, "error"): shapes["deliveries.error"],
         (DELIVERIES, "receipt_hash"): shapes["receipt_hash"],
         (ORGANIZATIONS, "api_key_hash"): shapes["api_key_hash"],
+        (SUBSCRIPTIONS, "browser_footprint"): shapes["subscriptions.browser_footprint"],
     }
     if collection == USERS:
         devices = fields.get("devices")
@@ -274,6 +319,12 @@ def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[F
                 isinstance(device, str) and re.fullmatch(shapes["users.devices"], device)
             ):
                 yield Finding("value_not_a_code_or_hash", path, f"devices.{at}")
+    if collection == NOTIFICATIONS and isinstance(fields.get("recipients"), list):
+        for at, user in enumerate(fields["recipients"]):
+            if not (
+                isinstance(user, str) and re.fullmatch(shapes["notifications.recipients"], user)
+            ):
+                yield Finding("value_not_a_code_or_hash", path, f"recipients.{at}")
     for (where, name), shape in checks.items():
         value = fields.get(name)
         if where != collection or value is None:
@@ -294,6 +345,7 @@ def _ages(
         yield from _counter_lifetime(path, fields, limits)
         return
     born, keep, ttl_required = _lifetime(collection, fields, limits)
+    yield from _ttl_bound(path, collection, fields, limits)
     if born is None:
         if keep is not None:
             yield Finding("missing_date", path, "no date to tell its age by")
@@ -310,7 +362,7 @@ def _ages(
         return  # an active subscription has no TTL; it goes stale (above) by last_seen_at
     ttl = fields.get(TTL_FIELD)
     if ttl is None:
-        if ttl_required:
+        if ttl_required and not ttl_bounded(collection):  # (else _ttl_bound reported it)
             yield Finding("missing_ttl", path, TTL_FIELD)
     elif isinstance(ttl, datetime) and ttl > born + keep:
         yield Finding("retention_too_long", path, f"{TTL_FIELD} past {_days(keep)}")
@@ -352,7 +404,120 @@ def _lifetime(
     if collection == DEDUP:
         expires = _date(fields.get("expires_at"))
         return (expires - limits.dedup if expires else None), limits.dedup, True
+    if collection == SIGNUP_CODES:
+        return _date(fields.get("created_at")), limits.signup_codes, True
     return None, None, False
+
+
+def ttl_bounded(collection: str) -> bool:
+    """Whether the policy bounds ``collection``'s documents by the TTL field."""
+    retention = (policy_fields()["collections"].get(collection) or {}).get("retention") or {}
+    return "ttl" in retention.get("by", ())
+
+
+def _ttl_bound(
+    path: str, collection: str, fields: Mapping[str, Any], limits: Limits
+) -> Iterator[Finding]:
+    """Every document of a collection the policy bounds by TTL carries one (an active
+    subscription excepted: it has none until it ends), reaching no further ahead than the
+    collection's ``ttl_max_days`` (the notification retention setting for the 90-day kinds)."""
+    if not ttl_bounded(collection):
+        return
+    retention = policy_fields()["collections"][collection]["retention"]
+    if collection == SUBSCRIPTIONS and fields.get("status") == "active":
+        return
+    ttl = fields.get(TTL_FIELD)
+    if not isinstance(ttl, datetime):
+        yield Finding("missing_ttl", path, TTL_FIELD)
+        return
+    days = float(retention["ttl_max_days"])
+    if collection in (NOTIFICATIONS, BATCHES, RECEIPTS):  # the retention setting may be longer
+        days = max(days, limits.notification_retention_days)
+    if ttl > limits.now + timedelta(days=days, minutes=5):
+        yield Finding(
+            "retention_too_long", path, f"{TTL_FIELD} past {_days(timedelta(days=days))} ahead"
+        )
+
+
+def _with_tokens(limits: Limits, tokens: frozenset[str]) -> Limits:
+    return Limits(
+        limits.now,
+        limits.notification_retention_days,
+        limits.stale_subscription_days,
+        limits.content,
+        tokens,
+    )
+
+
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_LEAF_LIMIT = 20000  # values walked per document: a bound on a hostile store's cost
+
+
+def _leaves(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(where, text) for every string inside a value: map keys, list items, and what a JSON
+    text (a batch's lists, maps and records) holds, as well as the text itself."""
+    if isinstance(value, str):
+        yield where, value
+        if value[:1] in ("{", "["):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                return
+            yield from _leaves(parsed, where)
+    elif isinstance(value, Mapping):
+        for key, inner in value.items():
+            yield f"{where}.<key>", str(key)
+            yield from _leaves(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            yield from _leaves(inner, f"{where}.{index}")
+
+
+def _values(
+    path: str, collection: str, fields: Mapping[str, Any], limits: Limits
+) -> Iterator[Finding]:
+    """Every value, wherever it is, for what may be in no value: the run's notification texts,
+    free text where the policy keeps none, a secret in clear, an active token outside its own
+    subscription, an email address outside the records that hold one. At most one finding of a
+    kind per field (and never the value)."""
+    policy = policy_fields()
+    text_fields = frozenset(policy["text_fields"].get(collection, ()))
+    email_fields = frozenset(policy["email_fields"].get(collection, ()))
+    secret = re.compile(policy["secret_pattern"])
+    fcm_token = re.compile(policy["token_pattern"])
+    document_id = PurePosixPath(path.partition("#")[0]).name
+    found: set[tuple[str, str]] = set()
+    leaves = [("document_id", document_id)]
+    leaves += [leaf for name, value in fields.items() for leaf in _leaves(value, name)]
+    for count, (where, text) in enumerate(leaves):
+        if count > _LEAF_LIMIT:
+            break
+        top = where.split(".", 1)[0]
+        if top == "rules" and collection == ORGANIZATIONS:
+            continue  # templates, not content (their names are checked above)
+        if any(known and known in text for known in limits.content):
+            found.add(("notification_content", top))
+        elif top not in text_fields and re.search(r"\s", text):
+            found.add(("content_shaped_value", top))
+        if secret.search(text):
+            found.add(("secret_in_clear", top))
+        own = collection == SUBSCRIPTIONS and where == "instance_id"
+        if not own and (
+            fcm_token.search(text)
+            or any(token == text or (len(token) >= 16 and token in text) for token in limits.tokens)
+        ):
+            found.add(("token_outside_subscription", top))
+        if top not in email_fields and EMAIL.search(text):
+            found.add(("email_outside_records", top))
+    for kind, top in sorted(found):
+        yield Finding(kind, path, _name(top))
+
+
+def _name(name: Any) -> str:
+    """A field's name as a report shows it: one that is not a name (a key holding text) is
+    withheld."""
+    text = str(name)
+    return text if re.fullmatch(r"[A-Za-z0-9_]{1,64}", text) else "<name withheld>"
 
 
 def _date(value: Any) -> datetime | None:
@@ -409,6 +574,19 @@ def main(argv: list[str] | None = None) -> int:
     """Print a report; exit 1 on any finding, 2 when no store answers."""
     parser = argparse.ArgumentParser(description="Check the store against the privacy policy.")
     parser.add_argument(
+        "--content",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a notification text the run sent (repeatable): reported wherever it is stored",
+    )
+    parser.add_argument(
+        "--content-list",
+        default="",
+        metavar="TEXTS",
+        help="notification texts the run sent, separated by ';' (make store-check CONTENT=...)",
+    )
+    parser.add_argument(
         "--as-of",
         type=datetime.fromisoformat,
         default=None,
@@ -418,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     host = emulator_host()
     if host is not None:
         if not _answers(host):
-            print(f"make audit: no Firestore emulator answers at {host}: nothing was checked.")
+            print(f"store check: no Firestore emulator answers at {host}: nothing was checked.")
             return 2
         os.environ["FIRESTORE_EMULATOR_HOST"] = host
 
@@ -429,14 +607,18 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     now = arguments.as_of or utc_now()
-    limits = Limits(now, settings.notification_retention_days, settings.stale_subscription_days)
+    texts = [*arguments.content, *arguments.content_list.split(";")]
+    content = tuple(text for text in texts if text.strip())
+    limits = Limits(
+        now, settings.notification_retention_days, settings.stale_subscription_days, content
+    )
     try:
         report = read(firestore_client(), limits)
     except (exceptions.GoogleAPIError, OSError) as error:
         name = type(error).__name__
-        print(f"make audit: the store did not answer ({name}): nothing was checked.")
+        print(f"store check: the store did not answer ({name}): nothing was checked.")
         return 2
-    print(f"Push365 privacy audit of project {settings.project_id} as of {now.isoformat()}")
+    print(f"Push365 store check of project {settings.project_id} as of {now.isoformat()}")
     for finding in report.findings:
         print(f"  {finding}")
     print(f"{report.documents} document(s) read, {len(report.findings)} finding(s).")

@@ -56,7 +56,7 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def policy() -> dict[str, Any]:
-    """The policy's field lists: the same data file ``make audit`` reads."""
+    """The policy's field lists: the same data file ``make store-check`` reads."""
     return json.loads(Path(POLICY_FIELDS).read_text())  # type: ignore[no-any-return]
 
 

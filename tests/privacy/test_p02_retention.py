@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from push365 import bootstrap
+from push365.errors import SignupCodeInvalid
 from push365.indexes import TTL_COLLECTIONS
 from push365.model import utc_now
 from push365.retention import TTL_FIELD
 from push365.settings import Settings
 from tests.privacy import infra
-from tests.privacy.conftest import BOB, ORG, Services, policy, under
+from tests.privacy.conftest import BOB, ORG, Services, every_document, policy, under
 
 NOTIFICATION_DAYS = 90
 AUDIT_LOG_DAYS = 90
@@ -105,3 +108,28 @@ def test_api_call_records_are_kept_90_days() -> None:
     bucket = infra.resource("google_logging_project_bucket_config", "audit")
 
     assert infra.value(bucket["retention_days"]) <= AUDIT_LOG_DAYS
+
+
+def test_purge_deletes_expired_signup_codes_and_throttles_whose_window_ended(
+    services: Services,
+) -> None:
+    from tests.privacy.test_audit import CALLER, signup  # (the signup use cases as wired)
+
+    codes = signup(services.client)
+    issued = codes.issue(ORG)
+    with pytest.raises(SignupCodeInvalid):
+        codes.admit("p365s.not-a-code-at-all", ORG, CALLER)  # throttle counters written
+    purger = services.purger()
+
+    now = purger.purge(utc_now())
+    expired = purger.purge(issued.expires_at + timedelta(seconds=1))
+
+    assert (now["signup_codes"], now["throttles"]) == (0, 0)  # within the code's and window's time
+    assert expired["signup_codes"] == 1
+    assert expired["throttles"] >= 1
+    left = [
+        p
+        for p, _ in every_document(services.client)
+        if p.startswith(("signup_codes/", "throttles/"))
+    ]
+    assert left == []

@@ -67,3 +67,22 @@ def test_the_receipt_a_message_carries_is_in_no_document(services: Services) -> 
 
     assert receipt.rsplit(".", 1)[1] not in repr(every_document(services.client))
     services.notifications.confirm_delivery(receipt)  # the hash still proves it
+
+
+# What Pub/Sub may log or show about a message (its attributes): ids only. Its data carries the
+# content for the one delivery, and expires with the subscription's retention (infra/pubsub.tf).
+ATTRIBUTES = {"kind", "organization_id", "notification_id", "batch"}
+
+
+def test_a_queued_messages_attributes_are_ids_only(services: Services) -> None:
+    services.register()
+    services.subscribe(ORG, BOB, "tok")
+
+    services.send(ORG, [BOB])
+
+    assert services.published.messages
+    for message in services.published.messages:
+        _, attributes = message.encode()
+        assert set(attributes) <= ATTRIBUTES
+        assert "CANARY" not in repr(attributes)
+        assert all(len(value) <= 64 and " " not in value for value in attributes.values())

@@ -6,13 +6,22 @@ docs/operations/retention.md ("Where copies live, and for how long") states each
 
 A resource type infra/ starts using must be classified here: either it can hold a copy (and gets a
 bound) or it is reviewed as holding none. A new bucket, subscription, log bucket or backup
-schedule is bounded like the others or fails."""
+schedule is bounded like the others or fails.
+
+Settings that keep data longer are found by their names, not listed by resource: every
+retention-ish argument or block (``RETENTION_ISH``) a resource of infra/ sets must be one its
+type's bound accounts for (``ACCOUNTED``) or one reviewed as keeping nothing (``REVIEWED``); and,
+with the google provider's schema (``make provider-schema``), every such setting the provider
+offers for a type infra/ uses must be, set or not, so a type reviewed as holding no copy cannot
+gain one unnoticed."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
@@ -20,6 +29,7 @@ import hcl2
 import pytest
 import yaml  # type: ignore[import-untyped]
 
+from devstack.provider_schema import SCHEMA
 from tests.conftest import REPO
 from tests.docs import page
 from tests.unit.test_infra import INFRA, _clean, terraform
@@ -65,6 +75,83 @@ NO_PERSONAL_DATA = {
     "google_storage_bucket.solution": "the Dynamics 365 solution's zips: the repository's code and "
     "web resources only",
 }
+
+
+# Names of arguments and blocks that say how long something is kept, or where a copy goes.
+RETENTION_ISH = re.compile(
+    r"retention|retain|ttl|expir|soft_delete|lifecycle_rule|versioning|backup|snapshot|archiv"
+    r"|export|storage_config|bigquery_config|destination|_hold$|noncurrent|time_travel"
+    r"|recovery|logs?_bucket",
+    re.IGNORECASE,
+)
+# Per type with a bound: the retention-ish settings its bound function reads (or treats as
+# unbounded when set).
+ACCOUNTED = {
+    "google_storage_bucket": {
+        "lifecycle_rule",
+        "lifecycle_rule.condition.days_since_noncurrent_time",
+        "lifecycle_rule.condition.noncurrent_time_before",
+        "lifecycle_rule.condition.send_days_since_noncurrent_time_if_zero",
+        "soft_delete_policy",
+        "soft_delete_policy.retention_duration_seconds",
+        "versioning",
+        "retention_policy",
+        "retention_policy.retention_period",
+        "enable_object_retention",
+        "default_event_based_hold",
+        "logging.log_bucket",
+    },
+    "google_pubsub_subscription": {
+        "message_retention_duration",
+        "retain_acked_messages",
+        "bigquery_config",
+        "cloud_storage_config",
+    },
+    "google_pubsub_topic": {"message_retention_duration"},
+    "google_logging_project_bucket_config": {"retention_days"},
+    "google_logging_project_sink": {"destination"},
+    "google_firestore_database": {"point_in_time_recovery_enablement"},
+    "google_firestore_backup_schedule": {"retention"},
+}
+# Retention-ish settings reviewed as keeping no copy; SET_OK: those infra/ may set.
+REVIEWED = {
+    "google_pubsub_subscription": {
+        "expiration_policy": "when an idle subscription itself is deleted, not its messages",
+        "expiration_policy.ttl": "the same",
+    },
+    "google_cloudbuild_trigger": {
+        "build.logs_bucket": "unset: cloudbuild.yaml logs to Cloud Logging only (checked below)",
+        "build.queue_ttl": "how long a build may wait to start",
+    },
+    "google_firestore_field": {"ttl_config": "turns Firestore's TTL deletion on: it shortens"},
+    "google_storage_bucket_object": {
+        "retention": "an object's own retention: never set on the source archive",
+        "retention.retain_until_time": "the same",
+        "event_based_hold": "a hold on the source archive: never set",
+        "temporary_hold": "the same",
+    },
+}
+SET_OK = {
+    ("google_pubsub_subscription", "expiration_policy"),
+    ("google_pubsub_subscription", "expiration_policy.ttl"),
+    ("google_firestore_field", "ttl_config"),
+}
+
+
+def settings(body: Any, prefix: str = "") -> Iterator[str]:
+    """Every argument and nested block a resource sets, as dotted paths."""
+    blocks = body if isinstance(body, list) else [body]
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        for key, inner in block.items():
+            yield prefix + key
+            if isinstance(inner, dict | list) and key not in ("headers", "labels"):
+                yield from settings(inner, prefix + key + ".")
+
+
+def retention_ish(names: Any) -> set[str]:
+    return {n for n in names if RETENTION_ISH.search(n.rsplit(".", 1)[-1])}
 
 
 def policy_days() -> float:
@@ -137,6 +224,14 @@ def bucket_days(bucket: dict[str, Any]) -> float:
             noncurrent.append(float(value(condition["days_since_noncurrent_time"])))
     if not ages:
         return math.inf
+    if bucket.get("enable_object_retention") or bucket.get("default_event_based_hold"):
+        return math.inf  # an object's own retention or hold outlasts any lifecycle rule
+    if _one(bucket.get("logging")).get("log_bucket"):
+        return math.inf  # access logs copied to another bucket
+    locked = _one(bucket.get("retention_policy"))
+    if "retention_period" in locked:
+        # No rule can delete an object younger than the retention period.
+        ages = [max(age, float(value(locked["retention_period"])) / DAY) for age in ages]
     versioned = _one(bucket.get("versioning")).get("enabled") is True
     if versioned and (not noncurrent or min(noncurrent) > 0):
         return math.inf  # a deleted export would live on as a noncurrent version
@@ -152,6 +247,8 @@ def log_bucket_days(bucket: dict[str, Any]) -> float:
 
 
 def subscription_days(subscription: dict[str, Any]) -> float:
+    if subscription.get("bigquery_config") or subscription.get("cloud_storage_config"):
+        return math.inf  # every message copied into a table or a bucket
     if "message_retention_duration" not in subscription:
         return SUBSCRIPTION_DEFAULT_DAYS
     return seconds(subscription["message_retention_duration"]) / DAY
@@ -246,6 +343,70 @@ def test_every_resource_type_is_classified(tf: dict[str, Any]) -> None:
         "into HOLDS_NO_COPY with the reason"
     )
     assert set(NO_PERSONAL_DATA) <= {f"{t}.{n}" for t, by in tf["resource"].items() for n in by}
+
+
+def test_every_retention_setting_infra_sets_is_accounted_for(tf: dict[str, Any]) -> None:
+    unaccounted = []
+    for type_name, by_name in tf["resource"].items():
+        known = ACCOUNTED.get(type_name, set()) | {s for t, s in SET_OK if t == type_name}
+        for name, body in by_name.items():
+            for setting in sorted(retention_ish(settings(body)) - known):
+                unaccounted.append(f"{type_name}.{name}: {setting}")
+
+    assert unaccounted == [], (
+        "a setting that may keep data longer, or copy it: account for it in its type's bound "
+        "(BOUNDS, ACCOUNTED), or review it (REVIEWED, SET_OK)"
+    )
+
+
+def test_every_retention_setting_the_provider_offers_is_accounted_for(
+    tf: dict[str, Any],
+) -> None:
+    if not SCHEMA.exists():
+        message = f"NOT RUN - PROVIDER SCHEMA MISSING: {SCHEMA} (make provider-schema)"
+        if os.environ.get("PUSH365_REQUIRE_EMULATOR") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    schema = json.loads(SCHEMA.read_text())["resource"]
+
+    def offered(spec: dict[str, Any], prefix: str = "") -> Iterator[str]:
+        yield from (prefix + a for a in spec.get("arguments", []))
+        for block, inner in spec.get("blocks", {}).items():
+            yield prefix + block
+            yield from offered(inner, prefix + block + ".")
+
+    unreviewed = {}
+    for type_name in tf["resource"]:
+        if type_name not in schema:
+            continue  # google-beta only, or another provider's (test_provider_schema.py)
+        known = ACCOUNTED.get(type_name, set()) | set(REVIEWED.get(type_name, {}))
+        left = retention_ish(offered(schema[type_name])) - known
+        if left:
+            unreviewed[type_name] = sorted(left)
+
+    assert unreviewed == {}, (
+        "a resource type with settings that keep or copy data: give it a bound (BOUNDS, "
+        "ACCOUNTED) or review each setting (REVIEWED)"
+    )
+    assert set(ACCOUNTED) <= set(BOUNDS)
+
+
+def test_the_bound_counts_what_makes_a_copy_unbounded() -> None:
+    deleted = {"lifecycle_rule": [{"condition": [{"age": 100}], "action": [{"type": "Delete"}]}]}
+    soft = {"soft_delete_policy": [{"retention_duration_seconds": 0}]}
+
+    assert bucket_days(deleted | soft) == 101
+    assert bucket_days(deleted | soft | {"enable_object_retention": True}) == math.inf
+    assert bucket_days(deleted | soft | {"default_event_based_hold": True}) == math.inf
+    assert bucket_days(deleted | soft | {"logging": [{"log_bucket": "elsewhere"}]}) == math.inf
+    locked = {"retention_policy": [{"retention_period": 200 * 86400}]}
+    assert bucket_days(deleted | soft | locked) == 201
+    assert subscription_days({"cloud_storage_config": [{"bucket": "b"}]}) == math.inf
+    assert subscription_days({"bigquery_config": [{"table": "t"}]}) == math.inf
+    assert retention_ish(settings({"soft_delete_policy": [{"retention_duration_seconds": 0}]})) == {
+        "soft_delete_policy",
+        "soft_delete_policy.retention_duration_seconds",
+    }
 
 
 def test_no_copy_outlives_the_privacy_policy(tf: dict[str, Any]) -> None:

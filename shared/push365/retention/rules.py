@@ -9,14 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from push365.retention import DEFAULT_STALE_SUBSCRIPTION_DAYS, MAX_UNSUBSCRIBE_RETENTION_DAYS
+from push365.retention import (
+    DEFAULT_STALE_SUBSCRIPTION_DAYS,
+    MAX_UNSUBSCRIBE_RETENTION_DAYS,
+    TTL_FIELD,
+)
 from push365.store import (
     BATCHES,
     DEDUP,
     NOTIFICATIONS,
     ORGANIZATIONS,
     RECEIPTS,
+    SIGNUP_CODES,
     SUBSCRIPTIONS,
+    THROTTLES,
 )
 
 
@@ -68,6 +74,10 @@ def retention_rules(
         ),
         # Replay protection: 24 hours.
         RetentionRule("dedup_keys", DEDUP, "expires_at"),
+        # Signup codes once expired (used or not), throttle counters once their window ended
+        # (Firestore's TTL does the same, within about a day: purge makes it daily and certain).
+        RetentionRule("signup_codes", SIGNUP_CODES, "expires_at", top_level=True),
+        RetentionRule("throttles", THROTTLES, TTL_FIELD, top_level=True),
         # Organizations removed by an erasure that did not finish.
         RetentionRule("organizations", ORGANIZATIONS, "removed_at", top_level=True),
     ]

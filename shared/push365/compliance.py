@@ -61,6 +61,7 @@ from push365.store import (
     THROTTLES,
     TOKEN_OWNERS,
     USERS,
+    bounded,
 )
 
 DELIVERIES = "deliveries"
@@ -157,11 +158,17 @@ def check_store(
 audit = check_store  # the name issue 26 and older callers use
 
 
+READ_SECONDS = 120.0
+"""How long the check waits for one stream of the store (it reads whole collections)."""
+
+
 def active_tokens(client: Any) -> frozenset[str]:
     """Every active subscription's token (read once, to look for anywhere else)."""
     tokens = set()
     for snapshot in (
-        client.collection_group(SUBSCRIPTIONS).select(["status", "instance_id"]).stream()
+        client.collection_group(SUBSCRIPTIONS)
+        .select(["status", "instance_id"])
+        .stream(**bounded(READ_SECONDS))
     ):
         fields = snapshot.to_dict() or {}
         token = fields.get("instance_id")

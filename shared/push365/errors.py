@@ -173,7 +173,7 @@ class TooManyRequests(Push365Error):
 
 class QuotaExceeded(TooManyRequests):
     """The organization (or, on a route without a key, the caller) used up a documented quota of
-    this route (README "Quotas"); ``Retry-After`` says when its window ends."""
+    this route (docs/api/README.md "Quotas"); ``Retry-After`` says when its window ends."""
 
     status, code = 429, "quota_exceeded"
     default_message = "This route's quota is used up for now; try again after Retry-After seconds."

@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     # Attempts to create one organization, or to use one code, per window (then 429).
     signup_attempts: int = Field(default=10, ge=1, le=1000)
     signup_window_seconds: int = Field(default=600, ge=1, le=86400)
-    # Quotas on every route (push365.quotas, README "Quotas"): off only for a benchmark that
-    # means to call past them. Counting one call may take this long; then the call goes on
+    # Quotas on every route (push365.quotas, docs/api/README.md "Quotas"): off only for a
+    # benchmark that means to call past them. Counting one call may take this long; then the call goes on
     # uncounted (a store that does not answer fails the call itself, with its own 503).
     quotas_enabled: bool = True
     quota_check_seconds: float = Field(default=2.0, gt=0, le=30)
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     ses_sender: str | None = None
     ses_region: str = "eu-west-1"
     ses_endpoint_url: str | None = None
-    # The mail limits (README "The mail limits", push365.mail.limits), per UTC day, kept in
+    # The mail limits (docs/mail.md "The mail limits", push365.mail.limits), per UTC day, kept in
     # Firestore: confirmation requests one organization causes, confirmation requests one
     # address gets from all organizations together (and from one organization: once), notices
     # to one organization's confirmed administrators.

@@ -28,7 +28,7 @@ WINDOW = timedelta(days=1)
 
 @dataclass(frozen=True)
 class MailLimits:
-    """The daily caps (README "The mail limits")."""
+    """The daily caps (docs/mail.md "The mail limits")."""
 
     confirmations_per_organization: int = 100
     confirmations_per_address: int = 3

@@ -1,6 +1,6 @@
 """Quotas on every route: per organization and route (per caller on a route without a key),
 documented limits per minute and per day, counted in fixed windows in Firestore so that every
-instance of every function counts the same calls (README "Quotas").
+instance of every function counts the same calls (docs/api/README.md "Quotas").
 
 The registration throttles (``push365.signup``) count in the same windows with the same
 counter (:func:`push365.quotas.repository.count_hits`)."""

@@ -73,4 +73,4 @@ QUOTA_CLASSES: dict[str, QuotaClass] = {
         QuotaClass("operator", per_minute=60, per_day=2_000, scope="route"),
     )
 }
-"""README "Quotas" states this table."""
+"""docs/api/README.md "Quotas" states this table."""

@@ -70,7 +70,7 @@ class Operation:
     summary: str
     auth: Auth = field(kw_only=True)
     quota: str = field(kw_only=True)
-    """Its class in ``push365.quotas.QUOTA_CLASSES`` (README "Quotas")."""
+    """Its class in ``push365.quotas.QUOTA_CLASSES`` (docs/api/README.md "Quotas")."""
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     answers: Mapping[int, str] = field(default_factory=lambda: {200: "Done."})
@@ -261,7 +261,7 @@ def operation_id(function: str, path: str, method: str) -> str:
 
 
 def _quota(operation: Operation) -> dict[str, Any]:
-    """The route's quota (README "Quotas"), as an extension of its operation."""
+    """The route's quota (docs/api/README.md "Quotas"), as an extension of its operation."""
     quota = QUOTA_CLASSES[operation.quota]
     over = "429 quota_exceeded with Retry-After"
     if operation.dataverse:

@@ -106,8 +106,8 @@ class Settings(BaseSettings):
     signup_attempts: int = Field(default=10, ge=1, le=1000)
     signup_window_seconds: int = Field(default=600, ge=1, le=86400)
     # Quotas on every route (push365.quotas, docs/api/README.md "Quotas"): off only for a
-    # benchmark that means to call past them. Counting one call may take this long; then the call goes on
-    # uncounted (a store that does not answer fails the call itself, with its own 503).
+    # benchmark that means to call past them. Counting one call may take this long; then the
+    # call goes on uncounted (a store that does not answer fails the call itself, with its own 503).
     quotas_enabled: bool = True
     quota_check_seconds: float = Field(default=2.0, gt=0, le=30)
     # After rotate-key the previous key keeps working this long, unless revoked (0: at once).

@@ -76,4 +76,3 @@ def test_erasing_a_shared_user_acting_as_either_leaves_the_other(
         assert erased["subscriptions"] == erased["notifications"] == order.index(org) + 1
         assert under(services.client, other) == others_before
         assert [p for p, f in under(services.client, org) if BOB in p or BOB in repr(f)] == []
-

@@ -8,12 +8,18 @@ deletes in batches of ``BATCH_LIMIT``. Each case holds more than one page of eac
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
+from push365.fanout.model import BATCH_SIZE
+from push365.fanout.repository import FirestoreFanoutRepository, Taken
 from push365.model import utc_now
+from push365.notifications.deliveries import Delivery, decode_records
+from push365.notifications.receipts import device_id, new_receipt
 from push365.retention.purge import FirestoreRetentionStore, Purger
 from push365.retention.rules import retention_rules
 from push365.store import BATCH_LIMIT
+from push365.subscriptions.model import subscription_id
 from push365.users.model import UserBatch
 from tests.privacy.conftest import ALICE, BOB, ORG, Services, under
 from tests.privacy.test_p01_access_correct_delete import erase_user, organization_of
@@ -84,3 +90,56 @@ def test_null_clears_a_users_field_and_a_field_not_sent_keeps_its_value(
     assert user.get("full_name") is None
     assert user["email"] == "bob@contoso.example"
     assert "Bob Stone" not in repr(under(services.client, ORG))
+
+
+def delivered_to_many(services: Services, nid: str) -> list[str]:
+    """MANY devices of BOB's in two batches of the notification (as deliver plans and finishes
+    them), each confirmed by its browser (its receipt, as a confirmation stores it); the device
+    ids."""
+    fanout = FirestoreFanoutRepository(services.client)
+    sids = [subscription_id(f"bob-device-{n}") for n in range(MANY)]
+    now = utc_now()
+    later, expire = now + timedelta(minutes=5), now + timedelta(days=90)
+    lease = fanout.lease_plan(ORG, nid, now, later, expire)
+    assert lease is not None
+    first = lease.batches
+    lease = fanout.add_batch(lease, ORG, nid, sids[:BATCH_SIZE], now, expire, later)
+    lease = fanout.add_batch(lease, ORG, nid, sids[BATCH_SIZE:], now, expire, later)
+    fanout.end_plan(lease, ORG, nid, now)
+    for batch, part in ((first, sids[:BATCH_SIZE]), (first + 1, sids[BATCH_SIZE:])):
+        state = fanout.take(ORG, nid, batch, now, later)
+        assert not isinstance(state, Taken)
+        deliveries = []
+        for sid in part:
+            _, receipt_hash = new_receipt(ORG, nid, batch, device_id(sid))
+            deliveries.append(Delivery(device_id(sid), BOB, "sent", "m", None, now, receipt_hash))
+            state.outcomes[sid] = "sent"
+        fanout.finish(state, deliveries)
+    receipts = services.client.collection("organizations", ORG, "notifications", nid, "receipts")
+    devices = [device_id(sid) for sid in sids]
+    for start in range(0, MANY, BATCH_LIMIT):
+        write = services.client.batch()
+        for device in devices[start : start + BATCH_LIMIT]:
+            write.set(receipts.document(device), {"device_id": device, "delivered_at": now})
+        write.commit()
+    return devices
+
+
+def test_a_users_export_and_erasure_reach_every_delivery_and_receipt_past_a_page(
+    services: Services,
+) -> None:
+    services.register(ORG)
+    nid = services.send(ORG, [BOB, ALICE])
+    devices = delivered_to_many(services, nid)
+
+    (exported,) = services.privacy.export(ORG, BOB)["notifications"]
+    erased = services.privacy.erase(organization_of(services), erase_user(BOB))
+
+    assert sorted(d["id"] for d in exported["deliveries"]) == sorted(devices)
+    assert all(d["delivered_at"] is not None for d in exported["deliveries"])
+    assert erased["deliveries"] == MANY
+    stored = dict(under(services.client, ORG))
+    assert [p for p in stored if "/receipts/" in p] == []
+    batches = [f for p, f in stored.items() if re.search(r"/batches/[0-9]{5}$", p)]
+    assert len(batches) == 2
+    assert [decode_records(b["deliveries"]) for b in batches] == [{}, {}]

@@ -143,3 +143,21 @@ def test_a_users_export_and_erasure_reach_every_delivery_and_receipt_past_a_page
     batches = [f for p, f in stored.items() if re.search(r"/batches/[0-9]{5}$", p)]
     assert len(batches) == 2
     assert [decode_records(b["deliveries"]) for b in batches] == [{}, {}]
+
+
+def test_purge_deletes_every_due_receipt_past_a_page_and_a_batch(services: Services) -> None:
+    services.register(ORG)
+    nid = services.send(ORG, [BOB])
+    delivered_to_many(services, nid)
+    settings = services.settings
+    rules = retention_rules(
+        settings.notification_retention_days,
+        settings.stale_subscription_days,
+        settings.unsubscribe_retention_days,
+    )
+    purger = Purger(FirestoreRetentionStore(services.client, page_size=PURGE_PAGE), rules)
+
+    deleted = purger.purge(utc_now() + timedelta(days=settings.notification_retention_days + 1))
+
+    assert (deleted["receipts"], deleted["notifications"]) == (MANY, 1)
+    assert [p for p, _ in under(services.client, ORG)] == [f"organizations/{ORG}"]

@@ -30,7 +30,7 @@ from tests.integration.conftest import (
     register,
     registration,
 )
-from tests.integration.test_audit_contract import routes
+from tests.integration.test_audit_contract import ROUTES
 
 LOW = "0a0a0a0a-1111-4222-8333-444444444401"  # sorts before every other organization id
 HIGH = "fefefefe-1111-4222-8333-444444444402"  # sorts after every other organization id
@@ -233,7 +233,7 @@ NO_ORGANIZATION = {
 
 def test_every_route_has_a_case_or_takes_no_organization() -> None:
     assert set(CASES).isdisjoint(NO_ORGANIZATION)
-    assert set(CASES) | set(NO_ORGANIZATION) == routes()
+    assert set(CASES) | set(NO_ORGANIZATION) == ROUTES
 
 
 def tree(store: Any, org: str) -> list[tuple[str, dict[str, Any]]]:

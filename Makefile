@@ -105,7 +105,7 @@ bench: $(STAMP)
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt shared/pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-setup.txt shared/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	# Editable, so that edits under shared/ take effect without a reinstall.

@@ -296,12 +296,15 @@ def baseline(fcm_url: str, tokens: list[str]) -> float:
     from firebase_admin import messaging
     from google.auth.credentials import AnonymousCredentials
 
+    from push365.seams import firebase_admin as firebase_seam
+
     app = firebase_admin.initialize_app(
         AnonymousCredentials(), {"projectId": PROJECT, "httpTimeout": 30}, name="baseline"
     )
-    service = messaging._get_messaging_service(app)
-    service._fcm_url = f"{fcm_url}/v1/projects/{PROJECT}/messages:send"
-    session = service._client.session
+    service = firebase_seam.messaging_service(app)
+    firebase_seam.set_service_url(service, f"{fcm_url}/v1/projects/{PROJECT}/messages:send")
+    session = firebase_seam.service_session(service)
+    assert session is not None
     session.mount(fcm_url, requests.adapters.HTTPAdapter(pool_maxsize=POOL, max_retries=0))
     session.trust_env = False
 

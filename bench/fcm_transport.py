@@ -93,12 +93,14 @@ def run(
 def sdk_gateway(url: str, pool: int | None) -> FirebaseGateway:
     """``FirebaseGateway``; with ``pool``, its requests pool limited to that many connections."""
     import requests.adapters
-    from firebase_admin import messaging
+
+    from push365.seams import firebase_admin as firebase_seam
 
     gateway = FirebaseGateway(PROJECT, url, http_timeout_seconds=10.0)
     app = gateway._get_app()
     if pool is not None:
-        session = messaging._get_messaging_service(app)._client.session
+        session = firebase_seam.service_session(firebase_seam.messaging_service(app))
+        assert session is not None
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=1, pool_maxsize=pool, max_retries=0, pool_block=True
         )

@@ -18,10 +18,10 @@ from devstack.gateway import FUNCTIONS_DIR
 DOCS_DIR = FUNCTIONS_DIR.parent / "docs" / "openapi"
 
 
-def descriptions(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, dict[str, Any]]:
-    """Function name -> its description, for every function with an HTTP API (not deliver, a
-    CloudEvent function Pub/Sub pushes to)."""
-    found: dict[str, dict[str, Any]] = {}
+def function_apis(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, Any]:
+    """Function name -> its ``Api`` (routes and their operations), for every function with an
+    HTTP API (not deliver, a CloudEvent function Pub/Sub pushes to)."""
+    found: dict[str, Any] = {}
     for path in sorted(functions_dir.glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"push365_openapi_{path.stem}", path)
         assert spec is not None
@@ -30,8 +30,13 @@ def descriptions(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, dict[str, Any
         spec.loader.exec_module(module)
         api = getattr(module, "api", None)
         if api is not None:
-            found[path.stem] = api.openapi()
+            found[path.stem] = api
     return found
+
+
+def descriptions(functions_dir: Path = FUNCTIONS_DIR) -> dict[str, dict[str, Any]]:
+    """Function name -> its description, for every function with an HTTP API."""
+    return {name: api.openapi() for name, api in function_apis(functions_dir).items()}
 
 
 def render(description: dict[str, Any]) -> str:

@@ -23,15 +23,14 @@ class ExportQuery(InputModel):
 
 
 def _export(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
-    user_id = validate(ExportQuery, {"user_id": request.query("user_id")}).user_id
+    user_id = request.parsed(ExportQuery).user_id
     if user_id is not None:
         request.audit.add_users([user_id])
-    return 200, bootstrap.privacy().export(organization.id, user_id)
+    return 200, bootstrap.privacy().export(request.organization.id, user_id)
 
 
 def _erase(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
+    organization = request.organization
     erase = validate(EraseRequest, request.json_object())
     if erase.user_id is not None:
         request.audit.add_users([erase.user_id])
@@ -46,9 +45,14 @@ api = Api(
             "Everything held about the organization, or one user.",
             query=ExportQuery,
             errors=(NotFound,),
+            auth="key",
+            quota="read",
         ),
         ("/erase", "POST"): Operation(
-            "Erase a user, or the whole organization, now.", body=EraseRequest
+            "Erase a user, or the whole organization, now.",
+            body=EraseRequest,
+            auth="key",
+            quota="admin",
         ),
     },
 )

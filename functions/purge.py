@@ -11,29 +11,17 @@ import functions_framework
 
 from push365 import bootstrap
 from push365.model import iso_utc, validate
-from push365.retention.caller import authorize_purge, google_verifier
 from push365.retention.request import PurgeRequest
-from push365.settings import get_settings
 from push365.web import Api, ApiRequest, Operation, Reply, json_errors
-
-ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 
 
 def _purge(request: ApiRequest) -> Reply:
-    authorize_purge(
-        authorization=request.header("Authorization"),
-        admin_key=request.header(ADMIN_KEY_HEADER),
-        audience=get_settings().purge_audience or f"https://{request.header('Host')}",
-        verify=_verify,
-    )
     body = request.json_object() if request.has_body else {}
     purge = validate(PurgeRequest, body)
     as_of = purge.effective_as_of()
     counts = bootstrap.purger().purge(as_of, dry_run=purge.dry_run)
     return 200, {"as_of": iso_utc(as_of), "dry_run": purge.dry_run, "deleted": counts}
 
-
-_verify = google_verifier()
 
 api = Api(
     "purge",
@@ -44,6 +32,7 @@ api = Api(
             body=PurgeRequest,
             body_required=False,
             auth="purge",
+            quota="operator",
             answers={200: "What was (or, dry run, would be) deleted, per kind."},
         )
     },

@@ -30,6 +30,7 @@ api = Api(
             "A service worker confirms it showed a notification.",
             body=ReceiptRequest,
             auth="none",
+            quota="receipt",
             answers={204: "Recorded (once)."},
             errors=(UnknownReceipt,),
         )

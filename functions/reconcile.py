@@ -12,25 +12,13 @@ import flask
 import functions_framework
 
 from push365 import bootstrap
-from push365.retention.caller import authorize_purge, google_verifier
-from push365.settings import get_settings
 from push365.web import Api, ApiRequest, Operation, Reply, json_errors
-
-ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 
 
 def _reconcile(request: ApiRequest) -> Reply:
-    authorize_purge(
-        authorization=request.header("Authorization"),
-        admin_key=request.header(ADMIN_KEY_HEADER),
-        audience=get_settings().purge_audience or f"https://{request.header('Host')}",
-        verify=_verify,
-    )
     report = bootstrap.reconciler().run()
     return 200, report.counts()
 
-
-_verify = google_verifier()
 
 api = Api(
     "reconcile",
@@ -40,6 +28,7 @@ api = Api(
             "Record as lost the sends no fan-out message can come for any more (Cloud "
             "Scheduler, every 5 minutes).",
             auth="purge",
+            quota="operator",
             answers={200: "Sends unfinished, stalled, given up; batches given up."},
         )
     },

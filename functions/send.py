@@ -15,6 +15,7 @@ Routes (relative to the function URL):
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import flask
 import functions_framework
@@ -36,7 +37,6 @@ from push365.web import API_KEY_HEADER, Api, ApiRequest, Cors, Operation, Reply,
 DYNAMICS_HOST_HEADER = "x-ms-dynamics-organization"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _NOTIFICATION_ID = re.compile(r"[0-9a-f]{32}")
-_DAYS = re.compile(r"[0-9]{1,9}")
 _VISIBLE = r"\x21-\x7e\xa1-\xac\xae-\xff"
 IDEMPOTENCY_KEY = {
     "type": "string",
@@ -50,7 +50,7 @@ IDEMPOTENCY_KEY = {
 
 
 def _send(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
+    organization = request.organization
     host = request.header(DYNAMICS_HOST_HEADER)
     command = request.command(
         SendRequest,
@@ -76,22 +76,14 @@ def _send(request: ApiRequest) -> Reply:
 
 
 def _status(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
-    notification_id = request.query("notification_id") or ""
-    if not _NOTIFICATION_ID.fullmatch(notification_id):
-        raise ValidationFailed("notification_id must be the 32 hex characters a send answered.")
-    status = bootstrap.notifications().status(organization.id, notification_id)
+    notification_id = request.parsed(StatusQuery).notification_id
+    status = bootstrap.notifications().status(request.organization.id, notification_id)
     return 200, status.model_dump(mode="json")
 
 
 def _stats(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify)
-    days = request.query("days")
-    if days is None:
-        days = str(DEFAULT_DAYS)
-    if not _DAYS.fullmatch(days) or not 1 <= int(days) <= MAX_DAYS:
-        raise ValidationFailed(f"days must be a whole number from 1 to {MAX_DAYS}.")
-    stats = report(bootstrap.stats_reader(), organization.id, int(days), datetime.now(UTC))
+    days = request.parsed(StatsQuery).days
+    stats = report(bootstrap.stats_reader(), request.organization.id, days, datetime.now(UTC))
     return 200, stats.model_dump(mode="json")
 
 
@@ -109,12 +101,14 @@ def _dedup_key(request: ApiRequest, rules: Sequence[Rule]) -> str | None:
 class StatusQuery(InputModel):
     """``GET /send/status``."""
 
+    INVALID: ClassVar[str] = "notification_id must be the 32 hex characters a send answered."
     notification_id: str = Field(pattern=f"^{_NOTIFICATION_ID.pattern}$")
 
 
 class StatsQuery(InputModel):
     """``GET /send/stats``."""
 
+    INVALID: ClassVar[str] = f"days must be a whole number from 1 to {MAX_DAYS}."
     days: int = Field(default=DEFAULT_DAYS, ge=1, le=MAX_DAYS)
 
 
@@ -129,6 +123,7 @@ api = Api(
             body=SendRequest,
             dataverse=True,
             auth="webhook",
+            quota="send",
             answers={
                 202: (
                     "Stored and queued; or, status accepted, stored while Pub/Sub's answer did "
@@ -147,12 +142,15 @@ api = Api(
             query=StatusQuery,
             answer=NotificationStatus,
             auth="webhook",
+            quota="status",
             errors=(NotificationNotFound,),
         ),
         ("/stats", "GET"): Operation(
             "The delivery report: per-day counts from the stored records, never content.",
             query=StatsQuery,
             answer=Stats,
+            auth="key",
+            quota="read",
         ),
     },
 )

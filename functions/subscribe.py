@@ -20,7 +20,7 @@ from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
 
 
 def _subscribe(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
+    organization = request.organization
     command = request.command(Subscribe, organization, subscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)
@@ -38,6 +38,7 @@ api = Api(
             body=Subscribe,
             dataverse=True,
             auth="webhook",
+            quota="webhook",
             answers={201: "A new subscription.", 200: "Already subscribed (refreshed)."},
             errors=(TokenHeld,),
         )

@@ -17,7 +17,7 @@ from push365.web import Api, ApiRequest, Operation, Reply, ignored, json_errors
 
 
 def _unsubscribe(request: ApiRequest) -> Reply:
-    organization = request.authenticate(bootstrap.organizations().identify, previous_key=True)
+    organization = request.organization
     command = request.command(Unsubscribe, organization, unsubscribe_from_context)
     if isinstance(command, NotHandled):
         return ignored(command)
@@ -36,6 +36,7 @@ api = Api(
             body=Unsubscribe,
             dataverse=True,
             auth="webhook",
+            quota="webhook",
             answers={200: "Unsubscribed; what is left is purged by purge_by."},
         )
     },

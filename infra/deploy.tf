@@ -1,8 +1,8 @@
-# The account Cloud Build runs the pipeline as (cloudbuild.yaml; README, "Deploying to Google
-# Cloud"): named, instead of whatever default build account the project has. It applies this
+# The account Cloud Build runs the pipeline as (cloudbuild.yaml; docs/operations/deploying.md,
+# "The pipeline"): named, instead of whatever default build account the project has. It applies this
 # configuration, so it needs to manage everything this configuration manages, and nothing else:
-# one role per kind of resource below, not Owner or Editor, none that reads the data (README, "Who
-# may do what"). The first apply is an owner's; from then on the pipeline runs as this account.
+# one role per kind of resource below, not Owner or Editor, none that reads the data
+# (docs/operations/iam.md). The first apply is an owner's; from then on the pipeline runs as this account.
 # What it cannot do is left to an owner's apply: its own roles, the Firestore database's settings,
 # a new service account's bindings (tests/unit/test_infra_iam.py lists every binding).
 locals {
@@ -137,7 +137,7 @@ resource "google_storage_bucket_iam_member" "deployer_state" {
 
 # Optional: a build on every push to main, run as the deployer (github_repository = "owner/name",
 # with the Cloud Build GitHub app installed on that repository). A trigger builds a checkout of the
-# repository, so no ignore file is involved; `gcloud builds submit` (README) needs one.
+# repository, so no ignore file is involved; `gcloud builds submit` (docs/operations/deploying.md) needs one.
 resource "google_cloudbuild_trigger" "main" {
   count           = var.github_repository == "" ? 0 : 1
   project         = var.project_id

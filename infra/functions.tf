@@ -147,7 +147,7 @@ resource "google_cloudfunctions2_function" "function" {
       PUSH365_SES_REGION                  = var.ses_region
     }, local.function_topics[each.key], local.function_callers[each.key])
 
-    # Amazon SES credentials, from secrets the operator stored (README, "Mail to administrators").
+    # Amazon SES credentials, from secrets the operator stored (docs/mail.md).
     dynamic "secret_environment_variables" {
       for_each = local.aws_secrets
       content {
@@ -179,7 +179,8 @@ resource "google_cloud_run_service_iam_member" "public" {
   role     = "roles/run.invoker"
   member   = "allUsers"
   # An organization policy restricting domains (iam.allowedPolicyMemberDomains) refuses allUsers:
-  # README, "Deploying to Google Cloud", names the exception to ask for.
+  # docs/operations/deploying.md, "From an empty project to the first notification", names the
+  # exception to ask for.
   depends_on = [google_project_service.apis]
   # checkov:skip=CKV_GCP_102:Dataverse webhooks cannot send Google credentials; the functions check an organization key in constant time.
 }

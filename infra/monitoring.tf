@@ -1,5 +1,5 @@
 # What operators see: log-based metrics from the audit records (one per API call, "event":
-# "api_call"; README, "The audit log"), alert policies on them, and a dashboard. The metrics are
+# "api_call"; docs/operations/monitoring.md, "The audit log"), alert policies on them, and a dashboard. The metrics are
 # defined in metrics.json, which tests/integration/test_observability.py checks against the records
 # the functions really write: every field a filter, value extractor or label names is there, with
 # the type the metric expects.
@@ -172,7 +172,7 @@ locals {
       display_name = "Push365: deliver refused a message not bound to its notification"
       condition    = "deliver answered invalid_message"
       severity     = "WARNING"
-      runbook      = "**What it means:** deliver refused a push that is not a fan-out message, or whose content, seal or recipients are not the ones send bound to the notification (README, deliver): nothing was sent or changed for it.\n\n**What to do:** only the fan-out topic's publishers (send's and deliver's accounts) and deliver's invokers can put one there: check the topic's and deliver's IAM bindings and the Pub/Sub data access logs, and deliver's audit records (`jsonPayload.fault.code=\"invalid_message\"`) for the ids it named."
+      runbook      = "**What it means:** deliver refused a push that is not a fan-out message, or whose content, seal or recipients are not the ones send bound to the notification (docs/api/deliver.md): nothing was sent or changed for it.\n\n**What to do:** only the fan-out topic's publishers (send's and deliver's accounts) and deliver's invokers can put one there: check the topic's and deliver's IAM bindings and the Pub/Sub data access logs, and deliver's audit records (`jsonPayload.fault.code=\"invalid_message\"`) for the ids it named."
     }
   }
 }

@@ -8,6 +8,11 @@ output "backup_bucket" {
   value       = google_storage_bucket.backups.name
 }
 
+output "solution_bucket" {
+  description = "Where the pipeline stores the Dynamics 365 solution zips (gcloud storage ls gs://<this>/)."
+  value       = google_storage_bucket.solution.name
+}
+
 output "fanout_topic" {
   description = "The fan-out topic: send publishes notifications, deliver their batches; deliver receives them by push."
   value       = google_pubsub_topic.fanout.id

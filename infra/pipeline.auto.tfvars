@@ -6,12 +6,12 @@ region             = "europe-west1"
 firestore_location = "eur3"
 name_prefix        = "push365"
 
-# Mail to administrators (README, "Mail to administrators"): "none" or "ses".
+# Mail to administrators (docs/mail.md): "none" or "ses".
 mail_backend = "none"
 ses_sender   = ""
 ses_region   = "eu-west-1"
 
-# Terraform's state bucket (README, "Deploying to Google Cloud"): the deployer may write it.
+# Terraform's state bucket (docs/operations/deploying.md): the deployer may write it.
 tf_state_bucket = ""
 
 # A Cloud Build trigger on every push to main, run as the deployer: "owner/name", or "" for none.

@@ -50,7 +50,7 @@ resource "google_cloud_scheduler_job" "purge" {
 }
 
 # The same account invokes reconcile: every 5 minutes, sends no fan-out message can come for any
-# more (older than the subscription's retention) are recorded as lost (README, "The reconciler").
+# more (older than the subscription's retention) are recorded as lost (docs/api/reconcile.md).
 resource "google_cloud_run_service_iam_member" "reconcile_invoker" {
   project  = var.project_id
   location = var.region

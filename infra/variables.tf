@@ -124,3 +124,14 @@ variable "github_repository" {
     error_message = "github_repository is \"owner/name\" or empty."
   }
 }
+
+variable "solution_retention_days" {
+  description = "Days the pipeline's Dynamics 365 solution zips are kept after the build that stored them (each pipeline run stores the current version again)."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = var.solution_retention_days >= 1
+    error_message = "At least one day."
+  }
+}

@@ -25,7 +25,7 @@ terraform {
     }
   }
 
-  # State lives in a bucket the operator creates once (README, "Deploying to Google Cloud").
+  # State lives in a bucket the operator creates once (docs/operations/deploying.md).
   backend "gcs" {}
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -563,3 +563,21 @@ class InMemorySignupRepository:
 
     def count(self, scope_hash: str, window: int) -> int:
         return self.counters.get((scope_hash, window), 0)
+
+
+class InMemoryMailCounters:
+    """The mail limits' counters (``FirestoreMailCounters``), in a dict."""
+
+    def __init__(self) -> None:
+        self.counters: dict[tuple[str, int], int] = {}
+
+    def add(self, counts: Mapping[str, int], window: int, expires_at: datetime) -> dict[str, int]:
+        for scope, count in counts.items():
+            self.counters[scope, window] = self.counters.get((scope, window), 0) + count
+        return {scope: self.counters[scope, window] for scope in counts}
+
+    def claim(self, scope: str, wanted: int, cap: int, window: int, expires_at: datetime) -> int:
+        count = self.counters.get((scope, window), 0)
+        granted = max(0, min(wanted, cap - count))
+        self.counters[scope, window] = count + granted
+        return granted

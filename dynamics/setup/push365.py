@@ -19,9 +19,13 @@ MAX_USERS_PER_REQUEST = 500
 
 
 class Push365Error(Exception):
-    def __init__(self, method: str, route: str, status: int, code: str) -> None:
+    def __init__(
+        self, method: str, route: str, status: int, code: str, details: Sequence[str] = ()
+    ) -> None:
         self.status = status
         self.code = code
+        self.details = list(details)
+        """``field: problem`` lines of a validation answer (no values)."""
         super().__init__(f"Push365 answered {status} ({code or 'no code'}) to {method} {route}")
 
 
@@ -68,7 +72,11 @@ class Push365:
         )
         if response.status not in accept:
             raise Push365Error(
-                method, f"/{function}{route}", response.status, response.error_code()
+                method,
+                f"/{function}{route}",
+                response.status,
+                response.error_code(),
+                response.error_details(),
             )
         return response.status, response.json()
 
@@ -85,6 +93,17 @@ class Push365:
         its step and the step's images need (never a template's text)."""
         _, answer = self._call("GET", "register", "/rules", key)
         return [rule_event(rule) for rule in answer.get("rules", [])]
+
+    def rules(self, key: str) -> list[dict[str, Any]]:
+        """``GET /register/rules``: the organization's rules, every field."""
+        _, answer = self._call("GET", "register", "/rules", key)
+        return [dict(rule) for rule in answer.get("rules", [])]
+
+    def set_rules(self, key: str, rules: Sequence[object]) -> tuple[int, list[str]]:
+        """``POST /register/rules``: replace the organization's rules; how many it holds now and
+        Push365's warnings."""
+        _, answer = self._call("POST", "register", "/rules", key, {"rules": list(rules)})
+        return int(answer.get("rules", 0)), [str(w) for w in answer.get("warnings", [])]
 
     def upsert_users(self, key: str, users: Sequence[Mapping[str, object]]) -> int:
         _, answer = self._call("POST", "register", "/users", key, {"users": list(users)})

@@ -39,12 +39,15 @@ class SetupError(Exception):
 @dataclass
 class State:
     """What a run must remember for the next: the organization, its key, and which endpoints
-    already carry that key (``authvalue`` cannot be read back)."""
+    already carry that key (``authvalue`` cannot be read back); and where Push365 is (its base
+    URL and function prefix), so that ``rules push`` and ``rules pull`` need only this file."""
 
     path: Path
     organization_id: str = ""
     api_key: str = ""
     keyed_endpoints: list[str] = field(default_factory=list)
+    base_url: str = ""
+    function_prefix: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -56,6 +59,8 @@ class State:
             str(data.get("organization_id", "")),
             str(data.get("api_key", "")),
             [str(name) for name in data.get("keyed_endpoints", [])],
+            str(data.get("base_url", "")),
+            None if data.get("function_prefix") is None else str(data["function_prefix"]),
         )
 
     def save(self) -> None:
@@ -63,6 +68,8 @@ class State:
             "organization_id": self.organization_id,
             "api_key": self.api_key,
             "keyed_endpoints": self.keyed_endpoints,
+            "base_url": self.base_url,
+            "function_prefix": self.function_prefix,
         }
         descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
@@ -218,6 +225,8 @@ class Setup:
                 'organization\'s key in it as "api_key").'
             ) from None
         self.state.organization_id = organization_id
+        self.state.base_url = self.push365.base_url
+        self.state.function_prefix = self.push365.function_prefix
         if key is not None:
             self.state.api_key = key
             self.state.keyed_endpoints = []

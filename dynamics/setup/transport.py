@@ -7,13 +7,84 @@ give it a fake that answers in the shapes Microsoft documents
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+
+class NetworkError(Exception):
+    """A host could not be reached or stopped answering: no HTTP answer at all. Its message is
+    one line, ``cannot reach <host>: <reason>``, the reason a fixed class of failure (never the
+    URL's path or query, a header or a body)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        self.host = host
+        self.reason = reason
+        super().__init__(f"cannot reach {host}: {reason}")
+
+
+_TIMEOUT_NAMES = frozenset(
+    {"ConnectTimeout", "ReadTimeout", "Timeout", "ReadTimeoutError", "ConnectTimeoutError"}
+)
+"""requests' and urllib3's timeouts by name (urllib3's NewConnectionError, a refused connection,
+is a subclass of its ConnectTimeoutError, so a subclass test would misname it)."""
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and everything it wraps: ``__cause__``, ``__context__``, urllib's and
+    urllib3's ``reason``, and exceptions among its ``args`` (each once)."""
+    pending, seen = [error], set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        wrapped = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        wrapped.extend(current.args)
+        pending.extend(item for item in wrapped if isinstance(item, BaseException))
+
+
+def unreachable_reason(error: BaseException) -> str:
+    """What kind of network failure ``error`` is, in a few fixed words: the name could not be
+    resolved, the connection was refused or reset, the TLS handshake failed, or it timed out."""
+    chain = list(_causes(error))
+    checks: tuple[tuple[str, Callable[[BaseException], bool]], ...] = (
+        (
+            "name not resolved (DNS)",
+            lambda e: isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError",
+        ),
+        ("connection refused", lambda e: isinstance(e, ConnectionRefusedError)),
+        (
+            "TLS handshake failed",
+            lambda e: isinstance(e, ssl.SSLError) or type(e).__name__ == "SSLError",
+        ),
+        (
+            "timed out",
+            lambda e: isinstance(e, TimeoutError) or type(e).__name__ in _TIMEOUT_NAMES,
+        ),
+        (
+            "connection closed",
+            lambda e: isinstance(e, ConnectionError | http.client.HTTPException),
+        ),
+    )
+    for reason, matches in checks:
+        if any(matches(cause) for cause in chain):
+            return reason
+    return f"network error ({type(error).__name__})"
+
+
+def host_of(url: str) -> str:
+    """``host[:port]`` of a URL: what an error may name of it."""
+    return urlsplit(url).netloc.rpartition("@")[2] or url
 
 
 @dataclass(frozen=True)
@@ -36,6 +107,23 @@ class HttpResponse:
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
+
+    def error_details(self) -> list[str]:
+        """``field: problem`` of each ``error.details`` entry (Push365's validation answers:
+        field names and fixed problems, never a value)."""
+        try:
+            answer = self.json()
+        except ValueError:
+            return []
+        error = answer.get("error") if isinstance(answer, dict) else None
+        details = error.get("details") if isinstance(error, dict) else None
+        if not isinstance(details, list):
+            return []
+        return [
+            f"{detail.get('field', '?')}: {detail.get('problem', '?')}"
+            for detail in details
+            if isinstance(detail, dict)
+        ]
 
     def error_code(self) -> str:
         """The ``error.code`` of a JSON error body (Dataverse's and Push365's shape), else ``""``:
@@ -71,6 +159,8 @@ class UrllibTransport:
             return HttpResponse(
                 error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
             )
+        except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+            raise NetworkError(host_of(request.url), unreachable_reason(error)) from None
 
 
 RETRIED = frozenset({429, 502, 503, 504})

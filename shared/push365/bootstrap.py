@@ -19,8 +19,10 @@ from push365.fanout.reconciler import ReconcilePolicy, Reconciler
 from push365.fanout.repository import FanoutRepository, FirestoreFanoutRepository
 from push365.fanout.worker import DeliveryWorker, FanoutPolicy
 from push365.fcm.http import FcmHttpGateway
+from push365.mail.limits import MailLimits, MailQuota
 from push365.mail.notices import AdminNotices
 from push365.mail.port import Mailer, NoMailer, OutboxMailer, SesMailer
+from push365.mail.repository import FirestoreMailCounters
 from push365.notifications.repository import FirestoreNotificationRepository
 from push365.notifications.service import NotificationService, SendPolicy
 from push365.notifications.stats import FirestoreStatsReader
@@ -28,6 +30,8 @@ from push365.organizations.repository import FirestoreOrganizationRepository
 from push365.organizations.service import OrganizationService
 from push365.privacy.repository import FirestorePrivacyStore
 from push365.privacy.service import PrivacyService
+from push365.quotas import QUOTA_CLASSES, QuotaService
+from push365.quotas.repository import FirestoreQuotaCounter
 from push365.retention.purge import FirestoreRetentionStore, Purger
 from push365.retention.rules import retention_rules
 from push365.settings import Settings, get_settings
@@ -53,8 +57,16 @@ def notices() -> AdminNotices:
         mailer = OutboxMailer(Path(settings.outbox_dir))
     else:
         mailer = NoMailer()
+    limits = MailLimits(
+        confirmations_per_organization=settings.mail_confirmations_per_organization,
+        confirmations_per_address=settings.mail_confirmations_per_address,
+        notices_per_organization=settings.mail_notices_per_organization,
+    )
     return AdminNotices(
-        mailer, FirestoreOrganizationRepository(firestore_client()), settings.function_url
+        mailer,
+        FirestoreOrganizationRepository(firestore_client()),
+        settings.function_url,
+        quota=MailQuota(FirestoreMailCounters(firestore_client()), limits),
     )
 
 
@@ -73,6 +85,16 @@ def organizations() -> OrganizationService:
         signup=signup(),
         key_overlap=timedelta(hours=get_settings().key_overlap_hours),
     )
+
+
+@lru_cache(maxsize=1)
+def quotas() -> QuotaService | None:
+    """The quotas every route declares (None when switched off)."""
+    settings = get_settings()
+    if not settings.quotas_enabled:
+        return None
+    counter = FirestoreQuotaCounter(firestore_client(), settings.quota_check_seconds)
+    return QuotaService(counter, QUOTA_CLASSES)
 
 
 @lru_cache(maxsize=1)

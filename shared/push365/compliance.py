@@ -50,6 +50,7 @@ from push365.store import (
     OWNER_FIELD,
     RECEIPTS,
     SUBSCRIPTIONS,
+    THROTTLES,
     TOKEN_OWNERS,
     USERS,
 )
@@ -107,6 +108,10 @@ class Limits:
     @property
     def dedup(self) -> timedelta:
         return timedelta(hours=policy_fields()["retention"]["dedup_hours"])
+
+    @property
+    def throttles(self) -> timedelta:
+        return timedelta(hours=policy_fields()["retention"]["throttles_hours"])
 
     @property
     def notifications(self) -> timedelta:
@@ -285,6 +290,9 @@ def _ages(
     if collection == ORGANIZATIONS and "removed_at" in fields:
         yield Finding("organization_not_erased", path, "removed_at")
         return
+    if collection == THROTTLES:
+        yield from _counter_lifetime(path, fields, limits)
+        return
     born, keep, ttl_required = _lifetime(collection, fields, limits)
     if born is None:
         if keep is not None:
@@ -311,6 +319,16 @@ def _ages(
         yield Finding("retention_too_long", path, f"purge_by past {_days(keep)}")
     elif isinstance(purge_by, datetime) and purge_by <= now:
         yield Finding("past_purge_by", path, "purge_by")
+
+
+def _counter_lifetime(path: str, fields: Mapping[str, Any], limits: Limits) -> Iterator[Finding]:
+    """A throttle or mail-limit counter: Firestore's TTL deletes it at its window's end, at
+    most a day ahead (one past that end is only waiting for the TTL's sweep)."""
+    ttl = fields.get(TTL_FIELD)
+    if not isinstance(ttl, datetime):
+        yield Finding("missing_ttl", path, TTL_FIELD)
+    elif ttl > limits.now + limits.throttles:
+        yield Finding("retention_too_long", path, f"{TTL_FIELD} past {_days(limits.throttles)}")
 
 
 def _lifetime(

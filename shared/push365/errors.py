@@ -171,6 +171,23 @@ class TooManyRequests(Push365Error):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(TooManyRequests):
+    """The organization (or, on a route without a key, the caller) used up a documented quota of
+    this route (README "Quotas"); ``Retry-After`` says when its window ends."""
+
+    status, code = 429, "quota_exceeded"
+    default_message = "This route's quota is used up for now; try again after Retry-After seconds."
+
+
+class QuotaExceededRetryable(QuotaExceeded):
+    """The same refusal for a Dataverse webhook body: Dataverse retries a 502/503/504 once and
+    never a 429, so a webhook over quota gets one more chance (its retry may land in the next
+    window) instead of none."""
+
+    status, code = 503, "quota_exceeded_webhook"
+    default_message = "This route's quota is used up for now; try again after Retry-After seconds."
+
+
 class UnknownConfirmation(Push365Error):
     """A confirmation link Push365 did not issue, or one already used."""
 

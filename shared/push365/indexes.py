@@ -16,6 +16,7 @@ from push365.store import (
     BATCHES,
     DEDUP,
     NOTIFICATIONS,
+    QUOTAS,
     RECEIPTS,
     SIGNUP_CODES,
     SUBSCRIPTIONS,
@@ -31,6 +32,7 @@ TTL_COLLECTIONS = (
     DEDUP,
     SIGNUP_CODES,
     THROTTLES,
+    QUOTAS,
 )
 """Collections whose purgeable documents carry ``TTL_FIELD``. Not organizations: TTL deletes a
 document without its subcollections, and an erased organization's marker must stay until purge

@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     deliver_chunk_size: int = Field(default=250, ge=1, le=498)
     # A worker holds a batch this long after each checkpoint; then another may take it over.
     deliver_lease_seconds: float = Field(default=45.0, gt=0, le=540)
-    # deliver's time budget (README "The time budget", push365.fanout.budget): one chunk's
-    # requests all end within this; those not started by then are handed on, never sent late.
+    # deliver's time budget (docs/api/deliver.md, "The time budget"; push365.fanout.budget): one
+    # chunk's requests all end within this; those not started by then are handed on, never sent
+    # late.
     deliver_chunk_budget_seconds: float = Field(default=20.0, gt=0, le=300)
     # No FCM request starts later than this after deliver's handler began (then it records
     # what it knows, hands the rest to a continuation message and answers).
@@ -104,6 +105,11 @@ class Settings(BaseSettings):
     # Attempts to create one organization, or to use one code, per window (then 429).
     signup_attempts: int = Field(default=10, ge=1, le=1000)
     signup_window_seconds: int = Field(default=600, ge=1, le=86400)
+    # Quotas on every route (push365.quotas, README "Quotas"): off only for a benchmark that
+    # means to call past them. Counting one call may take this long; then the call goes on
+    # uncounted (a store that does not answer fails the call itself, with its own 503).
+    quotas_enabled: bool = True
+    quota_check_seconds: float = Field(default=2.0, gt=0, le=30)
     # After rotate-key the previous key keeps working this long, unless revoked (0: at once).
     key_overlap_hours: float = Field(default=24.0, ge=0, le=168)
 
@@ -116,6 +122,13 @@ class Settings(BaseSettings):
     ses_sender: str | None = None
     ses_region: str = "eu-west-1"
     ses_endpoint_url: str | None = None
+    # The mail limits (README "The mail limits", push365.mail.limits), per UTC day, kept in
+    # Firestore: confirmation requests one organization causes, confirmation requests one
+    # address gets from all organizations together (and from one organization: once), notices
+    # to one organization's confirmed administrators.
+    mail_confirmations_per_organization: int = Field(default=100, ge=1, le=10000)
+    mail_confirmations_per_address: int = Field(default=3, ge=1, le=100)
+    mail_notices_per_organization: int = Field(default=20, ge=1, le=10000)
 
     def function_url(self, function: str) -> str:
         """A function's public URL."""

@@ -9,8 +9,9 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/notifications/{notification_id}/batches/{batch}
     organizations/{organization_id}/notifications/{notification_id}/receipts/{device_id}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
+    organizations/{organization_id}/quotas/{route}-{period}-{window}[-{shard}]   call counts
     signup_codes/{sha256(code)}
-    throttles/{sha256(scope)}-{window}
+    throttles/{sha256(scope)}-{window}[-{shard}]   registration attempts; calls per caller or route
     token_owners/{sha256(instance_id)}      the one organization whose active subscription the
                                             token is (written and removed in the same commit)
 """
@@ -25,9 +26,10 @@ from typing import Any, TypeVar
 import grpc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
-from google.cloud.firestore_v1.services.firestore import client as gapic
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
 
+from push365.seams import firestore as firestore_seam
+from push365.seams import grpc as grpc_seam
 from push365.settings import get_settings
 
 T = TypeVar("T")
@@ -39,6 +41,7 @@ NOTIFICATIONS = "notifications"
 RECEIPTS = "receipts"
 BATCHES = "batches"
 DEDUP = "dedup"
+QUOTAS = "quotas"
 SIGNUP_CODES = "signup_codes"
 THROTTLES = "throttles"
 TOKEN_OWNERS = "token_owners"
@@ -106,7 +109,9 @@ def add_update(
     raw_fields = {name: raw_value(value) for name, value in fields.items()}
     mask = list(fields)
     raw = write.Write.pb()(
-        update=document.Document.pb()(name=reference._document_path, fields=raw_fields),
+        update=document.Document.pb()(
+            name=firestore_seam.document_path(reference), fields=raw_fields
+        ),
         update_mask=common.DocumentMask.pb()(field_paths=mask),
         current_document=common.Precondition.pb()(update_time=_timestamp(last_update_time)),
     )
@@ -114,7 +119,7 @@ def add_update(
         if values:
             added = raw_value(list(values)).array_value
             raw.update_transforms.add(field_path=name, append_missing_elements=added)
-    batch._add_write_pbs([write.Write.wrap(raw)])
+    firestore_seam.add_write_pbs(batch, [write.Write.wrap(raw)])
 
 
 def raw_value(value: Any) -> Any:
@@ -198,15 +203,13 @@ def stream_rows(query: Any, seconds: float) -> Generator[Row, None, None]:
 def _run_query(query: Any) -> tuple[Any, Any, Any]:
     from google.cloud.firestore_v1.types import firestore as firestore_types
 
-    client = query._client
-    parent, _ = query._parent._parent_info()
-    request = firestore_types.RunQueryRequest.pb()(
-        parent=parent, structured_query=query._to_protobuf()._pb
-    )
+    client = firestore_seam.client_of(query)
+    parent, structured_query = firestore_seam.query_request(query)
+    request = firestore_types.RunQueryRequest.pb()(parent=parent, structured_query=structured_query)
     stub = _raw_stub(
         client, "RunQuery", firestore_types.RunQueryRequest, firestore_types.RunQueryResponse
     )
-    return stub, request, client._rpc_metadata
+    return stub, request, firestore_seam.rpc_metadata(client)
 
 
 def get_rows(
@@ -234,8 +237,8 @@ def _get_rows(
     from google.cloud.firestore_v1.types import firestore as firestore_types
 
     request = firestore_types.BatchGetDocumentsRequest.pb()(
-        database=client._database_string,
-        documents=[reference._document_path for reference in references],
+        database=firestore_seam.database_string(client),
+        documents=[firestore_seam.document_path(reference) for reference in references],
         mask=common.DocumentMask.pb()(field_paths=list(field_paths)),
     )
     stub = _raw_stub(
@@ -244,19 +247,19 @@ def _get_rows(
         firestore_types.BatchGetDocumentsRequest,
         firestore_types.BatchGetDocumentsResponse,
     )
+    metadata = firestore_seam.rpc_metadata(client)
     return _bounded_rows(
         seconds,
         lambda: [
             _row(answer.found)
-            for answer in stub(request, timeout=seconds, metadata=client._rpc_metadata)
+            for answer in stub(request, timeout=seconds, metadata=metadata)
             if answer.HasField("found")
         ],
     )
 
 
 def _raw_stub(client: firestore.Client, method: str, request: Any, response: Any) -> Any:
-    channel = client._firestore_api._transport.grpc_channel
-    return channel.unary_stream(
+    return firestore_seam.grpc_channel(client).unary_stream(
         f"/google.firestore.v1.Firestore/{method}",
         request_serializer=request.pb().SerializeToString,
         response_deserializer=response.pb().FromString,
@@ -295,10 +298,7 @@ def _decoded(value: Any) -> Any:
         return value.boolean_value
     if kind == "integer_value":
         return value.integer_value
-    from google.cloud.firestore_v1 import _helpers
-    from google.cloud.firestore_v1.types import document as document_types
-
-    return _helpers.decode_value(document_types.Value.wrap(value), None)
+    return firestore_seam.decode_value(value)
 
 
 @lru_cache(maxsize=1)
@@ -333,23 +333,16 @@ class _Transport(FirestoreGrpcTransport):
         return finishing_streams(super().create_channel(*args, options=options, **kwargs))
 
 
-class StoreClient(firestore.Client):
+class StoreClient(firestore_seam.ChannelledClient):
     """``firestore.Client`` on a channel with ``SingleThreadedUnaryStream`` whose streams are
     always finished (see :func:`store_client`)."""
 
-    @property
-    def _firestore_api(self) -> Any:
-        return self._firestore_api_helper(_Transport, gapic.FirestoreClient, gapic)
+    transport_class = _Transport
 
-    def _emulator_channel(self, transport: Any) -> Any:
+    def emulator_channel(self, host: str) -> grpc.Channel:
         # The library's emulator channel (its token, its message sizes), with the option.
-        options = [
-            ("Authorization", "Bearer owner"),
-            ("grpc.max_send_message_length", -1),
-            ("grpc.max_receive_message_length", -1),
-            *_stream_options(),
-        ]
-        return finishing_streams(grpc.insecure_channel(self._emulator_host, options=options))
+        options = [*firestore_seam.EMULATOR_OPTIONS, *_stream_options()]
+        return finishing_streams(grpc.insecure_channel(host, options=options))
 
 
 def _stream_options() -> list[tuple[str, int]]:
@@ -375,8 +368,8 @@ def finishing_streams(channel: grpc.Channel) -> grpc.Channel:
 class _FinishStreams(grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         call = continuation(details, request)
-        if hasattr(call, "_consume_next_event") and hasattr(call, "_state"):
-            return _FinishedStream(call)  # gRPC's _SingleThreadedRendezvous
+        if grpc_seam.is_single_threaded_stream(call):
+            return _FinishedStream(call)
         return call
 
 
@@ -415,15 +408,9 @@ def _finish(call: Any) -> None:
     """Cancel ``call`` unless it has ended, then take the events its operations still owe, so
     that gRPC frees it. A cancelled call's events come at once, an ended call's are already
     there; one gRPC ended itself (an answer it could not decode) is still live on the wire and
-    owes them by its deadline, which every store call has. Private to gRPC (``_state.due``,
-    ``_consume_next_event``), as reading a single-threaded stream is: a gRPC that renames them
-    fails ``tests/integration/test_store_memory.py``."""
-    state = call._state
-    if not state.due:
-        return
-    call.cancel()
-    while state.due:
-        call._consume_next_event()
+    owes them by its deadline, which every store call has. Private to gRPC, as reading a
+    single-threaded stream is: :func:`push365.seams.grpc.finish`."""
+    grpc_seam.finish(call)
 
 
 def bound_every_call(client: firestore.Client, seconds: float) -> None:
@@ -438,13 +425,12 @@ def bound_every_call(client: firestore.Client, seconds: float) -> None:
     from google.api_core import gapic_v1
 
     # The generated transport is the one place the per-method defaults live.
-    transport = client._firestore_api._transport
-    transport._wrapped_methods = {
-        method: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
+    firestore_seam.rewrap_methods(
+        client,
+        lambda method: gapic_v1.method.wrap_method(  # type: ignore[no-untyped-call]
             method, default_retry=bounded_retry(seconds), default_timeout=seconds
-        )
-        for method in transport._wrapped_methods
-    }
+        ),
+    )
 
 
 def organization_ref(client: firestore.Client, organization_id: str) -> firestore.DocumentReference:
@@ -476,6 +462,9 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     for name in (SUBSCRIPTIONS, USERS, DEDUP):
         for page in _id_pages(organization.collection(name)):
             counts[name] += _delete_all(client, page)
+    # Its call counters (operational, not reported; their TTL would take them within a day).
+    for page in _id_pages(organization.collection(QUOTAS)):
+        _delete_all(client, page)
     organization.delete()
     return counts
 

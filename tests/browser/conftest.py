@@ -4,9 +4,9 @@ of web/ served from localhost at Dynamics' web resource path (``/WebResources/p3
 Stand-ins, and only these: the module that asks Firebase for a token (there is no network to
 FCM here); ``ClientGlobalContext.js.aspx`` (the signed-in user, read from a session cookie the
 test sets, as Dynamics reads its own); and Dataverse's Web API for ``p365_subscriptions``, which
-keeps rows in memory and, like the webhook steps the README registers, posts each Create, Update
-and Delete as a Dataverse body to the real subscribe and unsubscribe functions when a test points
-it at a running stack.
+keeps rows in memory and, like the webhook steps the administrator guide registers, posts each
+Create, Update and Delete as a Dataverse body to the real subscribe and unsubscribe functions when a
+test points it at a running stack.
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def _decode(value: str) -> Any:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """Screenshots for the README, when PUSH365_SCREENSHOT_DIR says where."""
+    """Screenshots for the docs (docs/screenshots/), when PUSH365_SCREENSHOT_DIR says where."""
     folder = os.environ.get("PUSH365_SCREENSHOT_DIR")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ A seeded generator makes some hundreds of requests an attacker would: bodies nes
 deep (Dataverse-shaped too), not JSON, not UTF-8, not objects, NaN, oversized, mistyped, wrong
 content types, broken chunked bodies, request lines and headers too long, too many headers,
 unknown paths (``/robots.txt``, ``/favicon.ico``, encoded CR/LF), unknown methods, and Dataverse
-message and table names and trace headers at any length. Each carries a canary.
+message and table names and trace headers at any length. Each carries a canary. Then a burst
+past one route's quota (429 with Retry-After).
 
 Every answer must be below 500 and JSON from the error table (a 204 has no body), no answer may
 echo the canary, and after the run neither anything the process wrote nor any document in
@@ -21,15 +22,20 @@ import json
 import random
 import socket
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devstack import fanout
 from devstack.emulator import FirestoreEmulator, PubSubEmulator
+from push365.quotas import QUOTA_CLASSES
 from tests.conftest import FANOUT_TOPIC, PROJECT, RESULT_PROPERTY, TEST_ADMIN_KEY, fanout_topology
 from tests.integration.conftest import BOB, ORG, all_documents, registration
 from tests.stack import RunningStack, call, running_gateway, signup
@@ -43,6 +49,7 @@ WRONG_KEY = f"p365.{ORG}.{'A' * 43}"
 class Target:
     gateway: RunningStack
     key: str
+    outbox: Path
 
 
 @dataclass
@@ -61,13 +68,15 @@ def target(
 ) -> Iterator[Target]:
     emulator.reset(PROJECT)
     fanout.create(pubsub.address, fanout_topology())
+    outbox = tmp_path_factory.mktemp("outbox")
     env = {
         "FIRESTORE_EMULATOR_HOST": emulator.address,
         "PUBSUB_EMULATOR_HOST": pubsub.address,
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "PUSH365_FANOUT_TOPIC": FANOUT_TOPIC,
         "PUSH365_ADMIN_KEY": TEST_ADMIN_KEY,
-        "PUSH365_MAIL_BACKEND": "none",
+        "PUSH365_MAIL_BACKEND": "outbox",
+        "PUSH365_OUTBOX_DIR": str(outbox),
     }
     try:
         with running_gateway(tmp_path_factory.mktemp("hostile"), **env) as gateway:
@@ -78,7 +87,7 @@ def target(
             auth = {"X-Push365-Key": key}
             device = {"user_id": BOB, "instance_id": "hostile-device-0001"}
             assert call(f"{gateway.base}/subscribe", device, headers=auth)[0] == 201
-            yield Target(gateway, key)
+            yield Target(gateway, key, outbox)
     finally:
         emulator.reset(PROJECT)
 
@@ -252,6 +261,13 @@ def _check(what: str, answer: bytes, tally: Tally) -> None:
         decoded = json.loads(body)
     except ValueError:
         decoded = None
+    if "/register/confirm-email" in what and headers.get("content-type", "").startswith(
+        "text/html"
+    ):
+        # the page a mailed link opens (and, after a form post, its outcome): fixed texts
+        if b"<script" in body or status not in (200, 404):
+            tally.non_json.append(f"{what}: {status} (page)")
+        return
     if not headers.get("content-type", "").startswith("application/json") or (
         status >= 400 and not (isinstance(decoded, dict) and "error" in decoded)
     ):
@@ -392,3 +408,120 @@ def test_a_public_id_a_leaked_key_and_a_neighbours_token_get_nowhere(target: Tar
     assert (taken[0], taken[1]["error"]["code"]) == (409, "token_held")
     assert ORG not in json.dumps(taken[1])
     assert call(f"{base}/privacy/erase", {"organization": True}, headers=current)[0] == 200
+
+
+BAIT = "BAIT-5d2c Claim your prize"
+
+
+def test_mail_cannot_be_aimed(target: Target, record_property: Any) -> None:
+    """Issue 27, item 3: a key holder sends 20 administrator updates of 50 new addresses each
+    (1,000 confirmation requests aimed at strangers), 4 at a time, under a name that is a lure.
+    At most the daily cap is mailed (counted in Firestore: the concurrent requests share it),
+    every update succeeds and says by count how many were not mailed, no subject and no mail to
+    a stranger carries the lure, and opening a mailed link confirms nothing: its page's button
+    (a POST) does."""
+    base = target.gateway.base
+    org = "5a1d0c9b-8e7f-4a6b-9c5d-4e3f2a1b0c9d"
+    code = signup(base, org, TEST_ADMIN_KEY)
+    body = registration(org)
+    body["organization"]["name"] = BAIT
+    status, created = call(f"{base}/register", body, headers=code)
+    assert status == 201, created
+    auth = {"X-Push365-Key": created["api_key"]}
+    (asked,) = [m for m in _outbox(target) if org in m["text"]]  # ada, at the creation
+    link = asked["text"].split("Link: ", 1)[1].split()[0]
+    page = base + "/register" + link.split("/register", 1)[1]
+
+    opened = [_page(page, "GET") for _ in range(3)]  # a mail scanner, a preview, a person
+    confirmed_before = _confirmed(org)
+    pressed = _page(page, "POST")  # the page's button
+
+    assert [status for status, _ in opened] == [200] * 3
+    assert "<form method='post'>" in opened[0][1]
+    assert confirmed_before == []
+    assert pressed[0] == 200
+    assert _confirmed(org) == ["ada@contoso.com"]
+
+    updates = [
+        body | {"admins": [{"email": f"stranger-{u}-{n}@target.test"} for n in range(50)]}
+        for u in range(20)
+    ]
+    started = time.monotonic()
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda b: call(f"{base}/register", b, headers=auth), updates))
+    seconds = time.monotonic() - started
+
+    assert [status for status, _ in answers] == [200] * 20
+    sent = sum(answer["confirmation_mails"]["sent"] for _, answer in answers)
+    not_sent = sum(answer["confirmation_mails"]["not_sent"] for _, answer in answers)
+    assert (sent, not_sent) == (100 - 1, 1000 - 99)  # the daily cap; the creation asked ada
+    assert all("target.test" not in json.dumps(answer) for _, answer in answers)
+    mails = _outbox(target)
+    strangers = [m for m in mails if m["to"][0].startswith("stranger-")]
+    assert len(strangers) == sent
+    assert all(m["subject"] == "Push365: confirm your address" for m in strangers)
+    assert not [m for m in mails if BAIT in m["subject"]]
+    assert not [m for m in strangers if BAIT in m["text"] + m["html"]]
+    line = f"RESULT mail_abuse attempted=1000 mailed={len(strangers)} seconds={seconds:.1f}"
+    record_property(RESULT_PROPERTY, line)
+    print(line)
+
+
+def _outbox(target: Target) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(target.outbox.glob("*.json"))]
+
+
+def _page(url: str, method: str) -> tuple[int, str]:
+    """A browser's request for the confirmation page (GET) or its button's form post (POST)."""
+    import urllib.request
+
+    data = b"" if method == "POST" else None
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/html")
+        return response.status, response.read().decode()
+
+
+def _confirmed(org: str) -> list[str]:
+    from push365.store import firestore_client
+
+    snapshot = firestore_client().collection("organizations").document(org).get()
+    return list((snapshot.to_dict() or {}).get("confirmed_emails") or [])
+
+
+def _answer(url: str, headers: dict[str, str]) -> tuple[int, Any, str | None]:
+    """A GET: its status, JSON answer and Retry-After header."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read()), response.headers["Retry-After"]
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), error.headers["Retry-After"]
+
+
+def test_a_burst_past_a_routes_quota_is_refused_with_retry_after(target: Target) -> None:
+    """Issue 27 item 4 through the gateway: an organization's burst on one route past its quota
+    (README "Quotas"; the deployed limits) gets 429 quota_exceeded with Retry-After, the rest of
+    its window; another organization's calls of the route still pass."""
+    base = target.gateway.base
+    third = "5c4b3a29-1807-4f6e-9d5c-4b3a29180716"
+    code = signup(base, third, TEST_ADMIN_KEY)
+    created = call(f"{base}/register", registration(third), headers=code)[1]
+    mine = {"X-Push365-Key": created["api_key"], "X-Echo": CANARY}
+    limit = QUOTA_CLASSES["read"].per_minute
+    if time.time() % 60 > 40:  # a burst within one minute's window
+        time.sleep(60.5 - time.time() % 60)
+
+    with ThreadPoolExecutor(8) as pool:
+        burst = list(pool.map(lambda _: _answer(f"{base}/register/rules", mine), range(limit + 15)))
+    neighbour = _answer(f"{base}/register/rules", {"X-Push365-Key": target.key})
+
+    statuses = Counter(status for status, _, _ in burst)
+    assert statuses == {200: limit, 429: 15}
+    refused = [(body, after) for status, body, after in burst if status == 429]
+    assert {body["error"]["code"] for body, _ in refused} == {"quota_exceeded"}
+    assert all(after is not None and 1 <= int(after) <= 60 for _, after in refused)
+    assert CANARY not in json.dumps(refused)
+    assert neighbour[0] == 200

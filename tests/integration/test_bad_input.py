@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from devstack.openapi import function_apis
 from tests.integration.conftest import BOB, ORG, Functions, documents, register, registration
 
 CANARY = "CANARY-b5e1"
@@ -20,14 +21,13 @@ GOOD_BODIES: dict[str, dict[str, Any]] = {
     "/receipt": {"receipt": "r"},
     "/register/rules/preview": {"table": "contact", "message": "Update"},
 }
-AUTHENTICATED = [
-    "/register/users",
-    "/register/rules",
-    "/register/rules/preview",
-    "/subscribe",
-    "/unsubscribe",
-    "/send",
-]
+# Every route the route tables say needs a key or the operator's or scheduler's credentials.
+AUTHENTICATED = sorted(
+    (method, f"/{name}" + ("" if path == "/" else path))
+    for name, api in function_apis().items()
+    for (path, method), operation in api.operations.items()
+    if operation.auth in ("key", "webhook", "admin", "purge")
+)
 TOO_BIG = json.dumps({"users": [{"id": BOB, "full_name": CANARY * 30_000}]})
 
 # (name, url, request options, expected status, expected code)
@@ -284,12 +284,18 @@ def test_wrong_method_is_405_with_allow(api: Functions, url: str, method: str) -
     assert response.json["error"]["code"] == "method_not_allowed"
 
 
-@pytest.mark.parametrize("url", AUTHENTICATED)
-def test_bad_input_without_a_key_is_401_first(api: Functions, url: str) -> None:
-    response = api.post(url, data="{" + CANARY)
+@pytest.mark.parametrize(("method", "url"), AUTHENTICATED)
+def test_bad_input_without_a_key_is_401_first(api: Functions, method: str, url: str) -> None:
+    response = api.request(method, url, data="{" + CANARY, query={"days": CANARY})
 
     assert response.status_code == 401
+    assert response.json["error"]["code"] == "unauthorized"
     assert CANARY not in response.text
+
+
+def test_the_401_test_covers_the_routes_it_always_did() -> None:
+    assert len(AUTHENTICATED) >= 15
+    assert {("POST", "/send"), ("GET", "/send/stats"), ("POST", "/purge")} <= set(AUTHENTICATED)
 
 
 def test_validation_errors_name_the_fields(api: Functions, stored_state: tuple[str, Any]) -> None:

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from push365.compliance import Limits, audit, check_document, read
+from push365.mail.limits import MailQuota
+from push365.mail.repository import FirestoreMailCounters
 from push365.model import utc_now
 from push365.notifications.deliveries import (
     RECEIPT_HASHES,
@@ -58,6 +60,9 @@ def used_store(services: Services) -> dict[str, Any]:
     nid = services.send(ORG, [BOB], dedup_key="idempotency-key:k")
     services.send(ORG, [BOB], dedup_key="dataverse:0dd00000-0000-0000-0000-000000000001:create:40")
     services.deliver(ORG, nid, BOB, "tok")
+    quota = MailQuota(FirestoreMailCounters(services.client))  # the mail limits' counters
+    quota.confirmations(ORG, ["ada@contoso.example"])
+    quota.notice(ORG)
     org = services.client.collection("organizations").document(ORG)
     notification = org.collection("notifications").document(nid)
     return {
@@ -68,6 +73,7 @@ def used_store(services: Services) -> dict[str, Any]:
         "notification": notification,
         "delivery": DeliveryRecord(notification.collection("batches").document("00000")),
         "dedup": next(iter(org.collection("dedup").list_documents())),
+        "counter": next(iter(services.client.collection("throttles").list_documents())),
     }
 
 
@@ -234,6 +240,14 @@ PLANTS: dict[str, tuple[str, Plant]] = {
     "a dedup key past its 24 hours": (
         "past_retention",
         lambda r: r["dedup"].update({"expires_at": ago(0.01)}),
+    ),
+    "a mail counter without the TTL field": (
+        "missing_ttl",
+        lambda r: r["counter"].update({"expire_at": None}),
+    ),
+    "a mail counter kept 30 days": (
+        "retention_too_long",
+        lambda r: r["counter"].update({"expire_at": later(30)}),
     ),
     "a notification with no date": (
         "missing_date",

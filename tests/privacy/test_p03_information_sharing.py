@@ -13,7 +13,7 @@ from push365.mail.notices import AdminNotices
 from push365.mail.port import OutboxMailer
 from push365.organizations.repository import FirestoreOrganizationRepository
 from push365.organizations.service import OrganizationService
-from tests.conftest import REPO
+from tests.docs import page
 from tests.privacy.conftest import Services
 
 PROCESSORS = ("Google Cloud", "Firebase", "Amazon SES")
@@ -43,8 +43,7 @@ def test_mail_goes_only_to_administrators_and_never_carries_the_key(
         assert key.rsplit(".", 1)[-1] not in json.dumps(mail)
 
 
-def test_the_readme_names_every_processor_in_its_privacy_section() -> None:
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## The privacy policy, promise by promise", 1)[1].split("\n## ", 1)[0]
+def test_the_docs_name_every_processor_on_the_privacy_page() -> None:
+    section = page("privacy.md").split("## Processors", 1)[1].split("\n## ", 1)[0]
 
     assert [p for p in PROCESSORS if p not in section] == []

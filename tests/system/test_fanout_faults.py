@@ -98,8 +98,8 @@ def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-# deliver's settings in these tests: the production budget (README "The time budget") scaled down
-# about tenfold so that leases run out in seconds, with its inequalities kept.
+# deliver's settings in these tests: the production budget (docs/api/deliver.md, "The time
+# budget") scaled down about tenfold so that leases run out in seconds, with its inequalities kept.
 SCALED = {
     "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": "2",
     "PUSH365_DELIVER_CHUNK_SIZE": str(CHUNK),
@@ -168,8 +168,8 @@ def stack(
     yield from _stack(functions, emulator, pubsub, fcm, tmp_path, SCALED, 10)
 
 
-# The production budget scaled down sixfold (its inequalities kept: README "The time budget"),
-# with production's 250-device chunks: a kill loses the lease in seconds, not minutes.
+# The production budget scaled down sixfold (its inequalities kept: docs/api/deliver.md, "The time
+# budget"), with production's 250-device chunks: a kill loses the lease in seconds, not minutes.
 SCALED_250 = {
     "PUSH365_DELIVER_CHUNK_SIZE": "250",
     "PUSH365_FCM_HTTP_TIMEOUT_SECONDS": "1",
@@ -407,9 +407,9 @@ def test_sigkill_at_10_random_points_of_a_2000_device_send_in_250_device_chunks(
     final = stack.wait_done(key, nid, 300)
 
     # Never a third copy, and every device accounted for. What a kill can still cost, by
-    # construction (README "Each device exactly once"): a kill while a window's re-send claim is
-    # being stored leaves it claimed and unwritten, and a device whose first attempt was not
-    # written either (claimed in a chunk the kill interrupted) is recorded failed,
+    # construction (docs/api/send.md, "Each device exactly once"): a kill while a window's re-send
+    # claim is being stored leaves it claimed and unwritten, and a device whose first attempt was
+    # not written either (claimed in a chunk the kill interrupted) is recorded failed,
     # unknown_outcome, without a copy. Counted, never silent; printed for the record.
     counts = assert_accounted(stack, tokens, final)
     twice = sum(1 for n in counts.values() if n == 2)

@@ -1,5 +1,6 @@
-"""The README's promises about running locally, tried as a developer would: ``python -m devstack``
-(what ``make dev`` runs) and one function alone under ``functions-framework``."""
+"""The promises of docs/local.md about running locally, tried as a developer would:
+``python -m devstack`` (what ``make dev`` runs) and one function alone under
+``functions-framework``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
-"""README's examples, exactly as printed, in page order, against the local stack (``python -m
-devstack``, what ``make dev`` runs): every ``curl`` of every ``sh`` block is run with bash, and
-its answer is compared with the one README shows after it (``# <status> <JSON>``).
+"""The documentation's examples, exactly as printed, in page order, against the local stack
+(``python -m devstack``, what ``make dev`` runs): README.md, then every page its table of contents
+links, in that order (``tests.docs.example_pages``), as one session: every ``curl`` of every ``sh``
+block is run with bash, and its answer is compared with the one the page shows after it
+(``# <status> <JSON>``). tests/unit/test_docs.py checks that no page holding examples is left out.
 
-How README's answers are read: the status must be the one shown; where the shown answer is JSON,
+How a page's answers are read: the status must be the one shown; where the shown answer is JSON,
 each key it shows must be there with the value shown, except a value written with ``…``, ``...``
 or ``<...>`` (abridged: any value of that type) and times (any time); where it is not JSON (it
 abridges a list with ``...``), each key it names must be in the answer. ``NAME=...   # the <field>
@@ -26,6 +28,7 @@ import pytest
 
 from devstack.emulator import FirestoreEmulator
 from tests.conftest import REPO
+from tests.docs import example_pages, name
 from tests.stack import RunningStack, running_stack
 
 ABRIDGED = re.compile(r"…|\.\.\.|<[^>]*>")
@@ -35,17 +38,17 @@ TAKE = re.compile(r"^([A-Z]+)=\.\.\.\s+# the (\w+) above")
 
 @dataclass
 class Example:
-    """One command of README, with the answer README shows for it (if any)."""
+    """One command of a page, with the answer the page shows for it (if any)."""
 
-    line: int
+    line: str
     command: str
     shown: str | None = None
 
 
-def examples(readme: str) -> list[Example]:
+def examples(text: str, page: str = "README.md") -> list[Example]:
     """Every command of every ``sh`` block holding a ``curl``, in page order."""
     found: list[Example] = []
-    lines = readme.splitlines()
+    lines = text.splitlines()
     number = 0
     while number < len(lines):
         if lines[number].strip() != "```sh":
@@ -54,12 +57,12 @@ def examples(readme: str) -> list[Example]:
         end = lines.index("```", number + 1)
         block = lines[number + 1 : end]
         if any("curl" in line for line in block):
-            found += _commands(block, number + 2)
+            found += _commands(block, number + 2, page)
         number = end + 1
     return found
 
 
-def _commands(block: list[str], first_line: int) -> list[Example]:
+def _commands(block: list[str], first_line: int, page: str) -> list[Example]:
     commands: list[Example] = []
     pending: list[str] = []
     answer: list[str] | None = None
@@ -84,14 +87,14 @@ def _commands(block: list[str], first_line: int) -> list[Example]:
             continue
         text = "\n".join(pending)
         if text.count("'") % 2 == 0 and not text.endswith("\\"):
-            commands.append(Example(first_line + offset - len(pending) + 1, text))
+            commands.append(Example(f"{page} line {first_line + offset - len(pending) + 1}", text))
             pending = []
     return commands
 
 
 @dataclass
 class Reader:
-    """Runs README's commands as a reader would, with ``$BASE`` and the FCM server moved to the
+    """Runs the pages' commands as a reader would, with ``$BASE`` and the FCM server moved to the
     test's stack."""
 
     stack: RunningStack
@@ -101,7 +104,7 @@ class Reader:
     def run(self, example: Example) -> tuple[int | None, Any]:
         taken = TAKE.match(example.command)
         if taken:
-            assert isinstance(self.last, dict), f"line {example.line}: nothing to take"
+            assert isinstance(self.last, dict), f"{example.line}: nothing to take"
             self.variables[taken.group(1)] = str(self.last[taken.group(2)])
             return None, None
         if example.command.startswith("BASE="):
@@ -120,7 +123,7 @@ class Reader:
             timeout=60,
             check=False,
         )
-        assert done.returncode == 0, f"line {example.line}: {done.stderr}"
+        assert done.returncode == 0, f"{example.line}: {done.stderr}"
         if piped:
             return None, done.stdout
         body, _, status = done.stdout.rpartition("\n")
@@ -129,7 +132,7 @@ class Reader:
 
 
 def same(shown: Any, actual: Any, where: str) -> list[str]:
-    """Where ``actual`` differs from what README shows."""
+    """Where ``actual`` differs from what the page shows."""
     if isinstance(shown, dict):
         if not isinstance(actual, dict):
             return [f"{where}: not an object"]
@@ -152,7 +155,9 @@ def same(shown: Any, actual: Any, where: str) -> list[str]:
         ]
     if isinstance(shown, str) and (ABRIDGED.search(shown) or A_TIME.fullmatch(shown)):
         return [] if isinstance(actual, str) else [f"{where}: {actual!r} is not a string"]
-    return [] if shown == actual else [f"{where}: README shows {shown!r}, the answer is {actual!r}"]
+    if shown == actual:
+        return []
+    return [f"{where}: the page shows {shown!r}, the answer is {actual!r}"]
 
 
 def _keys(value: Any) -> set[str]:
@@ -168,7 +173,7 @@ def differences(shown: str, status: int, answer: Any) -> list[str]:
     problems = (
         []
         if int(expected_status) == status
-        else [f"status {status}, README shows {expected_status}"]
+        else [f"status {status}, the page shows {expected_status}"]
     )
     if not text.strip():
         return problems
@@ -176,7 +181,7 @@ def differences(shown: str, status: int, answer: Any) -> list[str]:
         expected = json.loads(text)
     except ValueError:
         missing = set(re.findall(r'"(\w+)":', text)) - _keys(answer)
-        return problems + [f"keys README shows are missing: {sorted(missing)}"] * bool(missing)
+        return problems + [f"keys the page shows are missing: {sorted(missing)}"] * bool(missing)
     return problems + same(expected, answer, "answer")
 
 
@@ -189,10 +194,14 @@ def stack(emulator: FirestoreEmulator, tmp_path: Path) -> Iterator[RunningStack]
         yield running
 
 
-def test_readme_examples_run_in_page_order_and_answer_what_readme_shows(
+def test_the_docs_examples_run_in_page_order_and_answer_what_each_page_shows(
     stack: RunningStack,
 ) -> None:
-    found = examples((REPO / "README.md").read_text())
+    found = [
+        example
+        for path in example_pages()
+        for example in examples(path.read_text("utf-8"), name(path))
+    ]
     reader = Reader(stack, {})
     ran = 0
     failures: list[str] = []
@@ -213,7 +222,7 @@ def test_readme_examples_run_in_page_order_and_answer_what_readme_shows(
             time.sleep(0.5)  # a status route: the fan-out is still under way
         if status is not None:
             ran += 1
-            failures += [f"README line {example.line}: {p}" for p in problems]
-    print(f"README examples: {ran} requests run")
+            failures += [f"{example.line}: {p}" for p in problems]
+    print(f"docs examples: {ran} requests run")
     assert ran >= 20
     assert failures == [], "\n".join(failures)

@@ -1,7 +1,7 @@
 """The repository needs nothing beside it: the pipeline's first step (cloudbuild.yaml's
 ``install-lint-test``: ruff, then ``pytest tests/unit``) passes on the tracked files alone, copied
 into an empty folder with nothing beside them, as a fresh clone, a Cloud Build workspace or a
-user's fork has them. A test, fixture, README example or tool that reads the reference folder
+user's fork has them. A test, fixture, docs example or tool that reads the reference folder
 beside the repository (or any other path outside it) fails here, although it would pass in a
 checkout that happens to have that folder beside it.
 """

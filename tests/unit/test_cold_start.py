@@ -3,6 +3,7 @@ first send, and no function talks to anything while it is being loaded."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -24,7 +25,12 @@ def test_loading_a_function_imports_no_heavy_optional_library(name: str) -> None
     code = PROBE.format(name=name, path=FUNCTIONS_DIR / f"{name}.py")
 
     # No emulator and no credentials: loading must not need either.
-    env = {"PATH": "/usr/bin:/bin", "GOOGLE_CLOUD_PROJECT": "demo-cold"}
+    # (PYTHONPATH kept: the code under test is this tree's, not an installed copy of it.)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GOOGLE_CLOUD_PROJECT": "demo-cold",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+    }
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from devstack.fcm_server import ANSWER_CODINGS, LocalFcmServer
+from push365.fcm import body as fcm_body
 from push365.fcm import firebase
-from push365.fcm import http as fcm_http
+from push365.fcm import pool as fcm_pool
 from push365.fcm.firebase import FirebaseGateway
 from push365.fcm.http import FcmHttpGateway
 from push365.fcm.model import Outcome, PushMessage, SendResult, TokenKind, WebPush
@@ -416,7 +417,7 @@ def test_a_connection_idle_too_long_is_not_used_again(
 ) -> None:
     # A server or a NAT may drop an idle connection without a word: a request written to it
     # would wait its whole timeout and then be unknown (maybe delivered).
-    monkeypatch.setattr(fcm_http, "IDLE_SECONDS", 0.3)
+    monkeypatch.setattr(fcm_pool, "IDLE_SECONDS", 0.3)
     single = FcmHttpGateway(PROJECT, fcm.url, http_timeout_seconds=TIMEOUT, pool_size=1)
     try:
         for token in ("ok-1", "ok-2"):
@@ -499,7 +500,7 @@ def test_every_header_the_credentials_set_is_sent(fcm: LocalFcmServer) -> None:
 
 
 def _as_firebase_admin_encodes(messages: Sequence[PushMessage]) -> list[bytes]:
-    return [fcm_http._body(message) for message in messages]
+    return [fcm_body.body(message) for message in messages]
 
 
 def test_bodies_filled_into_the_encoders_text_are_the_encoders_own_bytes() -> None:
@@ -526,7 +527,7 @@ def test_bodies_filled_into_the_encoders_text_are_the_encoders_own_bytes() -> No
     bare = WebPush(title="T", body="B")
     messages += [PushMessage("tok-bare", bare), PushMessage("tok-bare-2", bare, {"k": odd})]
 
-    assert fcm_http._bodies(messages) == _as_firebase_admin_encodes(messages)
+    assert fcm_body.bodies(messages) == _as_firebase_admin_encodes(messages)
 
 
 def test_content_holding_the_marker_is_encoded_whole(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -538,8 +539,8 @@ def test_content_holding_the_marker_is_encoded_whole(monkeypatch: pytest.MonkeyP
     push = WebPush(title=f'"{marker}0"', body="B", data={"x": f'"{marker}1"'})
     messages = [PushMessage(f"tok-{n}", push, {"receipt": f"r-{n}"}) for n in range(3)]
 
-    assert fcm_http._Template.of(messages[0]) is None  # the text would not split as planned
-    assert fcm_http._bodies(messages) == _as_firebase_admin_encodes(messages)
+    assert fcm_body.Template.of(messages[0]) is None  # the text would not split as planned
+    assert fcm_body.bodies(messages) == _as_firebase_admin_encodes(messages)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from devstack.gateway import function_names
 from push365.indexes import required_indexes
 from push365.retention import TTL_FIELD
 from tests.conftest import REPO
+from tests.docs import page
 
 INFRA = REPO / "infra"
 FUNCTIONS = json.loads((INFRA / "functions.json").read_text())
@@ -400,7 +401,8 @@ def test_the_setup_state_holding_an_api_key_is_never_committed_or_uploaded(
     ignore_file: str,
 ) -> None:
     # dynamics.setup keeps the organization's API key in push365-setup.json, by default in the
-    # directory it runs in: README runs it from the repository root, in .venv-setup.
+    # directory it runs in: the administrator guide runs it from the repository root, in
+    # .venv-setup.
     import pathspec
 
     rules = pathspec.PathSpec.from_lines("gitignore", (REPO / ignore_file).read_text().splitlines())
@@ -444,8 +446,21 @@ STEP_NEEDS = {
         "web/*.js",  # tests/unit/test_web_bundle.py
         "cloudbuild.yaml",  # this test
         PIPELINE_IGNORE,  # this test
-        "README.md",  # this test
+        "tests/docs.py",
+        "README.md",  # tests/unit/test_docs.py
+        "CHANGELOG.md",  # tests/unit/test_docs.py
+        "CONTRIBUTING.md",  # tests/unit/test_docs.py
+        "docs/**/*.md",  # this test and the others that read the docs
         "infra/*.tf",  # this test
+    ],
+    "solution": [
+        "dynamics/packer.py",
+        "dynamics/__init__.py",
+        "dynamics/solution/Other/*.xml",
+        "dynamics/solution/**/*.xml",
+        "web/*.html",
+        "web/*.js",
+        "shared/pyproject.toml",  # the solution's version
     ],
     "checkov": ["infra/*.tf"],
     "terraform-init": ["infra/versions.tf"],
@@ -603,10 +618,10 @@ def test_the_pipeline_plans_then_applies_that_plan_with_committed_variables(
 def test_the_pipeline_runs_as_the_deployer_with_its_own_ignore_file(tf: dict[str, Any]) -> None:
     deployer = resource(tf, "google_service_account", "deployer")
     roles = tf["locals"]["deployer_roles"]
-    readme = (REPO / "README.md").read_text()
+    deploying = page("operations/deploying.md")
     commands = [
         " ".join(line.strip().rstrip("\\") for line in block.splitlines())
-        for block in re.findall(r"gcloud builds submit[^`]*?(?=\n\n|```|\n#)", readme + "\n\n")
+        for block in re.findall(r"gcloud builds submit[^`]*?(?=\n\n|```|\n#)", deploying + "\n\n")
     ]
 
     assert deployer["account_id"] == "${var.name_prefix}-deployer"
@@ -620,7 +635,7 @@ def test_the_pipeline_runs_as_the_deployer_with_its_own_ignore_file(tf: dict[str
     assert acts_as["for_each"] == "${local.deployer_acts_as}"
     for account in ("function[name]", "build", "purge_scheduler", "backup", "pubsub_push"):
         assert f"google_service_account.{account}.name" in tf["locals"]["deployer_acts_as"]
-    assert commands, "README gives the pipeline's command"
+    assert commands, "docs/operations/deploying.md gives the pipeline's command"
     for command in commands:
         assert f"--ignore-file {PIPELINE_IGNORE}" in command or (
             f"--ignore-file={PIPELINE_IGNORE}" in command

@@ -1,8 +1,8 @@
 """Every alert policy in infra/ (found by type, for_each expanded) has a condition checked here,
-documentation that says what it means and what to do, and a row in README's Monitoring table. A
-new policy fails until it has a check of its own below; a removed or broken one fails its check.
-The scheduler-failure alert covers every google_cloud_scheduler_job of infra/, those added later
-included, and the backlog alert every Pub/Sub subscription."""
+documentation that says what it means and what to do, and a row in docs/operations/monitoring.md's
+table. A new policy fails until it has a check of its own below; a removed or broken one fails its
+check. The scheduler-failure alert covers every google_cloud_scheduler_job of infra/, those added
+later included, and the backlog alert every Pub/Sub subscription."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.docs import page
 from tests.unit.test_infra import terraform
 
 MEANS, DO = "**What it means:**", "**What to do:**"
@@ -172,7 +172,7 @@ CHECKS: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
 def test_every_alert_policy_has_a_check() -> None:
     assert set(policies(terraform())) == set(CHECKS), (
         "an alert policy was added or removed: its condition needs a check here, its "
-        "documentation and a row in README's Monitoring table"
+        "documentation and a row in docs/operations/monitoring.md's table"
     )
 
 
@@ -199,9 +199,7 @@ def test_each_alert_says_what_it_means_and_what_to_do(tf: dict[str, Any], name: 
 
 
 def monitoring_rows() -> list[list[str]]:
-    text = (REPO / "README.md").read_text()
-    start = text.index("\n## Monitoring")
-    section = text[start : text.index("\n## ", start + 1)]
+    section = page("operations/monitoring.md")
     return [
         [cell.strip() for cell in line.strip().strip("|").split("|")]
         for line in section.splitlines()
@@ -209,7 +207,7 @@ def monitoring_rows() -> list[list[str]]:
     ]
 
 
-def test_readme_says_what_each_alert_means_and_what_to_do(tf: dict[str, Any]) -> None:
+def test_the_docs_say_what_each_alert_means_and_what_to_do(tf: dict[str, Any]) -> None:
     rows = {row[0]: row for row in monitoring_rows()}
 
     missing = []
@@ -219,4 +217,4 @@ def test_readme_says_what_each_alert_means_and_what_to_do(tf: dict[str, Any]) ->
             row = rows.get(title)
             if row is None or len(row) != 4 or not all(len(cell) > 10 for cell in row[1:]):
                 missing.append(title)
-    assert missing == [], "README's alert table: policy | condition | what it means | what to do"
+    assert missing == [], "monitoring.md's table: policy | condition | what it means | what to do"

@@ -1,9 +1,9 @@
 """Least privilege: every IAM role binding infra/ makes (every google_*_iam_member, _binding and
 _policy resource, for_each expanded over functions.json and the locals it names) is on a reviewed
-allow-list, and README's table ("Who may do what") explains each line of it. A binding added,
-removed or widened (another role, another member, a condition dropped) fails until the list and
-README say so. The deployer may grant only the project roles the stack's other accounts get, and
-reads no data; the build account reaches only the buckets its builds read."""
+allow-list, and the table of docs/operations/iam.md ("Who may do what") explains each line of it.
+A binding added, removed or widened (another role, another member, a condition dropped) fails until
+the list and that page say so. The deployer may grant only the project roles the stack's other
+accounts get, and reads no data; the build account reaches only the buckets its builds read."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.docs import page
 from tests.unit.test_infra import INFRA, terraform
 
 FUNCTIONS: dict[str, Any] = json.loads((INFRA / "functions.json").read_text())
@@ -186,7 +186,7 @@ def bindings(tf: dict[str, Any]) -> dict[tuple[str, str], frozenset[str]]:
             address = f"{type_name}.{name}"
             assert type_name.endswith("_iam_member"), (
                 f"{address}: an authoritative binding or policy replaces grants made outside "
-                "infra/; review it here and in README first"
+                "infra/; review it here and in docs/operations/iam.md first"
             )
             for each in _instances(tf, address, body):
                 role = _resolve(body["role"], each)
@@ -278,10 +278,8 @@ def test_the_build_account_reaches_only_the_buckets_builds_read(tf: dict[str, An
     ).replace('\\"', '"')
 
 
-def readme_rows() -> list[list[str]]:
-    text = (REPO / "README.md").read_text()
-    start = text.index("### Who may do what")
-    section = text[start : text.index("\n#", start + 5)]
+def docs_rows() -> list[list[str]]:
+    section = page("operations/iam.md")
     return [
         [cell.strip() for cell in line.strip().strip("|").split("|")]
         for line in section.splitlines()
@@ -289,8 +287,8 @@ def readme_rows() -> list[list[str]]:
     ]
 
 
-def test_readme_explains_every_line_of_the_allow_list() -> None:
-    rows = readme_rows()
+def test_the_docs_explain_every_line_of_the_allow_list() -> None:
+    rows = docs_rows()
 
     unexplained = []
     for (address, role), members in sorted(ALLOWED.items()):
@@ -304,7 +302,7 @@ def test_readme_explains_every_line_of_the_allow_list() -> None:
             or len(matching[0][3]) < 20
         ):
             unexplained.append(f"{address} {role}")
-    assert unexplained == [], "README's table: binding | role | to whom | why"
+    assert unexplained == [], "iam.md's table: binding | role | to whom | why"
     assert len(rows) == len(ALLOWED)
 
 

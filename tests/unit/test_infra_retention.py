@@ -1,8 +1,8 @@
 """Every copy of Push365's data that infra/ creates, found by resource type (not by name), with
 the longest it can live computed from infra/ itself (variables as the pipeline sets them:
 infra/pipeline.auto.tfvars over the defaults): none may outlive the privacy policy's bound for
-backups (docs/privacy-policy.md: "backup systems within 180 days"), and README's table
-("Where copies live, and for how long") states each one with its bound.
+backups (docs/privacy-policy.md: "backup systems within 180 days"), and the table of
+docs/operations/retention.md ("Where copies live, and for how long") states each one with its bound.
 
 A resource type infra/ starts using must be classified here: either it can hold a copy (and gets a
 bound) or it is reviewed as holding none. A new bucket, subscription, log bucket or backup
@@ -21,6 +21,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tests.conftest import REPO
+from tests.docs import page
 from tests.unit.test_infra import INFRA, _clean, terraform
 
 DAY = 86400.0
@@ -32,7 +33,7 @@ LOG_BUCKET_DEFAULT_DAYS = 30.0  # Cloud Logging: a bucket without retention_days
 SUBSCRIPTION_DEFAULT_DAYS = 7.0  # Pub/Sub: an unacknowledged message is kept 7 days
 PITR_DAYS = 7.0  # Firestore point-in-time recovery: every version of the last 7 days
 NO_PITR_DAYS = 1 / 24  # without it, Firestore keeps versions 1 hour
-# README's promise for notification content on Pub/Sub (P6: only in transit).
+# The docs' promise for notification content on Pub/Sub (P6: only in transit).
 PUBSUB_CONTENT_S = 7200
 
 # Resource types reviewed as holding no copy of anyone's data, and why.
@@ -61,6 +62,8 @@ HOLDS_NO_COPY = {
 # Single resources of a copy-holding type that hold no one's data: reviewed one by one.
 NO_PERSONAL_DATA = {
     "google_storage_bucket.source": "the functions' source archives: the repository's code only",
+    "google_storage_bucket.solution": "the Dynamics 365 solution's zips: the repository's code and "
+    "web resources only",
 }
 
 
@@ -297,7 +300,7 @@ def test_the_bound_counts_soft_delete_and_what_a_rule_leaves() -> None:
     assert sink_days({"destination": "storage.googleapis.com/some-bucket"}) == math.inf
 
 
-def test_pubsub_keeps_notification_content_no_longer_than_readme_says(tf: dict[str, Any]) -> None:
+def test_pubsub_keeps_notification_content_no_longer_than_the_docs_say(tf: dict[str, Any]) -> None:
     pubsub = {
         address: days * DAY
         for address, days in copies(tf).items()
@@ -318,11 +321,8 @@ def test_request_logs_and_the_default_bucket_are_in_terraform(tf: dict[str, Any]
     assert cloud_build_log_days(tf) == 30
 
 
-def readme_section() -> str:
-    text = (REPO / "README.md").read_text()
-    start = text.index("### Where copies live, and for how long")
-    end = text.index("\n## ", start)
-    return text[start:end]
+def docs_section() -> str:
+    return page("operations/retention.md")
 
 
 def _stated(days: float) -> str:
@@ -331,8 +331,8 @@ def _stated(days: float) -> str:
     return f"{days:g} days"
 
 
-def test_readme_lists_every_copy_with_its_bound(tf: dict[str, Any]) -> None:
-    rows = [line for line in readme_section().splitlines() if line.startswith("|")]
+def test_the_docs_list_every_copy_with_its_bound(tf: dict[str, Any]) -> None:
+    rows = [line for line in docs_section().splitlines() if line.startswith("|")]
     found = dict(copies(tf))
     found["cloudbuild.yaml (options.logging)"] = cloud_build_log_days(tf)
 
@@ -341,4 +341,4 @@ def test_readme_lists_every_copy_with_its_bound(tf: dict[str, Any]) -> None:
         row = [r for r in rows if f"`{address}`" in r]
         if len(row) != 1 or f"**{_stated(days)}**" not in row[0]:
             missing.append(f"{address}: **{_stated(days)}**")
-    assert missing == [], "README's table must name each copy once with its bound in bold"
+    assert missing == [], "retention.md's table must name each copy once with its bound in bold"

@@ -1,5 +1,6 @@
-"""README's Node.js version is the one web/sdk/package-lock.json really needs: the lowest version
-that every locked package's ``engines.node`` range accepts."""
+"""The Node.js version README (and any page under docs/) states is the one
+web/sdk/package-lock.json really needs: the lowest version that every locked package's
+``engines.node`` range accepts."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import re
 import pytest
 
 from tests.conftest import REPO
+from tests.docs import docs_text
 
 LOCKFILE = REPO / "web" / "sdk" / "package-lock.json"
-README = REPO / "README.md"
 
 Version = tuple[int, int, int]
 
@@ -101,7 +102,7 @@ def lowest_node(ranges: dict[str, str]) -> Version:
 
 
 def readme_node(text: str) -> set[Version]:
-    """Every version README names as "Node.js X.Y+"."""
+    """Every version the docs name as "Node.js X.Y+"."""
     stated = set()
     for found in re.findall(r"Node\.js\s+(\d+(?:\.\d+){0,2})\+", text):
         numbers = [*(int(n) for n in found.split(".")), 0, 0]
@@ -125,12 +126,12 @@ def test_the_range_reader_knows_the_forms_engines_use() -> None:
 def test_readme_states_the_node_version_the_lockfile_needs() -> None:
     ranges = engines()
     needed = lowest_node(ranges)
-    stated = readme_node(README.read_text())
+    stated = readme_node(docs_text())
 
     assert ranges, f"no engines in {LOCKFILE}"
     strictest = sorted(p for p, r in ranges.items() if not satisfies(_before(needed), r))
     assert stated == {needed}, (
-        f"README says Node.js {', '.join(_name(v) + '+' for v in sorted(stated)) or 'nothing'}; "
+        f"The docs say Node.js {', '.join(_name(v) + '+' for v in sorted(stated)) or 'nothing'}; "
         f"the lockfile needs {_name(needed)}+ (engines of {', '.join(strictest)})"
     )
 

@@ -76,13 +76,12 @@ def test_a_route_without_a_described_operation_is_an_error() -> None:
     def handler(_request: Any) -> Any:
         return 200, {}
 
-    api = Api(
-        "example",
-        {"/": {"POST": handler}, "/other": {"GET": handler}},
-        operations={("/", "POST"): Operation("Only this one.")},
-    )
     with pytest.raises(ValueError, match="/other"):
-        api.openapi()
+        Api(
+            "example",
+            {"/": {"POST": handler}, "/other": {"GET": handler}},
+            operations={("/", "POST"): Operation("Only this one.", auth="none", quota="link")},
+        )
 
 
 def _codes(kind: type[Push365Error]) -> list[type[Push365Error]]:

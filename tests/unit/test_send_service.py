@@ -578,6 +578,39 @@ def test_payload_size_counts_content_and_the_receipt() -> None:
     assert payload_size(large, None) - payload_size(small, None) == 1999  # UTF-8 bytes
 
 
+def test_payload_size_is_what_the_gateway_sends_less_the_token_and_push_headers() -> None:
+    import json
+
+    from push365.fcm.body import body
+    from push365.notifications.receipts import RECEIPT_LENGTH
+
+    request = SendRequest(
+        recipients=[BOB],
+        title="Case ✓ escalated",
+        body="é" * 100,
+        link="https://crm.example/case?id=1",
+        data={"entity": "incident"},
+        ttl_seconds=3600,
+        urgency="high",
+        collapse_key="case-1",
+    )
+    push = request.web_push()
+    receipt_url = "https://push.example/receipt"
+    largest = {
+        "notification_id": "0" * 32,
+        "receipt": "0" * RECEIPT_LENGTH,
+        "receipt_url": receipt_url,
+    }
+
+    # The body the HTTP gateway writes for that device, firebase-admin's own encoding.
+    sent = json.loads(body(PushMessage("a-token", push, largest)))["message"]
+    del sent["token"]
+    del sent["webpush"]["headers"]  # TTL, Urgency, Topic: HTTP headers to the push service
+    expected = len(json.dumps(sent, ensure_ascii=False, separators=(",", ":")).encode())
+
+    assert payload_size(push, receipt_url) == expected
+
+
 def test_receipts_confirm_only_the_device_they_were_made_for() -> None:
     world = World()
     world.subscribe("ok-1")

@@ -32,7 +32,7 @@ RECORDED = json.loads(
 )
 ENVIRONMENT = "https://contoso.crm4.dynamics.com"
 BASE_URL = "https://europe-west1-demo.cloudfunctions.net"
-README = Path(__file__).resolve().parent.parent.parent / "README.md"
+GUIDE = Path(__file__).resolve().parent.parent.parent / "docs" / "dynamics.md"
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 TOKEN = "eyJ-test-access-token"
 WHO = RECORDED["WhoAmI"]["response"]["body"]
@@ -386,7 +386,7 @@ def _setup(wire: Wire, state: Path, page_size: int = 2) -> Setup:
 
 
 def _documented_requests() -> list[str]:
-    text = README.read_text("utf-8")
+    text = GUIDE.read_text("utf-8")  # the administrator guide
     block = text.split("<!-- setup-requests -->", 1)[1].split("```", 2)[1]
     return [line.strip() for line in block.splitlines()[1:] if line.strip()]
 

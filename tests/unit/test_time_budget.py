@@ -1,6 +1,6 @@
-"""deliver's time budget (README "The time budget"): the inequalities exactly-once rests on hold
-for the deployed settings (settings.py's defaults: infra/ sets none of them) and the platform's
-numbers in infra/ (deliver's timeout, every subscription that pushes to deliver)."""
+"""deliver's time budget (docs/api/deliver.md, "The time budget"): the inequalities exactly-once
+rests on hold for the deployed settings (settings.py's defaults: infra/ sets none of them) and the
+platform's numbers in infra/ (deliver's timeout, every subscription that pushes to deliver)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from push365.fanout.budget import TimeBudget
 from push365.settings import Settings
+from tests.docs import page
 from tests.unit.test_infra import FUNCTIONS, INFRA, terraform
 
 FANOUT_TIMINGS = (
@@ -75,10 +76,31 @@ def test_the_deployed_time_budget_holds(subscription: str, budget: TimeBudget) -
     assert budget.violations() == [], subscription
 
 
-def test_the_budgets_figures_are_the_ones_readme_shows() -> None:
+def budget_table() -> dict[str, tuple[str, float]]:
+    """docs/api/deliver.md's table: what -> (setting or file, deployed seconds)."""
+    section = page("api/deliver.md").split("## The time budget", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        shown = re.fullmatch(r"(\d+) (s|h)", cells[2]) if len(cells) >= 3 else None
+        if shown:
+            seconds = float(shown.group(1)) * (3600 if shown.group(2) == "h" else 1)
+            rows[cells[0]] = (cells[1].strip("`"), seconds)
+    return rows
+
+
+def test_the_budgets_figures_are_the_ones_the_docs_show() -> None:
     (_, budget), *_ = deployed_budgets()
-    figures = (budget.request, budget.chunk, budget.lease, budget.handler, budget.function_timeout)
-    assert figures == (10, 20, 45, 30, 60)
+    defaults = Settings.model_construct()
+    rows = budget_table()
+
+    settings = {what: row for what, row in rows.items() if row[0].startswith("PUSH365_")}
+    assert len(settings) == 7
+    for what, (setting, seconds) in settings.items():
+        assert getattr(defaults, setting.removeprefix("PUSH365_").lower()) == seconds, what
+    assert rows["function timeout"][1] == budget.function_timeout
+    assert rows["ack deadline"][1] == budget.ack_deadline
+    assert rows["message retention"][1] == budget.retention
     assert (budget.store, budget.queue) == (8, 11)  # a publish: 10 s of retries, 1 s more
 
 

@@ -245,9 +245,9 @@ def _trace() -> dict[str, Any]:
     """Cloud Logging's trace fields from the request's trace header, only when it has the
     documented shape (32 hex digits, a span id of at most 20): the header is the caller's text,
     and the library would otherwise copy it into every line at any length."""
-    from google.cloud.logging_v2.handlers._helpers import get_request_data
+    from push365.seams.cloud_logging import request_trace
 
-    _, trace, span, sampled = get_request_data()
+    trace, span, sampled = request_trace()
     if not (trace and _TRACE_ID.fullmatch(trace) and (not span or _SPAN_ID.fullmatch(span))):
         return {"trace": "", "span_id": "", "trace_sampled": False}
     project = get_settings().project_id
@@ -270,14 +270,13 @@ class _Stdout:
 
 @lru_cache(maxsize=1)
 def _logger() -> logging.Logger:
-    import google.cloud.logging_v2
     from google.cloud.logging_v2.handlers.structured_log import StructuredLogHandler
+
+    from push365.seams.cloud_logging import skip_instrumentation_entry
 
     # The handler's one-off "instrumentation" entry copies the current request's full URL into
     # httpRequest, and a query string can hold an organization key: it is never written.
-    if not hasattr(google.cloud.logging_v2, "_instrumentation_emitted"):
-        raise RuntimeError("google-cloud-logging changed: review push365.audit.record._logger")
-    google.cloud.logging_v2._instrumentation_emitted = True
+    skip_instrumentation_entry()
 
     logger = logging.getLogger(AUDIT_LOGGER)
     logger.setLevel(logging.INFO)

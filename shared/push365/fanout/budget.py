@@ -1,6 +1,7 @@
 """deliver's time budget: every wait is shorter than what contains it, written down and checked.
 
-The names are README's ("The time budget"); the inequalities are what exactly-once rests on:
+The names are those of docs/api/deliver.md ("The time budget"); the inequalities are what
+exactly-once rests on:
 
 - ``request <= chunk``: one FCM request fits in a chunk's budget (``fcm_http_timeout_seconds``,
   ``deliver_chunk_budget_seconds``).

@@ -72,7 +72,7 @@ class FanoutPolicy:
     plan_slice_seconds: float = 30.0
     # A subscription its browser has not refreshed for this long is stale: not sent to.
     stale_after: timedelta | None = None
-    # The time budget (README "The time budget"; push365.fanout.budget checks its inequalities).
+    # The time budget (docs/api/deliver.md; push365.fanout.budget checks its inequalities).
     # One chunk's requests all end within this (those not started by then never start).
     chunk_budget_seconds: float = 20.0
     # No request starts later than this after the handler began; then it records what it

@@ -70,7 +70,8 @@ class FirebaseGateway:
 
     def _make_app(self) -> App:
         import firebase_admin
-        from firebase_admin import messaging
+
+        from push365.seams import firebase_admin as firebase_seam
 
         options = {"projectId": self._project_id, "httpTimeout": self._timeout}
         credential: Any = None
@@ -82,12 +83,13 @@ class FirebaseGateway:
             app = firebase_admin.get_app(APP_NAME)
         except ValueError:
             app = firebase_admin.initialize_app(credential, options, name=APP_NAME)
-        point_messaging_at(messaging._get_messaging_service(app), self._endpoint or PRODUCTION_URL)
+        point_messaging_at(firebase_seam.messaging_service(app), self._endpoint or PRODUCTION_URL)
         return app
 
 
 def point_messaging_at(service: Any, base_url: str) -> None:
-    """The one seam into firebase-admin's private state: where it sends, and how it retries.
+    """Where firebase-admin's messaging service sends, and how it retries (its private state:
+    :mod:`push365.seams.firebase_admin`).
 
     firebase-admin has no supported way to change the FCM URL, and its HTTP adapter retries 500
     and 503 four times and sleeps a 429/503's Retry-After in full, which could outlast Dynamics'
@@ -100,11 +102,13 @@ def point_messaging_at(service: Any, base_url: str) -> None:
     """
     import requests.adapters
 
-    project = getattr(service, "_project_id", None)
-    session = getattr(getattr(service, "_client", None), "session", None)
-    if not isinstance(project, str) or not hasattr(service, "_fcm_url") or session is None:
+    from push365.seams import firebase_admin as firebase_seam
+
+    project = firebase_seam.service_project(service)
+    session = firebase_seam.service_session(service)
+    if project is None or session is None:
         raise RuntimeError("firebase-admin's messaging service changed: review point_messaging_at")
-    service._fcm_url = base_url + _SEND_PATH.format(project=project)
+    firebase_seam.set_service_url(service, base_url + _SEND_PATH.format(project=project))
     adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=100, max_retries=0)
     session.mount(base_url, adapter)
     session.trust_env = False

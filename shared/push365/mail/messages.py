@@ -2,7 +2,10 @@
 translation exists (English otherwise).
 
 Every value placed in a message is escaped for HTML, and no message has a slot for an API key
-or for notification content: they cannot leak into mail by mistake.
+or for notification content: they cannot leak into mail by mistake. Every subject is a fixed
+text: nothing a caller chose (an organization's name) reaches a subject line, and the one
+message to an address that did not opt in (the confirmation request) names the organization by
+its id only.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def registration_confirmed(
     rows |= {f"Webhook: {name}": url for name, url in urls.items()}
     if language == "de":
         return _render(
-            f"Push365: {organization} ist registriert",
+            "Push365: Ihre Organisation ist registriert",
             [
                 f"Die Organisation {organization} ist bei Push365 registriert.",
                 "Registrieren Sie die Webhooks im Plugin Registration Tool mit der "
@@ -68,7 +71,7 @@ def registration_confirmed(
             rows,
         )
     return _render(
-        f"Push365: {organization} is registered",
+        "Push365: your organization is registered",
         [
             f"The organization {organization} is registered with Push365.",
             "Register the webhooks below in the Plugin Registration Tool with authentication "
@@ -79,26 +82,33 @@ def registration_confirmed(
     )
 
 
-def confirm_address(language: str, organization: str, link: str) -> Rendered:
-    """Asks an administrator's address to confirm it wants Push365's mail (double opt-in)."""
+def confirm_address(language: str, organization_id: str, link: str) -> Rendered:
+    """Asks an administrator's address to confirm it wants Push365's mail (double opt-in).
+
+    The one message an address that did not opt in gets: it carries no text the registering
+    caller chose (the organization is named by its id), only fixed text and the link."""
+    rows = {"Organization id": organization_id, "Link": link}
     if language == "de":
         return _render(
-            f"Push365: Adresse für {organization} bestätigen",
+            "Push365: Adresse bestätigen",
             [
-                f"Diese Adresse wurde als Administrator von {organization} bei Push365 angegeben.",
-                "Öffnen Sie den Link, um Nachrichten von Push365 zu erhalten. Ohne Bestätigung "
-                "sendet Push365 keine weitere E-Mail an diese Adresse.",
+                "Diese Adresse wurde bei Push365 als Administrator einer Dynamics-365-"
+                "Organisation angegeben.",
+                "Öffnen Sie den Link und bestätigen Sie dort mit der Schaltfläche, um Nachrichten "
+                "von Push365 zu erhalten. Ohne Bestätigung sendet Push365 keine weitere E-Mail an "
+                "diese Adresse. Wenn Sie nichts davon wissen, ignorieren Sie diese Nachricht.",
             ],
-            {"Link": link},
+            rows,
         )
     return _render(
-        f"Push365: confirm your address for {organization}",
+        "Push365: confirm your address",
         [
-            f"This address was given as an administrator of {organization} at Push365.",
-            "Open the link to receive Push365's messages. Without confirmation Push365 sends no "
-            "other mail to this address.",
+            "This address was given to Push365 as an administrator of a Dynamics 365 organization.",
+            "Open the link and confirm with its button to receive Push365's messages. Without "
+            "confirmation Push365 sends no other mail to this address. If you know nothing of "
+            "this, ignore this message.",
         ],
-        {"Link": link},
+        rows,
     )
 
 
@@ -115,7 +125,7 @@ def key_rotated(
             else "Der alte Schlüssel funktioniert seitdem nicht mehr."
         )
         return _render(
-            f"Push365: neuer Schlüssel für {organization}",
+            "Push365: neuer API-Schlüssel",
             [
                 f"Am {moment} wurde ein neuer API-Schlüssel für {organization} ausgegeben.",
                 old + " Aktualisieren Sie die Webhook-Registrierungen in Dynamics.",
@@ -127,7 +137,7 @@ def key_rotated(
         else "The old key stopped working at that moment."
     )
     return _render(
-        f"Push365: new key for {organization}",
+        "Push365: new API key",
         [
             f"A new API key was issued for {organization} at {moment}.",
             old + " Update the webhook registrations in Dynamics.",
@@ -189,7 +199,7 @@ def delivery_alert(
     rows = {"Devices": str(devices), "Failed": str(failed), "Reason": reason}
     if language == "de":
         return _render(
-            f"Push365: Zustellprobleme bei {organization}",
+            "Push365: Zustellprobleme",
             [
                 f"Firebase Cloud Messaging lehnt Benachrichtigungen von {organization} ab.",
                 "Diese Warnung wird höchstens einmal am Tag gesendet.",
@@ -197,7 +207,7 @@ def delivery_alert(
             rows,
         )
     return _render(
-        f"Push365: delivery problems for {organization}",
+        "Push365: delivery problems",
         [
             f"Firebase Cloud Messaging is rejecting notifications of {organization}.",
             "This alert is sent at most once a day.",
@@ -218,6 +228,6 @@ def data_erased(
             if whole
             else "Die Daten eines Benutzers wurden"
         )
-        return _render(f"Push365: Daten von {organization} gelöscht", [f"{what} gelöscht."], rows)
+        return _render("Push365: Daten gelöscht", [f"{what} gelöscht."], rows)
     what = "The organization and all its data were" if whole else "A user's data were"
-    return _render(f"Push365: data of {organization} erased", [f"{what} erased."], rows)
+    return _render("Push365: data erased", [f"{what} erased."], rows)

@@ -3,13 +3,14 @@ caused it: a failure becomes a fault on that request's audit record."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Protocol
 
 from push365.audit import note_fault
 from push365.mail import messages
+from push365.mail.limits import MailQuota
 from push365.mail.port import Mail, Mailer
 from push365.model import utc_now
 from push365.organizations.model import Organization
@@ -44,21 +45,36 @@ class AdminNotices:
         alerts: AlertLog,
         function_url: Callable[[str], str],
         clock: Callable[[], datetime] = utc_now,
+        quota: MailQuota | None = None,
     ) -> None:
+        """
+        Args:
+            quota: the daily mail limits (push365.mail.limits); None: no limits (unit tests).
+        """
         self._mailer = mailer
         self._alerts = alerts
         self._function_url = function_url
         self._clock = clock
+        self._quota = quota
+
+    def admit_confirmations(self, organization_id: str, emails: Sequence[str]) -> list[str]:
+        """Which of these new addresses may be asked to confirm now, under the daily limits
+        (each counted as asked, whether admitted or not)."""
+        if self._quota is None:
+            return list(emails)
+        return self._quota.confirmations(organization_id, emails)
 
     def confirmation_requests(self, organization: Organization, tokens: Mapping[str, str]) -> None:
-        """Ask each new address (address -> token) to confirm it wants Push365's mail: the one
-        message an unconfirmed address ever gets, sent to it alone, with its link."""
+        """Ask each new address (address -> token; admitted by :meth:`admit_confirmations`) to
+        confirm it wants Push365's mail: the one message an unconfirmed address ever gets, sent
+        to it alone, with its link, naming the organization by its id only (no text the caller
+        chose reaches an address that did not opt in)."""
         page = self._function_url("register") + "/confirm-email?token="
         for email, token in tokens.items():
             link = page + token
             self._send(
                 organization,
-                partial(messages.confirm_address, organization=organization.name, link=link),
+                partial(messages.confirm_address, organization_id=organization.id, link=link),
                 to=(email,),
             )
 
@@ -75,6 +91,7 @@ class AdminNotices:
                 language, organization.name, organization.unique_name, organization.id, urls
             ),
             to=(only,) if only else None,
+            counted=only is None,  # one per confirmation request, which the limits counted
         )
 
     def key_rotated(self, organization: Organization, previous_until: datetime | None) -> None:
@@ -136,14 +153,31 @@ class AdminNotices:
         organization: Organization,
         render: Callable[[str], messages.Rendered],
         to: tuple[str, ...] | None = None,
+        counted: bool | None = None,
     ) -> None:
-        """To ``to``, or else to every confirmed administrator address (double opt-in)."""
+        """To ``to``, or else to every confirmed administrator address (double opt-in).
+        ``counted`` (by default: when not sent to ``to``): a notice, under the organization's
+        daily cap of notices (over it, it is dropped and noted as the request's fault)."""
         confirmed = set(organization.confirmed_emails)
         recipients = to or tuple(e for e in organization.admin_emails() if e in confirmed)
         if not recipients:
+            return
+        if (to is None if counted is None else counted) and not self._notice_allowed(organization):
             return
         rendered = render(messages.language_of(organization.language_code))
         try:
             self._mailer.send(Mail(recipients, rendered.subject, rendered.text, rendered.html))
         except Exception as error:  # noqa: BLE001 - mail never fails the request that caused it
             note_fault("mail_failed", type(error).__name__)
+
+    def _notice_allowed(self, organization: Organization) -> bool:
+        if self._quota is None:
+            return True
+        try:
+            allowed = self._quota.notice(organization.id)
+        except Exception as error:  # noqa: BLE001 - mail never fails the request that caused it
+            note_fault("mail_failed", type(error).__name__)
+            return False
+        if not allowed:
+            note_fault("mail_limited", "the organization's daily notices are used up")
+        return allowed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -87,7 +88,8 @@ class OutboxMailer:
         self._directory.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         slug = re.sub(r"[^a-z0-9]+", "-", mail.subject.lower()).strip("-")[:40]
-        path = self._directory / f"{stamp}-{slug}.json"
+        # a random part too: two messages written in the same microsecond are two files
+        path = self._directory / f"{stamp}-{secrets.token_hex(4)}-{slug}.json"
         path.write_text(json.dumps(asdict(mail), indent=2, ensure_ascii=False))
 
 

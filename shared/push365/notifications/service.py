@@ -6,7 +6,6 @@ not grow with its audience.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from push365.errors import (
 from push365.fanout.binding import bind, new_seal
 from push365.fanout.model import Content, FanoutMessage, Kind
 from push365.fanout.publisher import FanoutPublisher
-from push365.fcm.model import WebPush
+from push365.fcm.model import PushMessage, WebPush
 from push365.model import utc_now
 from push365.notifications.model import (
     FCM_PAYLOAD_LIMIT,
@@ -204,14 +203,17 @@ class NotificationService:
 
 
 def payload_size(push: WebPush, receipt_url: str | None) -> int:
-    """The bytes FCM counts against its limit: notification and data, with the largest
-    per-device data Push365 adds."""
-    data = {**push.data, "notification_id": "0" * 32, "receipt": "0" * RECEIPT_LENGTH}
+    """The bytes FCM counts against its limit for ``push``'s largest message: firebase-admin's
+    own encoding of it (:func:`push365.fcm.body.payload_bytes`) with the largest per-device data
+    deliver adds (the notification's id, a receipt, the receipt URL).
+
+    Raises:
+        ValueError: firebase-admin's encoder refuses the content (a send request's checks
+            admit none it refuses).
+    """
+    from push365.fcm.body import payload_bytes
+
+    device_data = {"notification_id": "0" * 32, "receipt": "0" * RECEIPT_LENGTH}
     if receipt_url:
-        data["receipt_url"] = receipt_url
-    notification = {"title": push.title, "body": push.body, "icon": push.icon}
-    payload = {
-        "data": data,
-        "webpush": {"notification": notification, "fcm_options": {"link": push.link}},
-    }
-    return len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
+        device_data["receipt_url"] = receipt_url
+    return payload_bytes(PushMessage(token="0", push=push, device_data=device_data))

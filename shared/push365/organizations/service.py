@@ -43,6 +43,17 @@ class Registered:
     organization_id: str
     created: bool
     api_key: str | None = None
+    confirmations_sent: int = 0
+    """New administrator addresses asked to confirm (mailed) by this call."""
+    confirmations_not_sent: int = 0
+    """New addresses the daily mail limits kept from being asked: they stay unasked, and a later
+    update (after the limit's day) asks them."""
+
+    def confirmation_mails(self) -> dict[str, int] | None:
+        """The answer's counts of confirmation mails, when this call had new addresses."""
+        if self.confirmations_sent + self.confirmations_not_sent == 0:
+            return None
+        return {"sent": self.confirmations_sent, "not_sent": self.confirmations_not_sent}
 
 
 @dataclass(frozen=True)
@@ -92,26 +103,50 @@ class OrganizationService:
             CurrentKeyRequired: it is the previous key (during its overlap it administers
                 nothing).
         """
-        organization_id = registration.organization.id
         if presented_key is None:
-            return self._create(registration, signup_code, caller)
+            return self.register_as(registration, None, signup_code, caller)
         authenticated = self.identify(presented_key)
         stored = authenticated.organization
         stored.check_key_source(key_in_query)
+        return self.register_as(registration, authenticated, signup_code, caller)
+
+    def register_as(
+        self,
+        registration: Registration,
+        authenticated: Authenticated | None,
+        signup_code: str | None = None,
+        caller: str = "unknown",
+    ) -> Registered:
+        """:meth:`register`, with the key already checked (``None``: no key was presented).
+
+        Raises:
+            Forbidden, CurrentKeyRequired: a key of another organization, or the previous key.
+            and, without a key, what :meth:`register` raises then.
+        """
+        organization_id = registration.organization.id
+        if authenticated is None:
+            return self._create(registration, signup_code, caller)
+        stored = authenticated.organization
         if stored.id != organization_id:
             raise Forbidden("The API key belongs to another organization.")
         if authenticated.key != "current":
             raise CurrentKeyRequired()
         updates = registration.profile_updates()
         tokens: dict[str, str] = {}
+        refused = 0
         replaced = "admins" in registration.model_fields_set and [
             a.model_dump() for a in registration.admins
         ] != [a.model_dump() for a in stored.admins]
         if "admins" in registration.model_fields_set:
             updated = stored.model_copy(update={"admins": registration.admins})
-            tokens, pending = self._confirmations(updated)
-            if pending:
-                updates["pending_emails"] = {**stored.pending_emails, **pending}
+            tokens, pending, refused = self._confirmations(updated)
+            # A waiting confirmation ends with its address's removal (its link stops working),
+            # so that the list stays as short as the administrators; re-adding the address asks
+            # it again only once the mail limits allow (not on the day it was asked).
+            kept = set(updated.admin_emails())
+            waiting = {h: e for h, e in stored.pending_emails.items() if e in kept}
+            if pending or waiting != stored.pending_emails:
+                updates["pending_emails"] = {**waiting, **pending}
         self._repository.update_profile(organization_id, updates, self._clock())
         if self._notices is not None and tokens:
             self._notices.confirmation_requests(stored, tokens)
@@ -119,7 +154,12 @@ class OrganizationService:
             # to the administrators confirmed before the change: someone who replaced them
             # with a key cannot keep them from hearing of it
             self._notices.admins_replaced(stored, len(registration.admins))
-        return Registered(organization_id, created=False)
+        return Registered(
+            organization_id,
+            created=False,
+            confirmations_sent=len(tokens),
+            confirmations_not_sent=refused,
+        )
 
     def _create(
         self, registration: Registration, signup_code: str | None, caller: str
@@ -131,25 +171,39 @@ class OrganizationService:
             self._signup.admit(signup_code, organization_id, caller)
         issued = keys.issue_key(organization_id)
         organization = Organization.register(registration, issued.hash, self._clock())
-        tokens, pending = self._confirmations(organization)
+        tokens, pending, refused = self._confirmations(organization)
         organization = organization.model_copy(update={"pending_emails": pending})
         if not self._repository.add(organization):
             raise Conflict()
         if self._notices is not None:
             self._notices.confirmation_requests(organization, tokens)
-        return Registered(organization_id, created=True, api_key=issued.plaintext)
+        return Registered(
+            organization_id,
+            created=True,
+            api_key=issued.plaintext,
+            confirmations_sent=len(tokens),
+            confirmations_not_sent=refused,
+        )
 
-    @staticmethod
-    def _confirmations(organization: Organization) -> tuple[dict[str, str], dict[str, str]]:
-        """A confirmation token for each address not asked yet: (address -> token to mail,
-        token hash -> address to store)."""
+    def _confirmations(
+        self, organization: Organization
+    ) -> tuple[dict[str, str], dict[str, str], int]:
+        """A confirmation token for each address not asked yet that the daily mail limits
+        admit: (address -> token to mail, token hash -> address to store, how many addresses
+        the limits refused). A refused address is not stored as waiting: it stays unasked."""
+        unasked = organization.unasked_emails()
+        admitted = (
+            self._notices.admit_confirmations(organization.id, unasked)
+            if self._notices is not None and unasked
+            else unasked
+        )
         tokens: dict[str, str] = {}
         pending: dict[str, str] = {}
-        for email in organization.unasked_emails():
+        for email in admitted:
             issued = keys.issue_key(organization.id, keys.CONFIRMATION_PREFIX)
             tokens[email] = issued.plaintext
             pending[issued.hash] = email
-        return tokens, pending
+        return tokens, pending, len(unasked) - len(admitted)
 
     def confirm_email(self, token: str) -> None:
         """An administrator opened the link: their address now gets Push365's mail, starting

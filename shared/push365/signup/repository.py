@@ -7,8 +7,12 @@ from typing import Protocol
 
 from google.cloud import firestore
 
+from push365.quotas.repository import count_hits
 from push365.retention import TTL_FIELD
 from push365.store import CONTENDED_ATTEMPTS, SIGNUP_CODES, THROTTLES
+
+THROTTLE_SECONDS = 8.0
+"""How long counting one attempt may take (the store timeout's default)."""
 
 
 class SignupRepository(Protocol):
@@ -76,8 +80,8 @@ class FirestoreSignupRepository:
     def hit(self, scope_hash: str, window: int, expires_at: datetime) -> int:
         # An increment needs no transaction: a burst of attempts never aborts one another.
         reference = self._client.collection(THROTTLES).document(f"{scope_hash}-{window}")
-        reference.set({"count": firestore.Increment(1), TTL_FIELD: expires_at}, merge=True)
-        return int(reference.get(field_paths=["count"]).get("count") or 0)
+        (count,) = count_hits(self._client, [(reference, expires_at)], THROTTLE_SECONDS)
+        return count
 
     def count(self, scope_hash: str, window: int) -> int:
         reference = self._client.collection(THROTTLES).document(f"{scope_hash}-{window}")

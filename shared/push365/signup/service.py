@@ -15,6 +15,7 @@ from push365.errors import (
     Unauthorized,
 )
 from push365.model import utc_now
+from push365.quotas.model import Window
 from push365.signup.model import code_hash, new_code
 from push365.signup.repository import SignupRepository
 
@@ -108,14 +109,12 @@ class SignupService:
         """Count one attempt in ``scope`` (or, without ``count``, only read the count); past
         the limit, refuse it."""
         now = self._clock()
-        seconds = int(self._policy.window.total_seconds())
-        window = int(now.timestamp()) // seconds
-        ends = datetime.fromtimestamp((window + 1) * seconds, tz=now.tzinfo)
+        window = Window.of(now, int(self._policy.window.total_seconds()))
         scope_hash = code_hash(scope)
         seen = (
-            self._repository.hit(scope_hash, window, ends)
+            self._repository.hit(scope_hash, window.number, window.ends)
             if count
-            else self._repository.count(scope_hash, window) + 1
+            else self._repository.count(scope_hash, window.number) + 1
         )
         if seen > self._policy.attempts:
-            raise TooManyRequests(retry_after=max(1, int((ends - now).total_seconds()) + 1))
+            raise TooManyRequests(retry_after=window.retry_after(now))

@@ -13,6 +13,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from push365.errors import TokenHeld
 from push365.retention import TTL_FIELD
+from push365.seams import firestore as firestore_seam
 from push365.store import (
     BATCH_LIMIT,
     CONTENDED_ATTEMPTS,
@@ -93,7 +94,7 @@ def owner_entry(subscription: firestore.DocumentReference) -> firestore.Document
     """``token_owners/{id}``: which organization's active subscription the token is. One token
     belongs to one organization: all organizations share one FCM project, so a token another
     organization subscribed would let it push to a browser that never opted in to it."""
-    client: firestore.Client = subscription._client
+    client = firestore_seam.client_of(subscription)
     return client.collection(TOKEN_OWNERS).document(subscription.id)
 
 

@@ -1,12 +1,14 @@
 """HTTP translation shared by the Cloud Functions' entry points."""
 
 from push365.web.api import (
+    ADMIN_KEY_HEADER,
     API_KEY_HEADER,
     API_KEY_QUERY,
     Api,
     ApiRequest,
     Cors,
     Handler,
+    Page,
     Reply,
     ignored,
     json_errors,
@@ -14,6 +16,7 @@ from push365.web.api import (
 from push365.web.openapi import Operation
 
 __all__ = [
+    "ADMIN_KEY_HEADER",
     "API_KEY_HEADER",
     "API_KEY_QUERY",
     "Api",
@@ -21,6 +24,7 @@ __all__ = [
     "Cors",
     "Handler",
     "Operation",
+    "Page",
     "Reply",
     "ignored",
     "json_errors",

@@ -1,7 +1,11 @@
 """HTTP translation for the Cloud Functions: routing, reading bodies, JSON answers and errors.
 
-Each function in ``functions/`` builds one :class:`Api` from its routes; a route handler reads
-its input through :class:`ApiRequest`, calls one use case and returns ``(status, body)``.
+Each function in ``functions/`` builds one :class:`Api` from its routes, each with its
+:class:`~push365.web.openapi.Operation`. Before a handler runs, the Api does what the route
+declares: it lets the call in by ``auth`` (the organization lands on ``request.organization``),
+counts it against its ``quota`` and reads its ``query`` model (``request.parsed(Model)``). The
+handler reads its body through :class:`ApiRequest`, calls one use case and returns
+``(status, body)``.
 Whatever goes wrong becomes ``{"error": {"code", "message"}}`` with a 4xx status, built from
 fixed texts so that no request value is ever echoed.
 """
@@ -18,6 +22,7 @@ from typing import Any, TypeVar
 import flask
 import werkzeug.exceptions
 from google.api_core import exceptions as google_exceptions
+from pydantic import BaseModel, ValidationError
 
 from push365.audit import AuditRecord, begin, emit, end, log_unhandled
 from push365.dataverse import (
@@ -36,17 +41,24 @@ from push365.errors import (
     NotFound,
     PayloadTooLarge,
     Push365Error,
+    QuotaExceeded,
+    QuotaExceededRetryable,
     StoreUnavailable,
     TooManyRequests,
+    Unauthorized,
     UnsupportedMediaType,
+    ValidationFailed,
     for_status,
 )
-from push365.model import InputModel, validate
+from push365.model import InputModel, safe_error_details, validate
 from push365.organizations.model import Authenticated, Organization
+from push365.quotas import QUOTA_CLASSES
 from push365.settings import get_settings
-from push365.web.openapi import DOCUMENT_ROUTE, Operation, describe
+from push365.web.guards import Guards, default_guards
+from push365.web.openapi import DOCUMENT_ROUTE, Operation, describe, operation_id
 
 API_KEY_HEADER = "X-Push365-Key"
+ADMIN_KEY_HEADER = "X-Push365-Admin-Key"
 MAX_JSON_DEPTH = 32
 """The deepest nesting a body may have (Dataverse's own bodies reach about 8)."""
 _NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
@@ -54,7 +66,17 @@ _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(rb"[\[\]{}]")
 API_KEY_QUERY = "code"
 
-Reply = tuple[int, Mapping[str, Any]]
+
+@dataclass(frozen=True)
+class Page:
+    """An HTML answer: the one page a person opens from mail (the address confirmation), built
+    from fixed texts only. Served with a policy that lets it run no script, load nothing and be
+    framed by no one, and that sends no referrer (its URL carries a token)."""
+
+    html: str
+
+
+Reply = tuple[int, Mapping[str, Any] | Page]
 Handler = Callable[["ApiRequest"], Reply]
 M = TypeVar("M", bound=InputModel)
 C = TypeVar("C")
@@ -75,6 +97,26 @@ class ApiRequest:
         """This call's audit record: handlers note ids on it, never request content."""
         self.context: ExecutionContext | None = None
         """The Dataverse context, once :meth:`command` has read one."""
+        self.authenticated: Authenticated | None = None
+        """Whose key let the call in (set by :class:`Api` from the route's ``auth``)."""
+        self._query: BaseModel | None = None
+
+    @property
+    def organization(self) -> Organization:
+        """The organization whose key let the call in.
+
+        Raises:
+            Unauthorized: no key did (a route whose ``auth`` lets a call in without one).
+        """
+        if self.authenticated is None:
+            raise Unauthorized()
+        return self.authenticated.organization
+
+    def parsed(self, model: type[M]) -> M:
+        """The query, as the route's declared query model read it."""
+        if not isinstance(self._query, model):
+            raise TypeError(f"the route declares no query model {model.__name__}")
+        return self._query
 
     def authenticate(
         self,
@@ -96,13 +138,22 @@ class ApiRequest:
             QueryKeyRefused: the key came in ``?code=`` and the organization refuses that.
             CurrentKeyRequired: the previous key, on a route that needs the current one.
         """
+        return self.identify(authenticator, previous_key=previous_key).organization
+
+    def identify(
+        self,
+        authenticator: Callable[[str | None], Authenticated],
+        *,
+        previous_key: bool = False,
+    ) -> Authenticated:
+        """:meth:`authenticate`, answering which key it was too."""
         authenticated = authenticator(self.api_key)
         self.audit.organization_id = authenticated.organization.id
         self.audit.api_key = authenticated.key
         authenticated.organization.check_key_source(self.key_in_query)
         if authenticated.key != "current" and not previous_key:
             raise CurrentKeyRequired()
-        return authenticated.organization
+        return authenticated
 
     @property
     def caller(self) -> str:
@@ -196,29 +247,45 @@ class Api:
         function: str,
         routes: Mapping[str, Mapping[str, Handler]],
         *,
+        operations: Mapping[tuple[str, str], Operation],
         cors: Mapping[str, Cors] | None = None,
-        operations: Mapping[tuple[str, str], Operation] | None = None,
+        guards: Guards | None = None,
     ) -> None:
         """
         Args:
             function: the function's name, for logs.
             routes: path (relative to the function's URL, ``/`` for its root) -> method -> handler.
+            operations: (path, method) -> what the route reads and answers, how it is let in
+                and counted: one for every route. The function also answers
+                ``GET /openapi.json``, its OpenAPI 3.1 description (no key, no quota: it reads
+                nothing).
             cors: path -> what browsers from any origin may call there (the service worker's
                 receipts, the delivery report page).
-            operations: (path, method) -> what the route reads and answers; with them the
-                function also answers ``GET /openapi.json``, its OpenAPI 3.1 description.
+            guards: the checks behind ``auth`` and ``quota`` (default: the deployed ones).
         """
         self.function = function
-        self._routes = routes
         self._cors = dict(cors or {})
-        self._operations = operations
-        if operations is not None:
-            self._routes = {**routes, DOCUMENT_ROUTE: {"GET": self._describe}}
+        self._operations = dict(operations)
+        self._guards = guards
+        missing = {(p, m) for p, methods in routes.items() for m in methods} - set(operations)
+        if missing:
+            raise ValueError(f"{function}: routes without an Operation: {sorted(missing)}")
+        self._routes = {**routes, DOCUMENT_ROUTE: {"GET": self._describe}}
+
+    def with_guards(self, guards: Guards) -> Api:
+        """The same routes behind other checks (another instance, as a test runs it)."""
+        routes = {p: m for p, m in self._routes.items() if p != DOCUMENT_ROUTE}
+        return Api(
+            self.function, routes, operations=self._operations, cors=self._cors, guards=guards
+        )
+
+    @property
+    def operations(self) -> Mapping[tuple[str, str], Operation]:
+        """(path, method) -> the route's operation."""
+        return self._operations
 
     def openapi(self) -> dict[str, Any]:
         """This function's OpenAPI 3.1 description, from its routes and their models."""
-        if self._operations is None:
-            raise ValueError(f"{self.function} declares no operations")
         routes = {path: m for path, m in self._routes.items() if path != DOCUMENT_ROUTE}
         return describe(self.function, routes, self._operations)
 
@@ -264,6 +331,8 @@ class Api:
             audit.fault = {"code": "internal", "message": type(error).__name__}
             log_unhandled(self.function, error)
             return _error_response(InternalError())
+        if isinstance(body, Page):
+            return _page_response(status, body)
         audit.note_response(body)
         return _json_response(status, body)
 
@@ -274,7 +343,50 @@ class Api:
         handler = methods.get(request.method)
         if handler is None:
             raise MethodNotAllowed(list(methods))
-        return handler(ApiRequest(request, audit))
+        api_request = ApiRequest(request, audit)
+        operation = self._operations.get((path, request.method))
+        if operation is not None:  # (none: this function's own description)
+            self._admit(api_request, operation, operation_id(self.function, path, request.method))
+        return handler(api_request)
+
+    def _admit(self, request: ApiRequest, operation: Operation, route: str) -> None:
+        """What the route declares, before its handler: let the call in by ``auth``, count it
+        against its ``quota``, read its ``query``."""
+        guards = self._guards or default_guards()
+        auth = operation.auth
+        if auth in ("key", "webhook") or (auth == "optional" and request.api_key is not None):
+            request.authenticated = request.identify(guards.identify, previous_key=auth != "key")
+        elif auth == "admin":
+            guards.operator(request.header(ADMIN_KEY_HEADER))
+        elif auth == "purge":
+            audience = get_settings().purge_audience or f"https://{request.header('Host')}"
+            guards.scheduler(
+                request.header("Authorization"), request.header(ADMIN_KEY_HEADER), audience
+            )
+        self._count(request, operation, route, guards)
+        if operation.query is not None:
+            request._query = _read_query(request, operation.query)
+
+    @staticmethod
+    def _count(request: ApiRequest, operation: Operation, route: str, guards: Guards) -> None:
+        quotas = guards.quotas()
+        organization = request.authenticated.organization.id if request.authenticated else None
+        if quotas is None or (
+            QUOTA_CLASSES[operation.quota].scope == "organization" and organization is None
+        ):
+            return  # (keyless use of an organization's route, registering: signup throttles)
+        try:
+            quotas.check(
+                route, operation.quota, organization_id=organization, caller=request.caller
+            )
+        except QuotaExceeded as refused:
+            if operation.dataverse and _is_dataverse(request):
+                raise QuotaExceededRetryable(refused.retry_after) from None
+            raise
+        except _UNAVAILABLE:
+            # Fail open: the quota guards cost, not access (the call is authenticated), and
+            # a call that needs the store meets its own 503 if the store is really out.
+            request.audit.counts["quota_unchecked"] = 1
 
 
 def json_errors(errorhandler: Callable[[Any], Callable[[Any], Any]]) -> None:
@@ -305,6 +417,29 @@ def json_errors(errorhandler: Callable[[Any], Callable[[Any], Any]]) -> None:
         # Flask's own exception log carries the exception's message, which can quote the
         # request; crash records (code locations only) are written instead.
         flask.current_app.logger.disabled = True
+
+
+def _is_dataverse(request: ApiRequest) -> bool:
+    """Whether the body is a Dataverse webhook's (read only for a call refused by its quota)."""
+    try:
+        return is_execution_context(request.json_object())
+    except Push365Error:
+        return False
+
+
+def _read_query(request: ApiRequest, model: type[BaseModel]) -> BaseModel:
+    """The query parameters the model names, validated (the others are not read).
+
+    Raises:
+        ValidationFailed: with the model's ``INVALID`` message, else a general one.
+    """
+    values = {name: request.query(name) for name in model.model_fields}
+    present = {name: value for name, value in values.items() if value is not None}
+    try:
+        return model.model_validate(present)
+    except ValidationError as error:
+        message = getattr(model, "INVALID", "A query parameter is not valid.")
+        raise ValidationFailed(message, safe_error_details(error, model)) from None
 
 
 def ignored(outcome: NotHandled) -> Reply:
@@ -365,6 +500,18 @@ def _error_response(error: Push365Error) -> flask.Response:
         response.headers["Allow"] = ", ".join(error.allowed)
     if isinstance(error, TooManyRequests):
         response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _page_response(status: int, page: Page) -> flask.Response:
+    response = flask.Response(page.html, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -27,12 +27,15 @@ from push365.errors import (
     PurgeDisabled,
     Push365Error,
     QueryKeyRefused,
+    QuotaExceeded,
+    QuotaExceededRetryable,
     StoreUnavailable,
     Unauthorized,
     UnsupportedMediaType,
     ValidationFailed,
 )
 from push365.model import GUID_PATTERN
+from push365.quotas.model import QUOTA_CLASSES
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
@@ -45,21 +48,35 @@ infra/variables.tf's (the project has none: it is the operator's)."""
 LOCAL_URL = "http://localhost:{port}/"
 """Where ``make dev`` serves every function (devstack's gateway, ``PUSH365_HTTP_PORT``)."""
 
-Auth = Literal["key", "webhook", "none", "purge", "admin"]
-"""``key``: the organization's current key only; ``webhook``: the current key, or the previous
-one during its overlap after a rotation (what a Dataverse webhook does)."""
+Auth = Literal["key", "webhook", "optional", "none", "purge", "admin"]
+"""How :class:`~push365.web.api.Api` lets a call in, before its handler runs:
+
+- ``key``: the organization's current key only;
+- ``webhook``: the current key, or the previous one during its overlap after a rotation (what a
+  Dataverse webhook does);
+- ``optional``: no key (the route's keyless use: registering a new organization), or a key as
+  for ``webhook`` (the handler asks for the current one where it administers);
+- ``none``: no key (the request carries its own proof: a receipt, a mailed link);
+- ``purge``: the scheduler's OIDC token (production) or the operator's key (locally);
+- ``admin``: the operator's key."""
+AUTHS: tuple[Auth, ...] = get_args(Auth)
 
 
 @dataclass(frozen=True)
 class Operation:
-    """What one route reads and answers, for its description."""
+    """What one route reads and answers, for its description; and how :class:`Api` lets it in
+    (``auth``), counts it (``quota``) and reads its query (``query``)."""
 
     summary: str
+    auth: Auth = field(kw_only=True)
+    quota: str = field(kw_only=True)
+    """Its class in ``push365.quotas.QUOTA_CLASSES`` (README "Quotas")."""
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     answers: Mapping[int, str] = field(default_factory=lambda: {200: "Done."})
     answer: type[BaseModel] | None = None
-    auth: Auth = "key"
+    media: tuple[str, ...] = ("application/json",)
+    """What the answers are: JSON, or also (or only) ``text/html``, a page (web.api.Page)."""
     dataverse: bool = False  # the body may also be a Dataverse RemoteExecutionContext
     body_required: bool = True  # False: a request without a body is read as ``{}``
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -76,6 +93,7 @@ def errors(operation: Operation) -> list[type[Push365Error]]:
     found += {
         "key": [Unauthorized, QueryKeyRefused, CurrentKeyRequired],
         "webhook": [Unauthorized, QueryKeyRefused],
+        "optional": [Unauthorized, QueryKeyRefused],
         "none": [],
         "purge": [Unauthorized, PurgeDisabled],
         "admin": [Unauthorized, Forbidden],
@@ -85,7 +103,8 @@ def errors(operation: Operation) -> list[type[Push365Error]]:
     if operation.query is not None:
         found.append(ValidationFailed)
     if operation.dataverse:
-        found.append(Forbidden)
+        found += [Forbidden, QuotaExceededRetryable]
+    found.append(QuotaExceeded)
     found += operation.errors
     return sorted(set(found), key=lambda kind: (kind.status, kind.code))
 
@@ -106,6 +125,7 @@ _ERROR = {
     },
 }
 _GUID = {"type": "string", "maxLength": 40, "pattern": GUID_PATTERN}
+_PAGE = {"type": "string", "description": "An HTML page of fixed texts."}
 _OPTIONAL_GUID = {"anyOf": [_GUID, {"type": "null"}, {"const": ""}]}
 _IF_INTEGER = {"description": "An integer; any other value is read as absent."}
 _IF_TEXT = {"description": "A string; any other value is read as absent."}
@@ -143,6 +163,7 @@ _DATAVERSE = {
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "key": [{"headerKey": []}, {"queryKey": []}],
     "webhook": [{"headerKey": []}, {"queryKey": []}],
+    "optional": [{}, {"headerKey": []}, {"queryKey": []}],
     "none": [],
     "purge": [{"schedulerOidc": []}, {"adminKey": []}],
     "admin": [{"adminKey": []}],
@@ -233,6 +254,27 @@ def _servers(function: str) -> list[dict[str, Any]]:
     ]
 
 
+def operation_id(function: str, path: str, method: str) -> str:
+    """A route's name: its OpenAPI operationId, and its quota counters' name."""
+    slug = path.strip("/").replace("/", "_").replace("-", "_") or "root"
+    return f"{function}_{method.lower()}_{slug}"
+
+
+def _quota(operation: Operation) -> dict[str, Any]:
+    """The route's quota (README "Quotas"), as an extension of its operation."""
+    quota = QUOTA_CLASSES[operation.quota]
+    over = "429 quota_exceeded with Retry-After"
+    if operation.dataverse:
+        over += " (a Dataverse webhook body: 503, which Dataverse retries once)"
+    return {
+        "class": quota.name,
+        "per": quota.scope,
+        "per_minute": quota.per_minute,
+        "per_day": quota.per_day,
+        "exceeded": over + ".",
+    }
+
+
 def _is_input(model: type[BaseModel], operations: Mapping[tuple[str, str], Operation]) -> bool:
     return any(model in (op.body, op.query) for op in operations.values())
 
@@ -248,11 +290,11 @@ def _operation(
         mode = "validation" if model in (operation.body, operation.query) else "serialization"
         return names[(model, mode)]
 
-    slug = path.strip("/").replace("/", "_").replace("-", "_") or "root"
     described: dict[str, Any] = {
-        "operationId": f"{function}_{method.lower()}_{slug}",
+        "operationId": operation_id(function, path, method),
         "summary": operation.summary,
         "security": _SECURITY[operation.auth],
+        "x-quota": _quota(operation),
     }
     if operation.query is not None:
         required = {
@@ -286,13 +328,16 @@ def _operation(
         answer: dict[str, Any] = {"description": text}
         if status != 204:
             model = ref(operation.answer) if operation.answer is not None else {"type": "object"}
-            answer["content"] = {"application/json": {"schema": dict(model)}}
+            answer["content"] = {
+                media: {"schema": dict(model) if media == "application/json" else _PAGE}
+                for media in operation.media
+            }
         responses[str(status)] = answer
     by_status: dict[int, list[type[Push365Error]]] = {}
     for kind in errors(operation):
         by_status.setdefault(kind.status, []).append(kind)
     for status, kinds in sorted(by_status.items()):
-        codes = [kind.code for kind in kinds]
+        codes = sorted({kind.code for kind in kinds})
         responses[str(status)] = {
             "description": "An error (fixed messages that never echo the request): "
             + "; ".join(f"{kind.code}: {kind.default_message}" for kind in kinds),
@@ -311,4 +356,4 @@ def _operation(
     return described
 
 
-__all__ = ["DOCUMENT_ROUTE", "Operation", "describe", "errors"]
+__all__ = ["AUTHS", "DOCUMENT_ROUTE", "Operation", "describe", "errors", "operation_id"]

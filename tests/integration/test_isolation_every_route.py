@@ -224,7 +224,8 @@ the erasure last). ``/privacy/export`` runs once more for one user (below)."""
 
 NO_ORGANIZATION = {
     ("register", "/signup-codes", "POST"): "the operator's, for an organization not registered",
-    ("register", "/confirm-email", "GET"): "the link's token names its organization",
+    ("register", "/confirm-email", "GET"): "the mailed link's page: reads nothing",
+    ("register", "/confirm-email", "POST"): "the link's token names its organization",
     ("receipt", "/", "POST"): "the receipt names its organization, device and batch",
     ("purge", "/", "POST"): "every organization's due records (the scheduler's)",
     ("reconcile", "/", "POST"): "every organization's unfinished sends (the scheduler's)",

@@ -215,6 +215,8 @@ WRITES = {
         "activate", "deactivate_token", "deactivate_user", "delete_user", "retire", "seen",
     },
     "FirestoreUserRepository": {"upsert_many", "ensure", "delete"},
+    "FirestoreQuotaCounter": {"hit"},  # counters: no organization's data is read back
+    "FirestoreMailCounters": {"add", "claim"},
 }  # fmt: skip
 """The other public methods: writes (what they may touch is the routes' and P1's tests')."""
 

@@ -18,10 +18,10 @@ Layout (every tenant's data lives under its organization document)::
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.cloud import firestore
@@ -31,6 +31,8 @@ from google.cloud.firestore_v1.services.firestore.transports.grpc import Firesto
 from push365.seams import firestore as firestore_seam
 from push365.seams import grpc as grpc_seam
 from push365.settings import get_settings
+
+T = TypeVar("T")
 
 ORGANIZATIONS = "organizations"
 USERS = "users"
@@ -69,6 +71,21 @@ def bounded(seconds: float) -> dict[str, Any]:
     fails after its first document raises AttributeError (python-firestore#596), not the store's
     error."""
     return {"retry": bounded_retry(seconds), "timeout": seconds}
+
+
+def transact(function: Callable[[Any], T], transaction: Any) -> T:
+    """``function(transaction)`` for a ``@firestore.transactional`` function, a store that does
+    not answer raising its own error: when the transaction could not even begin, the library's
+    rollback raises ``ValueError`` ("not in progress") over it, and that would be a 500."""
+    from google.api_core import exceptions as google_exceptions
+
+    try:
+        return function(transaction)
+    except ValueError as error:
+        cause = error.__context__
+        if isinstance(cause, google_exceptions.GoogleAPICallError | google_exceptions.RetryError):
+            raise cause from None
+        raise
 
 
 def add_update(

@@ -50,6 +50,7 @@ MAX_PUSH_BYTES = 1024 * 1024
 Pub/Sub's own fields."""
 NOT_A_MESSAGE = "not a fan-out message"
 NOT_BOUND = "not bound to its notification"
+REDELIVER = "Deliver this message again after the backoff."
 _UNAVAILABLE = (
     google_exceptions.ServiceUnavailable,
     google_exceptions.DeadlineExceeded,
@@ -132,7 +133,13 @@ def _handle(
         audit.fault = {"code": "internal", "message": type(error).__name__}
         log_unhandled(FUNCTION, error)
         return 500
-    return ACK if verdict is Verdict.ACK else RETRY
+    if verdict is Verdict.ACK:
+        return ACK
+    # Not finished yet (FCM asked to wait, a batch not due again): a fault like any other 503's,
+    # unless the worker noted one of its own.
+    if audit.fault is None:
+        audit.fault = {"code": "redeliver", "message": REDELIVER}
+    return RETRY
 
 
 def answer(status: int) -> dict[str, Any]:
@@ -141,7 +148,7 @@ def answer(status: int) -> dict[str, Any]:
     if status == INVALID:
         code, message = "invalid_message", "Not a fan-out message."
     elif status == RETRY:
-        code, message = "redeliver", "Deliver this message again after the backoff."
+        code, message = "redeliver", REDELIVER
     else:
         error = for_status(status)
         code, message = error.code, error.message

@@ -10,7 +10,7 @@ from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
 from push365.organizations.model import Organization
-from push365.store import CONTENDED_ATTEMPTS, ORGANIZATIONS
+from push365.store import CONTENDED_ATTEMPTS, ORGANIZATIONS, transact
 
 _CREDENTIALS = ["api_key_hash", "previous_key_hash", "previous_key_until"]
 
@@ -133,7 +133,7 @@ class FirestoreOrganizationRepository:
             )
             return str(email)
 
-        return confirm_in(self._client.transaction(max_attempts=CONTENDED_ATTEMPTS))  # type: ignore[no-any-return]
+        return transact(confirm_in, self._client.transaction(max_attempts=CONTENDED_ATTEMPTS))  # type: ignore[no-any-return]
 
     def set_rules(self, organization_id: str, rules: list[dict[str, Any]], now: datetime) -> None:
         self._collection.document(organization_id).update({"rules": rules, "updated_at": now})

@@ -17,6 +17,7 @@ from devstack import fanout
 from devstack.emulator import FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
 from devstack.gateway import FUNCTIONS_DIR
+from push365.store import QUOTAS, THROTTLES
 from push365.web import API_KEY_HEADER
 from tests.conftest import SES_SENDER, TEST_ADMIN_KEY, example, fanout_topology
 
@@ -325,6 +326,16 @@ def all_documents(store: Any) -> list[tuple[str, dict[str, Any]]]:
 
     walk(store.collections())
     return found
+
+
+def stored_state(store: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every document but the rate counters (quotas, throttles), which count the test's own
+    calls: what "nothing stored changed" compares."""
+    return [
+        (path, fields)
+        for path, fields in all_documents(store)
+        if not {QUOTAS, THROTTLES} & set(path.split("/")[::2])  # (its collections' names)
+    ]
 
 
 def delivery_records(store: Any, org: str, notification_id: str) -> dict[str, dict[str, Any]]:

@@ -26,8 +26,8 @@ from tests.integration.conftest import (
     Answer,
     Fanout,
     Functions,
-    all_documents,
     register,
+    stored_state,
 )
 
 REAL_ONCE = Counter({("bob-1", "The real title"): 1, ("bob-2", "The real title"): 1})
@@ -145,13 +145,13 @@ def test_a_forged_or_altered_batch_message_sends_nothing_and_changes_nothing(
     planned: Sent, store: Any, fcm: LocalFcmServer, alter: Callable[[Any], Any]
 ) -> None:
     assert planned.batch is not None
-    before = all_documents(store)
+    before = stored_state(store)
 
     refused = planned.push(with_data(planned.batch, alter(data_of(planned.batch))))
 
     assert (refused.status_code, refused.json) == (400, INVALID)
     assert fcm.messages() == []
-    assert all_documents(store) == before
+    assert stored_state(store) == before
     # The genuine message still sends the real notification, once per device.
     assert planned.push(planned.batch).status_code == 200
     assert received(fcm) == Counter(
@@ -175,12 +175,12 @@ ALTERED_PLANS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 def test_a_forged_or_altered_plan_plans_nothing(
     sent: Sent, store: Any, fcm: LocalFcmServer, alter: Callable[[Any], Any]
 ) -> None:
-    before = all_documents(store)
+    before = stored_state(store)
 
     refused = sent.push(with_data(sent.plan, alter(data_of(sent.plan))))
 
     assert (refused.status_code, refused.json) == (400, INVALID)
-    assert all_documents(store) == before  # no batch stored, the record as it was
+    assert stored_state(store) == before  # no batch stored, the record as it was
     sent.queue.deliver(quiet=0.5)
     assert fcm.messages() == []  # nothing was published either
     assert sent.push(sent.plan).status_code == 200
@@ -196,7 +196,7 @@ def test_a_forged_dead_letter_copy_of_a_plan_leaves_a_sent_notification_sent(
     assert sent.push(sent.plan).status_code == 200
     sent.queue.deliver(until=lambda: sent.status()["status"] == "sent")
     finished = sent.status()
-    before = all_documents(store)
+    before = stored_state(store)
     capsys.readouterr()
 
     forged = dead_letter(with_data(sent.plan, forged_with_own_seal(data_of(sent.plan))), sent)
@@ -206,7 +206,7 @@ def test_a_forged_dead_letter_copy_of_a_plan_leaves_a_sent_notification_sent(
     assert answered.status_code == 200
     assert sent.status() == finished
     assert finished["status"] == "sent"
-    assert all_documents(store) == before
+    assert stored_state(store) == before
     (record,) = deliver_records(capsys)
     assert (record["route"], record["fault"]["code"]) == ("/plan/dead-letter", "invalid_message")
 
@@ -215,12 +215,12 @@ def test_a_forged_dead_letter_copy_of_a_batch_fails_none_of_its_devices(
     planned: Sent, store: Any, fcm: LocalFcmServer
 ) -> None:
     assert planned.batch is not None
-    before = all_documents(store)
+    before = stored_state(store)
 
     forged = dead_letter(with_data(planned.batch, forged_content(data_of(planned.batch))), planned)
     assert planned.push(forged, dead_letter=True).status_code == 200
 
-    assert all_documents(store) == before
+    assert stored_state(store) == before
     assert planned.status()["counts"]["failed"] == 0
     assert planned.push(planned.batch).status_code == 200
     final = planned.status()
@@ -377,7 +377,7 @@ def test_every_malformed_push_is_400_invalid_message_never_500_with_a_bounded_au
     planned: Sent, store: Any, fcm: LocalFcmServer, capsys: Any
 ) -> None:
     assert planned.batch is not None
-    before = all_documents(store)
+    before = stored_state(store)
     capsys.readouterr()
     answers: dict[str, tuple[int, Any]] = {}
     records: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -400,7 +400,7 @@ def test_every_malformed_push_is_400_invalid_message_never_500_with_a_bounded_au
         assert _GUID.match(record.get("organization_id", ORG)), name
         assert _NID.match(record.get("notification_id", "0" * 32)), name
     assert fcm.messages() == []
-    assert all_documents(store) == before
+    assert stored_state(store) == before
 
 
 def one(lines: list[tuple[str, dict[str, Any]]], name: str) -> tuple[str, dict[str, Any]]:

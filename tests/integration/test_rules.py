@@ -35,6 +35,7 @@ from tests.integration.conftest import (
     register,
     registration,
     send_and_deliver,
+    stored_state,
 )
 from tests.integration.test_send import subscribe
 
@@ -193,13 +194,13 @@ def test_a_preview_sends_and_stores_nothing(
     key = register(api)
     subscribe(api, key, BOB, "bob-laptop")
     set_rules(api, key)
-    before = all_documents(store)
+    before = stored_state(store)
 
     response = api.post("/register/rules/preview", opportunity_update(), key=key, headers=HOST)
 
     assert response.json["previews"][0]["devices"] == 1
     assert fcm.messages() == []
-    assert _without_times(all_documents(store)) == _without_times(before)
+    assert _without_times(stored_state(store)) == _without_times(before)
 
 
 def _without_times(documents: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/notifications/{notification_id}/batches/{batch}
     organizations/{organization_id}/notifications/{notification_id}/receipts/{device_id}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
+    organizations/{organization_id}/daily/{YYYY-MM-DD}.{shard}   counts only (push365.daily)
     signup_codes/{sha256(code)}
     throttles/{sha256(scope)}-{window}
     token_owners/{sha256(instance_id)}      the one organization whose active subscription the
@@ -37,6 +38,7 @@ NOTIFICATIONS = "notifications"
 RECEIPTS = "receipts"
 BATCHES = "batches"
 DEDUP = "dedup"
+DAILY = "daily"
 SIGNUP_CODES = "signup_codes"
 THROTTLES = "throttles"
 TOKEN_OWNERS = "token_owners"
@@ -443,6 +445,7 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     """
     organization = organization_ref(client, organization_id)
     counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, RECEIPTS: 0, BATCHES: 0, DEDUP: 0}
+    counts[DAILY] = 0
     # The tokens it holds are free again (before its subscriptions go: an interrupted run
     # leaves none of its entries without the marker that makes the next run finish).
     owned = client.collection(TOKEN_OWNERS).where(
@@ -456,7 +459,7 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
                 for page in _id_pages(notification.collection(kind)):
                     counts[kind] += _delete_all(client, page)
         counts[NOTIFICATIONS] += _delete_all(client, notifications)
-    for name in (SUBSCRIPTIONS, USERS, DEDUP):
+    for name in (SUBSCRIPTIONS, USERS, DEDUP, DAILY):
         for page in _id_pages(organization.collection(name)):
             counts[name] += _delete_all(client, page)
     organization.delete()

@@ -89,7 +89,11 @@ def test_the_report_counts_a_day_of_sends_failures_and_receipts(
 
     assert answer.status_code == 200, answer.json
     (today,) = answer.json["per_day"]
-    assert today == _counted_from_records(store)
+    counted = _counted_from_records(store)
+    # the median from the day's histogram: within its documented precision (push365.daily)
+    exact = counted.pop("median_seconds_to_delivery")
+    assert today.pop("median_seconds_to_delivery") == pytest.approx(exact, rel=0.05, abs=0.05)
+    assert today == counted
     assert today["failed_by_reason"] == {"unregistered": 1}  # then retired: sent to once
     assert today["notifications"] == 3
     assert today["devices_sent"] == 3 * 4

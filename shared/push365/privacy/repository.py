@@ -154,7 +154,9 @@ class FirestorePrivacyStore:
         # First the profile and key go (replaced by a marker purge can finish from), then the rest.
         self._organization(organization_id).set({"id": organization_id, "removed_at": now})
         counts = delete_organization_tree(self._client, organization_id)
-        return {"organizations": 1, **{_KINDS[name]: n for name, n in counts.items()}}
+        # (the daily counts go too, uncounted here: they are counts, about no one)
+        kinds = {_KINDS[name]: n for name, n in counts.items() if name in _KINDS}
+        return {"organizations": 1, **kinds}
 
     def _subscriptions_of(
         self, organization_id: str, user_id: str, ids_only: bool = False

@@ -459,9 +459,11 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
                 for page in _id_pages(notification.collection(kind)):
                     counts[kind] += _delete_all(client, page)
         counts[NOTIFICATIONS] += _delete_all(client, notifications)
-    for name in (SUBSCRIPTIONS, USERS, DEDUP, DAILY):
+    for name in (SUBSCRIPTIONS, USERS, DEDUP):
         for page in _id_pages(organization.collection(name)):
             counts[name] += _delete_all(client, page)
+    for page in _id_pages(organization.collection(DAILY)):  # its daily counts (push365.daily)
+        counts[DAILY] += _delete_all(client, page)
     organization.delete()
     return counts
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from push365.daily.counts import DAY_FIELD, KEEP_DAYS
 from push365.retention import DEFAULT_STALE_SUBSCRIPTION_DAYS, MAX_UNSUBSCRIBE_RETENTION_DAYS
 from push365.store import (
     BATCHES,
+    DAILY,
     DEDUP,
     NOTIFICATIONS,
     ORGANIZATIONS,
@@ -68,6 +70,8 @@ def retention_rules(
         ),
         # Replay protection: 24 hours.
         RetentionRule("dedup_keys", DEDUP, "expires_at"),
+        # An organization's daily counts (no one's data): 91 days after their day ends.
+        RetentionRule("daily_counts", DAILY, DAY_FIELD, keep_days=1 + KEEP_DAYS),
         # Organizations removed by an erasure that did not finish.
         RetentionRule("organizations", ORGANIZATIONS, "removed_at", top_level=True),
     ]

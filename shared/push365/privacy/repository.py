@@ -98,9 +98,17 @@ class PrivacyStore(Protocol):
 class FirestorePrivacyStore:
     """The privacy port over the document layout in ``store.py``."""
 
-    def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: firestore.Client,
+        timeout_seconds: float = 10.0,
+        page_size: int = EXPORT_PAGE,
+        notifications_page: int = NOTIFICATIONS_PAGE,
+    ) -> None:
         self._client = client
         self._bounded = bounded(timeout_seconds)
+        self._page_size = page_size
+        self._notifications_page = notifications_page
 
     def _organization(self, organization_id: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS).document(organization_id)
@@ -168,16 +176,16 @@ class FirestorePrivacyStore:
     def _sections(
         self, sources: dict[str, Any], page_token: str | None
     ) -> tuple[dict[str, list[Any]], str | None]:
-        """Up to :data:`EXPORT_PAGE` documents, from the sections in order (from where the
+        """Up to a page of documents (:data:`EXPORT_PAGE`), from the sections in order (from where the
         token says), and the token of the next page (None after the last)."""
         names = list(sources)
         section, after = parse_page_token(page_token, names)
         found: dict[str, list[Any]] = {name: [] for name in names}
-        room = EXPORT_PAGE
+        room = self._page_size
         for name in names[names.index(section) :]:
             if room == 0:
                 return found, f"{name}."
-            limit = min(room, NOTIFICATIONS_PAGE if name == "notifications" else room)
+            limit = min(room, self._notifications_page if name == "notifications" else room)
             page = sources[name](after if name == section else "", limit)
             found[name] = page
             room -= len(page)

@@ -174,10 +174,7 @@ def _taken(fanout: FirestoreFanoutRepository, nid: str, now: datetime) -> BatchS
 
 
 def _all_sent(state: BatchState, now: datetime) -> list[Delivery]:
-    return [
-        Delivery(device_id(s), BOB, "sent", f"m-{s[:8]}", None, now, "")
-        for s in state.devices
-    ]
+    return [Delivery(device_id(s), BOB, "sent", f"m-{s[:8]}", None, now, "") for s in state.devices]
 
 
 def test_a_worker_that_lost_its_batch_counts_nothing(
@@ -204,9 +201,7 @@ def test_a_worker_that_lost_its_batch_counts_nothing(
     assert _today(api, key)["devices_sent"] == 2
 
 
-def test_the_report_counts_its_own_organization_only(
-    api: Functions, fcm: LocalFcmServer
-) -> None:
+def test_the_report_counts_its_own_organization_only(api: Functions, fcm: LocalFcmServer) -> None:
     key = register(api)
     other = register(api, OTHER_ORG)
     _subscribe(api, key, BOB, "bob-at-org")

@@ -55,6 +55,7 @@ WAITS = "waits"
 REASONS = "failed_by_reason"
 COUNTED = ("notifications", "devices_sent", "failed", "delivered")
 _REASON = re.compile(r"^[a-z_]{1,40}$")
+_BUCKET = re.compile(r"^w[0-9]{3}$")
 
 
 def day_of(moment: datetime) -> date:
@@ -79,7 +80,7 @@ def bucket_of(seconds: float) -> int:
         return 0
     if seconds >= LAST_BOUND:
         return BUCKETS - 1
-    step = int(math.floor(math.log(seconds / FIRST_BOUND, RATIO))) + 1
+    step = math.floor(math.log(seconds / FIRST_BOUND, RATIO)) + 1
     # (floating point at a bound: the bucket whose range holds it)
     while step > 1 and seconds < lower_bound(step):
         step -= 1
@@ -126,7 +127,11 @@ def parse_histogram(waits: Any) -> dict[int, int]:
     parsed: dict[int, int] = {}
     if isinstance(waits, Mapping):
         for name, count in waits.items():
-            if isinstance(name, str) and re.fullmatch(r"w[0-9]{3}", name) and isinstance(count, int):
+            if (
+                isinstance(name, str)
+                and re.fullmatch(r"w[0-9]{3}", name)
+                and isinstance(count, int)
+            ):
                 parsed[int(name[1:])] = count
     return parsed
 
@@ -155,7 +160,7 @@ def add(
         fields[REASONS] = {reason(r): firestore.Increment(n) for r, n in reasons.items() if n}
     if waits:
         fields[WAITS] = {bucket_name(b): firestore.Increment(n) for b, n in waits.items() if n}
-    shard = random.randrange(SHARDS)  # noqa: S311 - spreads writes, no secret
+    shard = random.randrange(SHARDS)
     writer.set(daily(client, organization_id).document(document_id(day, shard)), fields, merge=True)
 
 

@@ -480,10 +480,7 @@ class FirestoreFanoutRepository:
             write,
             self._client,
             state.organization_id,
-            (
-                (str(r.get("status") or ""), r.get("error"), sent_at(r))
-                for r in records.values()
-            ),
+            ((str(r.get("status") or ""), r.get("error"), sent_at(r)) for r in records.values()),
             datetime.now(UTC),
         )
         self._fenced(write, state, deliveries, {"done": True, "lease_until": None})

@@ -3,7 +3,7 @@
 Notifications, devices sent, failures by FCM's reason, devices whose service worker confirmed
 the notification (its receipt) and the median time from send to that receipt come from the
 organization's daily count documents (``push365.daily``), kept in the same commits as what they
-count: a report reads ``SHARDS`` documents a day, whatever was sent. Subscriptions (active at
+count: a report reads ``SHARDS`` documents a day by id, whatever was sent. Subscriptions (active at
 the end of each day, and new that day) are counted by the store (count aggregations over the
 subscriptions' ``created_at`` and ``unsubscribed_at``: two a day, nothing read into the
 function). No id, token or content is read.
@@ -28,8 +28,8 @@ from pydantic import BaseModel
 from push365.daily.counts import (
     DAY_FIELD,
     REASONS,
-    WAITS,
     SHARDS,
+    WAITS,
     daily,
     day_of,
     document_id,

@@ -176,8 +176,8 @@ class FirestorePrivacyStore:
     def _sections(
         self, sources: dict[str, Any], page_token: str | None
     ) -> tuple[dict[str, list[Any]], str | None]:
-        """Up to a page of documents (:data:`EXPORT_PAGE`), from the sections in order (from where the
-        token says), and the token of the next page (None after the last)."""
+        """Up to a page of documents (:data:`EXPORT_PAGE`), from the sections in order (from
+        where the token says), and the token of the next page (None after the last)."""
         names = list(sources)
         section, after = parse_page_token(page_token, names)
         found: dict[str, list[Any]] = {name: [] for name in names}

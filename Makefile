@@ -108,6 +108,7 @@ bench: $(STAMP)
 	$(PY) bench/fanout.py
 	$(PY) bench/deliver_cpu.py
 	$(PY) bench/purge.py
+	$(PY) bench/route_cost.py
 	$(PY) bench/soak.py
 
 venv: $(STAMP)

@@ -1,13 +1,15 @@
 """Cloud Function ``privacy``: the customer's rights of access and erasure.
 
 Routes (relative to the function URL):
-    GET  /export   everything held about the organization; ``?user_id=`` about one user
+    GET  /export   everything held about the organization; ``?user_id=`` about one user; a page
+                   at a time (``?page_token=`` the answer's ``next_page_token``)
     POST /erase    ``{"user_id"}``: that user, their subscriptions and their id in notification
                    records, now; ``{"organization": true}``: the whole organization and its key
 """
 
 import flask
 import functions_framework
+from pydantic import Field
 
 from push365 import bootstrap
 from push365.errors import NotFound
@@ -17,16 +19,21 @@ from push365.web import Api, ApiRequest, Operation, Reply, json_errors
 
 
 class ExportQuery(InputModel):
-    """``GET /privacy/export``: the organization, or one user."""
+    """``GET /privacy/export``: the organization, or one user; a page at a time."""
 
     user_id: Guid | None = None
+    page_token: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_]{1,20}\.[0-9a-f-]{0,64}$",
+        description="The next_page_token the previous page answered (none: the first page).",
+    )
 
 
 def _export(request: ApiRequest) -> Reply:
-    user_id = request.parsed(ExportQuery).user_id
-    if user_id is not None:
-        request.audit.add_users([user_id])
-    return 200, bootstrap.privacy().export(request.organization.id, user_id)
+    query = request.parsed(ExportQuery)
+    if query.user_id is not None:
+        request.audit.add_users([query.user_id])
+    return 200, bootstrap.privacy().export(request.organization.id, query.user_id, query.page_token)
 
 
 def _erase(request: ApiRequest) -> Reply:

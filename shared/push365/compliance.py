@@ -51,6 +51,7 @@ from push365.notifications.deliveries import (
 from push365.retention import DEFAULT_STALE_SUBSCRIPTION_DAYS, TTL_FIELD
 from push365.store import (
     BATCHES,
+    DAILY,
     DEDUP,
     NOTIFICATIONS,
     ORGANIZATIONS,
@@ -133,6 +134,10 @@ class Limits:
     @property
     def signup_codes(self) -> timedelta:
         return timedelta(days=policy_fields()["retention"]["signup_code_days"])
+
+    @property
+    def daily(self) -> timedelta:
+        return timedelta(days=policy_fields()["retention"]["daily_days"])
 
 
 @dataclass
@@ -319,6 +324,8 @@ def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[F
         (ORGANIZATIONS, "api_key_hash"): shapes["api_key_hash"],
         (SUBSCRIPTIONS, "browser_footprint"): shapes["subscriptions.browser_footprint"],
     }
+    if collection == DAILY:
+        yield from _counts(path, fields, shapes)
     if collection == USERS:
         devices = fields.get("devices")
         for at, device in enumerate(devices if isinstance(devices, list) else [devices]):
@@ -338,6 +345,21 @@ def _shapes(path: str, collection: str, fields: Mapping[str, Any]) -> Iterator[F
             continue
         if not isinstance(value, str) or not re.fullmatch(shape, value):
             yield Finding("value_not_a_code_or_hash", path, name)
+
+
+def _counts(path: str, fields: Mapping[str, Any], shapes: Mapping[str, str]) -> Iterator[Finding]:
+    """A day's counts: numbers, and maps keyed by an outcome code or a histogram bucket."""
+    for name, value in fields.items():
+        if name in ("failed_by_reason", "waits"):
+            keys = value if isinstance(value, Mapping) else {None: value}
+            for key, count in keys.items():
+                shape = shapes[f"daily.{name}"]
+                if not (isinstance(key, str) and re.fullmatch(shape, key)):
+                    yield Finding("value_not_a_code_or_hash", path, name)
+                elif not isinstance(count, int):
+                    yield Finding("value_not_a_count", path, f"{name}.{key}")
+        elif name not in ("day", TTL_FIELD) and not isinstance(value, int):
+            yield Finding("value_not_a_count", path, name)
 
 
 def _ages(
@@ -408,6 +430,9 @@ def _lifetime(
         return _date(fields.get("delivered_at")), limits.notifications, True
     if collection in (NOTIFICATIONS, BATCHES):
         return _date(fields.get("created_at")), limits.notifications, collection == NOTIFICATIONS
+    if collection == DAILY:
+        day = _date(fields.get("day"))
+        return (day + timedelta(days=1) if day else None), limits.daily, True
     if collection == DEDUP:
         expires = _date(fields.get("expires_at"))
         return (expires - limits.dedup if expires else None), limits.dedup, True

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from push365.daily.counts import REASONS, WAITS
 from push365.fanout.repository import UNINDEXED_FIELDS
 from push365.retention import TTL_FIELD
 from push365.retention.rules import retention_rules
 from push365.store import (
     BATCHES,
+    DAILY,
     DEDUP,
     NOTIFICATIONS,
     QUOTAS,
@@ -33,6 +35,7 @@ TTL_COLLECTIONS = (
     SIGNUP_CODES,
     THROTTLES,
     QUOTAS,
+    DAILY,
 )
 """Collections whose purgeable documents carry ``TTL_FIELD``. Not organizations: TTL deletes a
 document without its subcollections, and an erased organization's marker must stay until purge
@@ -73,7 +76,8 @@ def required_indexes() -> dict[str, Any]:
         "collection_group_field_indexes": field_indexes,
         "composite_indexes": composite,
         # Large values no query filters on: indexing them would only cost every write.
-        "unindexed_fields": [{"collection": BATCHES, "field": name} for name in UNINDEXED_FIELDS],
+        "unindexed_fields": [{"collection": BATCHES, "field": name} for name in UNINDEXED_FIELDS]
+        + [{"collection": DAILY, "field": name} for name in (WAITS, REASONS)],
     }
 
 

@@ -10,6 +10,7 @@ Layout (every tenant's data lives under its organization document)::
     organizations/{organization_id}/notifications/{notification_id}/receipts/{device_id}
     organizations/{organization_id}/dedup/{sha256(dedup key)}
     organizations/{organization_id}/quotas/{route}-{period}-{window}[-{shard}]   call counts
+    organizations/{organization_id}/daily/{YYYY-MM-DD}.{shard}   counts only (push365.daily)
     signup_codes/{sha256(code)}
     throttles/{sha256(scope)}-{window}[-{shard}]   registration attempts; calls per caller or route
     token_owners/{sha256(instance_id)}      the one organization whose active subscription the
@@ -42,6 +43,7 @@ RECEIPTS = "receipts"
 BATCHES = "batches"
 DEDUP = "dedup"
 QUOTAS = "quotas"
+DAILY = "daily"
 SIGNUP_CODES = "signup_codes"
 THROTTLES = "throttles"
 TOKEN_OWNERS = "token_owners"
@@ -446,6 +448,7 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     """
     organization = organization_ref(client, organization_id)
     counts = {USERS: 0, SUBSCRIPTIONS: 0, NOTIFICATIONS: 0, RECEIPTS: 0, BATCHES: 0, DEDUP: 0}
+    counts[DAILY] = 0
     # The tokens it holds are free again (before its subscriptions go: an interrupted run
     # leaves none of its entries without the marker that makes the next run finish).
     owned = client.collection(TOKEN_OWNERS).where(
@@ -465,6 +468,8 @@ def delete_organization_tree(client: firestore.Client, organization_id: str) -> 
     # Its call counters (operational, not reported; their TTL would take them within a day).
     for page in _id_pages(organization.collection(QUOTAS)):
         _delete_all(client, page)
+    for page in _id_pages(organization.collection(DAILY)):  # its daily counts (push365.daily)
+        counts[DAILY] += _delete_all(client, page)
     organization.delete()
     return counts
 

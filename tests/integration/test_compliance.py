@@ -93,10 +93,18 @@ PLANTS = {
     ).update({"created_at": datetime.now(UTC) - timedelta(days=91)}),
     "unknown_collection": lambda s: org(s).collection("logs").document("x").set({"a": 1}),
     "organization_not_erased": lambda s: org(s).update({"removed_at": datetime.now(UTC)}),
+    "daily reason not a code": lambda s: next(
+        iter(org(s).collection("daily").list_documents())
+    ).set({"failed_by_reason": {"Deal lost to Fabrikam": 1}}, merge=True),
+    "daily count not a number": lambda s: next(
+        iter(org(s).collection("daily").list_documents())
+    ).update({"notifications": "Deal lost to Fabrikam"}),
 }
 EXPECTED_KIND = {
     "nested field outside policy": "field_outside_policy",
     "nested content": "field_outside_policy",
+    "daily reason not a code": "value_not_a_code_or_hash",
+    "daily count not a number": "value_not_a_count",
 }
 
 

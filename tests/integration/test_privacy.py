@@ -63,6 +63,32 @@ def test_export_gives_everything_held_about_the_organization_without_secrets(
     assert "receipt_hash" not in response.text
 
 
+def test_export_answers_a_page_and_where_the_next_one_starts(api: Functions) -> None:
+    key = register(api)
+    populate(api, key)
+
+    first = api.request("GET", "/privacy/export", key=key)
+    again = api.request("GET", "/privacy/export", key=key, query={"page_token": "users."})
+    mine = api.request("GET", "/privacy/export", key=key, query={"user_id": BOB})
+
+    assert first.json["next_page_token"] is None  # all of it fits one page
+    assert mine.json["next_page_token"] is None
+    assert again.status_code == 200
+    assert again.json["users"] == first.json["users"]  # from the start of the users again
+
+
+def test_export_refuses_a_page_token_it_did_not_answer_without_echoing_it(api: Functions) -> None:
+    key = register(api)
+
+    answers = [
+        api.request("GET", "/privacy/export", key=key, query={"page_token": token})
+        for token in ("secret-caller-text", "organizations.abc", "users.'or 1=1")
+    ]
+
+    assert [a.status_code for a in answers] == [422, 422, 422]
+    assert not any("secret-caller-text" in a.text or "or 1=1" in a.text for a in answers)
+
+
 def test_export_of_one_user_holds_only_theirs(api: Functions) -> None:
     key = register(api)
     populate(api, key)

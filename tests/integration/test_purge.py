@@ -111,9 +111,13 @@ def test_notification_records_go_after_the_retention(api: Functions, store: Any)
         "dedup_keys": 0,
         "signup_codes": 0,  # gone at the early run, if any (expired)
         "throttles": 0,
+        "daily_counts": 0,  # the day's counts live 91 days after the day
         "organizations": 0,
     }
     assert [path for path, _ in all_documents(store) if "notifications" in path] == []
+    counts = purge(api, now + timedelta(days=93))["deleted"]["daily_counts"]
+    assert counts >= 1
+    assert [path for path, _ in all_documents(store) if "/daily/" in path] == []
     assert organization_exists(store)
 
 

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from push365.errors import ValidationFailed
 from push365.notifications.deliveries import decode_receipt_hashes
 from push365.notifications.receipts import device_id
+from push365.privacy.repository import FirestorePrivacyStore
+from push365.privacy.service import PrivacyService
 from push365.subscriptions.model import subscription_id
 from tests.privacy.conftest import ALICE, BOB, ORG, OTHER_ORG, Services, every_document, under
 
@@ -70,6 +75,71 @@ def test_an_export_never_holds_the_keys_or_receipts_hashes(services: Services) -
     assert "receipt_hash" not in exported
     assert all(h and h not in exported for h in hashes)  # nor a confirmation link's hash
     assert export["organization"]["pending_emails"] == ["ada@contoso.example"]
+
+
+def test_an_export_holds_no_hash_of_a_key_or_code(services: Services) -> None:
+    two_organizations(services)
+    services.organizations.rotate_key(organization_of(services))  # the previous key overlaps
+    organization = services.client.collection("organizations").document(ORG)
+    stored = [organization.get().to_dict()]
+    for kind in ("notifications", "dedup"):
+        stored += [{"id": s.id, **s.to_dict()} for s in organization.collection(kind).stream()]
+    hashes = [
+        value
+        for fields in stored
+        for name, value in fields.items()
+        if isinstance(value, str) and (name.endswith("hash") or name == "binding")
+    ]
+    hashes += [f["id"] for f in stored if "notification_id" in f]  # a dedup entry's id
+    hashes += [f["dedup_key"] for f in stored if str(f.get("dedup_key")).startswith("sha256:")]
+
+    exported = repr(services.privacy.export(ORG)) + repr(services.privacy.export(ORG, BOB))
+
+    assert len(hashes) >= 5  # both keys, the binding, the dedup entry and the dedup key
+    assert [h for h in hashes if h in exported] == []
+    assert "binding" not in exported
+    assert "sha256:" not in exported
+
+
+def test_a_users_export_counts_the_other_recipients_and_names_none(services: Services) -> None:
+    two_organizations(services)
+
+    exported = services.privacy.export(ORG, BOB)
+
+    (notification,) = exported["notifications"]
+    assert notification["recipients_count"] == 2
+    assert "recipients" not in notification
+    assert ALICE not in repr(exported)
+
+
+def test_an_export_comes_in_pages_of_a_bounded_size_in_a_stable_order(
+    services: Services,
+) -> None:
+    two_organizations(services)
+    for n in range(5):
+        services.subscribe(ORG, ALICE, f"alice-{n}")
+    paged = PrivacyService(FirestorePrivacyStore(services.client, page_size=3))
+    whole = services.privacy.export(ORG)
+
+    pages = [paged.export(ORG)]
+    while pages[-1]["next_page_token"] is not None:
+        pages.append(paged.export(ORG, page_token=pages[-1]["next_page_token"]))
+
+    kinds = ("users", "subscriptions", "notifications", "dedup_keys")
+    assert whole["next_page_token"] is None
+    for page in pages:
+        assert sum(len(page[kind]) for kind in kinds) <= 3
+    for kind in kinds:
+        assert [item for page in pages for item in page[kind]] == whole[kind]
+    assert len(whole["subscriptions"]) == 7
+
+
+@pytest.mark.parametrize("token", ["nonsense", "organizations.", "users.ZZ", "users." + "a" * 65])
+def test_an_export_refuses_a_token_it_did_not_answer(services: Services, token: str) -> None:
+    services.register(ORG)
+
+    with pytest.raises(ValidationFailed):
+        services.privacy.export(ORG, page_token=token)
 
 
 def test_erasing_a_user_removes_them_everywhere_in_their_organization_only(

@@ -1,55 +1,45 @@
-"""The delivery report's arithmetic: days in UTC, failures by reason, receipts, the median."""
+"""The delivery report's arithmetic: days in UTC, shards added up, subscriptions from the counts
+at each day's bounds, the median from the day's histogram."""
 
 from __future__ import annotations
 
+import statistics
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 
-from push365.notifications.stats import (
-    DeliveryFacts,
-    Facts,
-    SubscriptionFacts,
-    daily,
-    report,
-)
+import pytest
+
+from push365.daily.counts import BUCKETS, RATIO, bucket_of, lower_bound, median
+from push365.notifications.stats import DayCounts, Facts, daily_stats, report
 
 DAY = date(2026, 11, 28)
+YESTERDAY = DAY - timedelta(days=1)
+TOMORROW = DAY + timedelta(days=1)
 
 
 def at(day: date, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=UTC)
 
 
-YESTERDAY = DAY - timedelta(days=1)
-
-
-def test_each_day_counts_what_happened_that_day_in_utc() -> None:
+def test_each_day_reports_its_counts_and_subscriptions_from_the_bounds() -> None:
+    waits = Counter(bucket_of(s) for s in (2, 4, 10, 20))
     facts = Facts(
-        notifications=[at(YESTERDAY, 23, 59), at(DAY, 0, 0), at(DAY, 12)],
-        deliveries=[
-            DeliveryFacts("sent", None, at(DAY, 0, 0, 1), at(DAY, 0, 0, 3)),  # 2 s
-            DeliveryFacts("sent", None, at(DAY, 12), at(DAY, 12, 0, 10)),  # 10 s
-            DeliveryFacts("sent", None, at(DAY, 12), at(DAY, 12, 0, 4)),  # 4 s
-            DeliveryFacts("sent", None, at(DAY, 12), None),  # no receipt
-            DeliveryFacts("failed", "unregistered", at(DAY, 12), None),
-            DeliveryFacts("failed", "unregistered", at(DAY, 12), None),
-            DeliveryFacts("failed", "invalid_argument", at(DAY, 12), None),
-            DeliveryFacts("failed", None, at(YESTERDAY, 23, 59), None),
-            DeliveryFacts("sent", None, at(YESTERDAY, 23, 59, 50), at(DAY, 0, 0, 10)),  # late
-        ],
-        subscriptions=[
-            SubscriptionFacts(at(YESTERDAY, 8), None),
-            SubscriptionFacts(at(YESTERDAY, 9), at(DAY, 10)),  # active yesterday, gone today
-            SubscriptionFacts(at(DAY, 9), None),
-            SubscriptionFacts(at(DAY, 9), at(DAY, 11)),  # new today, not active at its end
-            SubscriptionFacts(None, None),  # a tombstone whose dates were purged
-        ],
+        days={
+            DAY: DayCounts(2, 4, 3, Counter({"unregistered": 2, "invalid_argument": 1}), 4, waits),
+            YESTERDAY: DayCounts(1, 1, 1, Counter({"unknown": 1})),
+        },
+        # 2 created before yesterday... : 2 yesterday, 2 today
+        created_before={YESTERDAY: 0, DAY: 2, TOMORROW: 4},
+        ended_before={DAY: 0, TOMORROW: 2},
     )
 
-    stats = daily(2, DAY, facts)
+    stats = daily_stats(2, DAY, facts)
 
     assert (stats.days, stats.first_day, stats.last_day) == (2, YESTERDAY, DAY)
     before, today = stats.per_day
-    assert today.model_dump() == {
+    reported = today.model_dump()
+    assert reported.pop("median_seconds_to_delivery") == pytest.approx(7.0, rel=0.05)
+    assert reported == {
         "date": DAY,
         "subscriptions_active": 2,
         "subscriptions_new": 2,
@@ -57,13 +47,10 @@ def test_each_day_counts_what_happened_that_day_in_utc() -> None:
         "devices_sent": 4,
         "failed": 3,
         "failed_by_reason": {"invalid_argument": 1, "unregistered": 2},
-        "delivered": 4,  # by receipt on this day, one of them sent the day before
-        "median_seconds_to_delivery": 7.0,  # of 2, 4, 10 and 20 s
+        "delivered": 4,
     }
-    assert before.subscriptions_active == 2
-    assert before.subscriptions_new == 2
-    assert before.notifications == 1
-    assert before.devices_sent == 1
+    assert (before.subscriptions_active, before.subscriptions_new) == (2, 2)
+    assert (before.notifications, before.devices_sent) == (1, 1)
     assert before.failed_by_reason == {"unknown": 1}
     assert before.delivered == 0
     assert before.median_seconds_to_delivery is None
@@ -71,18 +58,55 @@ def test_each_day_counts_what_happened_that_day_in_utc() -> None:
 
 class Reader:
     def __init__(self) -> None:
-        self.asked: list[tuple[str, datetime]] = []
+        self.asked: list[tuple[str, date, date]] = []
 
-    def facts(self, organization_id: str, since: datetime) -> Facts:
-        self.asked.append((organization_id, since))
-        return Facts([], [], [])
+    def facts(self, organization_id: str, first: date, last: date) -> Facts:
+        self.asked.append((organization_id, first, last))
+        return Facts({}, {}, {})
 
 
-def test_the_report_reads_from_a_day_before_its_first_day() -> None:
+def test_the_report_asks_for_its_days_only() -> None:
     reader = Reader()
     stats = report(reader, "org", 7, at(DAY, 15))
-    assert reader.asked == [("org", at(DAY - timedelta(days=7), 0))]
+    assert reader.asked == [("org", DAY - timedelta(days=6), DAY)]
     assert [day.date for day in stats.per_day] == [
         DAY - timedelta(days=n) for n in range(6, -1, -1)
     ]
     assert all(day.notifications == 0 for day in stats.per_day)
+
+
+@pytest.mark.parametrize("seconds", [0.1, 0.11, 1.0, 2.5, 59.9, 3600.0, 86_399.0, 6 * 86_400.0])
+def test_a_wait_falls_in_the_bucket_whose_bounds_hold_it(seconds: float) -> None:
+    bucket = bucket_of(seconds)
+    assert lower_bound(bucket) <= seconds < lower_bound(bucket + 1)
+
+
+def test_the_buckets_cover_0_to_a_week_and_above() -> None:
+    assert bucket_of(-1.0) == bucket_of(0.0) == 0
+    assert bucket_of(7 * 86_400.0) == bucket_of(10**9) == BUCKETS - 1
+    assert lower_bound(BUCKETS - 1) >= 7 * 86_400.0 > lower_bound(BUCKETS - 2)
+
+
+@pytest.mark.parametrize(
+    "waits",
+    [
+        [3.0],
+        [2.0, 4.0, 10.0, 20.0],
+        [0.4 * 1.013**n for n in range(501)],
+        [0.2, 0.3, 0.5, 1.2, 1.3, 900.0, 3600.0],
+        [5.0] * 9 + [86_000.0] * 10,
+    ],
+)
+def test_the_median_from_the_histogram_is_within_the_documented_precision(
+    waits: list[float],
+) -> None:
+    exact = statistics.median(waits)
+    estimate = median(Counter(bucket_of(w) for w in waits))
+    assert estimate is not None
+    # each middle value within its bucket's geometric middle: at most sqrt(RATIO) - 1 off
+    assert abs(estimate - exact) <= exact * (RATIO**0.5 - 1) + 0.001
+
+
+def test_no_receipts_no_median_and_tiny_waits_report_their_bucket() -> None:
+    assert median(Counter()) is None
+    assert median(Counter({bucket_of(0.01): 3})) == 0.05

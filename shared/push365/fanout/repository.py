@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 
+from push365.daily.counts import add_deliveries
 from push365.fanout.model import BatchCounts, BatchState
 from push365.notifications.deliveries import (
     BATCH_DEVICES,
@@ -29,6 +30,7 @@ from push365.notifications.deliveries import (
     encode_receipt_hashes,
     encode_records,
     record_of,
+    sent_at,
     users_of,
 )
 from push365.retention import TTL_FIELD
@@ -471,6 +473,15 @@ class FirestoreFanoutRepository:
                 "counts.batches_done": firestore.Increment(1),
                 "completed_at": firestore.SERVER_TIMESTAMP,
             },
+        )
+        # The day's counts, in this same fenced commit: a batch is counted once, when done.
+        records = dict(state.records) | {d.device_id: record_of(d) for d in deliveries}
+        add_deliveries(
+            write,
+            self._client,
+            state.organization_id,
+            ((str(r.get("status") or ""), r.get("error"), sent_at(r)) for r in records.values()),
+            datetime.now(UTC),
         )
         self._fenced(write, state, deliveries, {"done": True, "lease_until": None})
 

@@ -13,9 +13,17 @@ from typing import Any, Protocol
 from google.api_core.exceptions import Conflict
 from google.cloud import firestore
 
+from push365.daily.counts import add_notification, add_receipt
 from push365.fanout.binding import BINDING_FIELD
 from push365.model import recorded_dedup_key
-from push365.notifications.deliveries import BATCH_DEVICES, RECEIPT_HASHES, decode_receipt_hashes
+from push365.notifications.deliveries import (
+    BATCH_DEVICES,
+    RECEIPT_HASHES,
+    RECORDS,
+    decode_receipt_hashes,
+    decode_records,
+    sent_at,
+)
 from push365.notifications.model import NotificationRecord
 from push365.notifications.receipts import device_id as device_id_of
 from push365.retention import TTL_FIELD
@@ -133,7 +141,10 @@ class FirestoreNotificationRepository:
         record[BINDING_FIELD] = binding  # the content's binding only (fanout.binding)
         reference = self._notification(organization_id, notification_id)
         if dedup_key is None:
-            reference.create(record, **self._bounded)
+            created = self._client.batch()
+            created.create(reference, record)
+            add_notification(created, self._client, organization_id, now)
+            created.commit(**self._bounded)
             return Claim(notification_id, new=True)
         dedup = self._organization(organization_id).collection(DEDUP)
         dedup_ref = dedup.document(dedup_document_id(dedup_key))
@@ -146,6 +157,7 @@ class FirestoreNotificationRepository:
         first = self._client.batch()
         first.create(dedup_ref, dedup_entry)
         first.create(reference, record)
+        add_notification(first, self._client, organization_id, now)
         try:
             first.commit(**self._bounded)
             return Claim(notification_id, new=True)
@@ -162,6 +174,7 @@ class FirestoreNotificationRepository:
                 return Claim(snapshot.get("notification_id"), new=False)
             transaction.set(dedup_ref, dedup_entry)
             transaction.set(reference, record)
+            add_notification(transaction, self._client, organization_id, now)
             return Claim(notification_id, new=True)
 
         transaction = self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)
@@ -208,7 +221,7 @@ class FirestoreNotificationRepository:
         snapshot = (
             notification.collection(BATCHES)
             .document(f"{batch:05d}")
-            .get(field_paths=[RECEIPT_HASHES, TTL_FIELD, BATCH_DEVICES], **self._bounded)
+            .get(field_paths=[RECEIPT_HASHES, TTL_FIELD, BATCH_DEVICES, RECORDS], **self._bounded)
         )
         fields = snapshot.to_dict() or {}
         try:
@@ -218,9 +231,18 @@ class FirestoreNotificationRepository:
         if not snapshot.exists or not _same(stored, receipt_hash):
             return None
         receipt = {"device_id": device_id, "delivered_at": now, TTL_FIELD: fields.get(TTL_FIELD)}
-        # A document of its own: the first confirmation counts, a repeated one changes nothing.
+        # A document of its own: the first confirmation counts, a repeated one changes nothing
+        # (its create fails, and with it the day's count written in the same commit).
+        try:
+            record = decode_records(fields.get(RECORDS)).get(device_id)
+        except ValueError:
+            record = None  # not text this service wrote: the wait is not counted
+        sent = sent_at(record) if isinstance(record, dict) else None
+        write = self._client.batch()
+        write.create(notification.collection(RECEIPTS).document(device_id), receipt)
+        add_receipt(write, self._client, organization_id, now, sent)
         with contextlib.suppress(Conflict):
-            notification.collection(RECEIPTS).document(device_id).create(receipt, **self._bounded)
+            write.commit(**self._bounded)
         return Confirmed(_subscription_of(fields.get(BATCH_DEVICES), device_id))
 
 

@@ -1,70 +1,75 @@
-"""The delivery report: per-day counts for an organization, from the stored records only.
+"""The delivery report: per-day counts for an organization, read from its daily counts.
 
-Subscriptions (active at the end of each day, and new that day), notifications, devices sent,
-failures by FCM's reason, devices whose service worker confirmed the notification (its receipt),
-and the median time from send to that receipt. Only dates, statuses and error codes are
-counted: no token or footprint is read (Firestore ``select``), the user ids in a batch's
-delivery records (one text with their statuses) are read but never kept, and no content exists
-to read.
+Notifications, devices sent, failures by FCM's reason, devices whose service worker confirmed
+the notification (its receipt) and the median time from send to that receipt come from the
+organization's daily count documents (``push365.daily``), kept in the same commits as what they
+count: a report reads ``SHARDS`` documents a day by id, whatever was sent. Subscriptions (active at
+the end of each day, and new that day) come from two counts the store makes (those created, and
+those unsubscribed, before the report's first day) and the ``created_at`` and ``unsubscribed_at``
+of those created or unsubscribed since (those two dates only). No id, token or content is read.
+
+The median is estimated from each day's histogram of waits (``push365.daily.counts.median``):
+within 4.9 % of the exact median (0.05 s for waits under 0.1 s).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from pydantic import BaseModel
 
-from push365.notifications.deliveries import RECORDS, decode_records, sent_at
-from push365.store import (
-    BATCHES,
-    NOTIFICATIONS,
-    ORGANIZATIONS,
-    RECEIPTS,
-    SUBSCRIPTIONS,
-    bounded,
+from push365.daily.counts import (
+    DAY_FIELD,
+    REASONS,
+    SHARDS,
+    WAITS,
+    daily,
+    day_of,
+    document_id,
+    median,
+    parse_histogram,
+    start_of,
 )
+from push365.store import ORGANIZATIONS, SUBSCRIPTIONS, bounded
 
 MAX_DAYS = 90
 """Notification records live 90 days (the retention): a longer report would count nothing."""
 DEFAULT_DAYS = 7
-_LATE_DELIVERY = timedelta(days=1)
-"""A delivery can happen after its notification's day (retries for an hour, receipts later):
-notifications are read from a day before the report's first day."""
 
 
-@dataclass(frozen=True)
-class SubscriptionFacts:
-    created_at: datetime | None
-    unsubscribed_at: datetime | None
+@dataclass
+class DayCounts:
+    """One day's counts, the day's shards added up."""
 
-
-@dataclass(frozen=True)
-class DeliveryFacts:
-    status: str
-    error: str | None
-    sent_at: datetime | None
-    delivered_at: datetime | None
+    notifications: int = 0
+    devices_sent: int = 0
+    failed: int = 0
+    failed_by_reason: Counter[str] = field(default_factory=Counter)
+    delivered: int = 0
+    waits: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
 class Facts:
     """What the report is computed from."""
 
-    notifications: Sequence[datetime]  # each notification's created_at
-    deliveries: Sequence[DeliveryFacts]
-    subscriptions: Sequence[SubscriptionFacts]
+    days: Mapping[date, DayCounts]
+    created_before: Mapping[date, int]
+    """Subscriptions created before each day's first instant (and the day after the last)."""
+    ended_before: Mapping[date, int]
+    """Subscriptions unsubscribed before each day's first instant (the days after the first)."""
 
 
 class StatsReader(Protocol):
-    def facts(self, organization_id: str, since: datetime) -> Facts:
-        """Notifications created since ``since`` with their deliveries, and every subscription."""
+    def facts(self, organization_id: str, first: date, last: date) -> Facts:
+        """The daily counts of ``first`` to ``last`` (UTC), and the subscription counts at the
+        days' bounds."""
         ...
 
 
@@ -87,110 +92,99 @@ class Stats(BaseModel):
     per_day: list[DayStats]
 
 
-def _day(moment: datetime | None) -> date | None:
-    return moment.astimezone(UTC).date() if moment is not None else None
-
-
-def daily(days: int, today: date, facts: Facts) -> Stats:
-    """The report for the ``days`` days ending with ``today`` (UTC)."""
+def _dates(days: int, today: date) -> list[date]:
     first = today - timedelta(days=days - 1)
-    dates = [first + timedelta(days=n) for n in range(days)]
-    notifications = Counter(_day(created) for created in facts.notifications)
-    sent: Counter[date | None] = Counter()
-    failed: dict[date, Counter[str]] = {day: Counter() for day in dates}
-    waits: dict[date, list[float]] = {day: [] for day in dates}
-    for delivery in facts.deliveries:
-        sent_day = _day(delivery.sent_at)
-        if delivery.status == "sent":
-            sent[sent_day] += 1
-        elif delivery.status == "failed" and sent_day in failed:
-            failed[sent_day][delivery.error or "unknown"] += 1
-        delivered_day = _day(delivery.delivered_at)
-        if delivered_day in waits and delivery.delivered_at and delivery.sent_at:
-            wait = (delivery.delivered_at - delivery.sent_at).total_seconds()
-            waits[delivered_day].append(max(wait, 0.0))
+    return [first + timedelta(days=n) for n in range(days)]
+
+
+def daily_stats(days: int, today: date, facts: Facts) -> Stats:
+    """The report for the ``days`` days ending with ``today`` (UTC)."""
+    dates = _dates(days, today)
     per_day = []
     for day in dates:
-        end = datetime.combine(day + timedelta(days=1), time(), UTC)
-        active = sum(
-            1
-            for s in facts.subscriptions
-            if s.created_at is not None
-            and s.created_at < end
-            and (s.unsubscribed_at is None or s.unsubscribed_at >= end)
-        )
-        new = sum(1 for s in facts.subscriptions if _day(s.created_at) == day)
+        after = day + timedelta(days=1)
+        counts = facts.days.get(day) or DayCounts()
+        created = facts.created_before.get(after, 0)
         per_day.append(
             DayStats(
                 date=day,
-                subscriptions_active=active,
-                subscriptions_new=new,
-                notifications=notifications[day],
-                devices_sent=sent[day],
-                failed=sum(failed[day].values()),
-                failed_by_reason=dict(sorted(failed[day].items())),
-                delivered=len(waits[day]),
-                median_seconds_to_delivery=round(statistics.median(waits[day]), 3)
-                if waits[day]
-                else None,
+                subscriptions_active=created - facts.ended_before.get(after, 0),
+                subscriptions_new=created - facts.created_before.get(day, 0),
+                notifications=counts.notifications,
+                devices_sent=counts.devices_sent,
+                failed=counts.failed,
+                failed_by_reason=dict(sorted(counts.failed_by_reason.items())),
+                delivered=counts.delivered,
+                median_seconds_to_delivery=median(counts.waits),
             )
         )
-    return Stats(days=days, first_day=first, last_day=today, per_day=per_day)
+    return Stats(days=days, first_day=dates[0], last_day=today, per_day=per_day)
 
 
 def report(reader: StatsReader, organization_id: str, days: int, now: datetime) -> Stats:
     today = now.astimezone(UTC).date()
-    since = datetime.combine(today - timedelta(days=days - 1), time(), UTC) - _LATE_DELIVERY
-    return daily(days, today, reader.facts(organization_id, since))
+    first = today - timedelta(days=days - 1)
+    return daily_stats(days, today, reader.facts(organization_id, first, today))
 
 
 class FirestoreStatsReader:
-    """Reads only the fields the report counts (``select``), a collection at a time."""
+    """The day's count documents of the range (one query), and the subscriptions' counts."""
 
     def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
         self._client = client
         self._bounded = bounded(timeout_seconds)
 
-    def facts(self, organization_id: str, since: datetime) -> Facts:
-        notifications = self._client.collection(ORGANIZATIONS, organization_id, NOTIFICATIONS)
-        created: list[datetime] = []
-        deliveries: list[DeliveryFacts] = []
-        recent = notifications.where(filter=FieldFilter("created_at", ">=", since))
-        for snapshot in recent.select(["created_at"]).stream(**self._bounded):
-            created.append(snapshot.get("created_at"))
-            receipts = snapshot.reference.collection(RECEIPTS).select(["delivered_at"])
-            delivered = {r.id: _get(r, "delivered_at") for r in receipts.stream(**self._bounded)}
-            batches = snapshot.reference.collection(BATCHES).select([RECORDS])
-            for batch in batches.stream(**self._bounded):
-                records = decode_records(_get(batch, RECORDS))
-                deliveries.extend(_deliveries(records, delivered))
-        subscriptions = (
-            self._client.collection(ORGANIZATIONS, organization_id, SUBSCRIPTIONS)
-            .select(["created_at", "unsubscribed_at"])
-            .stream(**self._bounded)
+    def facts(self, organization_id: str, first: date, last: date) -> Facts:
+        bounds = [first + timedelta(days=n) for n in range((last - first).days + 2)]
+        subscriptions = self._client.collection(ORGANIZATIONS, organization_id, SUBSCRIPTIONS)
+        created = self._before(subscriptions, "created_at", bounds)
+        ended = self._before(subscriptions, "unsubscribed_at", bounds)
+        # Every shard of every day, by id (one batched read; no query, no index).
+        collection = daily(self._client, organization_id)
+        shards = [
+            collection.document(document_id(day, shard))
+            for day in bounds[:-1]
+            for shard in range(SHARDS)
+        ]
+        days: dict[date, DayCounts] = {}
+        for snapshot in self._client.get_all(shards, **self._bounded):
+            fields = snapshot.to_dict() if snapshot.exists else None
+            moment = (fields or {}).get(DAY_FIELD)
+            if fields and isinstance(moment, datetime):
+                _add(days.setdefault(day_of(moment), DayCounts()), fields)
+        return Facts(days, created, ended)
+
+    def _before(self, subscriptions: Any, name: str, bounds: list[date]) -> dict[date, int]:
+        """How many subscriptions have ``name`` before each bound's first instant: those before
+        the first bound counted by the store (one count aggregation), those after it read
+        (that one date each): a cost that follows the days' subscribes and unsubscribes, not
+        every subscription held."""
+        start = start_of(bounds[0])
+        earlier = subscriptions.where(filter=FieldFilter(name, "<", start))
+        (result,) = earlier.count(alias="n").get(**self._bounded)
+        since = subscriptions.where(filter=FieldFilter(name, ">=", start)).select([name])
+        days = Counter(
+            day_of(moment)
+            for snapshot in since.stream(**self._bounded)
+            if isinstance(moment := (snapshot.to_dict() or {}).get(name), datetime)
         )
-        return Facts(
-            created,
-            deliveries,
-            [
-                SubscriptionFacts(_get(s, "created_at"), _get(s, "unsubscribed_at"))
-                for s in subscriptions
-            ],
-        )
+        counted, total = {}, int(result[0].value)
+        for day in bounds:
+            counted[day] = total
+            total += days[day]
+        return counted
 
 
-def _get(snapshot: Any, field: str) -> Any:
-    data = snapshot.to_dict() or {}
-    return data.get(field)
+def _add(counts: DayCounts, fields: Mapping[str, Any]) -> None:
+    counts.notifications += _int(fields.get("notifications"))
+    counts.devices_sent += _int(fields.get("devices_sent"))
+    counts.failed += _int(fields.get("failed"))
+    counts.delivered += _int(fields.get("delivered"))
+    reasons = fields.get(REASONS)
+    if isinstance(reasons, Mapping):
+        counts.failed_by_reason.update({str(k): _int(v) for k, v in reasons.items()})
+    counts.waits.update(parse_histogram(fields.get(WAITS)))
 
 
-def _deliveries(
-    records: dict[str, dict[str, Any]], delivered: dict[str, Any]
-) -> Iterable[DeliveryFacts]:
-    for device, record in records.items():
-        yield DeliveryFacts(
-            str(record.get("status") or ""),
-            record.get("error"),
-            sent_at(record),
-            delivered.get(device),
-        )
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

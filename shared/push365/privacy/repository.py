@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, Protocol
@@ -9,8 +10,10 @@ from typing import Any, Protocol
 from google.api_core.exceptions import FailedPrecondition
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
-from push365.errors import StoreUnavailable
+from push365.errors import StoreUnavailable, ValidationFailed
+from push365.fanout.binding import BINDING_FIELD
 from push365.notifications.deliveries import (
     RECEIPT_HASHES,
     RECORDS,
@@ -40,7 +43,19 @@ from push365.subscriptions.repository import OWNED_PAGE, owned_entries
 # receipt hash is not in the export's allow-listed view of a record at all: deliveries.py.) Both
 # keys' hashes go, the previous key's too while its overlap lasts.
 _KEY_HASHES = frozenset({"api_key_hash", "previous_key_hash"})
-_SECRET_FIELDS = _KEY_HASHES | frozenset({"receipt_hash", "receipt_hashes"})
+_SECRET_FIELDS = _KEY_HASHES | frozenset({"receipt_hash", "receipt_hashes", BINDING_FIELD})
+"""(A notification's binding is an HMAC of its content under a key no one keeps: no data about
+anyone, and a hash.)"""
+_HASHED_DEDUP_KEY = "sha256:"
+"""A caller's Idempotency-Key is stored only as a hash (``model.recorded_dedup_key``): not
+exported; a Dataverse operation key (ids and codes) is."""
+EXPORT_PAGE = 500
+"""The most documents one export answer holds (its sections' together)."""
+NOTIFICATIONS_PAGE = 50
+"""The most notifications one export answer holds: each comes with its deliveries (up to a
+batch of records per 500 devices)."""
+NEXT_PAGE = "next_page_token"
+_TOKEN = re.compile(r"^([a-z_]{1,20})\.([0-9a-f-]{0,64})$")
 _PENDING = "pending_emails"
 """Confirmation token hash -> address: exported as the addresses only (a token's hash proves a
 confirmation link, as a key's hash proves a key)."""
@@ -49,12 +64,25 @@ confirmation link, as a key's hash proves a key)."""
 class PrivacyStore(Protocol):
     """The storage port the privacy use cases need."""
 
-    def export_organization(self, organization_id: str) -> dict[str, Any]:
-        """Every document held about the organization, as plain data."""
+    def export_organization(
+        self, organization_id: str, page_token: str | None = None
+    ) -> dict[str, Any]:
+        """Every document held about the organization, as plain data, a page at a time (from
+        where ``page_token`` says; ``next_page_token`` says where the next page starts).
+
+        Raises:
+            ValidationFailed: a page token no export answered.
+        """
         ...
 
-    def export_user(self, organization_id: str, user_id: str) -> dict[str, Any] | None:
-        """Every document held about one user; None when nothing is."""
+    def export_user(
+        self, organization_id: str, user_id: str, page_token: str | None = None
+    ) -> dict[str, Any] | None:
+        """Every document held about one user, a page at a time; None when nothing is.
+
+        Raises:
+            ValidationFailed: as for :meth:`export_organization`.
+        """
         ...
 
     def erase_user(self, organization_id: str, user_id: str) -> dict[str, int]:
@@ -70,52 +98,112 @@ class PrivacyStore(Protocol):
 class FirestorePrivacyStore:
     """The privacy port over the document layout in ``store.py``."""
 
-    def __init__(self, client: firestore.Client, timeout_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        client: firestore.Client,
+        timeout_seconds: float = 10.0,
+        page_size: int = EXPORT_PAGE,
+        notifications_page: int = NOTIFICATIONS_PAGE,
+    ) -> None:
         self._client = client
         self._bounded = bounded(timeout_seconds)
+        self._page_size = page_size
+        self._notifications_page = notifications_page
 
     def _organization(self, organization_id: str) -> firestore.DocumentReference:
         return self._client.collection(ORGANIZATIONS).document(organization_id)
 
-    def export_organization(self, organization_id: str) -> dict[str, Any]:
+    def export_organization(
+        self, organization_id: str, page_token: str | None = None
+    ) -> dict[str, Any]:
         organization = self._organization(organization_id)
-        notifications = [
-            {
-                **_plain(n),
-                "deliveries": list(self._deliveries_of(n.reference)),
-            }
-            for n in organization.collection(NOTIFICATIONS).stream(**self._bounded)
-        ]
+        sources = {
+            "users": lambda after, limit: self._page(organization.collection(USERS), after, limit),
+            "subscriptions": lambda after, limit: self._page(
+                organization.collection(SUBSCRIPTIONS), after, limit
+            ),
+            "notifications": lambda after, limit: self._page(
+                organization.collection(NOTIFICATIONS), after, limit
+            ),
+            "dedup_keys": lambda after, limit: self._dedup_page(organization, after, limit),
+        }
+        found, token = self._sections(sources, page_token)
         return {
-            "organization": _plain(organization.get()),
-            "users": [_plain(s) for s in organization.collection(USERS).stream(**self._bounded)],
-            "subscriptions": [
-                _plain(s) for s in organization.collection(SUBSCRIPTIONS).stream(**self._bounded)
+            "organization": _plain(organization.get(**self._bounded)),
+            "users": [_plain(s) for s in found["users"]],
+            "subscriptions": [_plain(s) for s in found["subscriptions"]],
+            "notifications": [
+                {**_plain(n), "deliveries": list(self._deliveries_of(n.reference))}
+                for n in found["notifications"]
             ],
-            "notifications": notifications,
-            "dedup_keys": [
-                _plain(s) for s in organization.collection(DEDUP).stream(**self._bounded)
-            ],
+            # Each entry's document id is the hash of a caller's key: the entries, without it.
+            "dedup_keys": [_without_id(s) for s in found["dedup_keys"]],
+            NEXT_PAGE: token,
         }
 
-    def export_user(self, organization_id: str, user_id: str) -> dict[str, Any] | None:
+    def export_user(
+        self, organization_id: str, user_id: str, page_token: str | None = None
+    ) -> dict[str, Any] | None:
         organization = self._organization(organization_id)
-        user = organization.collection(USERS).document(user_id).get()
-        subscriptions = [_plain(s) for s in self._subscriptions_of(organization_id, user_id)]
+        user = organization.collection(USERS).document(user_id).get(**self._bounded)
+        sources = {
+            "subscriptions": lambda after, limit: self._page(
+                self._subscriptions_query(organization_id, user_id), after, limit
+            ),
+            "notifications": lambda after, limit: self._page(
+                self._notifications_query(organization_id, user_id), after, limit
+            ),
+        }
+        found, token = self._sections(sources, page_token)
+        subscriptions = [_plain(s) for s in found["subscriptions"]]
         notifications = [
+            # Another recipient is no data about this user: the recipients are counted only.
             {
-                **_plain(n),
+                **_recipients_counted(_plain(n)),
                 "deliveries": list(self._deliveries_of(n.reference, user_id)),
             }
-            for n in self._notifications_of(organization_id, user_id)
+            for n in found["notifications"]
         ]
-        if not user.exists and not subscriptions and not notifications:
+        if page_token is None and not user.exists and not subscriptions and not notifications:
             return None
         return {
             "user": _plain(user) if user.exists else None,
             "subscriptions": subscriptions,
             "notifications": notifications,
+            NEXT_PAGE: token,
         }
+
+    def _sections(
+        self, sources: dict[str, Any], page_token: str | None
+    ) -> tuple[dict[str, list[Any]], str | None]:
+        """Up to a page of documents (:data:`EXPORT_PAGE`), from the sections in order (from
+        where the token says), and the token of the next page (None after the last)."""
+        names = list(sources)
+        section, after = parse_page_token(page_token, names)
+        found: dict[str, list[Any]] = {name: [] for name in names}
+        room = self._page_size
+        for name in names[names.index(section) :]:
+            if room == 0:
+                return found, f"{name}."
+            limit = min(room, self._notifications_page if name == "notifications" else room)
+            page = sources[name](after if name == section else "", limit)
+            found[name] = page
+            room -= len(page)
+            if len(page) == limit:  # perhaps more: the next page goes on after the last one
+                return found, f"{name}.{_cursor(name, page[-1])}"
+        return found, None
+
+    def _page(self, query: Any, after: str, limit: int) -> list[Any]:
+        ordered = query.order_by(FieldPath.document_id())
+        if after:
+            ordered = ordered.start_after({FieldPath.document_id(): _reference(query, after)})
+        return list(ordered.limit(limit).stream(**self._bounded))
+
+    def _dedup_page(self, organization: Any, after: str, limit: int) -> list[Any]:
+        query = organization.collection(DEDUP).order_by("notification_id")
+        if after:
+            query = query.start_after({"notification_id": after})
+        return list(query.limit(limit).stream(**self._bounded))
 
     def erase_user(self, organization_id: str, user_id: str) -> dict[str, int]:
         counts = {
@@ -154,27 +242,35 @@ class FirestorePrivacyStore:
         # First the profile and key go (replaced by a marker purge can finish from), then the rest.
         self._organization(organization_id).set({"id": organization_id, "removed_at": now})
         counts = delete_organization_tree(self._client, organization_id)
-        return {"organizations": 1, **{_KINDS[name]: n for name, n in counts.items()}}
+        # (the daily counts go too, uncounted here: they are counts, about no one)
+        kinds = {_KINDS[name]: n for name, n in counts.items() if name in _KINDS}
+        return {"organizations": 1, **kinds}
 
-    def _subscriptions_of(
-        self, organization_id: str, user_id: str, ids_only: bool = False
-    ) -> Iterator[Any]:
-        query = (
+    def _subscriptions_query(self, organization_id: str, user_id: str) -> Any:
+        return (
             self._organization(organization_id)
             .collection(SUBSCRIPTIONS)
             .where(filter=FieldFilter("user_id", "==", user_id))
         )
+
+    def _subscriptions_of(
+        self, organization_id: str, user_id: str, ids_only: bool = False
+    ) -> Iterator[Any]:
+        query = self._subscriptions_query(organization_id, user_id)
         stream: Iterator[Any] = (query.select([]) if ids_only else query).stream(**self._bounded)
         return stream
 
-    def _notifications_of(
-        self, organization_id: str, user_id: str, ids_only: bool = False
-    ) -> Iterator[Any]:
-        query = (
+    def _notifications_query(self, organization_id: str, user_id: str) -> Any:
+        return (
             self._organization(organization_id)
             .collection(NOTIFICATIONS)
             .where(filter=FieldFilter("recipients", "array_contains", user_id))
         )
+
+    def _notifications_of(
+        self, organization_id: str, user_id: str, ids_only: bool = False
+    ) -> Iterator[Any]:
+        query = self._notifications_query(organization_id, user_id)
         stream: Iterator[Any] = (query.select([]) if ids_only else query).stream(**self._bounded)
         return stream
 
@@ -284,11 +380,53 @@ def _pages(snapshots: Iterator[Any], size: int = BATCH_LIMIT) -> Iterator[list[A
         yield page
 
 
+def parse_page_token(token: str | None, sections: list[str]) -> tuple[str, str]:
+    """(section, the last id the previous page held) of a page token; the first section's
+    start without one.
+
+    Raises:
+        ValidationFailed: not a token an export answered.
+    """
+    if token is None:
+        return sections[0], ""
+    match = _TOKEN.fullmatch(token)
+    if match is None or match.group(1) not in sections:
+        raise ValidationFailed("page_token must be a next_page_token an export answered.")
+    return match.group(1), match.group(2)
+
+
+def _cursor(section: str, snapshot: Any) -> str:
+    if section == "dedup_keys":
+        return str((snapshot.to_dict() or {}).get("notification_id") or "")
+    return str(snapshot.id)
+
+
+def _reference(query: Any, document_id: str) -> Any:
+    """The document ``document_id`` of the collection ``query`` reads."""
+    collection = query if isinstance(query, firestore.CollectionReference) else query._parent
+    return collection.document(document_id)
+
+
+def _without_id(snapshot: Any) -> dict[str, Any]:
+    plain = _plain(snapshot)
+    plain.pop("id", None)
+    return plain
+
+
+def _recipients_counted(notification: dict[str, Any]) -> dict[str, Any]:
+    recipients = notification.pop("recipients", None)
+    notification["recipients_count"] = len(recipients) if isinstance(recipients, list) else 0
+    return notification
+
+
 def _plain(snapshot: Any) -> dict[str, Any]:
     """A document as JSON-ready data: its id, its fields (no secrets), times as ISO-8601."""
     fields = snapshot.to_dict() or {}
     if isinstance(fields.get(_PENDING), dict):
         fields[_PENDING] = sorted(str(email) for email in fields[_PENDING].values())
+    dedup_key = fields.get("dedup_key")
+    if isinstance(dedup_key, str) and dedup_key.startswith(_HASHED_DEDUP_KEY):
+        fields["dedup_key"] = None  # a caller's key, kept only as a hash: the hash is not data
     return {"id": snapshot.id} | {
         k: _jsonable(v) for k, v in fields.items() if k not in _SECRET_FIELDS
     }

@@ -58,15 +58,20 @@ class PrivacyService:
         self._clock = clock
         self._notices = notices
 
-    def export(self, organization_id: str, user_id: str | None = None) -> dict[str, Any]:
-        """Everything held about the organization, or about one of its users.
+    def export(
+        self, organization_id: str, user_id: str | None = None, page_token: str | None = None
+    ) -> dict[str, Any]:
+        """Everything held about the organization, or about one of its users: a page of it
+        (at most ``EXPORT_PAGE`` documents), and the ``next_page_token`` of the rest (None on
+        the last page).
 
         Raises:
             NotFound: nothing is held about that user.
+            ValidationFailed: a page token no export answered.
         """
         if user_id is None:
-            return self._store.export_organization(organization_id)
-        found = self._store.export_user(organization_id, user_id)
+            return self._store.export_organization(organization_id, page_token)
+        found = self._store.export_user(organization_id, user_id, page_token)
         if found is None:
             raise NotFound("Nothing is held about this user.")
         return found

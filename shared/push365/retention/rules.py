@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from push365.daily.counts import DAY_FIELD, KEEP_DAYS
 from push365.retention import (
     DEFAULT_STALE_SUBSCRIPTION_DAYS,
     MAX_UNSUBSCRIBE_RETENTION_DAYS,
@@ -16,6 +17,7 @@ from push365.retention import (
 )
 from push365.store import (
     BATCHES,
+    DAILY,
     DEDUP,
     NOTIFICATIONS,
     ORGANIZATIONS,
@@ -78,6 +80,8 @@ def retention_rules(
         # (Firestore's TTL does the same, within about a day: purge makes it daily and certain).
         RetentionRule("signup_codes", SIGNUP_CODES, "expires_at", top_level=True),
         RetentionRule("throttles", THROTTLES, TTL_FIELD, top_level=True),
+        # An organization's daily counts (no one's data): 91 days after their day ends.
+        RetentionRule("daily_counts", DAILY, DAY_FIELD, keep_days=1 + KEEP_DAYS),
         # Organizations removed by an erasure that did not finish.
         RetentionRule("organizations", ORGANIZATIONS, "removed_at", top_level=True),
     ]

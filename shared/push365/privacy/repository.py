@@ -148,10 +148,16 @@ class FirestorePrivacyStore:
         user = organization.collection(USERS).document(user_id).get(**self._bounded)
         sources = {
             "subscriptions": lambda after, limit: self._page(
-                self._subscriptions_query(organization_id, user_id), after, limit
+                self._subscriptions_query(organization_id, user_id),
+                after,
+                limit,
+                organization.collection(SUBSCRIPTIONS),
             ),
             "notifications": lambda after, limit: self._page(
-                self._notifications_query(organization_id, user_id), after, limit
+                self._notifications_query(organization_id, user_id),
+                after,
+                limit,
+                organization.collection(NOTIFICATIONS),
             ),
         }
         found, token = self._sections(sources, page_token)
@@ -193,10 +199,13 @@ class FirestorePrivacyStore:
                 return found, f"{name}.{_cursor(name, page[-1])}"
         return found, None
 
-    def _page(self, query: Any, after: str, limit: int) -> list[Any]:
+    def _page(self, query: Any, after: str, limit: int, collection: Any = None) -> list[Any]:
+        """Up to ``limit`` documents of ``query`` in id order, after the id ``after``; the
+        collection the query reads, when the query is not the collection itself."""
         ordered = query.order_by(FieldPath.document_id())
         if after:
-            ordered = ordered.start_after({FieldPath.document_id(): _reference(query, after)})
+            start = (collection or query).document(after)
+            ordered = ordered.start_after({FieldPath.document_id(): start})
         return list(ordered.limit(limit).stream(**self._bounded))
 
     def _dedup_page(self, organization: Any, after: str, limit: int) -> list[Any]:
@@ -399,12 +408,6 @@ def _cursor(section: str, snapshot: Any) -> str:
     if section == "dedup_keys":
         return str((snapshot.to_dict() or {}).get("notification_id") or "")
     return str(snapshot.id)
-
-
-def _reference(query: Any, document_id: str) -> Any:
-    """The document ``document_id`` of the collection ``query`` reads."""
-    collection = query if isinstance(query, firestore.CollectionReference) else query._parent
-    return collection.document(document_id)
 
 
 def _without_id(snapshot: Any) -> dict[str, Any]:

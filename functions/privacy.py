@@ -24,8 +24,11 @@ class ExportQuery(InputModel):
     user_id: Guid | None = None
     page_token: str | None = Field(
         default=None,
-        pattern=r"^[a-z_]{1,20}\.[0-9a-f-]{0,64}$",
-        description="The next_page_token the previous page answered (none: the first page).",
+        pattern=r"^(users|subscriptions|notifications|dedup_keys)\.[0-9a-f-]{0,64}$",
+        description=(
+            "The next_page_token the previous page answered (none: the first page); a user's "
+            "export has only the sections subscriptions and notifications."
+        ),
     )
 
 

@@ -26,9 +26,10 @@ import pytest
 from devstack import fanout
 from devstack.emulator import FirestoreEmulator, PubSubEmulator
 from devstack.fcm_server import LocalFcmServer
+from push365 import bootstrap
 from push365.notifications.deliveries import RECORDS, decode_records
 from push365.notifications.receipts import device_id
-from push365.settings import Settings
+from push365.settings import Settings, get_settings
 from push365.store import BATCHES, NOTIFICATIONS, ORGANIZATIONS, firestore_client
 from push365.subscriptions.model import subscription_id
 from tests.conftest import PROJECT, RESULT_PROPERTY, fanout_topology, free_port
@@ -108,6 +109,20 @@ SCALED = {
     "PUSH365_QUEUE_TIMEOUT_SECONDS": "5",
     "PUSH365_DELIVER_CLOCK_SKEW_SECONDS": "0",
 }
+
+
+@pytest.fixture(autouse=True)
+def _uncounted(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """These tests subscribe thousands of devices within a minute through the in-process
+    functions, past the subscribe route's quota by design: their subject is delivery (the quotas
+    have their own tests: tests/integration/test_quotas.py, tests/hostile)."""
+    monkeypatch.setenv("PUSH365_QUOTAS_ENABLED", "false")
+    get_settings.cache_clear()
+    bootstrap.quotas.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+    bootstrap.quotas.cache_clear()
 
 
 def _stack(

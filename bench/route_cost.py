@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 from typing import Any
@@ -41,133 +41,23 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "shared"))
 
 from devstack.emulator import FirestoreEmulator  # noqa: E402
+from tests import history  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 PROJECT = "demo-push365-bench"
 STATS_ORG = "5a000000-0000-4000-8000-000000000001"
 EXPORT_ORG = "5a000000-0000-4000-8000-000000000002"
 DAYS = 7
-USERS = 50
-
-
-def _commit_all(client: Any, writes: list[tuple[Any, dict[str, Any]]]) -> None:
-    for start in range(0, len(writes), 500):
-        batch = client.batch()
-        for reference, fields in writes[start : start + 500]:
-            batch.set(reference, fields)
-        batch.commit()
 
 
 def seed_stats(client: Any, notifications: int, now: datetime) -> None:
-    """``notifications`` over the last 7 days, each with one batch (3 records) and one receipt,
-    as many subscriptions, and the daily counts all that adds up to."""
-    from push365.daily.counts import add, bucket_of
-    from push365.notifications.deliveries import encode_records
-
-    organization = client.collection("organizations").document(STATS_ORG)
-    writes: list[tuple[Any, dict[str, Any]]] = [(organization, {"id": STATS_ORG})]
-    per_day: dict[date, Counter[str]] = {}
-    waits: dict[date, Counter[int]] = {}
-    expire = now + timedelta(days=90)
-    first = datetime.combine(now.date() - timedelta(days=DAYS - 1), clock(), UTC)
-    span = now - timedelta(minutes=2) - first  # every send and receipt within the 7 days
-    for n in range(notifications):
-        created = first + span * n / notifications
-        nid = f"{n:032x}"
-        user = f"{n % USERS:08x}-0000-4000-8000-000000000000"
-        reference = organization.collection("notifications").document(nid)
-        writes.append(
-            (
-                reference,
-                {
-                    "id": nid,
-                    "organization_id": STATS_ORG,
-                    "recipients": [user],
-                    "status": "sent",
-                    "created_at": created,
-                    "expire_at": expire,
-                },
-            )
-        )
-        sent = created + timedelta(seconds=1)
-        records = {
-            f"{n:028x}{d:04x}": {
-                "user_id": user,
-                "status": "failed" if d == 2 else "sent",
-                "message_id": None if d == 2 else f"m{n}-{d}",
-                "error": "unregistered" if d == 2 else None,
-                "sent_at": sent.isoformat(),
-                "resent": False,
-            }
-            for d in range(3)
-        }
-        batch = reference.collection("batches").document("00000")
-        writes.append(
-            (batch, {"done": True, "deliveries": encode_records(records), "created_at": created})
-        )
-        delivered = sent + timedelta(seconds=0.5 + (n % 40) / 10)
-        device = next(iter(records))
-        writes.append(
-            (
-                reference.collection("receipts").document(device),
-                {"device_id": device, "delivered_at": delivered, "expire_at": expire},
-            )
-        )
-        day = created.date()
-        per_day.setdefault(day, Counter()).update(
-            {"notifications": 1, "devices_sent": 2, "failed": 1}
-        )
-        day = delivered.date()
-        per_day.setdefault(day, Counter())["delivered"] += 1
-        waits.setdefault(day, Counter())[bucket_of((delivered - sent).total_seconds())] += 1
-    for s in range(notifications):  # as many, subscribed over a year; 1 in 20 unsubscribed
-        created = now - timedelta(seconds=s * 365 * 86_400 // notifications + 60)
-        fields = {
-            "user_id": f"{s % USERS:08x}-0000-4000-8000-000000000000",
-            "status": "active",
-            "instance_id": f"token-{s}",
-            "created_at": created,
-        }
-        if s % 20 == 0:
-            ended = max(created, now - timedelta(days=s % 30, minutes=1))
-            fields = {k: v for k, v in fields.items() if k != "instance_id"}
-            fields |= {"status": "unsubscribed", "unsubscribed_at": ended}
-        writes.append((organization.collection("subscriptions").document(f"{s:064x}"), fields))
-    _commit_all(client, writes)
-    batch = client.batch()
-    for day, counts in per_day.items():
-        add(
-            batch,
-            client,
-            STATS_ORG,
-            day,
-            {k: counts[k] for k in ("notifications", "devices_sent", "failed", "delivered")},
-            {"unregistered": counts["failed"]},
-            waits.get(day),
-        )
-    batch.commit()
+    client.collection("organizations").document(STATS_ORG).set({"id": STATS_ORG})
+    history.seed_stats(client, STATS_ORG, notifications, now, DAYS)
 
 
 def seed_export(client: Any, subscriptions: int, now: datetime) -> None:
-    organization = client.collection("organizations").document(EXPORT_ORG)
-    writes: list[tuple[Any, dict[str, Any]]] = [(organization, {"id": EXPORT_ORG})]
-    for s in range(subscriptions):
-        writes.append(
-            (
-                organization.collection("subscriptions").document(f"{s:064x}"),
-                {
-                    "id": f"{s:064x}",
-                    "user_id": f"{s % USERS:08x}-0000-4000-8000-000000000000",
-                    "status": "active",
-                    "instance_id": f"token-{s}-" + "x" * 140,
-                    "token_kind": "registration_token",
-                    "browser_footprint": "fp",
-                    "created_at": now - timedelta(seconds=s),
-                    "last_seen_at": now,
-                },
-            )
-        )
-    _commit_all(client, writes)
+    client.collection("organizations").document(EXPORT_ORG).set({"id": EXPORT_ORG})
+    history.seed_export(client, EXPORT_ORG, subscriptions, now)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,9 @@ class TcpProxy:
     nothing on either way (a store that never answers) until ``restore()``; ``hold_answers()``
     passes the client's bytes on to the server but none of the server's back (the request
     arrives, its answer never does) until ``restore()``, which drops the connections held so
-    the client reconnects (a protocol's state, HTTP/2's, is broken by the bytes withheld)."""
+    the client reconnects (a protocol's state, HTTP/2's, is broken by the bytes withheld).
+    ``bytes_sent`` and ``bytes_answered`` count what it passed on each way (clients to ``target``,
+    ``target`` back to clients), for a test that measures how much a call reads."""
 
     def __init__(self, target: str) -> None:
         host, port = target.rsplit(":", 1)
@@ -37,6 +39,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._silent = False
         self._holding = False
+        self.bytes_sent = 0
+        self.bytes_answered = 0
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self.restore()
@@ -110,6 +114,10 @@ class TcpProxy:
                 while data := await source.read(65536):
                     if self._silent or (answers and self._holding):
                         continue
+                    if answers:
+                        self.bytes_answered += len(data)
+                    else:
+                        self.bytes_sent += len(data)
                     sink.write(data)
                     await sink.drain()
             sink.transport.abort()

@@ -277,6 +277,19 @@ def test_one_address_gets_at_most_its_cap_from_all_organizations_together() -> N
     assert len(asked(mailer)) == 3
 
 
+def test_one_organization_asking_an_address_again_and_again_leaves_the_others_their_asks() -> None:
+    service, mailer, _, _ = limited(MailLimits(confirmations_per_address=3))
+    first, second = (f"{n}f2a9c1e-5b7d-4e21-9a0c-1d2e3f405162" for n in (1, 2))
+    key = registered(service, first, ("ada@contoso.com",))
+
+    for _ in range(4):  # removed and added back: asked once today, counted once for everyone
+        service.register(update(first, ("victim@target.test",)), key)
+        service.register(update(first, ("ada@contoso.com",)), key)
+    registered(service, second, ("victim@target.test",))
+
+    assert asked(mailer) == ["ada@contoso.com", "victim@target.test", "victim@target.test"]
+
+
 def test_notices_to_an_organization_stop_at_the_daily_cap() -> None:
     service, mailer, day, _ = limited(MailLimits(notices_per_organization=20))
     key = registered(service)

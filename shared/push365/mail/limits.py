@@ -87,15 +87,17 @@ class MailQuota:
                     _scope("mail-confirmation", organization_id, folded),
                     _scope("mail-address", folded),
                 )
-        counts: dict[str, int] = {}
-        for ours, everyone in per_address.values():
-            counts[ours] = counts.get(ours, 0) + 1
-            counts[everyone] = counts.get(everyone, 0) + 1
-        totals = self._counters.add(counts, window, ends)
+        ours = self._counters.add({o: 1 for o, _ in per_address.values()}, window, ends)
+        # An address counts against every organization's cap only on this organization's first
+        # ask today: asking it again (removed and added back) cannot use up the others' asks.
+        first = {e: scopes for e, scopes in per_address.items() if ours[scopes[0]] <= 1}
+        everyone = (
+            self._counters.add({e: 1 for _, e in first.values()}, window, ends) if first else {}
+        )
         eligible = [
             email
-            for email, (ours, everyone) in per_address.items()
-            if totals[ours] <= 1 and totals[everyone] <= self._limits.confirmations_per_address
+            for email, (_, scope) in first.items()
+            if everyone[scope] <= self._limits.confirmations_per_address
         ]
         allowed = self._claim(
             _scope("mail-confirmations", organization_id),

@@ -8,7 +8,7 @@ from datetime import datetime
 from google.cloud import firestore
 
 from push365.retention import TTL_FIELD
-from push365.store import CONTENDED_ATTEMPTS, THROTTLES
+from push365.store import CONTENDED_ATTEMPTS, THROTTLES, transact
 
 
 class FirestoreMailCounters:
@@ -49,4 +49,5 @@ class FirestoreMailCounters:
                 transaction.set(reference, {"count": count + granted, TTL_FIELD: expires_at})
             return granted
 
-        return int(claim_in(self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)))
+        # (transact: a store that does not answer is its own error, a 503, never a 500)
+        return int(transact(claim_in, self._client.transaction(max_attempts=CONTENDED_ATTEMPTS)))

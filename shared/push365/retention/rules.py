@@ -13,7 +13,6 @@ from push365.daily.counts import DAY_FIELD, KEEP_DAYS
 from push365.retention import (
     DEFAULT_STALE_SUBSCRIPTION_DAYS,
     MAX_UNSUBSCRIBE_RETENTION_DAYS,
-    TTL_FIELD,
 )
 from push365.store import (
     BATCHES,
@@ -24,7 +23,6 @@ from push365.store import (
     RECEIPTS,
     SIGNUP_CODES,
     SUBSCRIPTIONS,
-    THROTTLES,
 )
 
 
@@ -76,10 +74,10 @@ def retention_rules(
         ),
         # Replay protection: 24 hours.
         RetentionRule("dedup_keys", DEDUP, "expires_at"),
-        # Signup codes once expired (used or not), throttle counters once their window ended
-        # (Firestore's TTL does the same, within about a day: purge makes it daily and certain).
+        # Signup codes once expired (used or not). (Not the throttle counters: Firestore's TTL
+        # deletes them a day at most after their window; a query on expire_at, the TTL field,
+        # has no index in production: infra/firestore.tf turns its indexes off.)
         RetentionRule("signup_codes", SIGNUP_CODES, "expires_at", top_level=True),
-        RetentionRule("throttles", THROTTLES, TTL_FIELD, top_level=True),
         # An organization's daily counts (no one's data): 91 days after their day ends.
         RetentionRule("daily_counts", DAILY, DAY_FIELD, keep_days=1 + KEEP_DAYS),
         # Organizations removed by an erasure that did not finish.

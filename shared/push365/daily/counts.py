@@ -53,9 +53,7 @@ DAY_FIELD = "day"
 WAITS = "waits"
 """A day's document: bucket name -> receipts that day whose wait fell in it."""
 REASONS = "failed_by_reason"
-COUNTED = ("notifications", "devices_sent", "failed", "delivered")
 _REASON = re.compile(r"^[a-z_]{1,40}$")
-_BUCKET = re.compile(r"^w[0-9]{3}$")
 
 
 def day_of(moment: datetime) -> date:
